@@ -1,0 +1,105 @@
+/* api: the coordinator's HTTP routes on top of the raft node.
+ *
+ * router.c dispatches by path and method (404 / 405 with Allow), attaches the headers every
+ * response carries and records per-route metrics. Writes and linearizable reads are served
+ * by the leader: on a follower proxy.c forwards them (libcurl multi, on the same loop), waits
+ * for a leader when there is none, retries only when that is safe, and answers 503/504
+ * honestly otherwise. Each asynchronous request is an api_op linked into the api so shutdown
+ * can answer every one of them before the HTTP server goes away. */
+#ifndef CLOUDLESS_API_API_H
+#define CLOUDLESS_API_API_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "forward/forward.h"
+#include "http/http.h"
+#include "metrics/metrics.h"
+#include "raft/node.h"
+
+struct api {
+	uv_loop_t *loop;
+	struct node *node;
+	struct fwd *fwd;
+	struct metrics *metrics;
+	const struct config *cfg;
+	struct api_op *ops; /* every op still holding an http_request */
+	unsigned n_ops;
+	bool closing;
+	uint64_t start_ms;
+};
+
+enum api_op_kind { API_OP_WRITE, API_OP_READ, API_OP_CHANGE, API_OP_FORWARD };
+
+/* One asynchronous request. */
+struct api_op {
+	struct api *api;
+	struct http_request *req; /* NULL once answered (e.g. by api_cancel_all) */
+	struct api_op *prev, *next;
+	enum api_op_kind kind;
+	uint64_t deadline_ms; /* monotonic */
+	uint64_t no_leader_until; /* give up waiting for a leader after this (503) */
+	bool safe_to_retry;   /* idempotency key or CAS: may be re-sent after an unknown outcome */
+	unsigned attempts;
+	bool busy; /* a raft/forward/membership callback is still outstanding */
+	uv_timer_t timer; /* waiting for a leader */
+	bool timer_open;
+	void (*local)(struct api_op *op); /* serve on this node once it is the leader */
+	char *key;                        /* kv key (decoded) for kv ops */
+	size_t key_len;
+	char *idem_key;
+	unsigned change_kind;
+	union {
+		struct node_propose propose;
+		struct node_read read;
+		struct node_change change;
+	} u;
+};
+
+void api_init(struct api *a, uv_loop_t *loop, struct node *node, struct fwd *fwd,
+	      struct metrics *metrics, const struct config *cfg);
+/* Answers every pending request with 503 (shutting down). */
+void api_cancel_all(struct api *a);
+
+/* http handlers: the main listener, and the optional metrics-only listener. */
+void api_handle(struct http_request *req, void *arg);
+void api_handle_metrics_listener(struct http_request *req, void *arg);
+void api_request_complete(struct http_request *req, unsigned status, double seconds, void *arg);
+
+/* ---- shared between route files ---- */
+
+struct api_op *api_op_new(struct api *a, struct http_request *req, enum api_op_kind kind);
+/* Detaches the op from its request (after answering) and frees it unless callbacks still
+ * reference it: ops are freed by whoever runs last (see api_op_release). */
+void api_op_release(struct api_op *op);
+/* Adds X-Cloudless-Leader, X-Cloudless-Known-Leader and X-Cloudless-Served-By. */
+void api_common_headers(struct api *a, struct http_request *req);
+/* Problem response with leader hint members (leader_id, leader_http_addr) when known. */
+void api_problem_leader(struct api *a, struct http_request *req, unsigned status,
+			const char *slug, const char *detail);
+/* Maps a raft error from a failed proposal to a response. */
+void api_respond_raft_error(struct api *a, struct http_request *req, int rv, bool applied_unknown);
+/* Parses ?timeout (default cfg forward timeout); -1 after answering 400. */
+int api_request_deadline(struct api *a, struct http_request *req, uint64_t *deadline_ms);
+
+/* proxy.c: run op->local here if we lead, else forward / redirect / wait for a leader. */
+void api_dispatch_to_leader(struct api_op *op);
+/* Polls for a (new) leader, then dispatches again; 503/504 when none comes in time. */
+void api_wait_for_leader(struct api_op *op);
+/* For ops that failed on this node with an unknown outcome after leadership moved. */
+void api_retry_or_fail(struct api_op *op, int raft_status);
+
+/* route files */
+void api_route_kv(struct api *a, struct http_request *req, const char *key);
+void api_route_kv_list(struct api *a, struct http_request *req);
+void api_route_join(struct api *a, struct http_request *req);
+void api_route_remove(struct api *a, struct http_request *req);
+void api_route_transfer(struct api *a, struct http_request *req);
+void api_route_status(struct api *a, struct http_request *req);
+void api_route_health(struct api *a, struct http_request *req);
+void api_route_metrics(struct api *a, struct http_request *req);
+void api_metrics_define(struct metrics *m);
+
+#endif

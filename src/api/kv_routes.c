@@ -1,0 +1,447 @@
+/* kv_routes: the replicated key-value namespace, /v1/kv/{key} and /v1/kv/?prefix=.
+ *
+ * Writes become one raft entry each (fsm/command.h) and are answered from the apply
+ * callback; an Idempotency-Key makes a retried write return the first result. Reads are
+ * linearizable by default (leader + barrier, see raft/reads.c) or ?consistency=stale (any
+ * node, local state, with X-Cloudless-Last-Contact). Every response carries
+ * X-Cloudless-Index: for a write the entry's index, for a key read its modify index, for a
+ * miss or a listing the index the store reflects. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "fsm/command.h"
+#include "http/problem.h"
+#include "log/log.h"
+#include "util/clock.h"
+#include "util/text.h"
+
+#define LIST_DEFAULT_LIMIT 100
+#define LIST_MAX_LIMIT 1000
+
+static void set_index_header(struct http_request *req, uint64_t index)
+{
+	char v[24];
+	snprintf(v, sizeof v, "%llu", (unsigned long long)index);
+	http_response_header(req, "X-Cloudless-Index", v);
+}
+
+static bool valid_idem_key(const char *k)
+{
+	size_t len = strlen(k);
+	if (len == 0 || len > COMMAND_MAX_IDEM)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (k[i] < 0x21 || k[i] > 0x7e)
+			return false;
+	return true;
+}
+
+static bool check_key(struct http_request *req, const char *key)
+{
+	size_t len = strlen(key);
+	if (len == 0) {
+		http_problem(req, 400, "bad-key", "the key must not be empty");
+		return false;
+	}
+	if (len > COMMAND_MAX_KEY) {
+		http_problem(req, 400, "bad-key", "the key is %zu bytes; the limit is %d", len,
+			     COMMAND_MAX_KEY);
+		return false;
+	}
+	if (!text_valid_utf8(key, len)) {
+		http_problem(req, 400, "bad-key", "the key must be valid UTF-8");
+		return false;
+	}
+	return true;
+}
+
+/* 1 stale, 0 linearizable, -1 after answering 400. */
+static int parse_consistency(struct http_request *req)
+{
+	const char *c = http_request_query(req, "consistency");
+	if (c == NULL)
+		return http_request_query(req, "stale") != NULL ? 1 : 0;
+	if (strcmp(c, "stale") == 0)
+		return 1;
+	if (strcmp(c, "linearizable") == 0 || strcmp(c, "consistent") == 0)
+		return 0;
+	http_problem(req, 400, "bad-parameter",
+		     "consistency must be \"linearizable\" (default) or \"stale\"");
+	return -1;
+}
+
+/* ---- writes ---- */
+
+static void answer_write(struct api_op *op, unsigned code, uint64_t index, bool replay)
+{
+	struct api *a = op->api;
+	struct http_request *req = op->req;
+	api_common_headers(a, req);
+	if (replay)
+		http_response_header(req, "X-Cloudless-Idempotent-Replay", "true");
+	if (code == FSM_OK_CREATED || code == FSM_OK_UPDATED || code == FSM_OK_DELETED) {
+		set_index_header(req, index);
+		json_t *o = json_pack("{s:s%, s:I}", "key", op->key, op->key_len, "index",
+				      (json_int_t)index);
+		if (code == FSM_OK_DELETED)
+			json_object_set_new(o, "deleted", json_true());
+		else
+			json_object_set_new(o, "created", json_boolean(code == FSM_OK_CREATED));
+		http_respond_json(req, 200, o);
+		return;
+	}
+	struct fsm_kv cur = {0};
+	uint64_t cur_index = 0;
+	if (fsm_kv_get(&a->node->fsm, op->key, op->key_len, &cur) == 0) {
+		cur_index = cur.modify_index;
+		fsm_kv_free(&cur);
+	}
+	set_index_header(req, cur_index ? cur_index : a->node->fsm.applied_index);
+	switch (code) {
+	case FSM_NOT_FOUND:
+		http_problem(req, 404, "not-found", "key not found");
+		break;
+	case FSM_CAS_MISMATCH:
+		http_problem_extra(req, 409, "cas-mismatch",
+				   json_pack("{s:I}", "current_index", (json_int_t)cur_index),
+				   "compare-and-set failed: the key's current modify index is %llu",
+				   (unsigned long long)cur_index);
+		break;
+	case FSM_IDEM_MISMATCH:
+		http_problem(req, 409, "idempotency-key-reused",
+			     "this Idempotency-Key was already used for a different request");
+		break;
+	default:
+		http_problem(req, 500, "internal", "the state machine rejected the command");
+	}
+}
+
+static void write_applied(struct node_propose *p, int status, void *result)
+{
+	struct api_op *op = p->data;
+	op->busy = false;
+	if (op->req == NULL) {
+		api_op_release(op);
+		return;
+	}
+	if (status != 0) {
+		api_retry_or_fail(op, status);
+		return;
+	}
+	metrics_observe(op->api->metrics, "cloudless_raft_apply_latency_seconds", NULL,
+			(double)(uv_hrtime() - p->start_ns) / 1e9);
+	unsigned code = fsm_result_code(result);
+	uint64_t index = p->apply.index;
+	bool replay = fsm_result_replayed(result);
+	if (replay) {
+		struct fsm_idem rec;
+		if (fsm_idem_get(&op->api->node->fsm, op->idem_key, strlen(op->idem_key), &rec) == 0)
+			index = rec.index;
+	}
+	answer_write(op, code, index, replay);
+	op->req = NULL;
+	api_op_release(op);
+}
+
+static void write_local(struct api_op *op)
+{
+	struct api *a = op->api;
+	struct command c = {.type = op->change_kind, .ts_ms = clock_wall_ms()};
+	size_t body_len = 0;
+	const char *body = http_request_body(op->req, &body_len);
+	const char *cas = http_request_query(op->req, "cas");
+	c.key = (struct command_str){op->key, op->key_len};
+	if (op->change_kind == COMMAND_KV_PUT)
+		c.value = (struct command_str){body ? body : "", body_len};
+	if (op->idem_key != NULL)
+		c.idem_key = (struct command_str){op->idem_key, strlen(op->idem_key)};
+	if (cas != NULL) {
+		c.has_cas = true;
+		text_parse_u64(cas, &c.cas);
+	}
+	struct buf b;
+	buf_init(&b);
+	command_encode(&c, &b);
+	op->u.propose.cb = write_applied;
+	op->u.propose.data = op;
+	op->busy = true;
+	int rv = node_propose(a->node, &op->u.propose, &b);
+	buf_close(&b);
+	if (rv == 0)
+		return;
+	op->busy = false;
+	if (rv == RAFT_NOTLEADER) {
+		api_wait_for_leader(op);
+		return;
+	}
+	api_common_headers(a, op->req);
+	api_respond_raft_error(a, op->req, rv, false);
+	op->req = NULL;
+	api_op_release(op);
+}
+
+static void kv_write(struct api *a, struct http_request *req, const char *key, bool put)
+{
+	uint64_t cas, deadline;
+	const char *cas_s = http_request_query(req, "cas");
+	const char *idem = http_request_header(req, "Idempotency-Key");
+	if (!check_key(req, key))
+		return;
+	if (cas_s != NULL && text_parse_u64(cas_s, &cas) != 0) {
+		http_problem(req, 400, "bad-parameter",
+			     "cas must be a non-negative integer index (0 = create only)");
+		return;
+	}
+	if (idem != NULL && !valid_idem_key(idem)) {
+		http_problem(req, 400, "bad-header",
+			     "Idempotency-Key must be 1 to %d visible ASCII characters",
+			     COMMAND_MAX_IDEM);
+		return;
+	}
+	if (api_request_deadline(a, req, &deadline) != 0)
+		return;
+	struct api_op *op = api_op_new(a, req, API_OP_WRITE);
+	op->key_len = strlen(key);
+	op->key = strdup(key);
+	op->idem_key = idem ? strdup(idem) : NULL;
+	op->safe_to_retry = idem != NULL || cas_s != NULL;
+	op->deadline_ms = deadline;
+	op->change_kind = put ? COMMAND_KV_PUT : COMMAND_KV_DELETE;
+	op->local = write_local;
+	api_dispatch_to_leader(op);
+}
+
+/* ---- reads ---- */
+
+static void respond_value(struct api *a, struct http_request *req, const char *key, bool stale)
+{
+	struct fsm_kv kv;
+	api_common_headers(a, req);
+	if (stale) {
+		char v[24];
+		uint64_t lc = node_last_contact_ms(a->node);
+		if (lc == UINT64_MAX)
+			snprintf(v, sizeof v, "-1");
+		else
+			snprintf(v, sizeof v, "%llu", (unsigned long long)lc);
+		http_response_header(req, "X-Cloudless-Last-Contact", v);
+	}
+	int rv = fsm_kv_get(&a->node->fsm, key, strlen(key), &kv);
+	if (rv != 0) {
+		set_index_header(req, a->node->fsm.applied_index);
+		if (rv > 0)
+			http_problem(req, 404, "not-found", "key not found");
+		else
+			http_problem(req, 500, "storage", "cannot read the key");
+		return;
+	}
+	set_index_header(req, kv.modify_index);
+	if (http_request_query(req, "json") != NULL) {
+		struct buf b64;
+		buf_init(&b64);
+		text_base64_encode(kv.value, kv.value_len, &b64);
+		json_t *o = json_pack("{s:s, s:s%, s:I, s:I, s:I}", "key", key, "value_b64",
+				      b64.data ? b64.data : "", b64.len, "create_index",
+				      (json_int_t)kv.create_index, "modify_index",
+				      (json_int_t)kv.modify_index, "version", (json_int_t)kv.version);
+		buf_close(&b64);
+		http_respond_json(req, 200, o);
+	} else {
+		http_respond(req, 200, "application/octet-stream", kv.value, kv.value_len);
+	}
+	fsm_kv_free(&kv);
+}
+
+static void respond_list(struct api *a, struct http_request *req, bool stale);
+
+static void read_confirmed(struct node_read *r, int status)
+{
+	struct api_op *op = r->data;
+	op->busy = false;
+	if (op->req == NULL) {
+		api_op_release(op);
+		return;
+	}
+	if (status != 0) {
+		/* Reads have no side effects: always safe to try the new leader. */
+		api_wait_for_leader(op);
+		return;
+	}
+	if (op->key != NULL)
+		respond_value(op->api, op->req, op->key, false);
+	else
+		respond_list(op->api, op->req, false);
+	op->req = NULL;
+	api_op_release(op);
+}
+
+static void read_local(struct api_op *op)
+{
+	op->u.read.cb = read_confirmed;
+	op->u.read.data = op;
+	op->busy = true;
+	int rv = node_read_barrier(op->api->node, &op->u.read);
+	if (rv == 0)
+		return;
+	op->busy = false;
+	if (rv == RAFT_NOTLEADER) {
+		api_wait_for_leader(op);
+		return;
+	}
+	api_common_headers(op->api, op->req);
+	api_respond_raft_error(op->api, op->req, rv, false);
+	op->req = NULL;
+	api_op_release(op);
+}
+
+static void kv_read(struct api *a, struct http_request *req, const char *key)
+{
+	uint64_t deadline;
+	int stale = parse_consistency(req);
+	if (stale < 0 || (key != NULL && !check_key(req, key)))
+		return;
+	if (stale) {
+		if (key != NULL)
+			respond_value(a, req, key, true);
+		else
+			respond_list(a, req, true);
+		return;
+	}
+	if (api_request_deadline(a, req, &deadline) != 0)
+		return;
+	struct api_op *op = api_op_new(a, req, API_OP_READ);
+	if (key != NULL) {
+		op->key = strdup(key);
+		op->key_len = strlen(key);
+	}
+	op->safe_to_retry = true;
+	op->deadline_ms = deadline;
+	op->local = read_local;
+	api_dispatch_to_leader(op);
+}
+
+void api_route_kv(struct api *a, struct http_request *req, const char *key)
+{
+	const char *m = http_request_method(req);
+	if (strcmp(m, "PUT") == 0)
+		kv_write(a, req, key, true);
+	else if (strcmp(m, "DELETE") == 0)
+		kv_write(a, req, key, false);
+	else
+		kv_read(a, req, key);
+}
+
+/* ---- listing ---- */
+
+struct list_params {
+	const char *prefix;
+	uint64_t limit;
+	struct buf start; /* decoded continue token */
+};
+
+static int parse_list(struct http_request *req, struct list_params *p)
+{
+	const char *limit = http_request_query(req, "limit");
+	const char *cont = http_request_query(req, "continue");
+	p->prefix = http_request_query(req, "prefix");
+	if (p->prefix == NULL)
+		p->prefix = "";
+	p->limit = LIST_DEFAULT_LIMIT;
+	buf_init(&p->start);
+	if (strlen(p->prefix) > COMMAND_MAX_KEY || !text_valid_utf8(p->prefix, strlen(p->prefix))) {
+		http_problem(req, 400, "bad-parameter", "prefix must be valid UTF-8 of at most %d bytes",
+			     COMMAND_MAX_KEY);
+		return -1;
+	}
+	if (limit != NULL && (text_parse_u64(limit, &p->limit) != 0 || p->limit == 0 ||
+			      p->limit > LIST_MAX_LIMIT)) {
+		http_problem(req, 400, "bad-parameter", "limit must be an integer from 1 to %d",
+			     LIST_MAX_LIMIT);
+		return -1;
+	}
+	if (cont != NULL && (text_base64_decode(cont, strlen(cont), &p->start) != 0 ||
+			     p->start.len == 0 || p->start.len > COMMAND_MAX_KEY + 1)) {
+		buf_close(&p->start);
+		http_problem(req, 400, "bad-parameter", "continue is not a token this API issued");
+		return -1;
+	}
+	return 0;
+}
+
+static void respond_list(struct api *a, struct http_request *req, bool stale)
+{
+	struct list_params p;
+	if (parse_list(req, &p) != 0)
+		return;
+	api_common_headers(a, req);
+	set_index_header(req, a->node->fsm.applied_index);
+	struct buf prefix, start;
+	buf_init(&prefix);
+	buf_init(&start);
+	buf_printf(&prefix, "k/%s", p.prefix);
+	if (p.start.len > 0) {
+		buf_append(&start, "k/", 2);
+		buf_append(&start, p.start.data, p.start.len);
+	}
+	json_t *items = json_array();
+	struct store_iter it;
+	store_iter_init(&it, &a->node->fsm.store, NULL, prefix.data, prefix.len, start.data,
+			start.len);
+	uint64_t n = 0;
+	json_t *next = json_null();
+	for (; store_iter_valid(&it); store_iter_next(&it)) {
+		size_t kl, vl;
+		const char *k = store_iter_key(&it, &kl);
+		const char *v = store_iter_value(&it, &vl);
+		if (n == p.limit) {
+			/* The next page starts exactly at this key. */
+			struct buf tok;
+			buf_init(&tok);
+			text_base64_encode(k + 2, kl - 2, &tok);
+			next = json_stringn(tok.data, tok.len);
+			buf_close(&tok);
+			break;
+		}
+		if (vl < 24)
+			continue;
+		struct buf b64;
+		buf_init(&b64);
+		text_base64_encode(v + 24, vl - 24, &b64);
+		uint64_t ci = 0, mi = 0, ver = 0;
+		for (int i = 0; i < 8; i++) {
+			ci = ci << 8 | (uint8_t)v[i];
+			mi = mi << 8 | (uint8_t)v[8 + i];
+			ver = ver << 8 | (uint8_t)v[16 + i];
+		}
+		json_array_append_new(items,
+				      json_pack("{s:s%, s:s%, s:I, s:I, s:I}", "key", k + 2, kl - 2,
+						"value_b64", b64.data ? b64.data : "", b64.len,
+						"create_index", (json_int_t)ci, "modify_index",
+						(json_int_t)mi, "version", (json_int_t)ver));
+		buf_close(&b64);
+		n++;
+	}
+	store_iter_close(&it);
+	if (stale) {
+		char v[24];
+		uint64_t lc = node_last_contact_ms(a->node);
+		snprintf(v, sizeof v, "%lld", lc == UINT64_MAX ? -1LL : (long long)lc);
+		http_response_header(req, "X-Cloudless-Last-Contact", v);
+	}
+	http_respond_json(req, 200, json_pack("{s:o, s:o}", "items", items, "continue", next));
+	buf_close(&prefix);
+	buf_close(&start);
+	buf_close(&p.start);
+}
+
+void api_route_kv_list(struct api *a, struct http_request *req)
+{
+	/* Validate before we possibly forward, so bad input never costs a round trip. */
+	struct list_params p;
+	if (parse_list(req, &p) != 0)
+		return;
+	buf_close(&p.start);
+	kv_read(a, req, NULL);
+}

@@ -1,0 +1,142 @@
+/* metrics_route: GET /metrics in Prometheus text format 0.0.4.
+ *
+ * Event counters and histograms live in the metrics registry; raft state is sampled at scrape
+ * time and written as gauges. `cloudless_coordinator_is_leader 1|0` stays unlabelled because
+ * existing HA scripts grep for that exact line. Counters kept by lower layers (leader changes,
+ * snapshots) are folded into the registry as deltas on each scrape. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/api.h"
+
+static const double LATENCY_BUCKETS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+					 0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
+
+void api_metrics_define(struct metrics *m)
+{
+	size_t nb = sizeof LATENCY_BUCKETS / sizeof LATENCY_BUCKETS[0];
+	metrics_define(m, "cloudless_http_requests_total", METRICS_COUNTER,
+		       "HTTP requests served, by route and status code.", NULL, 0);
+	metrics_define(m, "cloudless_http_request_duration_seconds", METRICS_HISTOGRAM,
+		       "Time from request arrival to response, by route.", LATENCY_BUCKETS, nb);
+	metrics_define(m, "cloudless_forward_requests_total", METRICS_COUNTER,
+		       "Requests forwarded to the leader, by outcome.", NULL, 0);
+	metrics_define(m, "cloudless_forward_duration_seconds", METRICS_HISTOGRAM,
+		       "Round trip of requests forwarded to the leader.", LATENCY_BUCKETS, nb);
+	metrics_define(m, "cloudless_raft_apply_latency_seconds", METRICS_HISTOGRAM,
+		       "Time from proposing a write on the leader to its apply callback.",
+		       LATENCY_BUCKETS, nb);
+	metrics_define(m, "cloudless_raft_snapshot_creation_total", METRICS_COUNTER,
+		       "Raft snapshots taken, by result.", NULL, 0);
+	metrics_define(m, "cloudless_raft_snapshot_restore_total", METRICS_COUNTER,
+		       "Raft snapshots restored (installed from the leader), by result.", NULL, 0);
+	metrics_define(m, "cloudless_raft_leader_changes_seen_total", METRICS_COUNTER,
+		       "Leader changes this node has observed since it started.", NULL, 0);
+	metrics_counter_touch(m, "cloudless_raft_snapshot_creation_total", "result=\"success\"");
+	metrics_counter_touch(m, "cloudless_raft_snapshot_creation_total", "result=\"failure\"");
+	metrics_counter_touch(m, "cloudless_raft_snapshot_restore_total", "result=\"success\"");
+	metrics_counter_touch(m, "cloudless_raft_snapshot_restore_total", "result=\"failure\"");
+	metrics_counter_touch(m, "cloudless_raft_leader_changes_seen_total", NULL);
+}
+
+static void sync_counter(struct metrics *m, const char *name, const char *labels, uint64_t total)
+{
+	double have = metrics_counter_get(m, name, labels);
+	if ((double)total > have)
+		metrics_counter_add(m, name, labels, (double)total - have);
+}
+
+static int state_code(struct node *n)
+{
+	switch (n->raft.state) {
+	case RAFT_FOLLOWER:
+		return 0;
+	case RAFT_CANDIDATE:
+		return 1;
+	case RAFT_LEADER:
+		return 2;
+	default:
+		return 3;
+	}
+}
+
+static void write_raft_gauges(struct api *a, struct buf *out)
+{
+	struct node *n = a->node;
+	char labels[160];
+	struct buf esc;
+	raft_id lid = 0;
+	const char *laddr;
+	raft_leader(&n->raft, &lid, &laddr);
+	unsigned voters = node_voters(n);
+	unsigned healthy = node_is_leader(n) ? node_reachable_voters(n, 0, NULL) : voters;
+	int tolerance = (int)healthy - (int)(voters / 2 + 1);
+
+	metrics_write_gauge(out, "cloudless_coordinator_is_leader",
+			    "1 if this coordinator is the raft leader, else 0.", NULL,
+			    node_is_leader(n));
+	metrics_write_gauge(out, "cloudless_raft_has_leader", "1 if this node knows a leader.",
+			    NULL, lid != 0);
+	metrics_write_gauge(out, "cloudless_raft_term", "Current raft term.", NULL,
+			    (double)n->raft.current_term);
+	metrics_write_gauge(out, "cloudless_raft_commit_index", "Highest committed log index.", NULL,
+			    (double)n->raft.commit_index);
+	metrics_write_gauge(out, "cloudless_raft_last_log_index", "Index of the last log entry.",
+			    NULL, (double)raft_last_index(&n->raft));
+	metrics_write_gauge(out, "cloudless_coordinator_raft_applied_index",
+			    "Highest log index applied to the state machine.", NULL,
+			    (double)n->raft.last_applied);
+	buf_init(&esc);
+	metrics_escape_label(&esc, a->cfg->node_id);
+	snprintf(labels, sizeof labels, "node_id=\"%s\"", esc.data ? esc.data : "");
+	metrics_write_gauge(out, "cloudless_raft_node_state",
+			    "Raft state: 0 follower, 1 candidate, 2 leader, 3 unavailable.", labels,
+			    state_code(n));
+	metrics_write_gauge(out, "cloudless_raft_peers", "Servers in the raft configuration.", NULL,
+			    n->raft.configuration.n);
+	metrics_write_gauge(out, "cloudless_raft_voters", "Voters in the raft configuration.", NULL,
+			    voters);
+	metrics_write_gauge(out, "cloudless_raft_failure_tolerance",
+			    "Voters that can fail before the cluster loses quorum.", NULL,
+			    tolerance < 0 ? 0 : tolerance);
+	if (node_is_leader(n)) {
+		metrics_write_gauge_header(out, "cloudless_raft_follower_replication_lag_entries",
+					   "Entries each follower trails the leader's log by.");
+		raft_index last = raft_last_index(&n->raft);
+		for (unsigned i = 0; i < n->raft.configuration.n; i++) {
+			struct raft_server *s = &n->raft.configuration.servers[i];
+			if (s->id == n->id)
+				continue;
+			const struct fsm_member *m = node_member_by_raft_id(n, s->id);
+			buf_reset(&esc);
+			metrics_escape_label(&esc, m ? m->node_id : s->address);
+			snprintf(labels, sizeof labels, "follower_id=\"%s\"", esc.data ? esc.data : "");
+			raft_index match = n->raft.leader_state.progress[i].match_index;
+			metrics_write_sample(out, "cloudless_raft_follower_replication_lag_entries",
+					     labels, (double)(last - match));
+		}
+	}
+	buf_close(&esc);
+	metrics_write_gauge(out, "cloudless_build_info", "Build information.",
+			    "version=\"" CLOUDLESS_VERSION "\"", 1);
+}
+
+void api_route_metrics(struct api *a, struct http_request *req)
+{
+	struct node *n = a->node;
+	struct buf out;
+	sync_counter(a->metrics, "cloudless_raft_leader_changes_seen_total", NULL, n->leader_changes);
+	sync_counter(a->metrics, "cloudless_raft_snapshot_creation_total", "result=\"success\"",
+		     n->fsm.stats.snapshots_ok);
+	sync_counter(a->metrics, "cloudless_raft_snapshot_creation_total", "result=\"failure\"",
+		     n->fsm.stats.snapshots_failed);
+	sync_counter(a->metrics, "cloudless_raft_snapshot_restore_total", "result=\"success\"",
+		     n->fsm.stats.restores_ok);
+	sync_counter(a->metrics, "cloudless_raft_snapshot_restore_total", "result=\"failure\"",
+		     n->fsm.stats.restores_failed);
+	buf_init(&out);
+	metrics_render(a->metrics, &out);
+	write_raft_gauges(a, &out);
+	http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+	buf_close(&out);
+}

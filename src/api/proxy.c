@@ -1,0 +1,280 @@
+/* proxy: getting a request to the leader.
+ *
+ * A request that must be served by the leader (writes, membership changes, linearizable
+ * reads) runs locally when this node leads. Otherwise it is forwarded with libcurl to the
+ * leader's advertised HTTP address, or answered 307 with ?redirect. With no known leader it
+ * waits (bounded by three election timeouts and the request deadline) for one to emerge.
+ *
+ * Retrying is the delicate part. A request that never reached the leader (connection
+ * refused, or the target answered "not-leader" before proposing anything) is always safe to
+ * send again. One whose outcome is unknown (the connection broke after sending, or the leader
+ * lost leadership before the entry committed) is re-sent only when that cannot apply it twice:
+ * it carries an Idempotency-Key, or it is a compare-and-set. Otherwise the client gets 503
+ * saying the outcome is unknown; a passed deadline is 504. Forwarded requests are marked so a
+ * second non-leader never forwards again (no loops). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "http/problem.h"
+#include "log/log.h"
+#include "util/clock.h"
+
+#define LEADER_POLL_MS 10
+#define FORWARDED_BY "X-Cloudless-Forwarded-By"
+
+static void count_forward(struct api *a, const char *result, double seconds)
+{
+	char labels[64];
+	snprintf(labels, sizeof labels, "result=\"%s\"", result);
+	metrics_counter_add(a->metrics, "cloudless_forward_requests_total", labels, 1);
+	if (seconds >= 0)
+		metrics_observe(a->metrics, "cloudless_forward_duration_seconds", NULL, seconds);
+}
+
+static void finish_problem(struct api_op *op, unsigned status, const char *slug, const char *detail)
+{
+	api_common_headers(op->api, op->req);
+	api_problem_leader(op->api, op->req, status, slug, detail);
+	op->req = NULL;
+	api_op_release(op);
+}
+
+static void wait_cb(uv_timer_t *t)
+{
+	api_dispatch_to_leader(t->data);
+}
+
+/* No usable leader right now: poll for one until our patience or the deadline runs out. */
+void api_wait_for_leader(struct api_op *op)
+{
+	struct api *a = op->api;
+	uint64_t now = clock_mono_ms();
+	if (op->no_leader_until == 0)
+		op->no_leader_until = now + 3 * (uint64_t)a->cfg->election_ms;
+	if (now >= op->deadline_ms) {
+		count_forward(a, "timeout", -1);
+		finish_problem(op, 504, "timeout", "the request deadline passed while waiting for a leader");
+		return;
+	}
+	if (now >= op->no_leader_until) {
+		count_forward(a, "no_leader", -1);
+		finish_problem(op, 503, "no-leader", "no leader is known; retry later");
+		return;
+	}
+	if (!op->timer_open) {
+		uv_timer_init(a->loop, &op->timer);
+		op->timer.data = op;
+		op->timer_open = true;
+	}
+	uv_timer_start(&op->timer, wait_cb, LEADER_POLL_MS, 0);
+}
+
+static const char *const HOP_BY_HOP[] = {"connection", "keep-alive", "transfer-encoding",
+					 "content-length", "date", "content-type", NULL};
+
+static bool skip_header(const char *name)
+{
+	for (int i = 0; HOP_BY_HOP[i] != NULL; i++)
+		if (strcasecmp(name, HOP_BY_HOP[i]) == 0)
+			return true;
+	return false;
+}
+
+static void relay(struct api_op *op, const struct fwd_response *r)
+{
+	const char *ctype = NULL;
+	for (size_t i = 0; i < r->n_headers; i++) {
+		if (strcasecmp(r->headers[i].name, "content-type") == 0)
+			ctype = r->headers[i].value;
+		else if (!skip_header(r->headers[i].name))
+			http_response_header(op->req, r->headers[i].name, r->headers[i].value);
+	}
+	http_respond(op->req, (unsigned)r->status, ctype, r->body, r->body_len);
+	op->req = NULL;
+	api_op_release(op);
+}
+
+/* "not-leader" means the target refused before proposing anything. */
+static bool refused_unapplied(const struct fwd_response *r)
+{
+	return r->status == 503 && r->body != NULL &&
+	       strstr(r->body, "https://cloudless.dev/problems/not-leader") != NULL;
+}
+
+static bool leadership_lost(const struct fwd_response *r)
+{
+	return r->status == 503 && r->body != NULL &&
+	       strstr(r->body, "https://cloudless.dev/problems/leadership-lost") != NULL;
+}
+
+static void forward_cb(const struct fwd_response *r, void *arg)
+{
+	struct api_op *op = arg;
+	struct api *a = op->api;
+	op->busy = false;
+	if (op->req == NULL) {
+		api_op_release(op);
+		return;
+	}
+	switch (r->result) {
+	case FWD_OK:
+		if (refused_unapplied(r) || (leadership_lost(r) && op->safe_to_retry)) {
+			count_forward(a, "retry", r->seconds);
+			api_wait_for_leader(op);
+			return;
+		}
+		count_forward(a, "ok", r->seconds);
+		relay(op, r);
+		return;
+	case FWD_CONNECT_FAILED:
+		count_forward(a, "connect_failed", r->seconds);
+		api_wait_for_leader(op);
+		return;
+	case FWD_TIMEOUT:
+		count_forward(a, "timeout", r->seconds);
+		finish_problem(op, 504, "timeout", "forwarding to the leader timed out");
+		return;
+	case FWD_CANCELED:
+		count_forward(a, "canceled", r->seconds);
+		finish_problem(op, 503, "shutting-down", "the coordinator is shutting down");
+		return;
+	case FWD_FAILED:
+	default:
+		count_forward(a, "failed", r->seconds);
+		if (op->safe_to_retry) {
+			api_wait_for_leader(op);
+			return;
+		}
+		finish_problem(op, 503, "leadership-lost",
+			       "the connection to the leader broke after the request was sent; it may "
+			       "or may not have been applied (retry with an Idempotency-Key)");
+	}
+}
+
+static void append_escaped_path(struct buf *out, const char *path)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+		unsigned char c = *p;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+			buf_append(out, p, 1);
+		} else {
+			char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+			buf_append(out, e, 3);
+		}
+	}
+}
+
+static void leader_url(struct buf *url, const char *http_addr, struct http_request *req)
+{
+	const char *q = http_request_query_string(req);
+	buf_printf(url, "http://%s", http_addr);
+	append_escaped_path(url, http_request_path(req));
+	if (q != NULL && q[0] != '\0')
+		buf_printf(url, "?%s", q);
+}
+
+static void redirect(struct api_op *op, const struct fsm_member *leader)
+{
+	struct buf url;
+	buf_init(&url);
+	leader_url(&url, leader->http_addr, op->req);
+	api_common_headers(op->api, op->req);
+	http_response_header(op->req, "Location", url.data);
+	http_problem(op->req, 307, "redirect", "the leader %s serves this request at %s",
+		     leader->node_id, url.data);
+	buf_close(&url);
+	op->req = NULL;
+	api_op_release(op);
+}
+
+static void forward(struct api_op *op, const struct fsm_member *leader)
+{
+	struct api *a = op->api;
+	static const char *const pass[] = {"Content-Type", "Authorization", "Idempotency-Key",
+					   "Accept"};
+	struct fwd_header h[8];
+	size_t nh = 0;
+	for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
+		const char *v = http_request_header(op->req, pass[i]);
+		if (v != NULL)
+			h[nh++] = (struct fwd_header){pass[i], v};
+	}
+	h[nh++] = (struct fwd_header){FORWARDED_BY, a->cfg->node_id};
+	struct buf url;
+	buf_init(&url);
+	leader_url(&url, leader->http_addr, op->req);
+	size_t body_len = 0;
+	const char *body = http_request_body(op->req, &body_len);
+	uint64_t now = clock_mono_ms();
+	struct fwd_request fr = {.method = http_request_method(op->req),
+				 .url = url.data,
+				 .headers = h,
+				 .n_headers = nh,
+				 .body = body,
+				 .body_len = body_len,
+				 .timeout_ms = (unsigned)(op->deadline_ms - now)};
+	op->attempts++;
+	op->busy = true;
+	if (fwd_send(a->fwd, &fr, forward_cb, op) != 0) {
+		op->busy = false;
+		finish_problem(op, 503, "no-leader", "cannot forward the request to the leader");
+	}
+	buf_close(&url);
+}
+
+void api_dispatch_to_leader(struct api_op *op)
+{
+	struct api *a = op->api;
+	struct node *n = a->node;
+	if (op->req == NULL) {
+		api_op_release(op);
+		return;
+	}
+	if (clock_mono_ms() >= op->deadline_ms) {
+		finish_problem(op, 504, "timeout", "the request deadline passed");
+		return;
+	}
+	if (node_is_leader(n)) {
+		op->local(op);
+		return;
+	}
+	if (http_request_header(op->req, FORWARDED_BY) != NULL) {
+		/* Forwarded to us by a node that thought we lead: bounce it back rather than
+		 * forwarding twice; nothing was proposed, so the sender may retry. */
+		finish_problem(op, 503, "not-leader", "this node is not the leader");
+		return;
+	}
+	const struct fsm_member *leader = NULL;
+	raft_id lid = 0;
+	if (!node_leader(n, &leader, &lid, NULL) || leader == NULL || lid == n->id) {
+		api_wait_for_leader(op);
+		return;
+	}
+	if (http_request_query(op->req, "redirect") != NULL) {
+		redirect(op, leader);
+		return;
+	}
+	forward(op, leader);
+}
+
+void api_retry_or_fail(struct api_op *op, int raft_status)
+{
+	struct api *a = op->api;
+	bool forwarded = http_request_header(op->req, FORWARDED_BY) != NULL;
+	if (op->safe_to_retry && !forwarded && !a->closing && clock_mono_ms() < op->deadline_ms) {
+		log_info("Retrying write after leadership change", "attempt=%u status=%s",
+			 op->attempts, raft_strerror(raft_status));
+		api_wait_for_leader(op);
+		return;
+	}
+	char detail[256];
+	snprintf(detail, sizeof detail,
+		 "%s before the write committed; it may or may not have been applied (retry with "
+		 "an Idempotency-Key to be safe)",
+		 raft_strerror(raft_status));
+	finish_problem(op, 503, "leadership-lost", detail);
+}

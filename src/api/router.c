@@ -1,0 +1,252 @@
+/* router: request dispatch, op lifecycle and helpers shared by the route files. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "http/problem.h"
+#include "log/log.h"
+#include "util/clock.h"
+#include "util/text.h"
+
+void api_init(struct api *a, uv_loop_t *loop, struct node *node, struct fwd *fwd,
+	      struct metrics *metrics, const struct config *cfg)
+{
+	memset(a, 0, sizeof *a);
+	a->loop = loop;
+	a->node = node;
+	a->fwd = fwd;
+	a->metrics = metrics;
+	a->cfg = cfg;
+	a->start_ms = clock_mono_ms();
+}
+
+struct api_op *api_op_new(struct api *a, struct http_request *req, enum api_op_kind kind)
+{
+	struct api_op *op = calloc(1, sizeof *op);
+	if (op == NULL)
+		abort();
+	op->api = a;
+	op->req = req;
+	op->kind = kind;
+	op->next = a->ops;
+	if (a->ops != NULL)
+		a->ops->prev = op;
+	a->ops = op;
+	a->n_ops++;
+	return op;
+}
+
+static void op_free(struct api_op *op)
+{
+	free(op->key);
+	free(op->idem_key);
+	free(op);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	op_free(h->data);
+}
+
+void api_op_release(struct api_op *op)
+{
+	struct api *a = op->api;
+	if (op->prev != NULL)
+		op->prev->next = op->next;
+	else if (a->ops == op)
+		a->ops = op->next;
+	if (op->next != NULL)
+		op->next->prev = op->prev;
+	op->prev = op->next = NULL;
+	a->n_ops--;
+	if (op->timer_open) {
+		op->timer.data = op;
+		uv_close((uv_handle_t *)&op->timer, timer_closed);
+		return;
+	}
+	op_free(op);
+}
+
+void api_cancel_all(struct api *a)
+{
+	a->closing = true;
+	struct api_op *op = a->ops;
+	while (op != NULL) {
+		struct api_op *next = op->next;
+		if (op->req != NULL) {
+			http_problem(op->req, 503, "shutting-down", "the coordinator is shutting down");
+			op->req = NULL;
+		}
+		if (!op->busy)
+			api_op_release(op);
+		op = next;
+	}
+}
+
+void api_common_headers(struct api *a, struct http_request *req)
+{
+	const struct fsm_member *m = NULL;
+	raft_id id = 0;
+	bool known = node_leader(a->node, &m, &id, NULL);
+	http_response_header(req, "X-Cloudless-Known-Leader", known ? "true" : "false");
+	if (known && m != NULL)
+		http_response_header(req, "X-Cloudless-Leader", m->node_id);
+	http_response_header(req, "X-Cloudless-Served-By", a->cfg->node_id);
+}
+
+void api_problem_leader(struct api *a, struct http_request *req, unsigned status,
+			const char *slug, const char *detail)
+{
+	const struct fsm_member *m = NULL;
+	json_t *extra = json_object();
+	if (node_leader(a->node, &m, NULL, NULL) && m != NULL) {
+		json_object_set_new(extra, "leader_id", json_string(m->node_id));
+		json_object_set_new(extra, "leader_http_addr", json_string(m->http_addr));
+	}
+	if (status == 503)
+		http_response_header(req, "Retry-After", "1");
+	http_problem_extra(req, status, slug, extra, "%s", detail);
+}
+
+void api_respond_raft_error(struct api *a, struct http_request *req, int rv, bool applied_unknown)
+{
+	char detail[256];
+	switch (rv) {
+	case RAFT_NOTLEADER:
+	case RAFT_LEADERSHIPLOST:
+	case RAFT_SHUTDOWN:
+	case RAFT_CANCELED:
+		snprintf(detail, sizeof detail, "%s%s", raft_strerror(rv),
+			 applied_unknown ? "; the write may or may not have been applied (retry "
+					   "with an Idempotency-Key to be safe)"
+					 : "");
+		api_problem_leader(a, req, 503, "no-leader", detail);
+		return;
+	case RAFT_NOSPACE:
+	case RAFT_IOERR:
+		http_problem(req, 507, "storage", "storage error: %s", raft_strerror(rv));
+		return;
+	case RAFT_TOOBIG:
+		http_problem(req, 413, "too-large", "entry too large: %s", raft_strerror(rv));
+		return;
+	default:
+		http_problem(req, 500, "internal", "raft error: %s", raft_strerror(rv));
+	}
+}
+
+int api_request_deadline(struct api *a, struct http_request *req, uint64_t *deadline_ms)
+{
+	unsigned ms = a->cfg->forward_timeout_ms;
+	const char *t = http_request_query(req, "timeout");
+	if (t != NULL && text_parse_duration_ms(t, &ms) != 0) {
+		http_problem(req, 400, "bad-parameter",
+			     "timeout must be a duration such as 500ms, 2s or 1m (max 1h)");
+		return -1;
+	}
+	*deadline_ms = clock_mono_ms() + ms;
+	return 0;
+}
+
+static void method_not_allowed(struct http_request *req, const char *allow)
+{
+	http_response_header(req, "Allow", allow);
+	http_problem(req, 405, "method-not-allowed", "method %s is not allowed here; allowed: %s",
+		     http_request_method(req), allow);
+}
+
+static bool method_is(struct http_request *req, const char *m)
+{
+	return strcmp(http_request_method(req), m) == 0;
+}
+
+/* Returns true when the method is in the list (else answers 405). */
+static bool allow(struct http_request *req, const char *allowed)
+{
+	char list[64];
+	snprintf(list, sizeof list, "%s", allowed);
+	for (char *save, *m = strtok_r(list, ", ", &save); m; m = strtok_r(NULL, ", ", &save))
+		if (method_is(req, m) || (strcmp(m, "GET") == 0 && method_is(req, "HEAD")))
+			return true;
+	method_not_allowed(req, allowed);
+	return false;
+}
+
+static void route(struct api *a, struct http_request *req, bool metrics_only)
+{
+	const char *path = http_request_path(req);
+	if (a->closing) {
+		http_problem(req, 503, "shutting-down", "the coordinator is shutting down");
+		return;
+	}
+	if (strcmp(path, "/metrics") == 0) {
+		http_request_set_tag(req, "/metrics");
+		if (allow(req, "GET"))
+			api_route_metrics(a, req);
+		return;
+	}
+	if (strcmp(path, "/raft/health") == 0) {
+		http_request_set_tag(req, "/raft/health");
+		if (allow(req, "GET"))
+			api_route_health(a, req);
+		return;
+	}
+	if (metrics_only) {
+		http_request_set_tag(req, "other");
+		http_problem(req, 404, "not-found",
+			     "this listener serves only /metrics and /raft/health");
+		return;
+	}
+	if (strcmp(path, "/raft/status") == 0) {
+		http_request_set_tag(req, "/raft/status");
+		if (allow(req, "GET"))
+			api_route_status(a, req);
+	} else if (strcmp(path, "/raft/join") == 0) {
+		http_request_set_tag(req, "/raft/join");
+		if (allow(req, "POST"))
+			api_route_join(a, req);
+	} else if (strcmp(path, "/raft/remove") == 0) {
+		http_request_set_tag(req, "/raft/remove");
+		if (allow(req, "POST"))
+			api_route_remove(a, req);
+	} else if (strcmp(path, "/raft/transfer-leader") == 0) {
+		http_request_set_tag(req, "/raft/transfer-leader");
+		if (allow(req, "POST"))
+			api_route_transfer(a, req);
+	} else if (strcmp(path, "/v1/kv/") == 0 || strcmp(path, "/v1/kv") == 0) {
+		http_request_set_tag(req, "/v1/kv/");
+		if (allow(req, "GET"))
+			api_route_kv_list(a, req);
+	} else if (strncmp(path, "/v1/kv/", 7) == 0) {
+		http_request_set_tag(req, "/v1/kv/{key}");
+		if (allow(req, "GET, PUT, DELETE"))
+			api_route_kv(a, req, path + 7);
+	} else {
+		http_request_set_tag(req, "other");
+		http_problem(req, 404, "not-found", "no route for %s %s", http_request_method(req),
+			     path);
+	}
+}
+
+void api_handle(struct http_request *req, void *arg)
+{
+	route(arg, req, false);
+}
+
+void api_handle_metrics_listener(struct http_request *req, void *arg)
+{
+	route(arg, req, true);
+}
+
+void api_request_complete(struct http_request *req, unsigned status, double seconds, void *arg)
+{
+	struct api *a = arg;
+	const char *tag = http_request_tag(req);
+	char labels[128];
+	if (tag == NULL)
+		tag = "other";
+	snprintf(labels, sizeof labels, "route=\"%s\",code=\"%u\"", tag, status);
+	metrics_counter_add(a->metrics, "cloudless_http_requests_total", labels, 1);
+	snprintf(labels, sizeof labels, "route=\"%s\"", tag);
+	metrics_observe(a->metrics, "cloudless_http_request_duration_seconds", labels, seconds);
+}

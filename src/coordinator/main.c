@@ -1,0 +1,39 @@
+/* cloudless-coordinator: entry point. Parses the configuration and hands over to server.c.
+ *
+ * SIGPIPE is ignored before anything else: libraft's TCP transport writes to peers that may
+ * have died, and the default action would kill the survivors of a leader crash. */
+#include <signal.h>
+#include <stdio.h>
+
+#include "config/config.h"
+#include "coordinator/server.h"
+#include "log/log.h"
+
+int main(int argc, char *argv[])
+{
+	struct config cfg;
+	char err[512];
+	signal(SIGPIPE, SIG_IGN);
+	switch (config_parse(&cfg, argc, argv, NULL, err, sizeof err)) {
+	case CONFIG_HELP:
+		fputs(config_usage(), stdout);
+		return 0;
+	case CONFIG_VERSION:
+		printf("cloudless-coordinator %s\n", CLOUDLESS_VERSION);
+		return 0;
+	case CONFIG_ERROR:
+		fprintf(stderr, "cloudless-coordinator: %s (see --help)\n", err);
+		return 2;
+	case CONFIG_OK:
+		break;
+	}
+	if (config_prepare_data_dir(&cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "cloudless-coordinator: %s\n", err);
+		config_close(&cfg);
+		return 2;
+	}
+	log_set_level(log_level_parse(cfg.log_level));
+	int rv = server_run(&cfg);
+	config_close(&cfg);
+	return rv;
+}

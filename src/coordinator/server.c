@@ -1,0 +1,230 @@
+/* server: process wiring and orderly shutdown (see server.h). */
+#include "coordinator/server.h"
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "forward/forward.h"
+#include "http/http.h"
+#include "log/log.h"
+#include "metrics/metrics.h"
+#include "raft/node.h"
+
+struct server {
+	uv_loop_t loop;
+	const struct config *cfg;
+	struct metrics *metrics;
+	struct fwd *fwd;
+	struct node node;
+	struct api api;
+	struct http_server *http;
+	struct http_server *metrics_http;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t stop_timer; /* bounds the leadership hand-over */
+	struct raft_transfer transfer;
+	bool stopping;
+	bool closing;
+	bool node_started;
+	int exit_code;
+};
+
+static void fwd_closed(void *arg)
+{
+	(void)arg;
+}
+
+static void node_closed(struct node *n)
+{
+	struct server *s = (struct server *)((char *)n - offsetof(struct server, node));
+	fwd_close(s->fwd, fwd_closed, s);
+	s->fwd = NULL;
+	http_server_close(s->http);
+	s->http = NULL;
+	if (s->metrics_http != NULL)
+		http_server_close(s->metrics_http);
+	s->metrics_http = NULL;
+	uv_close((uv_handle_t *)&s->sigterm, NULL);
+	uv_close((uv_handle_t *)&s->sigint, NULL);
+	uv_close((uv_handle_t *)&s->stop_timer, NULL);
+}
+
+static void close_everything(struct server *s)
+{
+	if (s->closing)
+		return;
+	s->closing = true;
+	uv_timer_stop(&s->stop_timer);
+	log_info("Shutting down", "node_id=%s", s->cfg->node_id);
+	api_cancel_all(&s->api);
+	node_close(&s->node, node_closed);
+}
+
+static void transfer_done(struct raft_transfer *req)
+{
+	struct server *s = req->data;
+	raft_id leader = 0;
+	const char *addr;
+	raft_leader(&s->node.raft, &leader, &addr);
+	if (leader != 0 && leader != s->node.id)
+		log_info("Leadership transferred before shutdown", "new_leader=%s", addr);
+	else
+		log_warn("Leadership transfer before shutdown did not complete", "node_id=%s",
+			 s->cfg->node_id);
+	close_everything(s);
+}
+
+static void stop_timeout(uv_timer_t *t)
+{
+	struct server *s = t->data;
+	log_warn("Leadership transfer timed out", "node_id=%s", s->cfg->node_id);
+	close_everything(s);
+}
+
+/* Most caught-up voter other than us; 0 when there is none. */
+static raft_id handover_target(struct node *n)
+{
+	raft_id best = 0;
+	raft_index best_match = 0;
+	for (unsigned i = 0; i < n->raft.configuration.n; i++) {
+		struct raft_server *srv = &n->raft.configuration.servers[i];
+		raft_index m = n->raft.leader_state.progress[i].match_index;
+		if (srv->role != RAFT_VOTER || srv->id == n->id)
+			continue;
+		if (best == 0 || m > best_match) {
+			best = srv->id;
+			best_match = m;
+		}
+	}
+	return best;
+}
+
+static void begin_shutdown(struct server *s, const char *why)
+{
+	if (s->stopping) {
+		log_warn("Shutdown already in progress", "reason=%s", why);
+		return;
+	}
+	s->stopping = true;
+	log_info("Stopping", "node_id=%s reason=%s", s->cfg->node_id, why);
+	raft_id target = node_is_leader(&s->node) ? handover_target(&s->node) : 0;
+	if (target == 0) {
+		close_everything(s);
+		return;
+	}
+	s->transfer.data = s;
+	int rv = raft_transfer(&s->node.raft, &s->transfer, target, transfer_done);
+	if (rv != 0) {
+		log_warn("Leadership transfer refused", "error=%s", raft_strerror(rv));
+		close_everything(s);
+		return;
+	}
+	/* raft gives up after one election timeout; the timer only guards against a lost cb. */
+	uv_timer_start(&s->stop_timer, stop_timeout, 2 * (uint64_t)s->cfg->election_ms + 100, 0);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	begin_shutdown(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_removed(void *arg)
+{
+	begin_shutdown(arg, "removed-from-cluster");
+}
+
+static int start_http(struct server *s, struct http_server **out, const char *addr,
+		      http_handler_fn handler, const char *flag)
+{
+	char err[256];
+	struct http_server_options o = {.addr = addr,
+					.max_body = s->cfg->max_body,
+					.handler = handler,
+					.complete = api_request_complete,
+					.arg = &s->api};
+	if (http_server_init(out, &s->loop, &o, err, sizeof err) != 0) {
+		fprintf(stderr, "cloudless-coordinator: %s %s: %s\n", flag, addr, err);
+		return -1;
+	}
+	return 0;
+}
+
+static int start(struct server *s)
+{
+	const struct config *c = s->cfg;
+	char err[512];
+	if (metrics_init(&s->metrics) != 0 || fwd_init(&s->fwd, &s->loop) != 0) {
+		fprintf(stderr, "cloudless-coordinator: cannot initialise metrics/forwarding\n");
+		return -1;
+	}
+	api_metrics_define(s->metrics);
+	struct node_options o = {.node_id = c->node_id,
+				 .raft_addr = c->raft_addr,
+				 .http_addr = c->advertise_http,
+				 .data_dir = c->data_dir,
+				 .bootstrap = c->bootstrap,
+				 .join = (const char *const *)c->join,
+				 .n_join = c->n_join,
+				 .heartbeat_ms = c->heartbeat_ms,
+				 .election_ms = c->election_ms,
+				 .snapshot_threshold = c->snapshot_threshold,
+				 .snapshot_trailing = c->snapshot_trailing,
+				 .connect_retry_ms = c->connect_retry_ms,
+				 .idem_ttl_s = c->idempotency_ttl_s,
+				 .idem_max = c->idempotency_max};
+	if (node_init(&s->node, &s->loop, &o, s->fwd, s->metrics, err, sizeof err) != 0) {
+		fprintf(stderr, "cloudless-coordinator: %s\n", err);
+		return -1;
+	}
+	s->node.on_removed = on_removed;
+	s->node.event_arg = s;
+	api_init(&s->api, &s->loop, &s->node, s->fwd, s->metrics, c);
+	if (start_http(s, &s->http, c->http_addr, api_handle, "--http-addr") != 0)
+		return -1;
+	if (c->metrics_addr != NULL &&
+	    start_http(s, &s->metrics_http, c->metrics_addr, api_handle_metrics_listener,
+		       "--metrics-addr") != 0)
+		return -1;
+	if (node_start(&s->node, err, sizeof err) != 0) {
+		fprintf(stderr, "cloudless-coordinator: %s\n", err);
+		return -1;
+	}
+	s->node_started = true;
+	log_info("Coordinator started",
+		 "node_id=%s raft_addr=%s http_addr=%s advertise_http=%s data_dir=%s version=%s",
+		 c->node_id, c->raft_addr, c->http_addr, c->advertise_http, c->data_dir,
+		 CLOUDLESS_VERSION);
+	return 0;
+}
+
+int server_run(const struct config *cfg)
+{
+	struct server *s = calloc(1, sizeof *s);
+	if (s == NULL)
+		return 1;
+	s->cfg = cfg;
+	uv_loop_init(&s->loop);
+	uv_signal_init(&s->loop, &s->sigterm);
+	uv_signal_init(&s->loop, &s->sigint);
+	uv_timer_init(&s->loop, &s->stop_timer);
+	s->sigterm.data = s->sigint.data = s->stop_timer.data = s;
+	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&s->sigint, on_signal, SIGINT);
+	if (start(s) != 0) {
+		/* Start-up failed part-way: exit without an orderly close; nothing was served and
+		 * raft's files are consistent on disk at every step. */
+		return 1;
+	}
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	int rv = uv_loop_close(&s->loop);
+	if (rv != 0)
+		log_warn("Event loop closed with handles still open", "error=%s", uv_strerror(rv));
+	metrics_close(s->metrics);
+	log_info("Stopped", "node_id=%s", cfg->node_id);
+	free(s);
+	return 0;
+}

@@ -1,0 +1,63 @@
+/* forward: asynchronous HTTP client requests with libcurl's multi interface on a libuv loop.
+ *
+ * Used by followers to forward writes to the leader, and by the auto-join and removal-check
+ * logic to talk to peers. curl's socket callbacks are wired to uv_poll handles and its timer
+ * to a uv_timer (the canonical multi_socket pattern), so there is no thread per request and
+ * keep-alive connections to the leader are reused across requests. */
+#ifndef CLOUDLESS_FORWARD_FORWARD_H
+#define CLOUDLESS_FORWARD_FORWARD_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct fwd;
+
+struct fwd_header {
+	const char *name;
+	const char *value;
+};
+
+struct fwd_request {
+	const char *method;   /* "GET", "PUT", "POST", "DELETE", ... */
+	const char *url;      /* absolute http:// URL */
+	const struct fwd_header *headers;
+	size_t n_headers;
+	const void *body;     /* may be NULL */
+	size_t body_len;
+	unsigned timeout_ms;  /* whole-request deadline; 0 means 10000 */
+};
+
+enum fwd_result {
+	FWD_OK = 0,          /* a response arrived (any HTTP status) */
+	FWD_CONNECT_FAILED,  /* nothing was sent: DNS/connect refused (safe to retry) */
+	FWD_TIMEOUT,         /* the deadline passed; the request may or may not have run */
+	FWD_FAILED,          /* other transport error after sending; outcome unknown */
+	FWD_CANCELED,        /* fwd_close() was called */
+};
+
+struct fwd_response {
+	enum fwd_result result;
+	const char *error; /* curl's message when result != FWD_OK */
+	long status;
+	const struct fwd_header *headers; /* response headers, in order received */
+	size_t n_headers;
+	const char *body; /* NUL-terminated for convenience; body_len excludes the NUL */
+	size_t body_len;
+	double seconds; /* total time */
+};
+
+/* Called exactly once per fwd_send, never from inside fwd_send. The response and everything
+ * it points to is freed when the callback returns. */
+typedef void (*fwd_cb)(const struct fwd_response *resp, void *arg);
+
+int fwd_init(struct fwd **out, uv_loop_t *loop);
+/* Copies everything from req. Returns 0, or -1 if the request could not be started (the
+ * callback is then not called). */
+int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg);
+/* Number of requests in flight. */
+unsigned fwd_inflight(const struct fwd *f);
+/* Cancels in-flight requests (their callbacks run with FWD_CANCELED before this returns),
+ * then closes the uv handles; `done` runs once they are closed and the struct is freed. */
+void fwd_close(struct fwd *f, void (*done)(void *arg), void *arg);
+
+#endif

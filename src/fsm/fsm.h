@@ -1,0 +1,131 @@
+/* fsm: the replicated state machine, applying raft entries to the RocksDB store.
+ *
+ * Deterministic by construction: the result of applying an entry depends only on the entry
+ * and the state before it (time comes from the entry, never from the clock). Each apply is
+ * one WriteBatch holding the change and the applied index ("m/applied"), so on restart we
+ * skip exactly the entries already in RocksDB and never double-apply or skip one.
+ *
+ * Key layout (one namespace byte, then '/'):
+ *   m/applied          u64 index of the last entry reflected in the store
+ *   m/idem_count       u64 number of live idempotency records
+ *   k/<key>            u64 create_index | u64 modify_index | u64 version | value bytes
+ *   n/<node_id>        member metadata, JSON {node_id, raft_id, raft_addr, http_addr}
+ *   i/<idem key>       u64 ts_ms | u64 index | u8 code | u64 fingerprint
+ *   t/<u64 ts_ms><idem key>  age index used to expire idempotency records
+ *
+ * Apply results travel back to the proposer packed into raft's `void *result` (see
+ * fsm_result_*), so a follower never allocates a result nobody frees. */
+#ifndef CLOUDLESS_FSM_FSM_H
+#define CLOUDLESS_FSM_FSM_H
+
+#include <raft.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fsm/command.h"
+#include "store/store.h"
+
+enum fsm_code {
+	FSM_OK_CREATED = 1,
+	FSM_OK_UPDATED,
+	FSM_OK_DELETED,
+	FSM_NOT_FOUND,
+	FSM_CAS_MISMATCH,
+	FSM_IDEM_MISMATCH, /* the Idempotency-Key was used before for a different request */
+	FSM_MEMBER_OK,
+	FSM_BAD_COMMAND,
+	FSM_SKIPPED, /* entry already in the store (replay after restart) */
+};
+
+#define FSM_RESULT_REPLAY 0x100u /* flag: answered from an idempotency record */
+
+static inline void *fsm_result_pack(unsigned code)
+{
+	return (void *)(uintptr_t)code;
+}
+static inline unsigned fsm_result_code(void *result)
+{
+	return (unsigned)((uintptr_t)result & 0xff);
+}
+static inline bool fsm_result_replayed(void *result)
+{
+	return ((uintptr_t)result & FSM_RESULT_REPLAY) != 0;
+}
+
+struct fsm_kv {
+	uint64_t create_index;
+	uint64_t modify_index;
+	uint64_t version;
+	char *value; /* malloc'd, NUL-terminated for convenience */
+	size_t value_len;
+};
+
+struct fsm_idem {
+	uint64_t ts_ms;
+	uint64_t index; /* entry that first carried the key */
+	unsigned code;
+	uint64_t fingerprint;
+};
+
+struct fsm_member {
+	char node_id[COMMAND_MAX_ID + 1];
+	uint64_t raft_id;
+	char raft_addr[COMMAND_MAX_ADDR + 1];
+	char http_addr[COMMAND_MAX_ADDR + 1];
+};
+
+struct fsm_stats {
+	uint64_t snapshots_ok, snapshots_failed;
+	uint64_t restores_ok, restores_failed;
+	uint64_t applies, apply_errors;
+	double last_apply_seconds;
+};
+
+/* Observer of each applied entry (metrics); may be NULL. */
+typedef void (*fsm_apply_hook)(void *arg, double seconds);
+
+struct fsm {
+	struct raft_fsm iface; /* handed to raft_init; data points back here */
+	struct store store;
+	struct raft *raft; /* set by the raft layer: the entry index is last_applied + 1 */
+	uint64_t applied_index;
+	uint64_t idem_count;
+	uint64_t idem_ttl_ms;
+	uint64_t idem_max;
+	uint64_t members_version; /* bumped whenever n/ changes, so callers can refresh caches */
+	struct fsm_stats stats;
+	fsm_apply_hook apply_hook;
+	void *apply_hook_arg;
+	/* The snapshot being taken: a RocksDB snapshot pinned on the loop thread and streamed
+	 * on a uv worker thread. */
+	struct store_snap snap;
+	uint64_t snap_index;
+	bool snap_active;
+};
+
+/* Opens <dir> as the store and reads the applied index. */
+int fsm_init(struct fsm *f, const char *dir, uint64_t idem_ttl_s, uint64_t idem_max, char *err,
+             size_t errlen);
+void fsm_close(struct fsm *f);
+
+/* Applies one encoded command as entry `index` (exposed for tests; raft calls it through the
+ * iface). Returns the packed result. */
+void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t len);
+
+/* Reads. 0 found, 1 absent, -1 error. */
+int fsm_kv_get(struct fsm *f, const char *key, size_t klen, struct fsm_kv *out);
+void fsm_kv_free(struct fsm_kv *kv);
+int fsm_idem_get(struct fsm *f, const char *key, size_t klen, struct fsm_idem *out);
+int fsm_member_get(struct fsm *f, const char *node_id, struct fsm_member *out);
+/* Calls fn for every member in node_id order; stops early when fn returns non-zero. */
+void fsm_members_each(struct fsm *f, int (*fn)(const struct fsm_member *m, void *arg), void *arg);
+/* A 64-bit digest of the replicated data (kv, members, idempotency records) excluding the
+ * applied index, so nodes at the same index compare equal. */
+uint64_t fsm_digest(struct fsm *f, uint64_t *n_keys);
+
+/* Snapshot image codec (snapshot.c): writes every key of `snap` after a header carrying the
+ * index; parse validates an untrusted image completely before anything is changed. */
+int fsm_snapshot_write(const struct store_snap *snap, uint64_t index, struct buf *out);
+int fsm_snapshot_restore(struct fsm *f, const void *data, size_t len, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,191 @@
+/* store: thin ownership-safe wrapper over the RocksDB C API (see store.h). */
+#include "store/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log/log.h"
+
+int store_open(struct store *s, const char *path, char *err, size_t errlen)
+{
+	char *rerr = NULL;
+	memset(s, 0, sizeof *s);
+	s->options = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(s->options, 1);
+	/* Small control-plane state: keep the memory footprint lean rather than tuning for
+	 * bulk ingest. */
+	rocksdb_options_set_max_background_jobs(s->options, 2);
+	rocksdb_options_set_write_buffer_size(s->options, 8 << 20);
+	rocksdb_options_set_max_open_files(s->options, 256);
+	rocksdb_options_set_keep_log_file_num(s->options, 2);
+	rocksdb_options_set_info_log_level(s->options, 2 /* WARN */);
+	s->db = rocksdb_open(s->options, path, &rerr);
+	if (s->db == NULL) {
+		snprintf(err, errlen, "cannot open RocksDB at %s: %s", path, rerr ? rerr : "?");
+		rocksdb_free(rerr);
+		rocksdb_options_destroy(s->options);
+		s->options = NULL;
+		return -1;
+	}
+	s->wopts = rocksdb_writeoptions_create();
+	s->wopts_sync = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
+	s->ropts = rocksdb_readoptions_create();
+	s->path = strdup(path);
+	return 0;
+}
+
+void store_close(struct store *s)
+{
+	if (s->db == NULL)
+		return;
+	rocksdb_close(s->db);
+	rocksdb_writeoptions_destroy(s->wopts);
+	rocksdb_writeoptions_destroy(s->wopts_sync);
+	rocksdb_readoptions_destroy(s->ropts);
+	rocksdb_options_destroy(s->options);
+	free(s->path);
+	memset(s, 0, sizeof *s);
+}
+
+int store_get(struct store *s, const void *key, size_t klen, char **val, size_t *vlen)
+{
+	char *rerr = NULL;
+	size_t len = 0;
+	char *v = rocksdb_get(s->db, s->ropts, key, klen, &len, &rerr);
+	if (rerr != NULL) {
+		log_error("RocksDB read failed", "path=%s error=\"%s\"", s->path, rerr);
+		rocksdb_free(rerr);
+		return -1;
+	}
+	if (v == NULL)
+		return 1;
+	/* Hand out memory from our own allocator so callers just free() it. */
+	*val = malloc(len + 1);
+	if (*val == NULL) {
+		rocksdb_free(v);
+		return -1;
+	}
+	memcpy(*val, v, len);
+	(*val)[len] = '\0';
+	*vlen = len;
+	rocksdb_free(v);
+	return 0;
+}
+
+void store_batch_init(struct store_batch *b)
+{
+	b->wb = rocksdb_writebatch_create();
+}
+
+void store_batch_close(struct store_batch *b)
+{
+	if (b->wb != NULL)
+		rocksdb_writebatch_destroy(b->wb);
+	b->wb = NULL;
+}
+
+void store_batch_put(struct store_batch *b, const void *k, size_t kl, const void *v, size_t vl)
+{
+	rocksdb_writebatch_put(b->wb, k, kl, v, vl);
+}
+
+void store_batch_delete(struct store_batch *b, const void *k, size_t kl)
+{
+	rocksdb_writebatch_delete(b->wb, k, kl);
+}
+
+void store_batch_delete_all(struct store_batch *b)
+{
+	/* Every key we write starts with a printable namespace byte, so [0x00, 0xff 0xff...) covers
+	 * the whole keyspace. */
+	static const char lo[1] = {0};
+	static const char hi[8] = {'\xff', '\xff', '\xff', '\xff', '\xff', '\xff', '\xff', '\xff'};
+	rocksdb_writebatch_delete_range(b->wb, lo, 0, hi, sizeof hi);
+	(void)lo;
+}
+
+int store_write(struct store *s, struct store_batch *b, bool sync, char *err, size_t errlen)
+{
+	char *rerr = NULL;
+	rocksdb_write(s->db, sync ? s->wopts_sync : s->wopts, b->wb, &rerr);
+	if (rerr != NULL) {
+		snprintf(err, errlen, "RocksDB write to %s failed: %s", s->path, rerr);
+		rocksdb_free(rerr);
+		return -1;
+	}
+	return 0;
+}
+
+void store_snap_take(struct store_snap *snap, struct store *s)
+{
+	snap->store = s;
+	snap->snap = rocksdb_create_snapshot(s->db);
+	snap->ropts = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_snapshot(snap->ropts, snap->snap);
+}
+
+void store_snap_release(struct store_snap *snap)
+{
+	if (snap->snap == NULL)
+		return;
+	rocksdb_readoptions_destroy(snap->ropts);
+	rocksdb_release_snapshot(snap->store->db, snap->snap);
+	snap->snap = NULL;
+	snap->ropts = NULL;
+}
+
+void store_iter_init(struct store_iter *it, struct store *s, const struct store_snap *snap,
+                     const void *prefix, size_t plen, const void *start, size_t slen)
+{
+	it->ropts = NULL;
+	it->it = rocksdb_create_iterator(s->db, snap != NULL ? snap->ropts : s->ropts);
+	it->prefix = malloc(plen + 1);
+	memcpy(it->prefix, prefix, plen);
+	it->prefix_len = plen;
+	if (start != NULL && slen > 0)
+		rocksdb_iter_seek(it->it, start, slen);
+	else if (plen > 0)
+		rocksdb_iter_seek(it->it, prefix, plen);
+	else
+		rocksdb_iter_seek_to_first(it->it);
+}
+
+bool store_iter_valid(struct store_iter *it)
+{
+	if (!rocksdb_iter_valid(it->it))
+		return false;
+	size_t kl;
+	const char *k = rocksdb_iter_key(it->it, &kl);
+	return kl >= it->prefix_len && memcmp(k, it->prefix, it->prefix_len) == 0;
+}
+
+void store_iter_next(struct store_iter *it)
+{
+	rocksdb_iter_next(it->it);
+}
+
+const char *store_iter_key(struct store_iter *it, size_t *len)
+{
+	return rocksdb_iter_key(it->it, len);
+}
+
+const char *store_iter_value(struct store_iter *it, size_t *len)
+{
+	return rocksdb_iter_value(it->it, len);
+}
+
+void store_iter_close(struct store_iter *it)
+{
+	char *rerr = NULL;
+	rocksdb_iter_get_error(it->it, &rerr);
+	if (rerr != NULL) {
+		log_error("RocksDB iteration failed", "error=\"%s\"", rerr);
+		rocksdb_free(rerr);
+	}
+	rocksdb_iter_destroy(it->it);
+	if (it->ropts != NULL)
+		rocksdb_readoptions_destroy(it->ropts);
+	free(it->prefix);
+}
