@@ -70,8 +70,10 @@ static void transfer_done(struct raft_transfer *req)
 	raft_id leader = 0;
 	const char *addr;
 	raft_leader(&s->node.raft, &leader, &addr);
-	if (leader != 0 && leader != s->node.id)
+	if (leader != 0 && leader != s->node.id) {
+		log_info("Lost leadership", "node_id=%s reason=shutdown-transfer", s->cfg->node_id);
 		log_info("Leadership transferred before shutdown", "new_leader=%s", addr);
+	}
 	else
 		log_warn("Leadership transfer before shutdown did not complete", "node_id=%s",
 			 s->cfg->node_id);

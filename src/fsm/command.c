@@ -97,9 +97,15 @@ int command_decode(struct command *c, const void *data, size_t len)
 	default:
 		return -1;
 	}
-	/* Trailing bytes mean a writer and reader disagree on the format: refuse rather than
+	/* Entries are padded with zeros to a multiple of 8 bytes (see node_propose); anything
+	 * else trailing means writer and reader disagree on the format: refuse rather than
 	 * silently ignore part of a command. */
-	return r.left == 0 ? 0 : -1;
+	if (r.left >= 8)
+		return -1;
+	for (size_t i = 0; i < r.left; i++)
+		if (r.p[i] != 0)
+			return -1;
+	return 0;
 }
 
 uint64_t command_hash(uint64_t h, const void *data, size_t len)

@@ -10,6 +10,7 @@
  *   MEMBER_SET str node_id | u64 raft_id | str raft_addr | str http_addr
  *   MEMBER_DEL str node_id
  *   str = u32 length | bytes
+ *   then zero padding to a multiple of 8 bytes
  *
  * ts_ms is the proposing leader's wall clock: it is part of the entry, so expiring
  * idempotency records by age stays deterministic on every replica. */

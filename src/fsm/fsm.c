@@ -349,8 +349,11 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 	if (command_decode(&c, data, len) != 0) {
 		/* Only a bug or corruption gets here; applying nothing keeps every replica equal.
 		 */
-		log_error("Undecodable raft entry", "index=%llu len=%zu", (unsigned long long)index,
-		          len);
+		char hex[2 * 32 + 1] = "";
+		for (size_t i = 0; i < len && i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", ((const unsigned char *)data)[i]);
+		log_error("Undecodable raft entry", "index=%llu len=%zu head=%s",
+			  (unsigned long long)index, len, hex);
 		code = FSM_BAD_COMMAND;
 	} else if (c.type == COMMAND_MEMBER_SET || c.type == COMMAND_MEMBER_DEL) {
 		code = apply_member(f, &b, &c);

@@ -254,11 +254,15 @@ int node_propose(struct node *n, struct node_propose *p, const struct buf *cmd)
 	struct raft_buffer b;
 	if (n->closing)
 		return RAFT_SHUTDOWN;
-	b.len = cmd->len;
-	b.base = raft_malloc(cmd->len);
+	/* raft_uv pads entry data to 8 bytes on disk and when decoding AppendEntries, but sends
+	 * our buffer as is: an entry whose length is not a multiple of 8 shifts every entry after
+	 * it in the same message on followers. Pad it ourselves (the decoder skips the zeros). */
+	b.len = (cmd->len + 7) & ~(size_t)7;
+	b.base = raft_malloc(b.len);
 	if (b.base == NULL)
 		return RAFT_NOMEM;
 	memcpy(b.base, cmd->data, cmd->len);
+	memset((char *)b.base + cmd->len, 0, b.len - cmd->len);
 	p->start_ns = uv_hrtime();
 	p->apply.data = p;
 	int rv = raft_apply(&n->raft, &p->apply, &b, 1, propose_cb);
