@@ -1,0 +1,308 @@
+"""Cluster test harness: real cloudless-coordinator processes on loopback.
+
+Each test builds a Cluster, which picks free ports, puts every node's data under one
+temporary directory, starts processes with the same command line a user would type, and
+kills exactly the PIDs it started when the test ends (also on failure or interrupt).
+Everything waits by polling a condition with a deadline; nothing sleeps in place of a
+condition. Standard library only.
+
+Environment:
+  CLOUDLESS_BIN       path to the coordinator binary (meson passes it)
+  CLOUDLESS_KEEP      keep the temp dir (for debugging)
+  CLOUDLESS_TIME_SCALE  multiply every deadline (sanitizer builds are slower)
+"""
+import atexit
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+
+BIN = os.environ.get("CLOUDLESS_BIN", "build/cloudless-coordinator")
+SCALE = float(os.environ.get("CLOUDLESS_TIME_SCALE", "1"))
+
+_live_clusters = []
+
+
+def scaled(seconds):
+    return seconds * SCALE
+
+
+def free_port():
+    """A port nobody listens on right now (bound then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = {k.lower(): v for k, v in headers}
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode())
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def __repr__(self):
+        return "<%d %s>" % (self.status, self.body[:300])
+
+
+def request(addr, method, path, body=None, headers=None, timeout=5.0):
+    """One HTTP request; returns Response, or None when the connection failed."""
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers = dict(headers or {}, **{"Content-Type": "application/json"})
+        elif isinstance(body, str):
+            body = body.encode()
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return Response(r.status, r.getheaders(), r.read())
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def wait_for(what, fn, timeout=10.0, interval=0.02):
+    """Polls fn until it returns a truthy value; fails the test after the deadline."""
+    deadline = time.monotonic() + scaled(timeout)
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except Exception as e:  # a node may be mid-restart
+            last = e
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (scaled(timeout), what, last))
+
+
+class Node:
+    def __init__(self, cluster, node_id):
+        self.cluster = cluster
+        self.node_id = node_id
+        self.raft_addr = "127.0.0.1:%d" % free_port()
+        self.http_addr = "127.0.0.1:%d" % free_port()
+        self.data_dir = os.path.join(cluster.dir, node_id)
+        self.log_path = os.path.join(cluster.dir, node_id + ".log")
+        self.proc = None
+        self.args = []
+
+    # -- process control --
+    def start(self, bootstrap=False, join=None, extra=None):
+        args = [BIN, "--node-id", self.node_id, "--raft-addr", self.raft_addr,
+                "--http-addr", self.http_addr, "--data-dir", self.data_dir,
+                "--heartbeat-ms", str(self.cluster.heartbeat_ms),
+                "--election-ms", str(self.cluster.election_ms)]
+        if bootstrap:
+            args.append("--bootstrap")
+        if join:
+            args += ["--join", ",".join(n.http_addr if isinstance(n, Node) else n for n in join)]
+        args += self.cluster.extra_args + (extra or [])
+        self.args = args
+        return self.start_args(args)
+
+    def start_args(self, args):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        return self
+
+    def restart(self):
+        """Starts again with exactly the same command line."""
+        return self.start_args(self.args)
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            if sig in (signal.SIGKILL,):
+                self.proc.wait(timeout=10)
+        return self
+
+    def stop(self, timeout=10):
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=scaled(timeout))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def wipe(self):
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    # -- HTTP --
+    def req(self, method, path, body=None, headers=None, timeout=5.0):
+        return request(self.http_addr, method, path, body, headers, timeout)
+
+    def status(self, digest=False):
+        r = self.req("GET", "/raft/status" + ("?digest" if digest else ""), timeout=2)
+        return r.json() if r is not None and r.status == 200 else None
+
+    def metrics(self):
+        r = self.req("GET", "/metrics", timeout=2)
+        return r.body.decode() if r is not None and r.status == 200 else ""
+
+    def put(self, key, value, headers=None, query=""):
+        return self.req("PUT", "/v1/kv/" + urllib.parse.quote(key) + query, value, headers)
+
+    def get(self, key, query=""):
+        return self.req("GET", "/v1/kv/" + urllib.parse.quote(key) + query)
+
+    def __repr__(self):
+        return "Node(%s)" % self.node_id
+
+
+class Cluster:
+    def __init__(self, name, heartbeat_ms=50, election_ms=300, extra_args=None):
+        self.dir = tempfile.mkdtemp(prefix="cloudless-%s-" % name)
+        self.nodes = {}
+        self.heartbeat_ms = heartbeat_ms
+        self.election_ms = election_ms
+        self.extra_args = list(extra_args or [])
+        _live_clusters.append(self)
+
+    def node(self, node_id):
+        if node_id not in self.nodes:
+            self.nodes[node_id] = Node(self, node_id)
+        return self.nodes[node_id]
+
+    def start(self, n=3, join_via_flag=True):
+        """n nodes: the first bootstraps, the others --join it; waits for n voters."""
+        first = self.node("coordinator-1").start(bootstrap=True)
+        wait_for("first node to lead", lambda: self.leader_of([first]))
+        for i in range(2, n + 1):
+            nd = self.node("coordinator-%d" % i)
+            if join_via_flag:
+                nd.start(join=[first])
+            else:
+                nd.start()
+        if join_via_flag:
+            self.wait_voters(n)
+        return self
+
+    def running(self):
+        return [n for n in self.nodes.values() if n.alive()]
+
+    def leader_of(self, nodes=None):
+        """The node that reports itself leader, if exactly one does and it is ready."""
+        leaders = []
+        for n in nodes or self.running():
+            s = n.status()
+            if s and s["state"] == "leader" and s.get("leader_ready"):
+                leaders.append(n)
+        return leaders[0] if len(leaders) == 1 else None
+
+    def leader(self, timeout=10):
+        return wait_for("a single ready leader", lambda: self.leader_of(), timeout)
+
+    def followers(self):
+        ld = self.leader()
+        return [n for n in self.running() if n is not ld]
+
+    def wait_voters(self, n, nodes=None, timeout=20):
+        def ok():
+            for nd in nodes or self.running():
+                s = nd.status()
+                if not s:
+                    return False
+                voters = sorted(x["node_id"] for x in s["servers"] if x["role"] == "voter")
+                if len(voters) != n or "" in voters:
+                    return False
+            return True
+        wait_for("%d voters everywhere" % n, ok, timeout)
+
+    def wait_converged(self, nodes=None, timeout=20):
+        """Every node at the same applied index with the same state digest."""
+        def same():
+            st = [nd.status(digest=True) for nd in nodes or self.running()]
+            if not all(st):
+                return False
+            digests = {(s["state_digest"], s["fsm_index"]) for s in st}
+            idx = {s["applied_index"] for s in st}
+            return st if len(digests) == 1 and len(idx) == 1 else False
+        return wait_for("converged state digests", same, timeout)
+
+    def close(self):
+        for n in self.nodes.values():
+            if n.proc and n.proc.poll() is None:
+                n.proc.kill()
+                try:
+                    n.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        if not os.environ.get("CLOUDLESS_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if self in _live_clusters:
+            _live_clusters.remove(self)
+
+    def dump_logs(self):
+        for n in self.nodes.values():
+            sys.stderr.write("----- log of %s -----\n%s\n" % (n.node_id, n.log()[-6000:]))
+
+
+def _cleanup():
+    for c in list(_live_clusters):
+        c.close()
+
+
+atexit.register(_cleanup)
+for _sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(_sig, lambda s, f: (_cleanup(), sys.exit(1)))
+
+
+def run(tests):
+    """Runs test functions (each takes a fresh Cluster factory) and exits non-zero on any
+    failure, printing `N passed, N failed` for this file."""
+    passed = failed = 0
+    only = os.environ.get("CLOUDLESS_ONLY")
+    for t in tests:
+        if only and only not in t.__name__:
+            continue
+        clusters = []
+
+        def make(name=t.__name__, **kw):
+            c = Cluster(name, **kw)
+            clusters.append(c)
+            return c
+        start = time.monotonic()
+        try:
+            t(make)
+            passed += 1
+            print("PASS %s (%.1fs)" % (t.__name__, time.monotonic() - start), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s (%.1fs)" % (t.__name__, time.monotonic() - start), flush=True)
+            traceback.print_exc()
+            for c in clusters:
+                c.dump_logs()
+        finally:
+            for c in clusters:
+                c.close()
+    print("%d passed, %d failed" % (passed, failed), flush=True)
+    sys.exit(1 if failed else 0)
