@@ -28,6 +28,11 @@
 #define RETRY_MS 20
 #define REMOVAL_CHECK_EVERY_MS 1000
 
+/* A change advances with step++ when a raft callback completes, so each kind's steps must be
+ * consecutive and its last step must be followed by a step its handler treats as done.
+ * STEP_TRANSFER is only ever entered directly (and its callback finishes the change), so it
+ * sits before the removal steps: after it, STEP_FORGET's step++ would run a transfer to the
+ * node just removed and answer 409 for a removal that succeeded. */
 enum step {
 	STEP_START,
 	STEP_REMOVE_OLD,
@@ -37,9 +42,9 @@ enum step {
 	STEP_STANDBY,
 	STEP_CATCHUP,
 	STEP_PROMOTE,
+	STEP_TRANSFER,
 	STEP_REMOVE,
 	STEP_FORGET,
-	STEP_TRANSFER,
 	STEP_DONE,
 };
 
