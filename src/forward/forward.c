@@ -21,10 +21,9 @@
  * Users of this module: follower→leader write forwarding (api/proxy.c) and the auto-join /
  * removal-check logic (raft/autojoin.c). They rely on the result classification:
  * FWD_CONNECT_FAILED only when nothing can have reached the peer, so it is safe to retry.
- * Note that CURLE_OPERATION_TIMEDOUT always maps to FWD_TIMEOUT, even when it was the
- * connect timeout (min(timeout, 2 s)) that fired and so nothing was sent: callers that want
- * to retry such a request can look at resp->seconds, but must treat FWD_TIMEOUT as "outcome
- * unknown" in general. */
+ * CURLE_OPERATION_TIMEDOUT maps to FWD_TIMEOUT ("outcome unknown") once a connection was
+ * established, and to FWD_CONNECT_FAILED when the connect timeout fired before it was: then
+ * nothing was sent and the caller may safely retry elsewhere. */
 #include "forward/forward.h"
 
 #include <curl/curl.h>
@@ -250,7 +249,10 @@ static void xfer_complete(struct fwd_xfer *x, CURLcode rc, bool canceled)
 	struct fwd_response resp = {0};
 	long status = 0;
 
+	curl_off_t connect_us = 0;
 	if (!canceled) {
+		/* 0 means the connection was never established: a timeout then sent nothing. */
+		curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
 		CURLcode irc = curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 		if (irc != CURLE_OK) {
 			log_warn("Forward response code unavailable",
@@ -286,6 +288,8 @@ static void xfer_complete(struct fwd_xfer *x, CURLcode rc, bool canceled)
 		resp.error = "out of memory buffering the response";
 	} else {
 		resp.result = classify(rc);
+		if (resp.result == FWD_TIMEOUT && connect_us == 0)
+			resp.result = FWD_CONNECT_FAILED;
 		if (resp.result != FWD_OK) {
 			if (x->errbuf[0] != '\0')
 				snprintf(x->errmsg, sizeof x->errmsg, "%s: %s",

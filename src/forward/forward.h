@@ -29,7 +29,7 @@ struct fwd_request {
 
 enum fwd_result {
 	FWD_OK = 0,          /* a response arrived (any HTTP status) */
-	FWD_CONNECT_FAILED,  /* nothing was sent: DNS/connect refused (safe to retry) */
+	FWD_CONNECT_FAILED,  /* nothing was sent: DNS, refused or timed-out connect (safe to retry) */
 	FWD_TIMEOUT,         /* the deadline passed; the request may or may not have run */
 	FWD_FAILED,          /* other transport error after sending; outcome unknown */
 	FWD_CANCELED,        /* fwd_close() was called */

@@ -553,6 +553,18 @@ static void watch_cb(uv_timer_t *t)
 		if (!n->leader_ready && !n->ready_barrier_active)
 			start_ready_barrier(n);
 	}
+	/* A committed configuration that no longer lists us, received before the leader stopped
+	 * replicating to us, means we were removed. */
+	if (!n->removed && n->raft.configuration.n > 0 && node_server_index(n, n->id) < 0 &&
+	    n->raft.configuration_uncommitted_index == 0 && state != RAFT_LEADER) {
+		n->removed = true;
+		log_info("Node removed from cluster",
+			 "node_id=%s reason=\"the committed configuration no longer lists this node\"",
+			 n->opts.node_id);
+		if (n->on_removed != NULL)
+			n->on_removed(n->event_arg);
+		return;
+	}
 	/* A node removed from the configuration is never told (0.15); once it has gone a while
 	 * without a leader, ask the peers whether we are still a member. */
 	if (leader == 0 && !n->autojoin.active && node_server_index(n, n->id) >= 0 &&
