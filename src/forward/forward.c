@@ -249,10 +249,10 @@ static void xfer_complete(struct fwd_xfer *x, CURLcode rc, bool canceled)
 	struct fwd_response resp = {0};
 	long status = 0;
 
-	curl_off_t connect_us = 0;
+	long sent = 0;
 	if (!canceled) {
-		/* 0 means the connection was never established: a timeout then sent nothing. */
-		curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+		/* Bytes of request issued; 0 means a timeout fired before anything was sent. */
+		curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent);
 		CURLcode irc = curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 		if (irc != CURLE_OK) {
 			log_warn("Forward response code unavailable",
@@ -288,7 +288,7 @@ static void xfer_complete(struct fwd_xfer *x, CURLcode rc, bool canceled)
 		resp.error = "out of memory buffering the response";
 	} else {
 		resp.result = classify(rc);
-		if (resp.result == FWD_TIMEOUT && connect_us == 0)
+		if (resp.result == FWD_TIMEOUT && sent == 0)
 			resp.result = FWD_CONNECT_FAILED;
 		if (resp.result != FWD_OK) {
 			if (x->errbuf[0] != '\0')

@@ -205,7 +205,7 @@ def test_concurrent_joins(make):
     c.wait_converged()
 
 
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z .*Join attempt ", re.M)
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z \S+ Join attempt node_id=", re.M)
 
 
 def join_attempt_times(node):
