@@ -1,0 +1,45 @@
+"""compose/test-ha-cluster.sh, the users' HA check, run in its LOCAL mode on loopback: one
+leader by the exact `cloudless_coordinator_is_leader 1` line, failover, rejoin."""
+import os
+import random
+import socket
+import subprocess
+import tempfile
+
+from harness import BIN, run, scaled
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "..", "..", "compose", "test-ha-cluster.sh")
+
+
+def free_block(n):
+    """n consecutive ports that are all free right now."""
+    for _ in range(200):
+        base = random.randint(20000, 60000 - n)
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no block of %d free ports" % n)
+
+
+def test_ha_script_local_mode(make):
+    with tempfile.TemporaryDirectory(prefix="cloudless-ha-") as data:
+        env = dict(os.environ, LOCAL="1", BIN=os.path.abspath(BIN), DATA=data,
+                   BASE_PORT=str(free_block(9)))
+        p = subprocess.run(["bash", SCRIPT], env=env, capture_output=True, text=True,
+                           timeout=scaled(120))
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "PASS: one leader, failover and rejoin work" in p.stdout, p.stdout
+
+
+if __name__ == "__main__":
+    run([test_ha_script_local_mode])
