@@ -60,8 +60,12 @@ leader_index() { for i in 0 1 2; do is_leader "$i" && { echo "$i"; return; }; do
 echo "== starting cluster"
 up
 wait_for "exactly one leader of three" one_leader_among 0 1 2
-all_followers_or_leader() { for i in 0 1 2; do is_leader "$i" || is_follower "$i" || return 1; done; }
-wait_for "all three nodes reporting" all_followers_or_leader
+three_voters_everywhere() {
+  for i in 0 1 2; do
+    curl -s --max-time 2 "http://127.0.0.1:${metrics_ports[$i]}/metrics" | grep -q "^cloudless_raft_voters 3$" || return 1
+  done
+}
+wait_for "all three nodes to see three voters" three_voters_everywhere
 l=$(leader_index)
 echo "leader: ${services[$l]}"
 
