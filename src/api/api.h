@@ -67,6 +67,8 @@ void api_cancel_all(struct api *a);
 void api_handle(struct http_request *req, void *arg);
 void api_handle_metrics_listener(struct http_request *req, void *arg);
 void api_request_complete(struct http_request *req, unsigned status, double seconds, void *arg);
+/* http prepare hook: the common headers on every response (see api_common_headers). */
+void api_prepare(struct http_request *req, void *arg);
 
 /* ---- shared between route files ---- */
 
@@ -74,7 +76,8 @@ struct api_op *api_op_new(struct api *a, struct http_request *req, enum api_op_k
 /* Detaches the op from its request (after answering) and frees it unless callbacks still
  * reference it: ops are freed by whoever runs last (see api_op_release). */
 void api_op_release(struct api_op *op);
-/* Adds X-Cloudless-Leader, X-Cloudless-Known-Leader and X-Cloudless-Served-By. */
+/* Sets X-Cloudless-Leader, X-Cloudless-Known-Leader, X-Cloudless-Served-By and
+ * X-Cloudless-Index (the applied index). */
 void api_common_headers(struct api *a, struct http_request *req);
 /* Problem response with leader hint members (leader_id, leader_http_addr) when known. */
 void api_problem_leader(struct api *a, struct http_request *req, unsigned status,

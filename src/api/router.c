@@ -88,11 +88,22 @@ void api_common_headers(struct api *a, struct http_request *req)
 {
 	const struct fsm_member *m = NULL;
 	raft_id id = 0;
+	char index[24];
 	bool known = node_leader(a->node, &m, &id, NULL);
 	http_response_header(req, "X-Cloudless-Known-Leader", known ? "true" : "false");
 	if (known && m != NULL)
 		http_response_header(req, "X-Cloudless-Leader", m->node_id);
 	http_response_header(req, "X-Cloudless-Served-By", a->cfg->node_id);
+	/* The index the local store reflects; kv routes replace it with a more specific one. */
+	snprintf(index, sizeof index, "%llu", (unsigned long long)a->node->fsm.applied_index);
+	http_response_header(req, "X-Cloudless-Index", index);
+}
+
+void api_prepare(struct http_request *req, void *arg)
+{
+	/* Every response carries the common headers, including the ones answered before any
+	 * route runs (400 on bad input, 404, 405, and the server's own 413). */
+	api_common_headers(arg, req);
 }
 
 void api_problem_leader(struct api *a, struct http_request *req, unsigned status,

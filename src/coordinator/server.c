@@ -147,6 +147,7 @@ static int start_http(struct server *s, struct http_server **out, const char *ad
 					.max_body = s->cfg->max_body,
 					.handler = handler,
 					.complete = api_request_complete,
+					.prepare = api_prepare,
 					.arg = &s->api};
 	if (http_server_init(out, &s->loop, &o, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s %s: %s\n", flag, addr, err);

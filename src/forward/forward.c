@@ -303,7 +303,9 @@ static void xfer_complete(struct fwd_xfer *x, CURLcode rc, bool canceled)
 	if (resp.result == FWD_CANCELED)
 		log_debug("Forward request canceled", "method=%s url=%s", x->method, x->url);
 	else if (resp.result != FWD_OK)
-		log_warn("Forward request failed",
+		/* Debug only: every caller reports the failure with its own context (join attempt,
+		 * forwarded write), and a retry loop would otherwise log each attempt twice. */
+		log_debug("Forward request failed",
 		         "method=%s url=%s result=%s seconds=%.3f error=\"%s\"", x->method, x->url,
 		         result_name(resp.result), resp.seconds, resp.error);
 	else

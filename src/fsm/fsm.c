@@ -201,8 +201,12 @@ uint64_t fsm_digest(struct fsm *f, uint64_t *n_keys)
 }
 
 /* Removes up to IDEM_PRUNE_PER_APPLY records that are older than the TTL as of `now_ms`, or
- * the oldest ones while more than idem_max are live. */
-static void idem_prune(struct fsm *f, struct store_batch *b, uint64_t now_ms, uint64_t *count)
+ * the oldest ones while more than idem_max are live. `replaced` (may be empty) is the age entry
+ * of a record this apply already replaced: the iterator still sees it (the batch is not
+ * written yet), but pruning it would delete the new record under the same key and count it
+ * twice. */
+static void idem_prune(struct fsm *f, struct store_batch *b, uint64_t now_ms, uint64_t *count,
+                       const struct buf *replaced)
 {
 	struct store_iter it;
 	int removed = 0;
@@ -211,6 +215,8 @@ static void idem_prune(struct fsm *f, struct store_batch *b, uint64_t now_ms, ui
 		size_t kl;
 		const char *k = store_iter_key(&it, &kl);
 		if (kl < 10)
+			continue;
+		if (replaced->len == kl && memcmp(replaced->data, k, kl) == 0)
 			continue;
 		uint64_t ts = be64(k + 2);
 		bool expired = ts + f->idem_ttl_ms < now_ms;
@@ -338,6 +344,7 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 {
 	struct command c;
 	struct store_batch b;
+	struct buf replaced; /* age entry of an expired idempotency record replaced here */
 	unsigned code;
 	uint64_t idem_count = f->idem_count;
 	uint64_t t0 = uv_hrtime();
@@ -346,6 +353,7 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 		return fsm_result_pack(FSM_SKIPPED);
 
 	store_batch_init(&b);
+	buf_init(&replaced);
 	if (command_decode(&c, data, len) != 0) {
 		/* Only a bug or corruption gets here; applying nothing keeps every replica equal.
 		 */
@@ -360,22 +368,24 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 	} else if ((code = idem_check(f, &c)) == 0) {
 		code = apply_kv(f, &b, &c, index);
 		if (c.idem_key.len > 0) {
-			struct buf ik;
-			buf_init(&ik);
-			make_key(&ik, 'i', c.idem_key.p, c.idem_key.len);
-			/* An expired record with the same key is replaced, not double-counted. */
-			char *old;
-			size_t ol;
-			if (store_get(&f->store, ik.data, ik.len, &old, &ol) == 0) {
-				free(old);
+			/* An expired record with the same key is replaced, not double-counted;
+			 * its age entry goes too, or pruning would later take the new record. */
+			struct fsm_idem old;
+			if (fsm_idem_get(f, c.idem_key.p, c.idem_key.len, &old) == 0) {
+				uint8_t ts[8];
+				put_be64(ts, old.ts_ms);
+				buf_append(&replaced, "t/", 2);
+				buf_append(&replaced, ts, 8);
+				buf_append(&replaced, c.idem_key.p, c.idem_key.len);
+				store_batch_delete(&b, replaced.data, replaced.len);
 				idem_count--;
 			}
-			buf_close(&ik);
 			idem_record(f, &b, &c, index, code, &idem_count);
 		}
 	}
 	if (code != FSM_BAD_COMMAND && c.ts_ms > 0)
-		idem_prune(f, &b, c.ts_ms, &idem_count);
+		idem_prune(f, &b, c.ts_ms, &idem_count, &replaced);
+	buf_close(&replaced);
 	if (idem_count != f->idem_count)
 		batch_put_u64(&b, KEY_IDEM_COUNT, idem_count);
 	batch_put_u64(&b, KEY_APPLIED, index);

@@ -95,6 +95,7 @@ struct http_server {
 
 	http_handler_fn handler;
 	http_complete_fn complete;
+	http_handler_fn prepare;
 	void *arg;
 	size_t max_body;
 	unsigned port;
@@ -364,6 +365,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	if (req == NULL) {
 		req = request_new(s, conn, url, method);
 		*con_cls = req;
+		if (s->prepare != NULL)
+			s->prepare(req, s->arg);
 		if (content_length_too_large(req)) {
 			/* Answering before the body is read makes MHD skip it (and close the
 			 * connection afterwards); with "Expect: 100-continue" the client never
@@ -452,6 +455,48 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	request_free(req);
 }
 
+/* MHD's own unescaping turns "%00" into a NUL byte, and the path reaches us as a C string:
+ * "PUT /v1/kv/a%00b" would silently write key "a" (a query value would be cut short the same
+ * way). Decode "%00" instead as C0 80, an overlong encoding that is never valid UTF-8, so key
+ * and prefix validation refuse it with 400. Everything else decodes as in MHD_http_unescape
+ * (a '%' not followed by two hex digits stays as it is). */
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static size_t unescape_no_nul(void *cls, struct MHD_Connection *conn, char *s)
+{
+	(void)cls;
+	(void)conn;
+	char *w = s;
+	for (const char *r = s; *r != '\0';) {
+		int hi = r[0] == '%' ? hex_value(r[1]) : -1;
+		int lo = hi >= 0 ? hex_value(r[2]) : -1;
+		if (lo < 0) {
+			*w++ = *r++;
+			continue;
+		}
+		unsigned char c = (unsigned char)(hi << 4 | lo);
+		if (c == 0) {
+			/* Fits: three input bytes become two. */
+			*w++ = (char)0xC0;
+			*w++ = (char)0x80;
+		} else {
+			*w++ = (char)c;
+		}
+		r += 3;
+	}
+	*w = '\0';
+	return (size_t)(w - s);
+}
+
 /* ---- server life cycle -------------------------------------------------------------- */
 
 /* Splits "host:port" / "[v6]:port" / ":port" and resolves it for bind(). */
@@ -527,6 +572,7 @@ int http_server_init(struct http_server **out, uv_loop_t *loop,
 	s->loop = loop;
 	s->handler = opts->handler;
 	s->complete = opts->complete;
+	s->prepare = opts->prepare;
 	s->arg = opts->arg;
 	s->max_body = opts->max_body;
 
@@ -543,7 +589,7 @@ int http_server_init(struct http_server **out, uv_loop_t *loop,
 	    flags, port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
 	    MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)10000,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_NOTIFY_COMPLETED,
-	    on_completed, s, MHD_OPTION_END);
+	    on_completed, s, MHD_OPTION_UNESCAPE_CALLBACK, unescape_no_nul, NULL, MHD_OPTION_END);
 	freeaddrinfo(ai);
 	if (s->daemon == NULL) {
 		snprintf(err, errlen, "cannot start http server on %s: %s", opts->addr,
@@ -789,6 +835,16 @@ void http_response_header(struct http_request *req, const char *name, const char
 		log_warn("http header after respond ignored", "method=%s path=%s name=%s",
 		         req->method, req->path, name);
 		return;
+	}
+	/* Replace rather than repeat: the api sets its common headers when a request arrives
+	 * and again, with fresher values, when it answers (or relays the leader's). */
+	for (size_t i = 0; i < req->nheaders; i++) {
+		if (strcasecmp(req->headers[i].name, name) == 0) {
+			char *v = xstrdup(value);
+			free(req->headers[i].value);
+			req->headers[i].value = v;
+			return;
+		}
 	}
 	struct http_header *h = realloc(req->headers, (req->nheaders + 1) * sizeof *h);
 	if (h == NULL) {

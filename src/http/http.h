@@ -30,7 +30,11 @@ struct http_server_options {
 	size_t max_body;      /* bytes; larger uploads get 413 */
 	http_handler_fn handler;
 	http_complete_fn complete; /* optional */
-	void *arg;            /* passed to handler and complete */
+	/* Optional: called once per request as soon as its headers are in, before the body is
+	 * read, the handler runs or the server answers by itself (413, 503 while closing), so
+	 * headers it adds reach every response. */
+	http_handler_fn prepare;
+	void *arg;            /* passed to handler, complete and prepare */
 };
 
 /* Binds and starts serving. On failure returns -1 and writes a one-line reason to err. */
@@ -65,7 +69,8 @@ const char *http_request_tag(const struct http_request *req);
 void http_request_set_data(struct http_request *req, void *data);
 void *http_request_data(const struct http_request *req);
 
-/* Adds a response header; call before http_respond. Both strings are copied. */
+/* Sets a response header, replacing one of the same name (case-insensitive) set earlier;
+ * call before http_respond. Both strings are copied. */
 void http_response_header(struct http_request *req, const char *name, const char *value);
 /* Sends the response (body copied). Call exactly once per request, from the handler or
  * later from any callback on the loop thread; extra calls are ignored. */

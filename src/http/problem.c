@@ -72,8 +72,10 @@ void http_problem_extra(struct http_request *req, unsigned status, const char *s
 	snprintf(type, sizeof type, "https://cloudless.dev/problems/%s", slug);
 	json_t *o = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", http_reason(status),
 	                      "status", (int)status, "detail", detail);
+	/* The RFC 7807 members win over extra ones of the same name: the readiness report, for
+	 * one, has its own "status" ("unavailable") that must not replace the numeric status. */
 	if (o != NULL && extra != NULL)
-		json_object_update(o, extra);
+		json_object_update_missing(o, extra);
 	json_decref(extra);
 	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
