@@ -4,6 +4,7 @@
  * have died, and the default action would kill the survivors of a leader crash. */
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "config/config.h"
 #include "coordinator/server.h"
@@ -22,7 +23,10 @@ int main(int argc, char *argv[])
 		printf("cloudless-coordinator %s\n", CLOUDLESS_VERSION);
 		return 0;
 	case CONFIG_ERROR:
-		fprintf(stderr, "cloudless-coordinator: %s (see --help)\n", err);
+		/* The messages about unknown flags and stray arguments carry the hint already;
+		 * adding it again would print "(see --help) (see --help)". */
+		fprintf(stderr, "cloudless-coordinator: %s%s\n", err,
+		        strstr(err, "(see --help)") != NULL ? "" : " (see --help)");
 		return 2;
 	case CONFIG_OK:
 		break;

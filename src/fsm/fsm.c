@@ -428,9 +428,16 @@ static int iface_snapshot(struct raft_fsm *iface, struct raft_buffer *bufs[], un
 	if (f->snap_active)
 		return RAFT_BUSY;
 	/* Runs on the loop thread between applies, so the RocksDB snapshot is exactly the state
-	 * at raft's last_applied; the copy happens later on a worker thread. */
+	 * at applied_index; the copy happens later on a worker thread. The image must carry that
+	 * index even when raft's last_applied trails it (raft re-delivering entries the store
+	 * already holds after a restart): labelled with raft's older index, whoever installs the
+	 * image would apply the entries in between a second time. Raft may also be ahead (its
+	 * last entries were not commands); its index is then as good and keeps the labels equal.
+	 */
 	store_snap_take(&f->snap, &f->store);
-	f->snap_index = f->raft != NULL ? f->raft->last_applied : f->applied_index;
+	f->snap_index = f->applied_index;
+	if (f->raft != NULL && f->raft->last_applied > f->snap_index)
+		f->snap_index = f->raft->last_applied;
 	f->snap_active = true;
 	*bufs = NULL;
 	*n_bufs = 0;

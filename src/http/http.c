@@ -149,6 +149,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		msg[--n] = '\0';
 	memcpy(s->mhd_msg, msg, n + 1);
+	/* While MHD_start_daemon runs (no daemon yet) the message is only kept: a failed start
+	 * reports it once in http_server_init's error, which the caller prints as the one line on
+	 * stderr; a start that succeeds logs it afterwards. */
+	if (s->daemon == NULL)
+		return;
 	/* MHD reports client misbehaviour (resets, malformed requests) here too; that is worth
 	 * seeing but is not an error of ours. */
 	log_warn("http library message", "port=%u msg=\"%s\"", s->port, msg);
@@ -601,6 +606,8 @@ int http_server_init(struct http_server **out, uv_loop_t *loop,
 	const union MHD_DaemonInfo *info =
 	    MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = info != NULL ? info->port : port;
+	if (s->mhd_msg[0] != '\0')
+		log_warn("http library message", "port=%u msg=\"%s\"", s->port, s->mhd_msg);
 	info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
 	int efd = info != NULL ? info->epoll_fd : -1;
 	if (efd < 0) {

@@ -237,19 +237,26 @@ static void remove_start(struct node *n, struct node_change *c)
 	run(n);
 }
 
-/* Most caught-up voter other than us, for transfers without a named target. */
+/* Most caught-up voter other than us, for transfers without a named target, preferring voters
+ * we heard from recently: a transfer to a voter that is down fails only after an election
+ * timeout, and the retry would pick it again (ties on match index go to the first voter in
+ * the configuration). One not heard from is still better than none (e.g. just elected). */
 static raft_id best_voter(struct node *n)
 {
 	raft_id best = 0;
 	raft_index best_match = 0;
+	bool best_heard = false;
 	for (unsigned i = 0; i < n->raft.configuration.n; i++) {
 		struct raft_server *s = &n->raft.configuration.servers[i];
 		if (s->role != RAFT_VOTER || s->id == n->id)
 			continue;
 		raft_index m = n->raft.leader_state.progress[i].match_index;
-		if (best == 0 || m > best_match) {
+		bool heard = node_heard_from(n, s->id);
+		if (best == 0 || (heard && !best_heard) ||
+		    (heard == best_heard && m > best_match)) {
 			best = s->id;
 			best_match = m;
+			best_heard = heard;
 		}
 	}
 	return best;

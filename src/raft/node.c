@@ -364,6 +364,16 @@ unsigned node_reachable_voters(struct node *n, raft_id exclude, bool *self_count
 	return count;
 }
 
+bool node_heard_from(struct node *n, raft_id id)
+{
+	if (n->raft.state != RAFT_LEADER)
+		return false;
+	if (id == n->id)
+		return true;
+	struct node_contact *c = contact_slot(n, id);
+	return c != NULL && c->last_recv_ms + 2 * (uint64_t)n->opts.election_ms >= clock_mono_ms();
+}
+
 uint64_t node_last_contact_ms(struct node *n)
 {
 	if (n->raft.state == RAFT_LEADER)

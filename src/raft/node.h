@@ -216,6 +216,8 @@ const struct fsm_member *node_member_by_node_id(struct node *n, const char *node
 uint64_t node_last_contact_ms(struct node *n);
 /* Voters (including us when leader) heard from within two election timeouts. */
 unsigned node_reachable_voters(struct node *n, raft_id exclude, bool *self_counted);
+/* Whether we lead and heard from voter `id` within that same window (always true for us). */
+bool node_heard_from(struct node *n, raft_id id);
 unsigned node_voters(const struct node *n);
 /* Index in configuration.servers of id, or -1. */
 int node_server_index(const struct node *n, raft_id id);

@@ -98,7 +98,7 @@ static void test_integers_big_endian(void)
 	CHECK_EQ_INT(b.len, 1 + 4 + 8 + 4 + 4 + 8 + 8);
 
 	static const uint8_t want[] = {0xab, 0x01, 0x02, 0x03, 0x04, 0x11, 0x22,
-				       0x33, 0x44, 0x55, 0x66, 0x77, 0x88};
+	                               0x33, 0x44, 0x55, 0x66, 0x77, 0x88};
 	CHECK(memcmp(b.data, want, sizeof want) == 0);
 
 	struct buf_reader r;
@@ -196,7 +196,10 @@ struct utf8_case {
 	bool valid;
 };
 
-#define U(name, lit, valid) {name, lit, sizeof(lit) - 1, valid}
+#define U(name, lit, valid)                       \
+	{                                         \
+		name, lit, sizeof(lit) - 1, valid \
+	}
 
 static const struct utf8_case utf8_cases[] = {
     U("empty", "", true),
@@ -257,7 +260,7 @@ static void test_utf8(void)
 		bool got = text_valid_utf8(c->s, c->len);
 		if (got != c->valid)
 			fprintf(stderr, "utf8 case \"%s\": got %d want %d\n", c->name, got,
-				c->valid);
+			        c->valid);
 		CHECK(got == c->valid);
 	}
 	/* The length is respected: a valid prefix of an invalid string is valid, and a
@@ -336,22 +339,22 @@ static void test_base64(void)
 	}
 
 	static const char *invalid[] = {
-	    "Z",         /* length not a multiple of 4 */
-	    "Zg",        /* unpadded */
-	    "Zg=",       /* short padding */
-	    "Zm9vY",     /* 5 chars */
-	    "Zg===",     /* too much padding, bad length */
-	    "Z===",      /* padding in position 1 */
-	    "====",      /* all padding */
-	    "=Zg=",      /* padding first */
-	    "Zg=a",      /* data after padding */
-	    "Zg==Zm9v",  /* padding in a non-final quantum */
-	    "Zm9v====",  /* padding-only final quantum */
-	    "Zm9v!A==",  /* character outside the alphabet */
-	    "Zm 9v",     /* whitespace (also bad length) */
-	    "Zm9 ",      /* space */
-	    "Zm9\n",     /* newline */
-	    "Zm-_",      /* URL-safe alphabet is not accepted */
+	    "Z",           /* length not a multiple of 4 */
+	    "Zg",          /* unpadded */
+	    "Zg=",         /* short padding */
+	    "Zm9vY",       /* 5 chars */
+	    "Zg===",       /* too much padding, bad length */
+	    "Z===",        /* padding in position 1 */
+	    "====",        /* all padding */
+	    "=Zg=",        /* padding first */
+	    "Zg=a",        /* data after padding */
+	    "Zg==Zm9v",    /* padding in a non-final quantum */
+	    "Zm9v====",    /* padding-only final quantum */
+	    "Zm9v!A==",    /* character outside the alphabet */
+	    "Zm 9v",       /* whitespace (also bad length) */
+	    "Zm9 ",        /* space */
+	    "Zm9\n",       /* newline */
+	    "Zm-_",        /* URL-safe alphabet is not accepted */
 	    "Zm9\xc3\xa9", /* non-ASCII */
 	};
 	for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {

@@ -13,19 +13,19 @@
 
 #include "testlib.h"
 
-static struct command_str S(const char *s)
-{
+static struct command_str S(const char *s) {
 	struct command_str r = {s, strlen(s)};
 	return r;
 }
 
-static struct command_str SN(const char *s, size_t n)
-{
+static struct command_str
+SN(const char *s, size_t n) {
 	struct command_str r = {s, n};
 	return r;
 }
 
-static bool str_eq(struct command_str a, struct command_str b)
+static bool
+str_eq(struct command_str a, struct command_str b)
 {
 	return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
 }
@@ -197,9 +197,8 @@ static void test_round_trip(void)
 	struct buf b;
 	buf_init(&b);
 	command_encode(&c, &b);
-	static const uint8_t want[] = {1,   1, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 1, 'i', 1,
-				       0,   0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 'k', 0, 0, 0,
-				       2, 'v', 'v'};
+	static const uint8_t want[] = {1, 1, 0, 0, 0, 0, 0, 0, 1, 2, 0,   0, 0, 1, 'i', 1,   0,  0,
+	                               0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 'k', 0, 0, 0, 2,   'v', 'v'};
 	CHECK_EQ_INT(b.len, sizeof want);
 	CHECK(b.len == sizeof want && memcmp(b.data, want, sizeof want) == 0);
 	buf_close(&b);
@@ -251,7 +250,7 @@ static void test_truncation(void)
 		for (size_t len = 0; len < b.len; len++) {
 			if (decode_n(b.data, len) != -1) {
 				fprintf(stderr, "sample %d: prefix of %zu/%zu bytes decoded\n", i,
-					len, b.len);
+				        len, b.len);
 				accepted++;
 			}
 		}
@@ -299,8 +298,7 @@ static void put_str(struct buf *b, const char *p, size_t n)
 	buf_append(b, p, n);
 }
 
-static void build_kv(struct buf *b, uint8_t type, size_t idem_len, uint8_t has_cas,
-		     size_t key_len)
+static void build_kv(struct buf *b, uint8_t type, size_t idem_len, uint8_t has_cas, size_t key_len)
 {
 	static char big[COMMAND_MAX_KEY + 2];
 	memset(big, 'x', sizeof big);

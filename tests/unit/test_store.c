@@ -87,13 +87,13 @@ static int absent(struct store *s, const char *k, size_t kl)
 	return rv == 1;
 }
 
-#define HAS(s, k, v)  has(s, k, sizeof(k) - 1, v, sizeof(v) - 1)
-#define ABSENT(s, k)  absent(s, k, sizeof(k) - 1)
-#define PUT(s, k, v)  put1(s, k, sizeof(k) - 1, v, sizeof(v) - 1)
+#define HAS(s, k, v) has(s, k, sizeof(k) - 1, v, sizeof(v) - 1)
+#define ABSENT(s, k) absent(s, k, sizeof(k) - 1)
+#define PUT(s, k, v) put1(s, k, sizeof(k) - 1, v, sizeof(v) - 1)
 
 /* Collects the keys an iterator yields, joined by '|', into out. */
-static void collect(struct store *s, const struct store_snap *snap, const char *prefix,
-		    size_t plen, const char *start, size_t slen, struct buf *out)
+static void collect(struct store *s, const struct store_snap *snap, const char *prefix, size_t plen,
+                    const char *start, size_t slen, struct buf *out)
 {
 	struct store_iter it;
 	buf_reset(out);
@@ -311,7 +311,7 @@ static void test_snapshot_isolation(void)
 	CHECK_EQ_STR(keys.data, "k/9");
 
 	store_snap_release(&snap);
-	store_snap_release(&snap);  /* idempotent */
+	store_snap_release(&snap); /* idempotent */
 	store_snap_release(&snap2);
 	collect(&s, NULL, "", 0, NULL, 0, &keys);
 	CHECK_EQ_STR(keys.data, "k/10|k/9");

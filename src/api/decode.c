@@ -1,0 +1,114 @@
+/* decode: request-body decoders for /raft/join, /raft/remove, /raft/transfer-leader (see
+ * decode.h). Bodies are strict JSON: unknown fields, wrong types and bad addresses are 400
+ * before anything happens. */
+#include "api/decode.h"
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "fsm/command.h"
+#include "util/json.h"
+
+static bool valid_node_id(const char *id)
+{
+	size_t len = strlen(id);
+	if (len == 0 || len > COMMAND_MAX_ID)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = id[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+static bool valid_ipv4_hostport(const char *s)
+{
+	char host[256];
+	unsigned port;
+	struct in_addr a;
+	return config_split_hostport(s, host, sizeof host, &port, false) == 0 &&
+	       inet_pton(AF_INET, host, &a) == 1;
+}
+
+/* Parses the body as an object with only `allowed` fields; NULL with err set otherwise. An
+ * empty body is an empty object when `empty_ok`. */
+static json_t *parse_body(const char *body, size_t len, const char *const allowed[],
+			  bool empty_ok, char *err, size_t errlen)
+{
+	if (len == 0 && empty_ok)
+		return json_object();
+	json_t *o = json_parse_object(body, len, err, errlen);
+	if (o == NULL || json_check_fields(o, allowed, err, errlen) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+unsigned api_decode_join(const char *body, size_t len, struct node_change *out, char *err,
+			 size_t errlen)
+{
+	static const char *const fields[] = {"node_id", "raft_addr", "http_addr", NULL};
+	const char *id, *raddr, *haddr;
+	unsigned status = 400;
+	json_t *o = parse_body(body, len, fields, false, err, errlen);
+	if (o == NULL)
+		return 400;
+	if (json_get_string(o, "node_id", true, 1, COMMAND_MAX_ID, &id, err, errlen) != 0 ||
+	    json_get_string(o, "raft_addr", true, 1, COMMAND_MAX_ADDR, &raddr, err, errlen) != 0 ||
+	    json_get_string(o, "http_addr", true, 1, COMMAND_MAX_ADDR, &haddr, err, errlen) != 0) {
+		/* err says which field */
+	} else if (!valid_node_id(id)) {
+		snprintf(err, errlen, "node_id must be 1 to %d characters of [A-Za-z0-9._-]",
+			 COMMAND_MAX_ID);
+	} else if (!valid_ipv4_hostport(raddr)) {
+		snprintf(err, errlen,
+			 "raft_addr must be a numeric IPv4 address with a port, e.g. 10.0.0.1:7000");
+	} else {
+		char host[256];
+		unsigned port;
+		if (config_split_hostport(haddr, host, sizeof host, &port, false) != 0) {
+			snprintf(err, errlen,
+				 "http_addr must be host:port with a port from 1 to 65535");
+		} else {
+			memset(out, 0, sizeof *out);
+			out->kind = NODE_CHANGE_JOIN;
+			snprintf(out->node_id, sizeof out->node_id, "%s", id);
+			snprintf(out->raft_addr, sizeof out->raft_addr, "%s", raddr);
+			snprintf(out->http_addr, sizeof out->http_addr, "%s", haddr);
+			status = 200;
+		}
+	}
+	json_decref(o);
+	return status;
+}
+
+unsigned api_decode_node_id(const char *body, size_t len, enum node_change_kind kind,
+			    struct node_change *out, char *err, size_t errlen)
+{
+	static const char *const fields[] = {"node_id", NULL};
+	const char *id;
+	unsigned status = 400;
+	bool required = kind == NODE_CHANGE_REMOVE;
+	json_t *o = parse_body(body, len, fields, !required, err, errlen);
+	if (o == NULL)
+		return 400;
+	if (json_get_string(o, "node_id", required, 1, COMMAND_MAX_ID, &id, err, errlen) != 0) {
+		/* err says why */
+	} else if (id != NULL && !valid_node_id(id)) {
+		snprintf(err, errlen, "node_id must be 1 to %d characters of [A-Za-z0-9._-]",
+			 COMMAND_MAX_ID);
+	} else {
+		memset(out, 0, sizeof *out);
+		out->kind = kind;
+		snprintf(out->node_id, sizeof out->node_id, "%s", id ? id : "");
+		status = 200;
+	}
+	json_decref(o);
+	return status;
+}
