@@ -42,6 +42,7 @@ struct api_op {
 	uint64_t deadline_ms; /* monotonic */
 	uint64_t no_leader_until; /* give up waiting for a leader after this (503) */
 	bool safe_to_retry;   /* idempotency key or CAS: may be re-sent after an unknown outcome */
+	bool maybe_applied;   /* an earlier attempt was re-sent after an unknown outcome */
 	unsigned attempts;
 	bool busy; /* a raft/forward/membership callback is still outstanding */
 	uv_timer_t timer; /* waiting for a leader */
@@ -93,6 +94,9 @@ void api_dispatch_to_leader(struct api_op *op);
 void api_wait_for_leader(struct api_op *op);
 /* For ops that failed on this node with an unknown outcome after leadership moved. */
 void api_retry_or_fail(struct api_op *op, int raft_status);
+/* Answers 503 leadership-lost for an op whose earlier attempt may have been applied although
+ * the latest one definitely was not (e.g. a re-sent CAS that meets its own change). */
+void api_fail_maybe_applied(struct api_op *op);
 
 /* route files */
 void api_route_kv(struct api *a, struct http_request *req, const char *key);

@@ -135,6 +135,11 @@ static void write_applied(struct node_propose *p, int status, void *result)
 	unsigned code = fsm_result_code(result);
 	uint64_t index = p->apply.index;
 	bool replay = fsm_result_replayed(result);
+	if (code == FSM_CAS_MISMATCH && op->maybe_applied && op->idem_key == NULL) {
+		/* Possibly our own earlier attempt that changed the index (see proxy.c). */
+		api_fail_maybe_applied(op);
+		return;
+	}
 	if (replay) {
 		struct fsm_idem rec;
 		if (fsm_idem_get(&op->api->node->fsm, op->idem_key, strlen(op->idem_key), &rec) == 0)
@@ -174,6 +179,10 @@ static void write_local(struct api_op *op)
 	op->busy = false;
 	if (rv == RAFT_NOTLEADER) {
 		api_wait_for_leader(op);
+		return;
+	}
+	if (op->maybe_applied) {
+		api_fail_maybe_applied(op);
 		return;
 	}
 	api_common_headers(a, op->req);

@@ -33,8 +33,18 @@ static void count_forward(struct api *a, const char *result, double seconds)
 		metrics_observe(a->metrics, "cloudless_forward_duration_seconds", NULL, seconds);
 }
 
+static const char MAYBE_APPLIED[] =
+    "an earlier attempt may have been applied before leadership moved, and the retry cannot "
+    "tell (retry with an Idempotency-Key to be safe)";
+
 static void finish_problem(struct api_op *op, unsigned status, const char *slug, const char *detail)
 {
+	/* "no-leader" promises that nothing was applied, which stops being true of the request
+	 * once an attempt with an unknown outcome was re-sent. */
+	if (op->maybe_applied && status == 503 && strcmp(slug, "no-leader") == 0) {
+		slug = "leadership-lost";
+		detail = MAYBE_APPLIED;
+	}
 	api_common_headers(op->api, op->req);
 	api_problem_leader(op->api, op->req, status, slug, detail);
 	op->req = NULL;
@@ -109,6 +119,19 @@ static bool leadership_lost(const struct fwd_response *r)
 	       strstr(r->body, "https://cloudless.dev/problems/leadership-lost") != NULL;
 }
 
+/* The leader says this attempt certainly was not applied. After an earlier attempt with an
+ * unknown outcome that says nothing about the request: a re-sent CAS that finds its own
+ * earlier attempt applied fails its comparison. With an Idempotency-Key the leader answers
+ * with the first attempt's recorded result instead, which is the truth. */
+static bool refutes_only_this_attempt(const struct api_op *op, const struct fwd_response *r)
+{
+	if (!op->maybe_applied || op->idem_key != NULL || r->body == NULL)
+		return false;
+	return (r->status == 409 &&
+		strstr(r->body, "https://cloudless.dev/problems/cas-mismatch") != NULL) ||
+	       (r->status == 503 && strstr(r->body, "https://cloudless.dev/problems/no-leader") != NULL);
+}
+
 static void forward_cb(const struct fwd_response *r, void *arg)
 {
 	struct api_op *op = arg;
@@ -121,11 +144,17 @@ static void forward_cb(const struct fwd_response *r, void *arg)
 	switch (r->result) {
 	case FWD_OK:
 		if (refused_unapplied(r) || (leadership_lost(r) && op->safe_to_retry)) {
+			if (leadership_lost(r))
+				op->maybe_applied = true;
 			count_forward(a, "retry", r->seconds);
 			api_wait_for_leader(op);
 			return;
 		}
 		count_forward(a, "ok", r->seconds);
+		if (refutes_only_this_attempt(op, r)) {
+			api_fail_maybe_applied(op);
+			return;
+		}
 		relay(op, r);
 		return;
 	case FWD_CONNECT_FAILED:
@@ -144,6 +173,7 @@ static void forward_cb(const struct fwd_response *r, void *arg)
 	default:
 		count_forward(a, "failed", r->seconds);
 		if (op->safe_to_retry) {
+			op->maybe_applied = true;
 			api_wait_for_leader(op);
 			return;
 		}
@@ -216,7 +246,11 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 				 .n_headers = nh,
 				 .body = body,
 				 .body_len = body_len,
-				 .timeout_ms = (unsigned)(op->deadline_ms - now)};
+				 .timeout_ms = (unsigned)(op->deadline_ms - now),
+				 /* A write without an Idempotency-Key must reach the leader at most
+				  * once: curl's silent re-send on a dead kept-alive connection would
+				  * apply it twice, or hide that it was sent at all. */
+				 .fresh_connection = op->kind == API_OP_WRITE && op->idem_key == NULL};
 	op->attempts++;
 	op->busy = true;
 	if (fwd_send(a->fwd, &fr, forward_cb, op) != 0) {
@@ -268,6 +302,7 @@ void api_retry_or_fail(struct api_op *op, int raft_status)
 	if (op->safe_to_retry && !forwarded && !a->closing && clock_mono_ms() < op->deadline_ms) {
 		log_info("Retrying write after leadership change", "attempt=%u status=%s",
 			 op->attempts, raft_strerror(raft_status));
+		op->maybe_applied = true;
 		api_wait_for_leader(op);
 		return;
 	}
@@ -277,4 +312,9 @@ void api_retry_or_fail(struct api_op *op, int raft_status)
 		 "an Idempotency-Key to be safe)",
 		 raft_strerror(raft_status));
 	finish_problem(op, 503, "leadership-lost", detail);
+}
+
+void api_fail_maybe_applied(struct api_op *op)
+{
+	finish_problem(op, 503, "leadership-lost", MAYBE_APPLIED);
 }

@@ -40,8 +40,9 @@ static void change_done(struct node_change *c)
 		api_op_release(op);
 		return;
 	}
-	if (c->http_status == 503 && !a->closing) {
-		/* Not (or no longer) the leader: safe to retry there, all changes are idempotent. */
+	if (c->http_status == 503 && !a->closing && !node_is_leader(a->node)) {
+		/* Not (or no longer) the leader: safe to retry there, all changes are idempotent.
+		 * A 503 while we still lead (a transfer that did not complete) is the answer. */
 		api_wait_for_leader(op);
 		return;
 	}

@@ -817,6 +817,8 @@ int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg)
 	/* Cluster traffic is loopback/LAN: an http_proxy in the environment must not apply. */
 	SETOPT(CURLOPT_NOPROXY, "*");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+	if (req->fresh_connection)
+		SETOPT(CURLOPT_FRESH_CONNECT, 1L);
 	SETOPT(CURLOPT_TIMEOUT_MS, (long)timeout);
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)connect_timeout);
 	SETOPT(CURLOPT_USERAGENT, "cloudless-coordinator/" CLOUDLESS_VERSION);

@@ -7,6 +7,7 @@
 #ifndef CLOUDLESS_FORWARD_FORWARD_H
 #define CLOUDLESS_FORWARD_FORWARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -25,6 +26,10 @@ struct fwd_request {
 	const void *body;     /* may be NULL */
 	size_t body_len;
 	unsigned timeout_ms;  /* whole-request deadline; 0 means 10000 */
+	/* Never reuse a kept-alive connection. libcurl silently re-sends a request whose reused
+	 * connection dies before any response byte arrives, although the peer may have acted on
+	 * it; a request that must not run twice needs its own connection. */
+	bool fresh_connection;
 };
 
 enum fwd_result {

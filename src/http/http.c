@@ -72,6 +72,7 @@ struct http_request {
 	char *resp_body;
 	size_t resp_len;
 	unsigned status;
+	struct MHD_Response *refused; /* built, but MHD refused it once; see queue_stored() */
 
 	size_t discarded;       /* body bytes thrown away after overflowing max_body */
 	unsigned queued_status; /* status actually queued to MHD, 0 if none */
@@ -248,6 +249,8 @@ static void request_free(struct http_request *req)
 	free(req->headers);
 	free(req->content_type);
 	free(req->resp_body);
+	if (req->refused != NULL)
+		MHD_destroy_response(req->refused);
 	free(req->query_string);
 	free(req->method);
 	free(req->path);
@@ -302,8 +305,12 @@ static void respond_too_large(struct http_request *req)
 /* Hands the stored response to MHD. Only valid inside the access handler. */
 static enum MHD_Result queue_stored(struct http_request *req)
 {
-	struct MHD_Response *resp;
-	if (req->resp_len > 0) {
+	struct MHD_Response *resp = req->refused;
+	bool retry = resp != NULL;
+	req->refused = NULL;
+	if (retry) {
+		/* built on the refused attempt */
+	} else if (req->resp_len > 0) {
 		/* MHD takes ownership and free()s the body once sent. */
 		resp = MHD_create_response_from_buffer(req->resp_len, req->resp_body,
 		                                       MHD_RESPMEM_MUST_FREE);
@@ -332,6 +339,15 @@ static enum MHD_Result queue_stored(struct http_request *req)
 			          req->method, req->path, h->name);
 	}
 	enum MHD_Result rv = MHD_queue_response(req->conn, req->status, resp);
+	if (rv != MHD_YES && !retry) {
+		/* MHD 0.9.75 also calls the access handler with *upload_data_size == 0 before the
+		 * request is complete (after "100 Continue" for a request without a body when the
+		 * next pipelined request is already buffered) and refuses a response in that state.
+		 * It calls again once the request is complete: keep the response for that call
+		 * (once) rather than drop the connection unanswered. */
+		req->refused = resp;
+		return MHD_YES;
+	}
 	/* The connection holds its own reference once queued. */
 	MHD_destroy_response(resp);
 	if (rv != MHD_YES) {

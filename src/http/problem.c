@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/text.h"
+
 const char *http_reason(unsigned status)
 {
 	switch (status) {
@@ -60,6 +62,27 @@ void http_respond_json(struct http_request *req, unsigned status, json_t *value)
 	free(s);
 }
 
+/* Replaces every byte that is not part of a valid UTF-8 sequence with '?'. Details quote client
+ * input (the percent-decoded path of a 404, a JSON field name) and vsnprintf may cut a
+ * multi-byte character in half; jansson rejects invalid UTF-8, and the whole problem document
+ * would be lost (the client got "{}"). */
+static void scrub_utf8(char *s)
+{
+	size_t len = strlen(s);
+	for (size_t i = 0; i < len;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t n = c < 0x80             ? 1
+		           : (c & 0xe0) == 0xc0 ? 2
+		           : (c & 0xf0) == 0xe0 ? 3
+		           : (c & 0xf8) == 0xf0 ? 4
+		                                : 0;
+		if (n > 0 && n <= len - i && text_valid_utf8(s + i, n))
+			i += n;
+		else
+			s[i++] = '?';
+	}
+}
+
 void http_problem_extra(struct http_request *req, unsigned status, const char *slug, json_t *extra,
                         const char *detail_fmt, ...)
 {
@@ -69,6 +92,7 @@ void http_problem_extra(struct http_request *req, unsigned status, const char *s
 	va_start(ap, detail_fmt);
 	vsnprintf(detail, sizeof detail, detail_fmt, ap);
 	va_end(ap);
+	scrub_utf8(detail);
 	snprintf(type, sizeof type, "https://cloudless.dev/problems/%s", slug);
 	json_t *o = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", http_reason(status),
 	                      "status", (int)status, "detail", detail);

@@ -303,6 +303,13 @@ static void transfer_start(struct node *n, struct node_change *c)
 			finish(n, c, 200, false, "node %s is already the leader", c->node_id);
 			return;
 		}
+		if (!node_heard_from(n, c->target)) {
+			/* raft would wait a whole election timeout for a voter that cannot answer. */
+			finish(n, c, 409, false,
+			       "node %s has not been heard from recently; it cannot take leadership",
+			       c->node_id);
+			return;
+		}
 	}
 	c->step = STEP_TRANSFER;
 	run(n);

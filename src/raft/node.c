@@ -564,9 +564,13 @@ static void watch_cb(uv_timer_t *t)
 			start_ready_barrier(n);
 	}
 	/* A committed configuration that no longer lists us, received before the leader stopped
-	 * replicating to us, means we were removed. */
-	if (!n->removed && n->raft.configuration.n > 0 && node_server_index(n, n->id) < 0 &&
-	    n->raft.configuration_uncommitted_index == 0 && state != RAFT_LEADER) {
+	 * replicating to us, means we were removed. "No longer": a joining node first installs a
+	 * snapshot whose configuration predates its own admission, which is not a removal. */
+	if (node_server_index(n, n->id) >= 0)
+		n->listed = true;
+	if (!n->removed && n->listed && n->raft.configuration.n > 0 &&
+	    node_server_index(n, n->id) < 0 && n->raft.configuration_uncommitted_index == 0 &&
+	    state != RAFT_LEADER) {
 		n->removed = true;
 		log_info("Node removed from cluster",
 			 "node_id=%s reason=\"the committed configuration no longer lists this node\"",

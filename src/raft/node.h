@@ -162,6 +162,10 @@ struct node {
 	struct node_removal_check removal;
 
 	bool removed;
+	/* Some configuration this process saw listed us: until then a configuration without us
+	 * is one from before we joined (e.g. in the snapshot a joining node installs), not a
+	 * removal. */
+	bool listed;
 	bool closing;
 	node_event_cb on_removed; /* the node learned it is no longer a member */
 	void *event_arg;

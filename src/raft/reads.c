@@ -50,10 +50,15 @@ static void barrier_cb(struct raft_barrier *req, int status)
 		done = next;
 	}
 	if (n->reads.waiting != NULL && !n->closing) {
-		if (node_is_leader(n))
+		/* A failed barrier means leadership is going: libraft fails a stepping-down
+		 * leader's requests from inside its conversion to follower, while raft.state still
+		 * says RAFT_LEADER but the leader state is already freed, so a barrier proposed
+		 * from here crashes. Fail the reads that waited too; the api retries them on the
+		 * new leader. */
+		if (status == 0 && node_is_leader(n))
 			start_barrier(n);
 		else
-			reads_fail_all(n, RAFT_NOTLEADER);
+			reads_fail_all(n, status != 0 ? status : RAFT_NOTLEADER);
 	}
 }
 
