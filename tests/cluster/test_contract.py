@@ -1,0 +1,304 @@
+"""Contract test: real responses from real clusters against openapi/openapi.yaml.
+
+Every request below is sent to a running coordinator and recorded as it came back (status,
+headers, body). tests/cluster/contract_validate.mjs (Node, ajv) then checks each one against
+the operation the spec documents for its path and method: the status must be listed, the
+Content-Type documented, the body valid against the schema and the headers present and well
+formed. Finally every documented (operation, status) pair must have been provoked, except the
+few listed in NOT_PROVOKED with the reason.
+
+Needs the npm packages of package.json: run `npm ci` at the repository root first.
+"""
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from urllib.parse import quote
+
+from harness import request, run, scaled, wait_for
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SPEC = os.path.join(ROOT, "openapi", "openapi.yaml")
+VALIDATOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "contract_validate.mjs")
+
+# Documented statuses no test here can provoke on demand, and why.
+NOT_PROVOKED = {
+    500: "an internal failure (raft or store error, JSON encoding failure)",
+    507: "the leader's disk full or failing",
+}
+NOT_PROVOKED_OP = {
+    ("POST /raft/join", 409): "replacing an entry without a reachable quorum needs a cluster that "
+                              "has lost a voter while an address moves",
+    ("POST /raft/join", 504): "a join's deadline is ?timeout plus 60 s of catch-up time",
+    ("GET /raft/status", 503): "only while shutting down",
+    ("GET /metrics", 503): "only while shutting down",
+}
+
+
+def require_node_modules():
+    missing = [p for p in ("ajv", "ajv-formats", "yaml", "@redocly/cli")
+               if not os.path.isdir(os.path.join(ROOT, "node_modules", p))]
+    if missing:
+        raise AssertionError("npm packages missing (%s): run `npm ci` in %s first"
+                             % (", ".join(missing), ROOT))
+    if shutil.which("node") is None:
+        raise AssertionError("node is not installed (needed for the contract validator)")
+
+
+class Recorder:
+    def __init__(self):
+        self.exchanges = []
+
+    def send(self, node, method, path, body=None, headers=None, expect=None, timeout=10.0):
+        """Sends one request, records the response and checks it is the one we meant to
+        provoke (so coverage below means something)."""
+        addr = node if isinstance(node, str) else node.http_addr
+        r = request(addr, method, path, body, headers, timeout=scaled(timeout))
+        assert r is not None, "no response to %s %s" % (method, path)
+        self.exchanges.append({"method": method, "path": path, "status": r.status,
+                               "headers": r.headers,
+                               "body_b64": base64.b64encode(r.body).decode()})
+        if expect is not None:
+            expected = expect if isinstance(expect, tuple) else (expect,)
+            assert r.status in expected, "%s %s: expected %s, got %r" % (method, path, expect, r)
+        return r
+
+    def validate(self):
+        dump = os.environ.get("CLOUDLESS_CONTRACT_DUMP")
+        if dump:  # keep the exchanges for debugging the spec or the validator
+            with open(dump, "w") as f:
+                json.dump(self.exchanges, f, indent=1)
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(self.exchanges, f)
+            path = f.name
+        try:
+            p = subprocess.run(["node", VALIDATOR, SPEC, path], capture_output=True, text=True,
+                               timeout=120, cwd=ROOT)
+        finally:
+            os.unlink(path)
+        assert p.returncode == 0, "validator failed (%d): %s" % (p.returncode, p.stderr)
+        return json.loads(p.stdout)
+
+
+def big(n):
+    return "b" * n
+
+
+MAX_BODY = 4096
+
+
+def exercise_kv(rec, ld, f):
+    """Every kv operation and status a healthy 3-node cluster can give."""
+    for n in (ld, f):
+        k = "/v1/kv/contract%2F" + n.node_id
+        rec.send(n, "PUT", k, "v1", expect=200)
+        rec.send(n, "PUT", k, "v2", expect=200)
+        rec.send(n, "GET", k, expect=200)
+        rec.send(n, "GET", k + "?json", expect=200)
+        rec.send(n, "GET", k + "?consistency=stale", expect=200)
+        rec.send(n, "GET", k + "?stale&json", expect=200)
+        rec.send(n, "GET", "/v1/kv/contract/missing/%s?consistency=stale" % n.node_id, expect=404)
+        rec.send(n, "GET", "/v1/kv/missing-" + n.node_id, expect=404)
+        rec.send(n, "GET", k + "?consistency=linearizable&timeout=2s", expect=200)
+        # CAS and idempotency.
+        cur = json.loads(rec.send(n, "GET", k + "?json", expect=200).body)["modify_index"]
+        rec.send(n, "PUT", k + "?cas=0", "x", expect=409)
+        rec.send(n, "PUT", k + "?cas=%d" % (cur + 1000), "x", expect=409)
+        rec.send(n, "PUT", k + "?cas=%d" % cur, "v3", expect=200)
+        h = {"Idempotency-Key": "contract-" + n.node_id}
+        rec.send(n, "PUT", k + "-idem", "once", headers=h, expect=200)
+        rec.send(n, "PUT", k + "-idem", "once", headers=h, expect=200)
+        rec.send(n, "PUT", k + "-idem", "different", headers=h, expect=409)
+        rec.send(n, "DELETE", k + "-idem", headers=h, expect=409)
+        rec.send(n, "DELETE", k + "?cas=0", expect=409)
+        rec.send(n, "DELETE", k, expect=200)
+        rec.send(n, "DELETE", k, expect=404)
+        rec.send(n, "PUT", "/v1/kv/contract/with/slashes", "s", expect=200)
+        rec.send(n, "DELETE", k + "-idem2", headers={"Idempotency-Key": "del-" + n.node_id},
+                 expect=404)
+        # Listing.
+        r = rec.send(n, "GET", "/v1/kv/?prefix=contract&limit=1", expect=200)
+        token = json.loads(r.body)["continue"]
+        assert token, r
+        rec.send(n, "GET", "/v1/kv/?prefix=contract&limit=1&continue=" + quote(token, safe=""),
+                 expect=200)
+        rec.send(n, "GET", "/v1/kv/?prefix=contract&consistency=stale", expect=200)
+        rec.send(n, "GET", "/v1/kv/?prefix=nothing", expect=200)
+        rec.send(n, "GET", "/v1/kv/", expect=200)
+        # Bad input.
+        rec.send(n, "PUT", "/v1/kv/" + "k" * 1025, "v", expect=400)
+        rec.send(n, "PUT", "/v1/kv/%FF", "v", expect=400)
+        rec.send(n, "PUT", "/v1/kv/a%00b", "v", expect=400)
+        rec.send(n, "PUT", "/v1/kv/x?cas=abc", "v", expect=400)
+        rec.send(n, "PUT", "/v1/kv/x?timeout=forever", "v", expect=400)
+        rec.send(n, "PUT", "/v1/kv/x", "v", headers={"Idempotency-Key": "i" * 257}, expect=400)
+        rec.send(n, "GET", "/v1/kv/x?consistency=maybe", expect=400)
+        rec.send(n, "GET", "/v1/kv/%FF", expect=400)
+        rec.send(n, "DELETE", "/v1/kv/x?cas=-1", expect=400)
+        rec.send(n, "GET", "/v1/kv/?limit=0", expect=400)
+        rec.send(n, "GET", "/v1/kv/?continue=%25%25", expect=400)
+        rec.send(n, "GET", "/v1/kv/?consistency=bad", expect=400)
+        # Bodies over --max-body, on every operation.
+        rec.send(n, "PUT", "/v1/kv/x", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "GET", "/v1/kv/x", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "DELETE", "/v1/kv/x", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "GET", "/v1/kv/", big(MAX_BODY + 1), expect=413)
+    # ?redirect: 307 from the follower, served directly by the leader.
+    for method, path, body in (("GET", "/v1/kv/contract/with/slashes?redirect", None),
+                               ("PUT", "/v1/kv/contract/r?redirect", "v"),
+                               ("DELETE", "/v1/kv/contract/r?redirect", None),
+                               ("GET", "/v1/kv/?redirect", None)):
+        rec.send(f, method, path, body, expect=307)
+    rec.send(ld, "GET", "/v1/kv/contract/with/slashes?redirect", expect=200)
+
+
+def exercise_ops(rec, nodes):
+    for n in nodes:
+        rec.send(n, "GET", "/raft/status", expect=200)
+        rec.send(n, "GET", "/raft/status?digest", expect=200)
+        rec.send(n, "GET", "/raft/health", expect=200)
+        rec.send(n, "GET", "/raft/health?mode=ready", expect=200)
+        rec.send(n, "GET", "/raft/health?mode=live", expect=200)
+        rec.send(n, "GET", "/raft/health?mode=sleepy", expect=400)
+        rec.send(n, "GET", "/metrics", expect=200)
+        for path in ("/raft/status", "/raft/health", "/metrics"):
+            rec.send(n, "GET", path, big(MAX_BODY + 1), expect=413)
+        # Methods a path does not take, and paths that do not exist.
+        for method, path in (("POST", "/v1/kv/x"), ("PATCH", "/v1/kv/x"), ("PUT", "/v1/kv/"),
+                             ("DELETE", "/v1/kv/"), ("POST", "/raft/status"),
+                             ("PUT", "/raft/health"), ("POST", "/metrics"),
+                             ("GET", "/raft/join"), ("GET", "/raft/remove"),
+                             ("DELETE", "/raft/transfer-leader")):
+            rec.send(n, method, path, expect=405)
+        for path in ("/", "/nope", "/v1", "/v1/kvx", "/raft", "/raft/statusx"):
+            rec.send(n, "GET", path, expect=404)
+
+
+def exercise_membership(rec, c, ld, f):
+    """Join/remove/transfer: 200, 307, 400, 404, 409 (on a healthy cluster)."""
+    me = {"node_id": f.node_id, "raft_addr": f.raft_addr, "http_addr": f.http_addr}
+    for n in (ld, f):
+        rec.send(n, "POST", "/raft/join", me, expect=200, timeout=30)
+        rec.send(n, "POST", "/raft/join", {"node_id": "x"}, expect=400)
+        rec.send(n, "POST", "/raft/join", "not json", expect=400)
+        rec.send(n, "POST", "/raft/join", dict(me, extra=1), expect=400)
+        rec.send(n, "POST", "/raft/remove", {}, expect=400)
+        rec.send(n, "POST", "/raft/remove", {"node_id": "no-such-node"}, expect=404)
+        rec.send(n, "POST", "/raft/transfer-leader", {"node_id": 7}, expect=400)
+        rec.send(n, "POST", "/raft/transfer-leader", {"node_id": "no-such-node"}, expect=404)
+        rec.send(n, "POST", "/raft/transfer-leader", {"node_id": ld.node_id}, expect=200)
+        for path in ("/raft/join", "/raft/remove", "/raft/transfer-leader"):
+            rec.send(n, "POST", path, big(MAX_BODY + 1), expect=413)
+    rec.send(f, "POST", "/raft/join?redirect", me, expect=307)
+    rec.send(f, "POST", "/raft/remove?redirect", {"node_id": "no-such-node"}, expect=307)
+    rec.send(f, "POST", "/raft/transfer-leader?redirect", "", expect=307)
+    # A real join and removal of a fourth node, sent to a follower.
+    n4 = c.node("coordinator-4").start()
+    rec.send(f, "POST", "/raft/join", {"node_id": n4.node_id, "raft_addr": n4.raft_addr,
+                                       "http_addr": n4.http_addr}, expect=200, timeout=60)
+    c.wait_voters(4)
+    rec.send(f, "POST", "/raft/remove", {"node_id": n4.node_id}, expect=200, timeout=30)
+    wait_for("removed node to exit", lambda: not n4.alive(), 20)
+    c.wait_voters(3)
+    # A real leadership transfer, to the follower, sent to the follower.
+    rec.send(f, "POST", "/raft/transfer-leader", {"node_id": f.node_id}, expect=200, timeout=30)
+    wait_for("%s to lead" % f.node_id, lambda: c.leader_of() is f)
+
+
+def check(rec, required_pairs=None):
+    report = rec.validate()
+    errors = report["errors"]
+    assert not errors, "%d contract violations:\n  %s" % (len(errors), "\n  ".join(errors[:40]))
+    return report
+
+
+def test_contract(make):
+    require_node_modules()
+    rec = Recorder()
+
+    # A healthy cluster: every success and client-error status.
+    c = make("contract", extra_args=["--max-body", str(MAX_BODY)]).start(3)
+    ld = c.leader()
+    f = c.followers()[0]
+    exercise_kv(rec, ld, f)
+    exercise_ops(rec, c.running())
+    exercise_membership(rec, c, ld, f)
+
+    # 409 on remove: with one voter down, removing another live one would leave no quorum.
+    ld = c.leader()
+    f1, f2 = c.followers()
+    f2.kill()
+    # Only once the leader counts the dead voter as unreachable (its contact window passed).
+    wait_for("the leader to miss %s" % f2.node_id,
+             lambda: "\ncloudless_raft_failure_tolerance 0\n" in ld.metrics(), 20)
+    rec.send(ld, "POST", "/raft/remove", {"node_id": f1.node_id}, expect=409, timeout=30)
+    # 503: no leader. Kill the leader too; the survivor cannot elect one.
+    ld.kill()
+    wait_for("survivor to lose the leader", lambda: request(
+        f1.http_addr, "GET", "/raft/health").status == 503, 20)
+    for method, path, body, headers in (
+            ("PUT", "/v1/kv/contract/none", "v", None),
+            ("PUT", "/v1/kv/contract/none", "v", {"Idempotency-Key": "none-1"}),
+            ("DELETE", "/v1/kv/contract/none", None, None),
+            ("GET", "/v1/kv/contract/none", None, None),
+            ("GET", "/v1/kv/?prefix=contract", None, None),
+            ("GET", "/raft/health", None, None),
+            ("POST", "/raft/join", {"node_id": "n9", "raft_addr": "127.0.0.1:1",
+                                    "http_addr": "127.0.0.1:2"}, None),
+            ("POST", "/raft/remove", {"node_id": f2.node_id}, None),
+            ("POST", "/raft/transfer-leader", "", None)):
+        rec.send(f1, method, path, body, headers, expect=503, timeout=30)
+    # Stale reads and status still answer.
+    rec.send(f1, "GET", "/v1/kv/contract/with/slashes?consistency=stale", expect=200)
+    rec.send(f1, "GET", "/v1/kv/?consistency=stale", expect=200)
+    rec.send(f1, "GET", "/raft/status", expect=200)
+    rec.send(f1, "GET", "/raft/health?mode=live", expect=200)
+    c.close()
+
+    # 504: a paused leader that nobody replaces (elections take 10 s here).
+    c = make("contract-504", election_ms=10000).start(3)
+    ld = c.leader()
+    f = c.followers()[0]
+    ld.kill(signal.SIGSTOP)
+    try:
+        for method, path, body in (
+                ("PUT", "/v1/kv/contract/late?timeout=300ms", "v"),
+                ("GET", "/v1/kv/contract/late?timeout=300ms", None),
+                ("DELETE", "/v1/kv/contract/late?timeout=300ms", None),
+                ("GET", "/v1/kv/?timeout=300ms", None),
+                ("POST", "/raft/remove?timeout=300ms", {"node_id": "no-such-node"}),
+                ("POST", "/raft/transfer-leader?timeout=300ms", {"node_id": ld.node_id})):
+            rec.send(f, method, path, body, expect=504)
+    finally:
+        ld.kill(signal.SIGCONT)
+    c.close()
+
+    # 409 on transfer: a single voter has nobody to hand leadership to.
+    c = make("contract-single")
+    one = c.node("coordinator-1").start(bootstrap=True)
+    c.leader()
+    rec.send(one, "POST", "/raft/transfer-leader", "", expect=409)
+    rec.send(one, "POST", "/raft/transfer-leader", {}, expect=409)
+    c.close()
+
+    report = check(rec)
+    observed = {k: set(v) for k, v in report["observed"].items()}
+    missing = []
+    for op, statuses in report["documented"].items():
+        for s in statuses:
+            if s in NOT_PROVOKED or (op, s) in NOT_PROVOKED_OP:
+                continue
+            if s not in observed.get(op, set()):
+                missing.append("%s %d" % (op, s))
+    assert not missing, "documented but never provoked: %s" % ", ".join(missing)
+    for k in ("* (unknown path)",):
+        assert observed.get(k) == {404}, observed.get(k)
+    assert all(v == {405} for k, v in observed.items() if k.endswith("(other methods)")), observed
+    print("  %d exchanges validated; %d operations" % (len(rec.exchanges), len(report["documented"])))
+
+
+if __name__ == "__main__":
+    run([test_contract])
