@@ -28,6 +28,7 @@ struct api {
 	struct api_op *ops; /* every op still holding an http_request */
 	unsigned n_ops;
 	bool closing;
+	bool disk_low; /* writes are refused: free space under --min-free-disk (kv_routes.c) */
 	uint64_t start_ms;
 };
 
@@ -45,6 +46,7 @@ struct api_op {
 	bool maybe_applied;   /* an earlier attempt was re-sent after an unknown outcome */
 	unsigned attempts;
 	bool busy; /* a raft/forward/membership callback is still outstanding */
+	bool retried; /* re-sent after an attempt whose outcome is unknown (X-Cloudless-Retry) */
 	uv_timer_t timer; /* waiting for a leader */
 	bool timer_open;
 	void (*local)(struct api_op *op); /* serve on this node once it is the leader */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "api/api.h"
 #include "fsm/command.h"
@@ -150,9 +151,48 @@ static void write_applied(struct node_propose *p, int status, void *result)
 	api_op_release(op);
 }
 
+/* libraft 0.15 crashes when a full disk fails more than one queued leader append (each failed
+ * append truncates the log from its own first index, and the second truncation runs past the
+ * end of the already shortened log). So the leader stops taking writes while the data dir's
+ * file system is short of --min-free-disk, before raft_uv needs space it cannot get. True when
+ * there is room (or statvfs cannot tell). Logs each change of state once. */
+static bool disk_has_room(struct api *a, uint64_t *free_bytes)
+{
+	struct statvfs st;
+	if (statvfs(a->cfg->data_dir, &st) != 0)
+		return true;
+	*free_bytes = (uint64_t)st.f_bavail * st.f_frsize;
+	bool low = *free_bytes < a->cfg->min_free_disk;
+	if (low && !a->disk_low)
+		log_warn("Refusing writes: disk almost full",
+			 "data_dir=%s free_bytes=%llu min_free_bytes=%zu", a->cfg->data_dir,
+			 (unsigned long long)*free_bytes, a->cfg->min_free_disk);
+	else if (!low && a->disk_low)
+		log_info("Accepting writes again: disk space recovered",
+			 "data_dir=%s free_bytes=%llu", a->cfg->data_dir,
+			 (unsigned long long)*free_bytes);
+	a->disk_low = low;
+	return !low;
+}
+
 static void write_local(struct api_op *op)
 {
 	struct api *a = op->api;
+	uint64_t free_bytes = 0;
+	if (!disk_has_room(a, &free_bytes)) {
+		if (op->maybe_applied) {
+			api_fail_maybe_applied(op);
+			return;
+		}
+		api_common_headers(a, op->req);
+		http_problem(op->req, 507, "storage",
+			     "the leader's data disk has %llu bytes free, less than --min-free-disk "
+			     "(%zu): writes are refused until space is freed",
+			     (unsigned long long)free_bytes, a->cfg->min_free_disk);
+		op->req = NULL;
+		api_op_release(op);
+		return;
+	}
 	struct command c = {.type = op->change_kind, .ts_ms = clock_wall_ms()};
 	size_t body_len = 0;
 	const char *body = http_request_body(op->req, &body_len);

@@ -23,6 +23,8 @@
 
 #define LEADER_POLL_MS 10
 #define FORWARDED_BY "X-Cloudless-Forwarded-By"
+/* Marks a re-sent membership change so "already done" reads as success, not 404. */
+#define RETRY_HEADER "X-Cloudless-Retry"
 
 static void count_forward(struct api *a, const char *result, double seconds)
 {
@@ -226,7 +228,7 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 	struct api *a = op->api;
 	static const char *const pass[] = {"Content-Type", "Authorization", "Idempotency-Key",
 					   "Accept"};
-	struct fwd_header h[8];
+	struct fwd_header h[10];
 	size_t nh = 0;
 	for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
 		const char *v = http_request_header(op->req, pass[i]);
@@ -234,6 +236,8 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 			h[nh++] = (struct fwd_header){pass[i], v};
 	}
 	h[nh++] = (struct fwd_header){FORWARDED_BY, a->cfg->node_id};
+	if (op->retried)
+		h[nh++] = (struct fwd_header){RETRY_HEADER, "true"};
 	struct buf url;
 	buf_init(&url);
 	leader_url(&url, leader->http_addr, op->req);

@@ -40,9 +40,10 @@ static void change_done(struct node_change *c)
 		api_op_release(op);
 		return;
 	}
-	if (c->http_status == 503 && !a->closing && !node_is_leader(a->node)) {
+	if (c->http_status == 503 && !a->closing && c->retry_elsewhere) {
 		/* Not (or no longer) the leader: safe to retry there, all changes are idempotent.
 		 * A 503 while we still lead (a transfer that did not complete) is the answer. */
+		op->retried = true;
 		api_wait_for_leader(op);
 		return;
 	}
@@ -68,6 +69,8 @@ static void change_done(struct node_change *c)
 
 static void change_local(struct api_op *op)
 {
+	op->u.change.is_retry =
+	    op->retried || http_request_header(op->req, "X-Cloudless-Retry") != NULL;
 	op->busy = true;
 	node_change_submit(op->api->node, &op->u.change);
 }

@@ -102,6 +102,9 @@ static const struct option options[] = {
     {"--max-body", "CLOUDLESS_MAX_BODY", K_SIZE, F(max_body), "BYTES", "512k", NULL,
      "Largest request body accepted (larger ones get 413). Plain bytes, or with a k/K or m/M "
      "suffix for KiB or MiB."},
+    {"--min-free-disk", "CLOUDLESS_MIN_FREE_DISK", K_SIZE, F(min_free_disk), "BYTES", "64m", NULL,
+     "Writes are refused (507) while the file system of --data-dir has less free space than "
+     "this, so the raft log never runs out of room mid-append. Same units as --max-body."},
     {"--forward-timeout-ms", "CLOUDLESS_FORWARD_TIMEOUT_MS", K_UINT_POS, F(forward_timeout_ms),
      "MS", "10000", NULL, "Deadline for a request a follower forwards to the leader."},
     {"--idempotency-ttl", "CLOUDLESS_IDEMPOTENCY_TTL", K_UINT_POS, F(idempotency_ttl_s), "SECONDS",

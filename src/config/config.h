@@ -30,6 +30,7 @@ struct config {
 	unsigned snapshot_trailing;  /* --snapshot-trailing, CLOUDLESS_SNAPSHOT_TRAILING, default 2048 */
 	unsigned health_max_lag;     /* --health-max-lag, CLOUDLESS_HEALTH_MAX_LAG, default 1000 entries */
 	size_t max_body;             /* --max-body, CLOUDLESS_MAX_BODY, bytes, default 524288 (512 KiB) */
+	size_t min_free_disk;        /* --min-free-disk, CLOUDLESS_MIN_FREE_DISK, bytes, default 64 MiB */
 	unsigned forward_timeout_ms; /* --forward-timeout-ms, CLOUDLESS_FORWARD_TIMEOUT_MS, default 10000 */
 	unsigned idempotency_ttl_s;  /* --idempotency-ttl, CLOUDLESS_IDEMPOTENCY_TTL, seconds, default 86400 */
 	unsigned idempotency_max;    /* --idempotency-max, CLOUDLESS_IDEMPOTENCY_MAX, default 100000 */

@@ -1,19 +1,36 @@
 /* cloudless-coordinator: entry point. Parses the configuration and hands over to server.c.
  *
  * SIGPIPE is ignored before anything else: libraft's TCP transport writes to peers that may
- * have died, and the default action would kill the survivors of a leader crash. */
+ * have died, and the default action would kill the survivors of a leader crash.
+ *
+ * glibc's mmap threshold is pinned (see pin_mmap_threshold). */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
 #include "coordinator/server.h"
 #include "log/log.h"
 
+/* By default glibc raises its mmap threshold (up to 32 MiB) each time a large mmapped block
+ * is freed, so later large blocks come from the heap and stay resident after free. Our large
+ * blocks are transient (snapshot images built on a worker thread, libraft's compression and
+ * AppendEntries buffers): with the default, RSS after a write benchmark was ~190 MB per node
+ * against ~70 MB with the threshold pinned at its initial 128 KiB, for the same throughput.
+ * Pinning it also pins the trim threshold. MALLOC_MMAP_THRESHOLD_ in the environment wins. */
+static void pin_mmap_threshold(void)
+{
+	if (getenv("MALLOC_MMAP_THRESHOLD_") == NULL)
+		mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+}
+
 int main(int argc, char *argv[])
 {
 	struct config cfg;
 	char err[512];
+	pin_mmap_threshold();
 	signal(SIGPIPE, SIG_IGN);
 	switch (config_parse(&cfg, argc, argv, NULL, err, sizeof err)) {
 	case CONFIG_HELP:

@@ -148,6 +148,13 @@ static void on_removed(void *arg)
 	begin_shutdown(arg, "removed-from-cluster");
 }
 
+static void on_failed(void *arg)
+{
+	struct server *s = arg;
+	s->exit_code = 1; /* a supervisor restarts us, which recovers */
+	begin_shutdown(s, "raft-unavailable");
+}
+
 static int start_http(struct server *s, struct http_server **out, const char *addr,
 		      http_handler_fn handler, const char *flag)
 {
@@ -193,6 +200,7 @@ static int start(struct server *s)
 		return -1;
 	}
 	s->node.on_removed = on_removed;
+	s->node.on_failed = on_failed;
 	s->node.event_arg = s;
 	api_init(&s->api, &s->loop, &s->node, s->fwd, s->metrics, c);
 	if (start_http(s, &s->http, c->http_addr, api_handle, "--http-addr") != 0)
@@ -237,6 +245,7 @@ int server_run(const struct config *cfg)
 		log_warn("Event loop closed with handles still open", "error=%s", uv_strerror(rv));
 	metrics_close(s->metrics);
 	log_info("Stopped", "node_id=%s", cfg->node_id);
+	rv = s->exit_code;
 	free(s);
-	return 0;
+	return rv;
 }

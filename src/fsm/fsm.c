@@ -210,6 +210,10 @@ static void idem_prune(struct fsm *f, struct store_batch *b, uint64_t now_ms, ui
 {
 	struct store_iter it;
 	int removed = 0;
+	/* No live record, nothing to prune: skip the iterator, which costs more than the rest of
+	 * a plain write's apply (a RocksDB iterator is created and destroyed per entry). */
+	if (*count == 0)
+		return;
 	store_iter_init(&it, &f->store, NULL, "t/", 2, NULL, 0);
 	for (; store_iter_valid(&it) && removed < IDEM_PRUNE_PER_APPLY; store_iter_next(&it)) {
 		size_t kl;

@@ -52,6 +52,11 @@ static int walk_records(struct buf_reader *r, uint64_t count, struct store_batch
 		if (buf_get_u32(r, &kl) != 0 || kl == 0 || buf_get_bytes(r, kl, &k) != 0 ||
 		    buf_get_u32(r, &vl) != 0 || buf_get_bytes(r, vl, &v) != 0)
 			return -1;
+		/* Every key we write starts with a printable namespace byte, and that is all
+		 * store_batch_delete_all covers: a key outside it (0xff...) would survive every
+		 * later restore and make this replica's state differ from its leader's. */
+		if (k[0] < 0x21 || k[0] > 0x7e)
+			return -1;
 		if (b != NULL)
 			store_batch_put(b, k, kl, v, vl);
 	}

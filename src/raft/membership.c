@@ -49,6 +49,7 @@ enum step {
 };
 
 static void run(struct node *n);
+static void timer_cb(uv_timer_t *t);
 
 static void finish(struct node *n, struct node_change *c, unsigned status, bool changed,
 		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -71,8 +72,18 @@ static void finish(struct node *n, struct node_change *c, unsigned status, bool 
 		uv_timer_stop(&n->mship.timer);
 	}
 	c->cb(c);
+	/* Start the next change from the loop, not from here: finish() also runs inside raft
+	 * callbacks, and libraft fails a stepping-down leader's requests from inside its
+	 * conversion to follower, while raft.state still says RAFT_LEADER but the leader state is
+	 * already freed; a change started then would crash in raft. */
 	if (n->mship.head != NULL && !n->closing)
-		run(n);
+		uv_timer_start(&n->mship.timer, timer_cb, 0, 0);
+}
+
+/* Raft statuses that only mean "not the leader (any more)". */
+static bool leadership_moved(int status)
+{
+	return status == RAFT_LEADERSHIPLOST || status == RAFT_NOTLEADER;
 }
 
 static unsigned quorum(unsigned voters)
@@ -118,6 +129,7 @@ static void change_cb(struct raft_change *req, int status)
 	if (c->step == STEP_DONE)
 		return;
 	if (status != 0) {
+		c->retry_elsewhere = leadership_moved(status);
 		finish(n, c, 503, false, "configuration change failed: %s", raft_strerror(status));
 		return;
 	}
@@ -134,6 +146,7 @@ static void propose_cb(struct node_propose *p, int status, void *result)
 	if (c->step == STEP_DONE)
 		return;
 	if (status != 0) {
+		c->retry_elsewhere = leadership_moved(status);
 		finish(n, c, 503, false, "recording member metadata failed: %s",
 		       raft_strerror(status));
 		return;
@@ -171,7 +184,10 @@ static void propose_member(struct node *n, struct node_change *c, bool del, cons
 	buf_close(&b);
 	c->waiting = rv == 0;
 	if (rv != 0)
+	{
+		c->retry_elsewhere = leadership_moved(rv);
 		finish(n, c, 503, false, "cannot record member metadata: %s", raft_strerror(rv));
+	}
 }
 
 static void handle_raft_rv(struct node *n, struct node_change *c, int rv, const char *what)
@@ -184,6 +200,7 @@ static void handle_raft_rv(struct node *n, struct node_change *c, int rv, const 
 		retry_later(n, RETRY_MS);
 		return;
 	}
+	c->retry_elsewhere = leadership_moved(rv);
 	finish(n, c, rv == RAFT_NOTLEADER ? 503 : 409, false, "%s failed: %s", what,
 	       raft_strerror(rv));
 }
@@ -216,6 +233,11 @@ static void join_start(struct node *n, struct node_change *c)
 static void remove_start(struct node *n, struct node_change *c)
 {
 	struct raft_server *s = server_at(n, c->target);
+	if (s == NULL && c->is_retry) {
+		/* An earlier attempt whose outcome was unknown already removed it. */
+		finish(n, c, 200, false, "node %s is no longer a member", c->node_id);
+		return;
+	}
 	if (s == NULL) {
 		finish(n, c, 404, false, "node %s is not a member of this cluster", c->node_id);
 		return;
@@ -275,6 +297,7 @@ static void transfer_cb(struct raft_transfer *req)
 	if (c->kind == NODE_CHANGE_REMOVE) {
 		/* Leadership moved (or an election is under way): the removal goes to the new
 		 * leader through the api's forwarding. */
+		c->retry_elsewhere = true;
 		finish(n, c, 503, false, "leadership handed over; retry the removal on the new leader");
 		return;
 	}
@@ -454,6 +477,7 @@ static void run(struct node *n)
 	if (c == NULL)
 		return;
 	if (!node_is_leader(n)) {
+		c->retry_elsewhere = true;
 		finish(n, c, 503, false, "this node is not the leader");
 		return;
 	}
@@ -482,6 +506,7 @@ void node_change_submit(struct node *n, struct node_change *c)
 	c->step = STEP_START;
 	c->target = c->node_id[0] ? node_raft_id(c->node_id) : 0;
 	c->replace_id = 0;
+	c->retry_elsewhere = false;
 	if (n->closing) {
 		c->http_status = 503;
 		snprintf(c->message, sizeof c->message, "node is shutting down");
@@ -526,12 +551,15 @@ void membership_fail_all(struct node *n, unsigned status, const char *why)
 		struct node_change *next = c->next;
 		c->http_status = status;
 		c->step = STEP_DONE;
+		c->retry_elsewhere = !n->closing; /* leadership moved; nothing of it ran here */
 		snprintf(c->message, sizeof c->message, "%s", why);
 		c->cb(c);
 		c = next;
 	}
-	if (!head->waiting)
+	if (!head->waiting) {
+		head->retry_elsewhere = !n->closing;
 		finish(n, head, status, false, "%s", why);
+	}
 }
 
 void membership_close(struct node *n)

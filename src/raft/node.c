@@ -563,6 +563,18 @@ static void watch_cb(uv_timer_t *t)
 		if (!n->leader_ready && !n->ready_barrier_active)
 			start_ready_barrier(n);
 	}
+	/* libraft 0.15 makes a node UNAVAILABLE for good when it cannot handle a message or a
+	 * tick (a failed disk write or apply, e.g. on a full disk) and never leaves that state,
+	 * while the process would go on looking alive. A restart reloads raft's state and the
+	 * store from disk and recovers, so say why and leave with a failure status. */
+	if (state == RAFT_UNAVAILABLE && !n->failed) {
+		n->failed = true;
+		log_error("Raft stopped after an I/O error; exiting so that a restart recovers",
+			  "node_id=%s error=\"%s\"", n->opts.node_id, raft_errmsg(&n->raft));
+		if (n->on_failed != NULL)
+			n->on_failed(n->event_arg);
+		return;
+	}
 	/* A committed configuration that no longer lists us, received before the leader stopped
 	 * replicating to us, means we were removed. "No longer": a joining node first installs a
 	 * snapshot whose configuration predates its own admission, which is not a removal. */

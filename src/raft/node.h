@@ -73,6 +73,9 @@ struct node_change {
 	/* outcome, filled before cb runs */
 	unsigned http_status; /* 200 ok, 404, 409, 503, 500 */
 	bool changed;         /* false for an idempotent no-op */
+	bool is_retry; /* in: re-sent after an unknown outcome; "already removed" is success */
+	bool retry_elsewhere; /* failed only because this node stopped leading: safe to retry on
+				 the new leader (nothing half-done stays behind) */
 	char message[256];
 	/* internal */
 	int step;
@@ -168,6 +171,8 @@ struct node {
 	bool listed;
 	bool closing;
 	node_event_cb on_removed; /* the node learned it is no longer a member */
+	node_event_cb on_failed;  /* raft stopped for good (RAFT_UNAVAILABLE); restart to recover */
+	bool failed;
 	void *event_arg;
 	void (*close_cb)(struct node *n);
 	unsigned closing_handles;

@@ -19,7 +19,12 @@ int store_open(struct store *s, const char *path, char *err, size_t errlen)
 	rocksdb_options_set_write_buffer_size(s->options, 8 << 20);
 	rocksdb_options_set_max_open_files(s->options, 256);
 	rocksdb_options_set_keep_log_file_num(s->options, 2);
-	rocksdb_options_set_info_log_level(s->options, 2 /* WARN */);
+	/* Header level: RocksDB's own LOG file (in the data dir) gets the options dump at open
+	 * and nothing after. On a full disk its logger fails one append and then aborts the
+	 * process on the next one (assertion in WritableFileWriter, Debian's RocksDB 7.8 keeps
+	 * assertions), and a failing flush is exactly what makes it log; errors that matter reach
+	 * us as failed writes, which we log. */
+	rocksdb_options_set_info_log_level(s->options, 5 /* HEADER */);
 	s->db = rocksdb_open(s->options, path, &rerr);
 	if (s->db == NULL) {
 		snprintf(err, errlen, "cannot open RocksDB at %s: %s", path, rerr ? rerr : "?");

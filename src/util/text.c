@@ -124,6 +124,8 @@ int text_parse_duration_ms(const char *s, unsigned *out)
 		v *= 1000;
 	else if (strcmp(unit, "m") == 0)
 		v *= 60000;
+	else if (strcmp(unit, "h") == 0)
+		v *= 3600000;
 	else
 		return -1;
 	if (v == 0 || v > 3600000)

@@ -129,6 +129,14 @@ static void handler(struct http_request *req, void *arg)
 		         a ? a : "NULL", flag ? flag : "NULL", b ? b : "NULL", zz ? zz : "NULL",
 		         http_request_query_string(req));
 		http_respond(req, 200, "text/plain", seen.query, strlen(seen.query));
+	} else if (strcmp(path, "/replace") == 0) {
+		/* Replaces the header the prepare hook set (names compare case-insensitively). */
+		http_response_header(req, "x-prepared", "replaced");
+		http_respond(req, 200, "text/plain", "r", 1);
+	} else if (strcmp(path, "/nul\xC0\x80x") == 0) {
+		/* "%00" decodes to the invalid UTF-8 pair C0 80, never to a string-ending NUL. */
+		const char *v = http_request_query(req, "v");
+		http_respond(req, 200, "text/plain", v ? v : "", v ? strlen(v) : 0);
 	} else if (strcmp(path, "/noquery") == 0) {
 		const char *qs = http_request_query_string(req);
 		http_respond(req, 200, "text/plain", qs[0] ? qs : "<empty>",
@@ -152,6 +160,13 @@ static void handler(struct http_request *req, void *arg)
 	} else {
 		http_respond(req, 404, NULL, NULL, 0);
 	}
+}
+
+/* Runs for every request before anything answers it, 413s included. */
+static void prepare(struct http_request *req, void *arg)
+{
+	(void)arg;
+	http_response_header(req, "X-Prepared", "yes");
 }
 
 static void complete(struct http_request *req, unsigned status, double seconds, void *arg)
@@ -217,6 +232,22 @@ static const char *resp_header(const struct resp *r, const char *name, char *out
 		p = eol + 2;
 	}
 	return out;
+}
+
+/* How many times response header `name` occurs. */
+static int header_count(const struct resp *r, const char *name)
+{
+	size_t nl = strlen(name);
+	int n = 0;
+	for (const char *p = r->headers.data; p != NULL && *p != '\0';) {
+		const char *eol = strstr(p, "\r\n");
+		if (eol == NULL)
+			break;
+		if ((size_t)(eol - p) > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':')
+			n++;
+		p = eol + 2;
+	}
+	return n;
 }
 
 static void resp_init(struct resp *r)
@@ -287,7 +318,16 @@ static void test_sync_and_keepalive(void)
 	CHECK_EQ_STR(resp_header(&r, "x-test", h, sizeof h), "yes");
 	CHECK_EQ_STR(resp_header(&r, "X-Echo", h, sizeof h), "abc");
 	CHECK(strncmp(resp_header(&r, "X-Peer", h, sizeof h), "127.0.0.1:", 10) == 0);
+	CHECK_EQ_STR(resp_header(&r, "X-Prepared", h, sizeof h), "yes");
 	CHECK_EQ_INT(r.connects, 1);
+	resp_close(&r);
+
+	/* A header set again replaces the earlier one instead of repeating it. */
+	resp_init(&r);
+	get(c, "/replace", &r);
+	CHECK_EQ_INT(r.status, 200);
+	CHECK_EQ_INT(header_count(&r, "X-Prepared"), 1);
+	CHECK_EQ_STR(resp_header(&r, "X-Prepared", h, sizeof h), "replaced");
 	resp_close(&r);
 
 	/* Same easy handle: the connection must be reused. */
@@ -412,6 +452,11 @@ static void test_bodies(void)
 	             "\"type\":\"https://cloudless.dev/problems/too-large\"") != NULL);
 	CHECK(strstr(r.body.data ? r.body.data : "", "\"status\":413") != NULL);
 	CHECK(strstr(r.body.data ? r.body.data : "", "request body exceeds 204800 bytes") != NULL);
+	{
+		/* The server's own 413 still went through the prepare hook. */
+		char h[16];
+		CHECK_EQ_STR(resp_header(&r, "X-Prepared", h, sizeof h), "yes");
+	}
 	resp_close(&r);
 	free(huge);
 
@@ -464,6 +509,13 @@ static void test_query(void)
 	resp_init(&r);
 	get(c, "/noquery", &r);
 	CHECK_EQ_STR(r.body.data, "<empty>");
+	resp_close(&r);
+
+	/* %00 in the path or a query value does not cut the string short. */
+	resp_init(&r);
+	get(c, "/nul%00x?v=a%00b%zz%4", &r);
+	CHECK_EQ_INT(r.status, 200);
+	CHECK_EQ_STR(r.body.data, "a\xC0\x80" "b%zz%4");
 	resp_close(&r);
 
 	curl_easy_cleanup(c);
@@ -603,6 +655,7 @@ static void run_scenario(void *(*client)(void *), const char *name)
 	    .max_body = MAX_BODY,
 	    .handler = handler,
 	    .complete = complete,
+	    .prepare = prepare,
 	};
 
 	memset(&seen, 0, sizeof seen);
