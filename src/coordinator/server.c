@@ -87,33 +87,6 @@ static void stop_timeout(uv_timer_t *t)
 	close_everything(s);
 }
 
-/* Most caught-up voter other than us, preferring voters we heard from recently: a transfer to
- * one that is down only gives up after an election timeout, and the survivors then need an
- * election of their own. With equal match indexes (an idle cluster) the first voter in the
- * configuration would otherwise win even when it is the dead one. A voter not heard from is
- * still better than none (e.g. right after an election, before any reply). 0 when there is no
- * other voter. */
-static raft_id handover_target(struct node *n)
-{
-	raft_id best = 0;
-	raft_index best_match = 0;
-	bool best_heard = false;
-	for (unsigned i = 0; i < n->raft.configuration.n; i++) {
-		struct raft_server *srv = &n->raft.configuration.servers[i];
-		raft_index m = n->raft.leader_state.progress[i].match_index;
-		if (srv->role != RAFT_VOTER || srv->id == n->id)
-			continue;
-		bool heard = node_heard_from(n, srv->id);
-		if (best == 0 || (heard && !best_heard) ||
-		    (heard == best_heard && m > best_match)) {
-			best = srv->id;
-			best_match = m;
-			best_heard = heard;
-		}
-	}
-	return best;
-}
-
 static void begin_shutdown(struct server *s, const char *why)
 {
 	if (s->stopping) {
@@ -122,7 +95,7 @@ static void begin_shutdown(struct server *s, const char *why)
 	}
 	s->stopping = true;
 	log_info("Stopping", "node_id=%s reason=%s", s->cfg->node_id, why);
-	raft_id target = node_is_leader(&s->node) ? handover_target(&s->node) : 0;
+	raft_id target = node_is_leader(&s->node) ? node_best_voter(&s->node) : 0;
 	if (target == 0) {
 		close_everything(s);
 		return;

@@ -259,11 +259,13 @@ static void remove_start(struct node *n, struct node_change *c)
 	run(n);
 }
 
-/* Most caught-up voter other than us, for transfers without a named target, preferring voters
- * we heard from recently: a transfer to a voter that is down fails only after an election
- * timeout, and the retry would pick it again (ties on match index go to the first voter in
- * the configuration). One not heard from is still better than none (e.g. just elected). */
-static raft_id best_voter(struct node *n)
+/* Most caught-up voter other than us (transfers without a named target, and the hand-over
+ * on shutdown), preferring voters we heard from recently: a transfer to a voter that is down
+ * fails only after an election timeout, then the survivors need an election of their own and a
+ * retry would pick it again (ties on match index go to the first voter in the configuration).
+ * One not heard from is still better than none (e.g. just elected). 0 when there is no other
+ * voter. Leader only. */
+raft_id node_best_voter(struct node *n)
 {
 	raft_id best = 0;
 	raft_index best_match = 0;
@@ -340,7 +342,7 @@ static void transfer_start(struct node *n, struct node_change *c)
 
 static void do_transfer(struct node *n, struct node_change *c)
 {
-	raft_id target = c->target != 0 && c->target != n->id ? c->target : best_voter(n);
+	raft_id target = c->target != 0 && c->target != n->id ? c->target : node_best_voter(n);
 	if (target == 0) {
 		finish(n, c, 409, false, "there is no other voter to transfer leadership to");
 		return;

@@ -200,6 +200,8 @@ void reads_close(struct node *n);
 
 /* Membership (membership.c). The change struct must stay alive until its cb runs. */
 void node_change_submit(struct node *n, struct node_change *c);
+/* Leader only: the voter a leadership transfer should target, 0 when there is none. */
+raft_id node_best_voter(struct node *n);
 void membership_init(struct node *n);
 void membership_fail_all(struct node *n, unsigned status, const char *why);
 void membership_close(struct node *n);
