@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds Cloudless twice (optimised, and with ASan+UBSan) and runs every
-# test suite in both builds. The last line is the total over all suites and both builds:
+# test suite in both builds, then a third build, build-fuzz (clang, libFuzzer), that runs only
+# the fuzz suite for a bounded time (scripts/fuzz.sh). The last line is the total over all
+# suites and all three builds:
 #   N passed, N failed
 # A test file that runs several cases reports them itself ("N passed, N failed" on its own
 # line); its cases are counted individually, every other test counts as one.
@@ -26,7 +28,10 @@ for b in "${builds[@]}"; do
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
     meson test -C "$b" --print-errorlogs --num-processes 1 >&2 || status=1
 done
-python3 scripts/test_summary.py "${builds[@]}"
+# The fuzz targets, 30 s each; fuzz.sh sets up build-fuzz and runs `meson test --suite fuzz`
+# there (nothing else). Its per-target executions go to the log, not to our last line.
+scripts/fuzz.sh >&2 || status=1
+python3 scripts/test_summary.py "${builds[@]}" build-fuzz
 rc=$?
 [[ $status -ne 0 || $rc -ne 0 ]] && exit 1
 exit 0

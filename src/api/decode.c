@@ -37,8 +37,8 @@ static bool valid_ipv4_hostport(const char *s)
 
 /* Parses the body as an object with only `allowed` fields; NULL with err set otherwise. An
  * empty body is an empty object when `empty_ok`. */
-static json_t *parse_body(const char *body, size_t len, const char *const allowed[],
-			  bool empty_ok, char *err, size_t errlen)
+static json_t *parse_body(const char *body, size_t len, const char *const allowed[], bool empty_ok,
+                          char *err, size_t errlen)
 {
 	if (len == 0 && empty_ok)
 		return json_object();
@@ -51,7 +51,7 @@ static json_t *parse_body(const char *body, size_t len, const char *const allowe
 }
 
 unsigned api_decode_join(const char *body, size_t len, struct node_change *out, char *err,
-			 size_t errlen)
+                         size_t errlen)
 {
 	static const char *const fields[] = {"node_id", "raft_addr", "http_addr", NULL};
 	const char *id, *raddr, *haddr;
@@ -65,16 +65,17 @@ unsigned api_decode_join(const char *body, size_t len, struct node_change *out, 
 		/* err says which field */
 	} else if (!valid_node_id(id)) {
 		snprintf(err, errlen, "node_id must be 1 to %d characters of [A-Za-z0-9._-]",
-			 COMMAND_MAX_ID);
+		         COMMAND_MAX_ID);
 	} else if (!valid_ipv4_hostport(raddr)) {
-		snprintf(err, errlen,
-			 "raft_addr must be a numeric IPv4 address with a port, e.g. 10.0.0.1:7000");
+		snprintf(
+		    err, errlen,
+		    "raft_addr must be a numeric IPv4 address with a port, e.g. 10.0.0.1:7000");
 	} else {
 		char host[256];
 		unsigned port;
 		if (config_split_hostport(haddr, host, sizeof host, &port, false) != 0) {
 			snprintf(err, errlen,
-				 "http_addr must be host:port with a port from 1 to 65535");
+			         "http_addr must be host:port with a port from 1 to 65535");
 		} else {
 			memset(out, 0, sizeof *out);
 			out->kind = NODE_CHANGE_JOIN;
@@ -89,7 +90,7 @@ unsigned api_decode_join(const char *body, size_t len, struct node_change *out, 
 }
 
 unsigned api_decode_node_id(const char *body, size_t len, enum node_change_kind kind,
-			    struct node_change *out, char *err, size_t errlen)
+                            struct node_change *out, char *err, size_t errlen)
 {
 	static const char *const fields[] = {"node_id", NULL};
 	const char *id;
@@ -102,7 +103,7 @@ unsigned api_decode_node_id(const char *body, size_t len, enum node_change_kind 
 		/* err says why */
 	} else if (id != NULL && !valid_node_id(id)) {
 		snprintf(err, errlen, "node_id must be 1 to %d characters of [A-Za-z0-9._-]",
-			 COMMAND_MAX_ID);
+		         COMMAND_MAX_ID);
 	} else {
 		memset(out, 0, sizeof *out);
 		out->kind = kind;

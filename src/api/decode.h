@@ -13,10 +13,10 @@
 
 /* POST /raft/join: {"node_id", "raft_addr" (numeric IPv4:port), "http_addr" (host:port)}. */
 unsigned api_decode_join(const char *body, size_t len, struct node_change *out, char *err,
-			 size_t errlen);
+                         size_t errlen);
 /* POST /raft/remove (node_id required) and /raft/transfer-leader (node_id optional, an empty
  * body means "any voter"): {"node_id"}. `kind` selects which. */
 unsigned api_decode_node_id(const char *body, size_t len, enum node_change_kind kind,
-			    struct node_change *out, char *err, size_t errlen);
+                            struct node_change *out, char *err, size_t errlen);
 
 #endif

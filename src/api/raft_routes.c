@@ -1,9 +1,9 @@
 /* raft_routes: POST /raft/join, /raft/remove and /raft/transfer-leader.
  *
  * Bodies are strict JSON (unknown fields, wrong types and bad addresses are 400 before
- * anything happens; the decoders live in decode.c). Any member accepts them: proxy.c forwards to the leader, where
- * raft/membership.c runs one change at a time. Joins and removals are idempotent, so they are
- * retried on a new leader if leadership moves mid-change. */
+ * anything happens; the decoders live in decode.c). Any member accepts them: proxy.c forwards
+ * to the leader, where raft/membership.c runs one change at a time. Joins and removals are
+ * idempotent, so they are retried on a new leader if leadership moves mid-change. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -400,9 +400,15 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 		 * from the raft callback), which is what keeps a full disk from corrupting state.
 		 */
 		store_batch_close(&b);
-		log_error("Apply failed", "index=%llu error=\"%s\"", (unsigned long long)index,
-		          err);
 		f->stats.apply_errors++;
+		/* raft retries the entry at every replication event, hundreds of times a second
+		 * while a disk is full: log the first failure, then at most one line a second. */
+		if (f->apply_error_logged_ns == 0 || t0 - f->apply_error_logged_ns >= 1000000000u) {
+			log_error("Apply failed", "index=%llu failures=%llu error=\"%s\"",
+			          (unsigned long long)index, (unsigned long long)f->stats.apply_errors,
+			          err);
+			f->apply_error_logged_ns = t0;
+		}
 		return NULL;
 	}
 	store_batch_close(&b);

@@ -16,6 +16,9 @@
 /* How often the watch timer samples raft state. Small enough that a leadership change is
  * noticed well inside a heartbeat, cheap enough (a few field reads) to not matter. */
 #define WATCH_INTERVAL_MS 5
+/* How long a follower may hold received entries that it has not persisted, without its
+ * persisted index moving at all, before we take its log writes to be stuck (see watch_cb). */
+#define STUCK_APPEND_MS 10000
 
 raft_id node_raft_id(const char *node_id)
 {
@@ -575,6 +578,30 @@ static void watch_cb(uv_timer_t *t)
 			n->on_failed(n->event_arg);
 		return;
 	}
+	/* Also 0.15: when writing received entries fails (disk full), a follower keeps them in
+	 * its in-memory log and never writes them again; the leader's retransmissions look
+	 * already present, so it stays behind for good without noticing. Entries normally reach
+	 * the disk in milliseconds: when the persisted index has not moved for STUCK_APPEND_MS
+	 * with entries waiting, leave the same way (a restart reloads the log from disk and the
+	 * leader sends the rest). A gap between two ticks (we were stopped or starved) restarts
+	 * the count rather than counting as a stuck disk. */
+	raft_index stored = n->raft.last_stored;
+	if (state != RAFT_FOLLOWER || stored >= raft_last_index(&n->raft) ||
+	    stored != n->unstored_at || now - n->last_watch_ms > 1000) {
+		n->unstored_at = stored;
+		n->unstored_since_ms = now;
+	} else if (now - n->unstored_since_ms > STUCK_APPEND_MS && !n->failed) {
+		n->failed = true;
+		log_error("Raft log writes are stuck; exiting so that a restart recovers",
+			  "node_id=%s persisted_index=%llu last_index=%llu waited_ms=%llu",
+			  n->opts.node_id, (unsigned long long)stored,
+			  (unsigned long long)raft_last_index(&n->raft),
+			  (unsigned long long)(now - n->unstored_since_ms));
+		if (n->on_failed != NULL)
+			n->on_failed(n->event_arg);
+		return;
+	}
+	n->last_watch_ms = now;
 	/* A committed configuration that no longer lists us, received before the leader stopped
 	 * replicating to us, means we were removed. "No longer": a joining node first installs a
 	 * snapshot whose configuration predates its own admission, which is not a removal. */

@@ -173,6 +173,9 @@ struct node {
 	node_event_cb on_removed; /* the node learned it is no longer a member */
 	node_event_cb on_failed;  /* raft stopped for good (RAFT_UNAVAILABLE); restart to recover */
 	bool failed;
+	raft_index unstored_at;      /* stuck-append watch (watch_cb): last_stored seen ... */
+	uint64_t unstored_since_ms;  /* ... unchanged since, with entries waiting to be stored */
+	uint64_t last_watch_ms;      /* previous watch tick */
 	void *event_arg;
 	void (*close_cb)(struct node *n);
 	unsigned closing_handles;

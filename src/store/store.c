@@ -19,6 +19,16 @@ int store_open(struct store *s, const char *path, char *err, size_t errlen)
 	rocksdb_options_set_write_buffer_size(s->options, 8 << 20);
 	rocksdb_options_set_max_open_files(s->options, 256);
 	rocksdb_options_set_keep_log_file_num(s->options, 2);
+	/* A bloom filter (10 bits per key, ~1% false positives) in every table file. Each write's
+	 * apply first reads the key's current record (create index, version), and a write of a
+	 * new key is a miss; without a filter a miss probes the index and a data block of every
+	 * L0 file and level: 9% of the leader's CPU under write load with 250k keys. The table
+	 * options are copied into the factory; the filter policy is owned by them. */
+	rocksdb_block_based_table_options_t *bbo = rocksdb_block_based_options_create();
+	rocksdb_block_based_options_set_filter_policy(bbo,
+	                                              rocksdb_filterpolicy_create_bloom_full(10));
+	rocksdb_options_set_block_based_table_factory(s->options, bbo);
+	rocksdb_block_based_options_destroy(bbo);
 	/* Header level: RocksDB's own LOG file (in the data dir) gets the options dump at open
 	 * and nothing after. On a full disk its logger fails one append and then aborts the
 	 * process on the next one (assertion in WritableFileWriter, Debian's RocksDB 7.8 keeps
@@ -34,6 +44,14 @@ int store_open(struct store *s, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	s->wopts = rocksdb_writeoptions_create();
+	/* Plain writes (every apply) skip RocksDB's WAL. The raft log is the durable record: what
+	 * a crash takes from the memtable is applied again from it, or raft restores its snapshot
+	 * at start-up, so the WAL only added a disk append per apply. And on a full disk it was
+	 * fatal: after a failed WAL append RocksDB's NoSpace auto-recovery resumes writes with the
+	 * failed WAL writer still in place, and the next apply aborts the process (assertion in
+	 * WritableFileWriter). Without it a full disk can only fail a memtable flush, which stops
+	 * writes until RocksDB's recovery resumes them once there is space again. */
+	rocksdb_writeoptions_disable_WAL(s->wopts, 1);
 	s->wopts_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
 	s->ropts = rocksdb_readoptions_create();

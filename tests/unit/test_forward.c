@@ -25,6 +25,7 @@
 /* ---- test server ---------------------------------------------------------------------- */
 
 static atomic_int server_connections;
+static atomic_int die_requests; /* requests for /die, which the server drops unanswered */
 
 struct req_ctx {
 	char *body;
@@ -104,6 +105,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		return MHD_YES;
 	}
 
+	if (strcmp(url, "/die") == 0) {
+		/* A leader killed after reading the request: close without a response. */
+		atomic_fetch_add(&die_requests, 1);
+		return MHD_NO;
+	}
 	const char *sleep_ms = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "sleep_ms");
 	if (sleep_ms != NULL)
 		usleep((useconds_t)atoi(sleep_ms) * 1000);
@@ -550,6 +556,37 @@ static void test_connection_reuse(struct fwd *f)
 	CHECK(opened <= 2);
 }
 
+/* A connection that dies after the request went out: with fresh_connection the request is
+ * sent exactly once and reported as sent (outcome unknown). Without it libcurl re-sends it on
+ * a new connection by itself when the dead connection was a reused keep-alive one, which for a
+ * forwarded write means applying it twice (or, when the re-send cannot connect, reporting a
+ * request that did reach the leader as never sent). */
+static void test_fresh_connection(struct fwd *f)
+{
+	struct result r = {0};
+	char warm_url[256], die_url[256];
+	snprintf(warm_url, sizeof warm_url, "%s", url("/warm")); /* url() reuses one buffer */
+	snprintf(die_url, sizeof die_url, "%s", url("/die"));
+	struct fwd_request warm = {.method = "GET", .url = warm_url};
+	struct fwd_request die = {.method = "PUT", .url = die_url, .body = "x", .body_len = 1};
+	for (int fresh = 0; fresh < 2; fresh++) {
+		do_req(f, &warm, &r); /* leaves a kept-alive connection in the pool */
+		CHECK_EQ_INT(r.result, FWD_OK);
+		result_clear(&r);
+		int before = atomic_load(&die_requests);
+		die.fresh_connection = fresh;
+		do_req(f, &die, &r);
+		int sent = atomic_load(&die_requests) - before;
+		fprintf(stderr, "dropped PUT with fresh_connection=%d: sent %d time(s), result %d\n",
+			fresh, sent, r.result);
+		if (fresh) {
+			CHECK_EQ_INT(sent, 1);
+			CHECK_EQ_INT(r.result, FWD_FAILED);
+		}
+		result_clear(&r);
+	}
+}
+
 struct many {
 	int done;
 	int ok;
@@ -773,6 +810,7 @@ int main(void)
 	test_timeout(f);
 	test_connect_refused(f);
 	test_connection_reuse(f);
+	test_fresh_connection(f);
 	test_concurrent(f);
 	/* Idle pooled connections and all: closing releases every handle. */
 	closed_calls = 0;
