@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
+#include "cloudless/protocol.h"
 #include "api/api.h"
 #include "fsm/command.h"
 #include "http/problem.h"
@@ -19,13 +20,13 @@
 #include "util/text.h"
 
 #define LIST_DEFAULT_LIMIT 100
-#define LIST_MAX_LIMIT 1000
+#define LIST_MAX_LIMIT     1000
 
 static void set_index_header(struct http_request *req, uint64_t index)
 {
 	char v[24];
 	snprintf(v, sizeof v, "%llu", (unsigned long long)index);
-	http_response_header(req, "X-Cloudless-Index", v);
+	http_response_header(req, CLOUDLESS_HDR_INDEX, v);
 }
 
 static bool valid_idem_key(const char *k)
@@ -48,7 +49,7 @@ static bool check_key(struct http_request *req, const char *key)
 	}
 	if (len > COMMAND_MAX_KEY) {
 		http_problem(req, 400, "bad-key", "the key is %zu bytes; the limit is %d", len,
-			     COMMAND_MAX_KEY);
+		             COMMAND_MAX_KEY);
 		return false;
 	}
 	if (!text_valid_utf8(key, len)) {
@@ -69,7 +70,7 @@ static int parse_consistency(struct http_request *req)
 	if (strcmp(c, "linearizable") == 0 || strcmp(c, "consistent") == 0)
 		return 0;
 	http_problem(req, 400, "bad-parameter",
-		     "consistency must be \"linearizable\" (default) or \"stale\"");
+	             "consistency must be \"linearizable\" (default) or \"stale\"");
 	return -1;
 }
 
@@ -81,11 +82,11 @@ static void answer_write(struct api_op *op, unsigned code, uint64_t index, bool 
 	struct http_request *req = op->req;
 	api_common_headers(a, req);
 	if (replay)
-		http_response_header(req, "X-Cloudless-Idempotent-Replay", "true");
+		http_response_header(req, CLOUDLESS_HDR_REPLAY, "true");
 	if (code == FSM_OK_CREATED || code == FSM_OK_UPDATED || code == FSM_OK_DELETED) {
 		set_index_header(req, index);
 		json_t *o = json_pack("{s:s%, s:I}", "key", op->key, op->key_len, "index",
-				      (json_int_t)index);
+		                      (json_int_t)index);
 		if (code == FSM_OK_DELETED)
 			json_object_set_new(o, "deleted", json_true());
 		else
@@ -106,13 +107,13 @@ static void answer_write(struct api_op *op, unsigned code, uint64_t index, bool 
 		break;
 	case FSM_CAS_MISMATCH:
 		http_problem_extra(req, 409, "cas-mismatch",
-				   json_pack("{s:I}", "current_index", (json_int_t)cur_index),
-				   "compare-and-set failed: the key's current modify index is %llu",
-				   (unsigned long long)cur_index);
+		                   json_pack("{s:I}", "current_index", (json_int_t)cur_index),
+		                   "compare-and-set failed: the key's current modify index is %llu",
+		                   (unsigned long long)cur_index);
 		break;
 	case FSM_IDEM_MISMATCH:
 		http_problem(req, 409, "idempotency-key-reused",
-			     "this Idempotency-Key was already used for a different request");
+		             "this Idempotency-Key was already used for a different request");
 		break;
 	default:
 		http_problem(req, 500, "internal", "the state machine rejected the command");
@@ -132,7 +133,7 @@ static void write_applied(struct node_propose *p, int status, void *result)
 		return;
 	}
 	metrics_observe(op->api->metrics, "cloudless_raft_apply_latency_seconds", NULL,
-			(double)(uv_hrtime() - p->start_ns) / 1e9);
+	                (double)(uv_hrtime() - p->start_ns) / 1e9);
 	unsigned code = fsm_result_code(result);
 	uint64_t index = p->apply.index;
 	bool replay = fsm_result_replayed(result);
@@ -143,7 +144,8 @@ static void write_applied(struct node_propose *p, int status, void *result)
 	}
 	if (replay) {
 		struct fsm_idem rec;
-		if (fsm_idem_get(&op->api->node->fsm, op->idem_key, strlen(op->idem_key), &rec) == 0)
+		if (fsm_idem_get(&op->api->node->fsm, op->idem_key, strlen(op->idem_key), &rec) ==
+		    0)
 			index = rec.index;
 	}
 	answer_write(op, code, index, replay);
@@ -165,12 +167,12 @@ static bool disk_has_room(struct api *a, uint64_t *free_bytes)
 	bool low = *free_bytes < a->cfg->min_free_disk;
 	if (low && !a->disk_low)
 		log_warn("Refusing writes: disk almost full",
-			 "data_dir=%s free_bytes=%llu min_free_bytes=%zu", a->cfg->data_dir,
-			 (unsigned long long)*free_bytes, a->cfg->min_free_disk);
+		         "data_dir=%s free_bytes=%llu min_free_bytes=%zu", a->cfg->data_dir,
+		         (unsigned long long)*free_bytes, a->cfg->min_free_disk);
 	else if (!low && a->disk_low)
 		log_info("Accepting writes again: disk space recovered",
-			 "data_dir=%s free_bytes=%llu", a->cfg->data_dir,
-			 (unsigned long long)*free_bytes);
+		         "data_dir=%s free_bytes=%llu", a->cfg->data_dir,
+		         (unsigned long long)*free_bytes);
 	a->disk_low = low;
 	return !low;
 }
@@ -185,10 +187,11 @@ static void write_local(struct api_op *op)
 			return;
 		}
 		api_common_headers(a, op->req);
-		http_problem(op->req, 507, "storage",
-			     "the leader's data disk has %llu bytes free, less than --min-free-disk "
-			     "(%zu): writes are refused until space is freed",
-			     (unsigned long long)free_bytes, a->cfg->min_free_disk);
+		http_problem(
+		    op->req, 507, "storage",
+		    "the leader's data disk has %llu bytes free, less than --min-free-disk "
+		    "(%zu): writes are refused until space is freed",
+		    (unsigned long long)free_bytes, a->cfg->min_free_disk);
 		op->req = NULL;
 		api_op_release(op);
 		return;
@@ -235,18 +238,18 @@ static void kv_write(struct api *a, struct http_request *req, const char *key, b
 {
 	uint64_t cas, deadline;
 	const char *cas_s = http_request_query(req, "cas");
-	const char *idem = http_request_header(req, "Idempotency-Key");
+	const char *idem = http_request_header(req, CLOUDLESS_HDR_IDEMPOTENCY_KEY);
 	if (!check_key(req, key))
 		return;
 	if (cas_s != NULL && text_parse_u64(cas_s, &cas) != 0) {
 		http_problem(req, 400, "bad-parameter",
-			     "cas must be a non-negative integer index (0 = create only)");
+		             "cas must be a non-negative integer index (0 = create only)");
 		return;
 	}
 	if (idem != NULL && !valid_idem_key(idem)) {
 		http_problem(req, 400, "bad-header",
-			     "Idempotency-Key must be 1 to %d visible ASCII characters",
-			     COMMAND_MAX_IDEM);
+		             "Idempotency-Key must be 1 to %d visible ASCII characters",
+		             COMMAND_MAX_IDEM);
 		return;
 	}
 	if (api_request_deadline(a, req, &deadline) != 0)
@@ -275,7 +278,7 @@ static void respond_value(struct api *a, struct http_request *req, const char *k
 			snprintf(v, sizeof v, "-1");
 		else
 			snprintf(v, sizeof v, "%llu", (unsigned long long)lc);
-		http_response_header(req, "X-Cloudless-Last-Contact", v);
+		http_response_header(req, CLOUDLESS_HDR_LAST_CONTACT, v);
 	}
 	int rv = fsm_kv_get(&a->node->fsm, key, strlen(key), &kv);
 	if (rv != 0) {
@@ -291,10 +294,10 @@ static void respond_value(struct api *a, struct http_request *req, const char *k
 		struct buf b64;
 		buf_init(&b64);
 		text_base64_encode(kv.value, kv.value_len, &b64);
-		json_t *o = json_pack("{s:s, s:s%, s:I, s:I, s:I}", "key", key, "value_b64",
-				      b64.data ? b64.data : "", b64.len, "create_index",
-				      (json_int_t)kv.create_index, "modify_index",
-				      (json_int_t)kv.modify_index, "version", (json_int_t)kv.version);
+		json_t *o = json_pack(
+		    "{s:s, s:s%, s:I, s:I, s:I}", "key", key, "value_b64", b64.data ? b64.data : "",
+		    b64.len, "create_index", (json_int_t)kv.create_index, "modify_index",
+		    (json_int_t)kv.modify_index, "version", (json_int_t)kv.version);
 		buf_close(&b64);
 		http_respond_json(req, 200, o);
 	} else {
@@ -400,18 +403,18 @@ static int parse_list(struct http_request *req, struct list_params *p)
 	p->limit = LIST_DEFAULT_LIMIT;
 	buf_init(&p->start);
 	if (strlen(p->prefix) > COMMAND_MAX_KEY || !text_valid_utf8(p->prefix, strlen(p->prefix))) {
-		http_problem(req, 400, "bad-parameter", "prefix must be valid UTF-8 of at most %d bytes",
-			     COMMAND_MAX_KEY);
+		http_problem(req, 400, "bad-parameter",
+		             "prefix must be valid UTF-8 of at most %d bytes", COMMAND_MAX_KEY);
 		return -1;
 	}
-	if (limit != NULL && (text_parse_u64(limit, &p->limit) != 0 || p->limit == 0 ||
-			      p->limit > LIST_MAX_LIMIT)) {
+	if (limit != NULL &&
+	    (text_parse_u64(limit, &p->limit) != 0 || p->limit == 0 || p->limit > LIST_MAX_LIMIT)) {
 		http_problem(req, 400, "bad-parameter", "limit must be an integer from 1 to %d",
-			     LIST_MAX_LIMIT);
+		             LIST_MAX_LIMIT);
 		return -1;
 	}
 	if (cont != NULL && (text_base64_decode(cont, strlen(cont), &p->start) != 0 ||
-			     p->start.len == 0 || p->start.len > COMMAND_MAX_KEY + 1)) {
+	                     p->start.len == 0 || p->start.len > COMMAND_MAX_KEY + 1)) {
 		buf_close(&p->start);
 		http_problem(req, 400, "bad-parameter", "continue is not a token this API issued");
 		return -1;
@@ -437,7 +440,7 @@ static void respond_list(struct api *a, struct http_request *req, bool stale)
 	json_t *items = json_array();
 	struct store_iter it;
 	store_iter_init(&it, &a->node->fsm.store, NULL, prefix.data, prefix.len, start.data,
-			start.len);
+	                start.len);
 	uint64_t n = 0;
 	json_t *next = json_null();
 	for (; store_iter_valid(&it); store_iter_next(&it)) {
@@ -465,10 +468,10 @@ static void respond_list(struct api *a, struct http_request *req, bool stale)
 			ver = ver << 8 | (uint8_t)v[16 + i];
 		}
 		json_array_append_new(items,
-				      json_pack("{s:s%, s:s%, s:I, s:I, s:I}", "key", k + 2, kl - 2,
-						"value_b64", b64.data ? b64.data : "", b64.len,
-						"create_index", (json_int_t)ci, "modify_index",
-						(json_int_t)mi, "version", (json_int_t)ver));
+		                      json_pack("{s:s%, s:s%, s:I, s:I, s:I}", "key", k + 2, kl - 2,
+		                                "value_b64", b64.data ? b64.data : "", b64.len,
+		                                "create_index", (json_int_t)ci, "modify_index",
+		                                (json_int_t)mi, "version", (json_int_t)ver));
 		buf_close(&b64);
 		n++;
 	}
@@ -477,7 +480,7 @@ static void respond_list(struct api *a, struct http_request *req, bool stale)
 		char v[24];
 		uint64_t lc = node_last_contact_ms(a->node);
 		snprintf(v, sizeof v, "%lld", lc == UINT64_MAX ? -1LL : (long long)lc);
-		http_response_header(req, "X-Cloudless-Last-Contact", v);
+		http_response_header(req, CLOUDLESS_HDR_LAST_CONTACT, v);
 	}
 	http_respond_json(req, 200, json_pack("{s:o, s:o}", "items", items, "continue", next));
 	buf_close(&prefix);

@@ -16,15 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cloudless/protocol.h"
 #include "api/api.h"
 #include "http/problem.h"
 #include "log/log.h"
 #include "util/clock.h"
 
 #define LEADER_POLL_MS 10
-#define FORWARDED_BY "X-Cloudless-Forwarded-By"
-/* Marks a re-sent membership change so "already done" reads as success, not 404. */
-#define RETRY_HEADER "X-Cloudless-Retry"
 
 static void count_forward(struct api *a, const char *result, double seconds)
 {
@@ -67,7 +65,8 @@ void api_wait_for_leader(struct api_op *op)
 		op->no_leader_until = now + 3 * (uint64_t)a->cfg->election_ms;
 	if (now >= op->deadline_ms) {
 		count_forward(a, "timeout", -1);
-		finish_problem(op, 504, "timeout", "the request deadline passed while waiting for a leader");
+		finish_problem(op, 504, "timeout",
+		               "the request deadline passed while waiting for a leader");
 		return;
 	}
 	if (now >= op->no_leader_until) {
@@ -83,8 +82,9 @@ void api_wait_for_leader(struct api_op *op)
 	uv_timer_start(&op->timer, wait_cb, LEADER_POLL_MS, 0);
 }
 
-static const char *const HOP_BY_HOP[] = {"connection", "keep-alive", "transfer-encoding",
-					 "content-length", "date", "content-type", NULL};
+static const char *const HOP_BY_HOP[] = {
+    "connection",   "keep-alive", "transfer-encoding", "content-length", "date",
+    "content-type", NULL};
 
 static bool skip_header(const char *name)
 {
@@ -112,13 +112,18 @@ static void relay(struct api_op *op, const struct fwd_response *r)
 static bool refused_unapplied(const struct fwd_response *r)
 {
 	return r->status == 503 && r->body != NULL &&
-	       strstr(r->body, "https://cloudless.dev/problems/not-leader") != NULL;
+	       strstr(r->body, CLOUDLESS_PROBLEM_BASE "not-leader") != NULL;
 }
 
+/* "leadership-lost", and "shutting-down" from a leader that is stopping (SIGTERM: it hands
+ * leadership over, then answers what it still holds that way), mean the outcome is unknown:
+ * the request may have been proposed. Retrying those that are safe to retry is what keeps a
+ * graceful leader restart invisible to clients of the followers. */
 static bool leadership_lost(const struct fwd_response *r)
 {
 	return r->status == 503 && r->body != NULL &&
-	       strstr(r->body, "https://cloudless.dev/problems/leadership-lost") != NULL;
+	       (strstr(r->body, CLOUDLESS_PROBLEM_BASE "leadership-lost") != NULL ||
+	        strstr(r->body, CLOUDLESS_PROBLEM_BASE "shutting-down") != NULL);
 }
 
 /* The leader says this attempt certainly was not applied. After an earlier attempt with an
@@ -130,8 +135,8 @@ static bool refutes_only_this_attempt(const struct api_op *op, const struct fwd_
 	if (!op->maybe_applied || op->idem_key != NULL || r->body == NULL)
 		return false;
 	return (r->status == 409 &&
-		strstr(r->body, "https://cloudless.dev/problems/cas-mismatch") != NULL) ||
-	       (r->status == 503 && strstr(r->body, "https://cloudless.dev/problems/no-leader") != NULL);
+	        strstr(r->body, CLOUDLESS_PROBLEM_BASE "cas-mismatch") != NULL) ||
+	       (r->status == 503 && strstr(r->body, CLOUDLESS_PROBLEM_BASE "no-leader") != NULL);
 }
 
 static void forward_cb(const struct fwd_response *r, void *arg)
@@ -179,9 +184,10 @@ static void forward_cb(const struct fwd_response *r, void *arg)
 			api_wait_for_leader(op);
 			return;
 		}
-		finish_problem(op, 503, "leadership-lost",
-			       "the connection to the leader broke after the request was sent; it may "
-			       "or may not have been applied (retry with an Idempotency-Key)");
+		finish_problem(
+		    op, 503, "leadership-lost",
+		    "the connection to the leader broke after the request was sent; it may "
+		    "or may not have been applied (retry with an Idempotency-Key)");
 	}
 }
 
@@ -217,7 +223,7 @@ static void redirect(struct api_op *op, const struct fsm_member *leader)
 	api_common_headers(op->api, op->req);
 	http_response_header(op->req, "Location", url.data);
 	http_problem(op->req, 307, "redirect", "the leader %s serves this request at %s",
-		     leader->node_id, url.data);
+	             leader->node_id, url.data);
 	buf_close(&url);
 	op->req = NULL;
 	api_op_release(op);
@@ -226,8 +232,8 @@ static void redirect(struct api_op *op, const struct fsm_member *leader)
 static void forward(struct api_op *op, const struct fsm_member *leader)
 {
 	struct api *a = op->api;
-	static const char *const pass[] = {"Content-Type", "Authorization", "Idempotency-Key",
-					   "Accept"};
+	static const char *const pass[] = {"Content-Type", "Authorization",
+	                                   CLOUDLESS_HDR_IDEMPOTENCY_KEY, "Accept"};
 	struct fwd_header h[10];
 	size_t nh = 0;
 	for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
@@ -235,9 +241,9 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 		if (v != NULL)
 			h[nh++] = (struct fwd_header){pass[i], v};
 	}
-	h[nh++] = (struct fwd_header){FORWARDED_BY, a->cfg->node_id};
+	h[nh++] = (struct fwd_header){CLOUDLESS_HDR_FORWARDED_BY, a->cfg->node_id};
 	if (op->retried)
-		h[nh++] = (struct fwd_header){RETRY_HEADER, "true"};
+		h[nh++] = (struct fwd_header){CLOUDLESS_HDR_RETRY, "true"};
 	struct buf url;
 	buf_init(&url);
 	leader_url(&url, leader->http_addr, op->req);
@@ -245,16 +251,17 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 	const char *body = http_request_body(op->req, &body_len);
 	uint64_t now = clock_mono_ms();
 	struct fwd_request fr = {.method = http_request_method(op->req),
-				 .url = url.data,
-				 .headers = h,
-				 .n_headers = nh,
-				 .body = body,
-				 .body_len = body_len,
-				 .timeout_ms = (unsigned)(op->deadline_ms - now),
-				 /* A write without an Idempotency-Key must reach the leader at most
-				  * once: curl's silent re-send on a dead kept-alive connection would
-				  * apply it twice, or hide that it was sent at all. */
-				 .fresh_connection = op->kind == API_OP_WRITE && op->idem_key == NULL};
+	                         .url = url.data,
+	                         .headers = h,
+	                         .n_headers = nh,
+	                         .body = body,
+	                         .body_len = body_len,
+	                         .timeout_ms = (unsigned)(op->deadline_ms - now),
+	                         /* A write without an Idempotency-Key must reach the leader at most
+	                          * once: curl's silent re-send on a dead kept-alive connection
+	                          * would apply it twice, or hide that it was sent at all. */
+	                         .fresh_connection =
+	                             op->kind == API_OP_WRITE && op->idem_key == NULL};
 	op->attempts++;
 	op->busy = true;
 	if (fwd_send(a->fwd, &fr, forward_cb, op) != 0) {
@@ -280,7 +287,7 @@ void api_dispatch_to_leader(struct api_op *op)
 		op->local(op);
 		return;
 	}
-	if (http_request_header(op->req, FORWARDED_BY) != NULL) {
+	if (http_request_header(op->req, CLOUDLESS_HDR_FORWARDED_BY) != NULL) {
 		/* Forwarded to us by a node that thought we lead: bounce it back rather than
 		 * forwarding twice; nothing was proposed, so the sender may retry. */
 		finish_problem(op, 503, "not-leader", "this node is not the leader");
@@ -302,19 +309,19 @@ void api_dispatch_to_leader(struct api_op *op)
 void api_retry_or_fail(struct api_op *op, int raft_status)
 {
 	struct api *a = op->api;
-	bool forwarded = http_request_header(op->req, FORWARDED_BY) != NULL;
+	bool forwarded = http_request_header(op->req, CLOUDLESS_HDR_FORWARDED_BY) != NULL;
 	if (op->safe_to_retry && !forwarded && !a->closing && clock_mono_ms() < op->deadline_ms) {
 		log_info("Retrying write after leadership change", "attempt=%u status=%s",
-			 op->attempts, raft_strerror(raft_status));
+		         op->attempts, raft_strerror(raft_status));
 		op->maybe_applied = true;
 		api_wait_for_leader(op);
 		return;
 	}
 	char detail[256];
 	snprintf(detail, sizeof detail,
-		 "%s before the write committed; it may or may not have been applied (retry with "
-		 "an Idempotency-Key to be safe)",
-		 raft_strerror(raft_status));
+	         "%s before the write committed; it may or may not have been applied (retry with "
+	         "an Idempotency-Key to be safe)",
+	         raft_strerror(raft_status));
 	finish_problem(op, 503, "leadership-lost", detail);
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cloudless/protocol.h"
 #include "api/api.h"
 #include "api/decode.h"
 #include "fsm/command.h"
@@ -21,12 +22,13 @@ static json_t *peers_json(struct api *a)
 	for (unsigned i = 0; i < n->raft.configuration.n; i++) {
 		struct raft_server *s = &n->raft.configuration.servers[i];
 		const struct fsm_member *m = node_member_by_raft_id(n, s->id);
-		const char *role = s->role == RAFT_VOTER	 ? "voter"
-				   : s->role == RAFT_STANDBY ? "standby"
-							     : "spare";
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "node_id",
-						     m ? m->node_id : "", "raft_addr", s->address,
-						     "http_addr", m ? m->http_addr : "", "role", role));
+		const char *role = s->role == RAFT_VOTER     ? "voter"
+		                   : s->role == RAFT_STANDBY ? "standby"
+		                                             : "spare";
+		json_array_append_new(arr,
+		                      json_pack("{s:s, s:s, s:s, s:s}", "node_id",
+		                                m ? m->node_id : "", "raft_addr", s->address,
+		                                "http_addr", m ? m->http_addr : "", "role", role));
 	}
 	return arr;
 }
@@ -49,16 +51,16 @@ static void change_done(struct node_change *c)
 	}
 	api_common_headers(a, op->req);
 	if (c->http_status != 200) {
-		const char *slug = c->http_status == 404 ? "unknown-node"
-				   : c->http_status == 409 ? "conflict"
-							   : "membership";
+		const char *slug = c->http_status == 404   ? "unknown-node"
+		                   : c->http_status == 409 ? "conflict"
+		                                           : "membership";
 		api_problem_leader(a, op->req, c->http_status, slug, c->message);
 	} else {
 		const struct fsm_member *leader = NULL;
 		node_leader(a->node, &leader, NULL, NULL);
-		json_t *o = json_pack("{s:b, s:s, s:b, s:o, s:s}", "success", 1, "message", c->message,
-				      "changed", c->changed, "cluster_peers", peers_json(a),
-				      "leader_id", leader ? leader->node_id : "");
+		json_t *o = json_pack("{s:b, s:s, s:b, s:o, s:s}", "success", 1, "message",
+		                      c->message, "changed", c->changed, "cluster_peers",
+		                      peers_json(a), "leader_id", leader ? leader->node_id : "");
 		if (leader != NULL)
 			json_object_set_new(o, "leader_http_addr", json_string(leader->http_addr));
 		http_respond_json(op->req, 200, o);
@@ -70,7 +72,7 @@ static void change_done(struct node_change *c)
 static void change_local(struct api_op *op)
 {
 	op->u.change.is_retry =
-	    op->retried || http_request_header(op->req, "X-Cloudless-Retry") != NULL;
+	    op->retried || http_request_header(op->req, CLOUDLESS_HDR_RETRY) != NULL;
 	op->busy = true;
 	node_change_submit(op->api->node, &op->u.change);
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cloudless/protocol.h"
 #include "api/api.h"
 #include "http/problem.h"
 #include "log/log.h"
@@ -10,7 +11,7 @@
 #include "util/text.h"
 
 void api_init(struct api *a, uv_loop_t *loop, struct node *node, struct fwd *fwd,
-	      struct metrics *metrics, const struct config *cfg)
+              struct metrics *metrics, const struct config *cfg)
 {
 	memset(a, 0, sizeof *a);
 	a->loop = loop;
@@ -75,7 +76,8 @@ void api_cancel_all(struct api *a)
 	while (op != NULL) {
 		struct api_op *next = op->next;
 		if (op->req != NULL) {
-			http_problem(op->req, 503, "shutting-down", "the coordinator is shutting down");
+			http_problem(op->req, 503, "shutting-down",
+			             "the coordinator is shutting down");
 			op->req = NULL;
 		}
 		if (!op->busy)
@@ -90,13 +92,13 @@ void api_common_headers(struct api *a, struct http_request *req)
 	raft_id id = 0;
 	char index[24];
 	bool known = node_leader(a->node, &m, &id, NULL);
-	http_response_header(req, "X-Cloudless-Known-Leader", known ? "true" : "false");
+	http_response_header(req, CLOUDLESS_HDR_KNOWN_LEADER, known ? "true" : "false");
 	if (known && m != NULL)
-		http_response_header(req, "X-Cloudless-Leader", m->node_id);
-	http_response_header(req, "X-Cloudless-Served-By", a->cfg->node_id);
+		http_response_header(req, CLOUDLESS_HDR_LEADER, m->node_id);
+	http_response_header(req, CLOUDLESS_HDR_SERVED_BY, a->cfg->node_id);
 	/* The index the local store reflects; kv routes replace it with a more specific one. */
 	snprintf(index, sizeof index, "%llu", (unsigned long long)a->node->fsm.applied_index);
-	http_response_header(req, "X-Cloudless-Index", index);
+	http_response_header(req, CLOUDLESS_HDR_INDEX, index);
 }
 
 void api_prepare(struct http_request *req, void *arg)
@@ -106,8 +108,8 @@ void api_prepare(struct http_request *req, void *arg)
 	api_common_headers(arg, req);
 }
 
-void api_problem_leader(struct api *a, struct http_request *req, unsigned status,
-			const char *slug, const char *detail)
+void api_problem_leader(struct api *a, struct http_request *req, unsigned status, const char *slug,
+                        const char *detail)
 {
 	const struct fsm_member *m = NULL;
 	json_t *extra = json_object();
@@ -129,9 +131,9 @@ void api_respond_raft_error(struct api *a, struct http_request *req, int rv, boo
 	case RAFT_SHUTDOWN:
 	case RAFT_CANCELED:
 		snprintf(detail, sizeof detail, "%s%s", raft_strerror(rv),
-			 applied_unknown ? "; the write may or may not have been applied (retry "
-					   "with an Idempotency-Key to be safe)"
-					 : "");
+		         applied_unknown ? "; the write may or may not have been applied (retry "
+		                           "with an Idempotency-Key to be safe)"
+		                         : "");
 		api_problem_leader(a, req, 503, "no-leader", detail);
 		return;
 	case RAFT_NOSPACE:
@@ -152,7 +154,7 @@ int api_request_deadline(struct api *a, struct http_request *req, uint64_t *dead
 	const char *t = http_request_query(req, "timeout");
 	if (t != NULL && text_parse_duration_ms(t, &ms) != 0) {
 		http_problem(req, 400, "bad-parameter",
-			     "timeout must be a duration such as 500ms, 2s or 1m (max 1h)");
+		             "timeout must be a duration such as 500ms, 2s or 1m (max 1h)");
 		return -1;
 	}
 	*deadline_ms = clock_mono_ms() + ms;
@@ -163,7 +165,7 @@ static void method_not_allowed(struct http_request *req, const char *allow)
 {
 	http_response_header(req, "Allow", allow);
 	http_problem(req, 405, "method-not-allowed", "method %s is not allowed here; allowed: %s",
-		     http_request_method(req), allow);
+	             http_request_method(req), allow);
 }
 
 static bool method_is(struct http_request *req, const char *m)
@@ -205,7 +207,7 @@ static void route(struct api *a, struct http_request *req, bool metrics_only)
 	if (metrics_only) {
 		http_request_set_tag(req, "other");
 		http_problem(req, 404, "not-found",
-			     "this listener serves only /metrics and /raft/health");
+		             "this listener serves only /metrics and /raft/health");
 		return;
 	}
 	if (strcmp(path, "/raft/status") == 0) {
@@ -235,7 +237,7 @@ static void route(struct api *a, struct http_request *req, bool metrics_only)
 	} else {
 		http_request_set_tag(req, "other");
 		http_problem(req, 404, "not-found", "no route for %s %s", http_request_method(req),
-			     path);
+		             path);
 	}
 }
 

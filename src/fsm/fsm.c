@@ -353,6 +353,8 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 	uint64_t idem_count = f->idem_count;
 	uint64_t t0 = uv_hrtime();
 
+	if (f->failed)
+		return NULL; /* fail stop, see below */
 	if (index <= f->applied_index)
 		return fsm_result_pack(FSM_SKIPPED);
 
@@ -396,19 +398,18 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 
 	char err[256];
 	if (store_write(&f->store, &b, false, err, sizeof err) != 0) {
-		/* Nothing was applied: report it and let raft retry this entry (non-zero return
-		 * from the raft callback), which is what keeps a full disk from corrupting state.
-		 */
+		/* Nothing was applied, and nothing more will be: fail stop. After a failed write
+		 * RocksDB 7.8 cannot be trusted with the next one: its NoSpace auto-recovery
+		 * resumes writes with the failed WAL writer still in place (the next append
+		 * aborts the process), and without a WAL it lost memtable data. raft keeps
+		 * retrying this entry, so every apply from now on is refused without touching the
+		 * store, and the node leaves (node.c) to be restarted: RocksDB then reopens from
+		 * its WAL and raft applies again whatever came after. */
 		store_batch_close(&b);
 		f->stats.apply_errors++;
-		/* raft retries the entry at every replication event, hundreds of times a second
-		 * while a disk is full: log the first failure, then at most one line a second. */
-		if (f->apply_error_logged_ns == 0 || t0 - f->apply_error_logged_ns >= 1000000000u) {
-			log_error("Apply failed", "index=%llu failures=%llu error=\"%s\"",
-			          (unsigned long long)index, (unsigned long long)f->stats.apply_errors,
-			          err);
-			f->apply_error_logged_ns = t0;
-		}
+		f->failed = true;
+		log_error("Apply failed", "index=%llu error=\"%s\"", (unsigned long long)index,
+		          err);
 		return NULL;
 	}
 	store_batch_close(&b);
@@ -501,6 +502,10 @@ static int iface_restore(struct raft_fsm *iface, struct raft_buffer *buf)
 {
 	struct fsm *f = iface->data;
 	char err[256];
+	if (f->failed) { /* fail stop: no more writes (fsm_apply_entry) */
+		raft_free(buf->base);
+		return RAFT_IOERR;
+	}
 	int rv = fsm_snapshot_restore(f, buf->base, buf->len, err, sizeof err);
 	raft_free(buf->base);
 	if (rv != 0) {

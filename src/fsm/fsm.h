@@ -94,7 +94,7 @@ struct fsm {
 	uint64_t idem_max;
 	uint64_t members_version; /* bumped whenever n/ changes, so callers can refresh caches */
 	struct fsm_stats stats;
-	uint64_t apply_error_logged_ns; /* rate limit of the "Apply failed" line */
+	bool failed; /* a store write failed: no more writes reach the store (see fsm.c) */
 	fsm_apply_hook apply_hook;
 	void *apply_hook_arg;
 	/* The snapshot being taken: a RocksDB snapshot pinned on the loop thread and streamed

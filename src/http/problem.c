@@ -1,4 +1,5 @@
 /* problem: problem+json and JSON response helpers (see problem.h). */
+#include "cloudless/protocol.h"
 #include "http/problem.h"
 
 #include <stdarg.h>
@@ -93,7 +94,7 @@ void http_problem_extra(struct http_request *req, unsigned status, const char *s
 	vsnprintf(detail, sizeof detail, detail_fmt, ap);
 	va_end(ap);
 	scrub_utf8(detail);
-	snprintf(type, sizeof type, "https://cloudless.dev/problems/%s", slug);
+	snprintf(type, sizeof type, CLOUDLESS_PROBLEM_BASE "%s", slug);
 	json_t *o = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", http_reason(status),
 	                      "status", (int)status, "detail", detail);
 	/* The RFC 7807 members win over extra ones of the same name: the readiness report, for

@@ -578,6 +578,16 @@ static void watch_cb(uv_timer_t *t)
 			n->on_failed(n->event_arg);
 		return;
 	}
+	/* The same for a store write that failed: the fsm stopped taking writes (fsm.c). */
+	if (n->fsm.failed && !n->failed) {
+		n->failed = true;
+		log_error("Store write failed; exiting so that a restart recovers",
+			  "node_id=%s applied_index=%llu", n->opts.node_id,
+			  (unsigned long long)n->fsm.applied_index);
+		if (n->on_failed != NULL)
+			n->on_failed(n->event_arg);
+		return;
+	}
 	/* Also 0.15: when writing received entries fails (disk full), a follower keeps them in
 	 * its in-memory log and never writes them again; the leader's retransmissions look
 	 * already present, so it stays behind for good without noticing. Entries normally reach

@@ -44,14 +44,6 @@ int store_open(struct store *s, const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	s->wopts = rocksdb_writeoptions_create();
-	/* Plain writes (every apply) skip RocksDB's WAL. The raft log is the durable record: what
-	 * a crash takes from the memtable is applied again from it, or raft restores its snapshot
-	 * at start-up, so the WAL only added a disk append per apply. And on a full disk it was
-	 * fatal: after a failed WAL append RocksDB's NoSpace auto-recovery resumes writes with the
-	 * failed WAL writer still in place, and the next apply aborts the process (assertion in
-	 * WritableFileWriter). Without it a full disk can only fail a memtable flush, which stops
-	 * writes until RocksDB's recovery resumes them once there is space again. */
-	rocksdb_writeoptions_disable_WAL(s->wopts, 1);
 	s->wopts_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(s->wopts_sync, 1);
 	s->ropts = rocksdb_readoptions_create();
