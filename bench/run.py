@@ -69,7 +69,9 @@ def parse_args():
     p.add_argument("--read-keys", type=int, default=10000)
     p.add_argument("--skip", default="", help="comma-separated phases to skip "
                    "(join,throughput,failover,graceful)")
-    p.add_argument("--out", default=None, help="directory for results.jsonl and report.md")
+    p.add_argument("--out", default=None, help="directory for results.jsonl and report.md "
+                   "(without it they are written under the temporary data directory and removed "
+                   "with it; the report is printed either way)")
     p.add_argument("--keep", action="store_true", help="keep the clusters' data directory")
     a = p.parse_args()
     if a.quick:
@@ -868,13 +870,9 @@ def main():
     if failures:
         log("data kept for inspection under %s" % base)
     elif not ARGS.keep:
-        # Keep results.jsonl and report.md; drop the data directories and ack logs.
-        for name in os.listdir(base):
-            if name not in ("results.jsonl", "report.md"):
-                path = os.path.join(base, name)
-                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
-        if out != base:
-            shutil.rmtree(base, ignore_errors=True)
+        # Data directories and ack logs go; results.jsonl and report.md stay only in an --out
+        # directory (without one the report was printed above, and nothing is left in /tmp).
+        shutil.rmtree(base, ignore_errors=True)
     if failures:
         for f in failures:
             print("FAILED: " + f)
