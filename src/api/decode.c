@@ -1,6 +1,8 @@
 /* decode: request-body decoders for /raft/join, /raft/remove, /raft/transfer-leader (see
  * decode.h). Bodies are strict JSON: unknown fields, wrong types and bad addresses are 400
  * before anything happens. */
+#include "util/text.h"
+#include "http/problem.h"
 #include "api/decode.h"
 
 #include <arpa/inet.h>
@@ -112,4 +114,59 @@ unsigned api_decode_node_id(const char *body, size_t len, enum node_change_kind 
 	}
 	json_decref(o);
 	return status;
+}
+
+/* ---- request line validation shared by the routes ---- */
+
+bool api_valid_idem_key(const char *k)
+{
+	size_t len = strlen(k);
+	if (len == 0 || len > COMMAND_MAX_IDEM)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (k[i] < 0x21 || k[i] > 0x7e)
+			return false;
+	return true;
+}
+
+bool api_check_key(struct http_request *req, const char *key)
+{
+	size_t len = strlen(key);
+	if (len == 0) {
+		http_problem(req, 400, "bad-key", "the key must not be empty");
+		return false;
+	}
+	if (len > COMMAND_MAX_KEY) {
+		http_problem(req, 400, "bad-key", "the key is %zu bytes; the limit is %d", len,
+		             COMMAND_MAX_KEY);
+		return false;
+	}
+	if (!text_valid_utf8(key, len)) {
+		http_problem(req, 400, "bad-key", "the key must be valid UTF-8");
+		return false;
+	}
+	return true;
+}
+
+static void method_not_allowed(struct http_request *req, const char *allow)
+{
+	http_response_header(req, "Allow", allow);
+	http_problem(req, 405, "method-not-allowed", "method %s is not allowed here; allowed: %s",
+	             http_request_method(req), allow);
+}
+
+static bool method_is(struct http_request *req, const char *m)
+{
+	return strcmp(http_request_method(req), m) == 0;
+}
+
+bool api_allow_method(struct http_request *req, const char *allowed)
+{
+	char list[64];
+	snprintf(list, sizeof list, "%s", allowed);
+	for (char *save, *m = strtok_r(list, ", ", &save); m; m = strtok_r(NULL, ", ", &save))
+		if (method_is(req, m) || (strcmp(m, "GET") == 0 && method_is(req, "HEAD")))
+			return true;
+	method_not_allowed(req, allowed);
+	return false;
 }

@@ -1,5 +1,5 @@
-/* decode: the request-body decoders of the membership routes, kept apart from the HTTP
- * plumbing so they can be fuzzed and tested on plain bytes.
+/* decode: request validation kept apart from the routes so it can be fuzzed directly: the
+ * membership routes' body decoders, and the key, method and header checks of every route.
  *
  * Each returns the HTTP status to answer with: 200 when the body is valid (out filled in),
  * 400 with a one-line reason in err otherwise (the route answers 400 "bad-request" with it).
@@ -7,7 +7,10 @@
 #ifndef CLOUDLESS_API_DECODE_H
 #define CLOUDLESS_API_DECODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "http/http.h"
 
 #include "raft/node.h"
 
@@ -18,5 +21,13 @@ unsigned api_decode_join(const char *body, size_t len, struct node_change *out, 
  * body means "any voter"): {"node_id"}. `kind` selects which. */
 unsigned api_decode_node_id(const char *body, size_t len, enum node_change_kind kind,
                             struct node_change *out, char *err, size_t errlen);
+
+/* Idempotency-Key: 1..256 visible ASCII characters. */
+bool api_valid_idem_key(const char *k);
+/* A kv key: 1..1024 bytes of valid UTF-8; otherwise answers 400 and returns false. */
+bool api_check_key(struct http_request *req, const char *key);
+/* True when the request's method is in the comma-separated list (GET admits HEAD);
+ * otherwise answers 405 with Allow and returns false. */
+bool api_allow_method(struct http_request *req, const char *allowed);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "cloudless/protocol.h"
 #include "api/api.h"
+#include "api/decode.h"
 #include "fsm/command.h"
 #include "http/problem.h"
 #include "log/log.h"
@@ -27,36 +28,6 @@ static void set_index_header(struct http_request *req, uint64_t index)
 	char v[24];
 	snprintf(v, sizeof v, "%llu", (unsigned long long)index);
 	http_response_header(req, CLOUDLESS_HDR_INDEX, v);
-}
-
-static bool valid_idem_key(const char *k)
-{
-	size_t len = strlen(k);
-	if (len == 0 || len > COMMAND_MAX_IDEM)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (k[i] < 0x21 || k[i] > 0x7e)
-			return false;
-	return true;
-}
-
-static bool check_key(struct http_request *req, const char *key)
-{
-	size_t len = strlen(key);
-	if (len == 0) {
-		http_problem(req, 400, "bad-key", "the key must not be empty");
-		return false;
-	}
-	if (len > COMMAND_MAX_KEY) {
-		http_problem(req, 400, "bad-key", "the key is %zu bytes; the limit is %d", len,
-		             COMMAND_MAX_KEY);
-		return false;
-	}
-	if (!text_valid_utf8(key, len)) {
-		http_problem(req, 400, "bad-key", "the key must be valid UTF-8");
-		return false;
-	}
-	return true;
 }
 
 /* 1 stale, 0 linearizable, -1 after answering 400. */
@@ -239,14 +210,14 @@ static void kv_write(struct api *a, struct http_request *req, const char *key, b
 	uint64_t cas, deadline;
 	const char *cas_s = http_request_query(req, "cas");
 	const char *idem = http_request_header(req, CLOUDLESS_HDR_IDEMPOTENCY_KEY);
-	if (!check_key(req, key))
+	if (!api_check_key(req, key))
 		return;
 	if (cas_s != NULL && text_parse_u64(cas_s, &cas) != 0) {
 		http_problem(req, 400, "bad-parameter",
 		             "cas must be a non-negative integer index (0 = create only)");
 		return;
 	}
-	if (idem != NULL && !valid_idem_key(idem)) {
+	if (idem != NULL && !api_valid_idem_key(idem)) {
 		http_problem(req, 400, "bad-header",
 		             "Idempotency-Key must be 1 to %d visible ASCII characters",
 		             COMMAND_MAX_IDEM);
@@ -352,7 +323,7 @@ static void kv_read(struct api *a, struct http_request *req, const char *key)
 {
 	uint64_t deadline;
 	int stale = parse_consistency(req);
-	if (stale < 0 || (key != NULL && !check_key(req, key)))
+	if (stale < 0 || (key != NULL && !api_check_key(req, key)))
 		return;
 	if (stale) {
 		if (key != NULL)

@@ -5,6 +5,7 @@
 
 #include "cloudless/protocol.h"
 #include "api/api.h"
+#include "api/decode.h"
 #include "http/problem.h"
 #include "log/log.h"
 #include "util/clock.h"
@@ -161,30 +162,6 @@ int api_request_deadline(struct api *a, struct http_request *req, uint64_t *dead
 	return 0;
 }
 
-static void method_not_allowed(struct http_request *req, const char *allow)
-{
-	http_response_header(req, "Allow", allow);
-	http_problem(req, 405, "method-not-allowed", "method %s is not allowed here; allowed: %s",
-	             http_request_method(req), allow);
-}
-
-static bool method_is(struct http_request *req, const char *m)
-{
-	return strcmp(http_request_method(req), m) == 0;
-}
-
-/* Returns true when the method is in the list (else answers 405). */
-static bool allow(struct http_request *req, const char *allowed)
-{
-	char list[64];
-	snprintf(list, sizeof list, "%s", allowed);
-	for (char *save, *m = strtok_r(list, ", ", &save); m; m = strtok_r(NULL, ", ", &save))
-		if (method_is(req, m) || (strcmp(m, "GET") == 0 && method_is(req, "HEAD")))
-			return true;
-	method_not_allowed(req, allowed);
-	return false;
-}
-
 static void route(struct api *a, struct http_request *req, bool metrics_only)
 {
 	const char *path = http_request_path(req);
@@ -194,13 +171,13 @@ static void route(struct api *a, struct http_request *req, bool metrics_only)
 	}
 	if (strcmp(path, "/metrics") == 0) {
 		http_request_set_tag(req, "/metrics");
-		if (allow(req, "GET"))
+		if (api_allow_method(req, "GET"))
 			api_route_metrics(a, req);
 		return;
 	}
 	if (strcmp(path, "/raft/health") == 0) {
 		http_request_set_tag(req, "/raft/health");
-		if (allow(req, "GET"))
+		if (api_allow_method(req, "GET"))
 			api_route_health(a, req);
 		return;
 	}
@@ -212,27 +189,27 @@ static void route(struct api *a, struct http_request *req, bool metrics_only)
 	}
 	if (strcmp(path, "/raft/status") == 0) {
 		http_request_set_tag(req, "/raft/status");
-		if (allow(req, "GET"))
+		if (api_allow_method(req, "GET"))
 			api_route_status(a, req);
 	} else if (strcmp(path, "/raft/join") == 0) {
 		http_request_set_tag(req, "/raft/join");
-		if (allow(req, "POST"))
+		if (api_allow_method(req, "POST"))
 			api_route_join(a, req);
 	} else if (strcmp(path, "/raft/remove") == 0) {
 		http_request_set_tag(req, "/raft/remove");
-		if (allow(req, "POST"))
+		if (api_allow_method(req, "POST"))
 			api_route_remove(a, req);
 	} else if (strcmp(path, "/raft/transfer-leader") == 0) {
 		http_request_set_tag(req, "/raft/transfer-leader");
-		if (allow(req, "POST"))
+		if (api_allow_method(req, "POST"))
 			api_route_transfer(a, req);
 	} else if (strcmp(path, "/v1/kv/") == 0 || strcmp(path, "/v1/kv") == 0) {
 		http_request_set_tag(req, "/v1/kv/");
-		if (allow(req, "GET"))
+		if (api_allow_method(req, "GET"))
 			api_route_kv_list(a, req);
 	} else if (strncmp(path, "/v1/kv/", 7) == 0) {
 		http_request_set_tag(req, "/v1/kv/{key}");
-		if (allow(req, "GET, PUT, DELETE"))
+		if (api_allow_method(req, "GET, PUT, DELETE"))
 			api_route_kv(a, req, path + 7);
 	} else {
 		http_request_set_tag(req, "other");

@@ -52,6 +52,10 @@
 #define MAX_DONE    64
 #define QUIET_NS    (1000 * 1000) /* see the top of the file */
 
+static bool method_is(struct http_request *req, const char *m)
+{
+	return strcmp(http_request_method(req), m) == 0;
+}
 static uv_loop_t loop;
 static struct http_server *srv;
 
@@ -105,56 +109,6 @@ static void respond_later(struct http_request *req, unsigned status, json_t *bod
 	uv_timer_start(&d->timer, deferred_fire, http_request_query(req, "reset") ? 2 : 0, 0);
 }
 
-static bool method_is(struct http_request *req, const char *m)
-{
-	return strcmp(http_request_method(req), m) == 0;
-}
-
-/* router.c allow(): true when the method is listed (GET also admits HEAD), else 405. */
-static bool allow(struct http_request *req, const char *allowed)
-{
-	char list[64];
-	snprintf(list, sizeof list, "%s", allowed);
-	for (char *save, *m = strtok_r(list, ", ", &save); m; m = strtok_r(NULL, ", ", &save))
-		if (method_is(req, m) || (strcmp(m, "GET") == 0 && method_is(req, "HEAD")))
-			return true;
-	http_response_header(req, "Allow", allowed);
-	http_problem(req, 405, "method-not-allowed", "method %s is not allowed here; allowed: %s",
-	             http_request_method(req), allowed);
-	return false;
-}
-
-/* kv_routes.c check_key(). */
-static bool check_key(struct http_request *req, const char *key)
-{
-	size_t len = strlen(key);
-	if (len == 0) {
-		http_problem(req, 400, "bad-key", "the key must not be empty");
-		return false;
-	}
-	if (len > COMMAND_MAX_KEY) {
-		http_problem(req, 400, "bad-key", "the key is %zu bytes; the limit is %d", len,
-		             COMMAND_MAX_KEY);
-		return false;
-	}
-	if (!text_valid_utf8(key, len)) {
-		http_problem(req, 400, "bad-key", "the key must be valid UTF-8");
-		return false;
-	}
-	return true;
-}
-
-static bool valid_idem_key(const char *k)
-{
-	size_t len = strlen(k);
-	if (len == 0 || len > COMMAND_MAX_IDEM)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (k[i] < 0x21 || k[i] > 0x7e)
-			return false;
-	return true;
-}
-
 /* router.c api_request_deadline(). */
 static bool check_timeout(struct http_request *req)
 {
@@ -171,7 +125,7 @@ static bool check_timeout(struct http_request *req)
 static void route_kv(struct http_request *req, const char *key)
 {
 	uint64_t cas;
-	if (!check_key(req, key))
+	if (!api_check_key(req, key))
 		return;
 	if (method_is(req, "PUT") || method_is(req, "DELETE")) {
 		const char *cas_s = http_request_query(req, "cas");
@@ -181,7 +135,7 @@ static void route_kv(struct http_request *req, const char *key)
 			             "cas must be a non-negative integer index (0 = create only)");
 			return;
 		}
-		if (idem != NULL && !valid_idem_key(idem)) {
+		if (idem != NULL && !api_valid_idem_key(idem)) {
 			http_problem(req, 400, "bad-header",
 			             "Idempotency-Key must be 1 to %d visible ASCII characters",
 			             COMMAND_MAX_IDEM);
@@ -288,7 +242,7 @@ static void handle(struct http_request *req, void *arg)
 	if (strcmp(path, "/metrics") == 0 || strcmp(path, "/raft/health") == 0 ||
 	    strcmp(path, "/raft/status") == 0) {
 		http_request_set_tag(req, "/raft/status");
-		if (!allow(req, "GET"))
+		if (!api_allow_method(req, "GET"))
 			return;
 		json_t *o = json_pack("{s:s, s:s}", "status", "ok", "query",
 		                      http_request_query_string(req));
@@ -297,19 +251,19 @@ static void handle(struct http_request *req, void *arg)
 		else
 			http_respond_json(req, 200, o);
 	} else if (strcmp(path, "/raft/join") == 0) {
-		if (allow(req, "POST"))
+		if (api_allow_method(req, "POST"))
 			route_change(req, NODE_CHANGE_JOIN);
 	} else if (strcmp(path, "/raft/remove") == 0) {
-		if (allow(req, "POST"))
+		if (api_allow_method(req, "POST"))
 			route_change(req, NODE_CHANGE_REMOVE);
 	} else if (strcmp(path, "/raft/transfer-leader") == 0) {
-		if (allow(req, "POST"))
+		if (api_allow_method(req, "POST"))
 			route_change(req, NODE_CHANGE_TRANSFER);
 	} else if (strcmp(path, "/v1/kv/") == 0 || strcmp(path, "/v1/kv") == 0) {
-		if (allow(req, "GET"))
+		if (api_allow_method(req, "GET"))
 			route_list(req);
 	} else if (strncmp(path, "/v1/kv/", 7) == 0) {
-		if (allow(req, "GET, PUT, DELETE"))
+		if (api_allow_method(req, "GET, PUT, DELETE"))
 			route_kv(req, path + 7);
 	} else {
 		http_request_set_tag(req, "other");
