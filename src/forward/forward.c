@@ -74,7 +74,8 @@ struct fwd_xfer {
 	struct curl_slist *req_headers;
 	uint64_t start_ns;
 	bool oom;       /* a response callback ran out of memory; curl reports a write error */
-	unsigned sends; /* at-most-once requests: times curl was about to send the request */
+	unsigned sends;    /* times curl was about to send the request (see on_prereq) */
+	bool at_most_once; /* fwd_request.fresh_connection: refuse curl's re-send */
 
 	/* Response being collected. */
 	char *resp_body;
@@ -222,9 +223,10 @@ static void easy_release(struct fwd *f, CURL *easy)
 	curl_easy_cleanup(easy);
 }
 
-/* CURLOPT_PREREQFUNCTION of at-most-once requests: called each time curl is about to send
- * the request on a (new or reused) connection. A second call is curl's silent re-send after
- * a reused connection died: refuse it, the first copy may have been acted on. */
+/* CURLOPT_PREREQFUNCTION: called each time curl is about to send the request on a (new or
+ * reused) connection. A second call is curl's silent re-send after a reused connection died:
+ * at-most-once requests refuse it, the first copy may have been acted on. Every request counts
+ * its sends, so that a re-send that cannot connect is never reported as "not sent". */
 static int on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
                      int conn_local_port)
 {
@@ -233,7 +235,7 @@ static int on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip, int 
 	(void)conn_local_ip;
 	(void)conn_primary_port;
 	(void)conn_local_port;
-	return x->sends++ == 0 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+	return x->sends++ == 0 || !x->at_most_once ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
 }
 
 static CURL *easy_acquire(struct fwd *f)
@@ -840,10 +842,9 @@ int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg)
 	/* Cluster traffic is loopback/LAN: an http_proxy in the environment must not apply. */
 	SETOPT(CURLOPT_NOPROXY, "*");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-	if (req->fresh_connection) {
-		SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
-		SETOPT(CURLOPT_PREREQDATA, x);
-	}
+	x->at_most_once = req->fresh_connection;
+	SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
+	SETOPT(CURLOPT_PREREQDATA, x);
 	SETOPT(CURLOPT_TIMEOUT_MS, (long)timeout);
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)connect_timeout);
 	SETOPT(CURLOPT_USERAGENT, "cloudless-coordinator/" CLOUDLESS_VERSION);

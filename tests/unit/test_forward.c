@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -587,6 +588,77 @@ static void test_fresh_connection(struct fwd *f)
 	}
 }
 
+/* A peer that answers one request on a kept-alive connection, reads the next and dies
+ * unanswered: it closes its listening socket, then the connection. */
+struct dying_peer {
+	int lfd;
+	unsigned port;
+	atomic_int requests;
+	pthread_t thread;
+};
+
+static bool read_request(int fd)
+{
+	char buf[4096];
+	size_t got = 0;
+	while (got < sizeof buf - 1) {
+		ssize_t r = recv(fd, buf + got, sizeof buf - 1 - got, 0);
+		if (r <= 0)
+			return false;
+		got += (size_t)r;
+		buf[got] = '\0';
+		if (strstr(buf, "\r\n\r\n") != NULL)
+			return true; /* GET: no body */
+	}
+	return false;
+}
+
+static void *dying_peer_run(void *arg)
+{
+	struct dying_peer *p = arg;
+	static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	int c = accept(p->lfd, NULL, NULL);
+	if (c >= 0 && read_request(c)) {
+		atomic_fetch_add(&p->requests, 1);
+		if (send(c, ok, sizeof ok - 1, 0) == (ssize_t)(sizeof ok - 1) && read_request(c))
+			atomic_fetch_add(&p->requests, 1);
+	}
+	close(p->lfd);
+	if (c >= 0)
+		close(c);
+	return NULL;
+}
+
+/* The second request reached the peer, which died before answering, and curl's own re-send
+ * of it on a new connection was refused. That is "sent, outcome unknown" (FWD_FAILED) for
+ * every request, not FWD_CONNECT_FAILED: callers retry a "not sent" request anywhere, and a
+ * follower reported an idempotent write that had been applied as never sent ("no-leader"). */
+static void test_resend_refused_after_send(struct fwd *f)
+{
+	struct dying_peer p = {.lfd = socket(AF_INET, SOCK_STREAM, 0)};
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof sa;
+	CHECK(p.lfd >= 0 && bind(p.lfd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+	      listen(p.lfd, 8) == 0 && getsockname(p.lfd, (struct sockaddr *)&sa, &len) == 0);
+	p.port = ntohs(sa.sin_port);
+	CHECK_EQ_INT(pthread_create(&p.thread, NULL, dying_peer_run, &p), 0);
+	char u1[128], u2[128];
+	snprintf(u1, sizeof u1, "http://127.0.0.1:%u/warm", p.port);
+	snprintf(u2, sizeof u2, "http://127.0.0.1:%u/dies", p.port);
+	struct result r = {0};
+	struct fwd_request warm = {.method = "GET", .url = u1};
+	do_req(f, &warm, &r);
+	CHECK_EQ_INT(r.result, FWD_OK);
+	result_clear(&r);
+	struct fwd_request req = {.method = "GET", .url = u2};
+	do_req(f, &req, &r);
+	pthread_join(p.thread, NULL);
+	CHECK_EQ_INT(atomic_load(&p.requests), 2);
+	CHECK_EQ_INT(r.result, FWD_FAILED);
+	result_clear(&r);
+}
+
 struct many {
 	int done;
 	int ok;
@@ -811,6 +883,7 @@ int main(void)
 	test_connect_refused(f);
 	test_connection_reuse(f);
 	test_fresh_connection(f);
+	test_resend_refused_after_send(f);
 	test_concurrent(f);
 	/* Idle pooled connections and all: closing releases every handle. */
 	closed_calls = 0;
