@@ -1,6 +1,7 @@
 /* decode: request-body decoders for /raft/join, /raft/remove, /raft/transfer-leader (see
  * decode.h). Bodies are strict JSON: unknown fields, wrong types and bad addresses are 400
  * before anything happens. */
+#include "cloudless/protocol.h"
 #include "util/text.h"
 #include "http/problem.h"
 #include "api/decode.h"
@@ -169,4 +170,24 @@ bool api_allow_method(struct http_request *req, const char *allowed)
 			return true;
 	method_not_allowed(req, allowed);
 	return false;
+}
+
+bool api_check_write_params(struct http_request *req, bool *has_cas, uint64_t *cas)
+{
+	const char *cas_s = http_request_query(req, "cas");
+	const char *idem = http_request_header(req, CLOUDLESS_HDR_IDEMPOTENCY_KEY);
+	*has_cas = cas_s != NULL;
+	*cas = 0;
+	if (cas_s != NULL && text_parse_u64(cas_s, cas) != 0) {
+		http_problem(req, 400, "bad-parameter",
+		             "cas must be a non-negative integer index (0 = create only)");
+		return false;
+	}
+	if (idem != NULL && !api_valid_idem_key(idem)) {
+		http_problem(req, 400, "bad-header",
+		             "Idempotency-Key must be 1 to %d visible ASCII characters",
+		             COMMAND_MAX_IDEM);
+		return false;
+	}
+	return true;
 }

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "http/http.h"
 
@@ -29,5 +30,7 @@ bool api_check_key(struct http_request *req, const char *key);
 /* True when the request's method is in the comma-separated list (GET admits HEAD);
  * otherwise answers 405 with Allow and returns false. */
 bool api_allow_method(struct http_request *req, const char *allowed);
+/* The ?cas parameter and Idempotency-Key header of a write: false after answering 400. */
+bool api_check_write_params(struct http_request *req, bool *has_cas, uint64_t *cas);
 
 #endif

@@ -208,28 +208,17 @@ static void write_local(struct api_op *op)
 static void kv_write(struct api *a, struct http_request *req, const char *key, bool put)
 {
 	uint64_t cas, deadline;
-	const char *cas_s = http_request_query(req, "cas");
+	bool has_cas;
 	const char *idem = http_request_header(req, CLOUDLESS_HDR_IDEMPOTENCY_KEY);
-	if (!api_check_key(req, key))
+	if (!api_check_key(req, key) || !api_check_write_params(req, &has_cas, &cas))
 		return;
-	if (cas_s != NULL && text_parse_u64(cas_s, &cas) != 0) {
-		http_problem(req, 400, "bad-parameter",
-		             "cas must be a non-negative integer index (0 = create only)");
-		return;
-	}
-	if (idem != NULL && !api_valid_idem_key(idem)) {
-		http_problem(req, 400, "bad-header",
-		             "Idempotency-Key must be 1 to %d visible ASCII characters",
-		             COMMAND_MAX_IDEM);
-		return;
-	}
 	if (api_request_deadline(a, req, &deadline) != 0)
 		return;
 	struct api_op *op = api_op_new(a, req, API_OP_WRITE);
 	op->key_len = strlen(key);
 	op->key = strdup(key);
 	op->idem_key = idem ? strdup(idem) : NULL;
-	op->safe_to_retry = idem != NULL || cas_s != NULL;
+	op->safe_to_retry = idem != NULL || has_cas;
 	op->deadline_ms = deadline;
 	op->change_kind = put ? COMMAND_KV_PUT : COMMAND_KV_DELETE;
 	op->local = write_local;

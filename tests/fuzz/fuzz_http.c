@@ -128,19 +128,9 @@ static void route_kv(struct http_request *req, const char *key)
 	if (!api_check_key(req, key))
 		return;
 	if (method_is(req, "PUT") || method_is(req, "DELETE")) {
-		const char *cas_s = http_request_query(req, "cas");
-		const char *idem = http_request_header(req, "Idempotency-Key");
-		if (cas_s != NULL && text_parse_u64(cas_s, &cas) != 0) {
-			http_problem(req, 400, "bad-parameter",
-			             "cas must be a non-negative integer index (0 = create only)");
+		bool has_cas;
+		if (!api_check_write_params(req, &has_cas, &cas))
 			return;
-		}
-		if (idem != NULL && !api_valid_idem_key(idem)) {
-			http_problem(req, 400, "bad-header",
-			             "Idempotency-Key must be 1 to %d visible ASCII characters",
-			             COMMAND_MAX_IDEM);
-			return;
-		}
 		if (!check_timeout(req))
 			return;
 		size_t len;
