@@ -22,6 +22,15 @@ import sys
 import tempfile
 import time
 
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process (all threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -63,6 +72,12 @@ try:
                            "--concurrency", str(ARGS.concurrency), "--duration", str(total),
                            "--prefix", "prof"], stdout=subprocess.PIPE, text=True)
     time.sleep(1.5)  # let connections and the log warm up
+    roles = [("leader", ld)] + [("follower%d" % i, n) for i, n in
+                                enumerate([n for n in c.running() if n is not ld], 1)]
+    cpu0 = {r: cpu_seconds(n.proc.pid) for r, n in roles}
+    cpu0["loadgen"] = cpu_seconds(lg.pid)
+    applied0 = ld.status()["applied_index"]
+    t0 = time.monotonic()
     if ARGS.tool == "perf":
         data = os.path.join(out, "perf.data")
         subprocess.run(["perf", "record", "--call-graph", os.environ.get("PERF_CALLGRAPH", "fp"), "-F", "999", "-o", data, "-p", str(pid), "--",
@@ -75,6 +90,19 @@ try:
         t1_applied = victim.status()["applied_index"]
         st.send_signal(signal.SIGINT)
         st.wait()
+    else:
+        time.sleep(ARGS.seconds)
+    # CPU per write of each process over the profiled window: what a change saves, and where
+    # the two cores go (the nodes and the load generator share them).
+    dt = time.monotonic() - t0
+    applied = max(1, ld.status()["applied_index"] - applied0)
+    cpu1 = {r: cpu_seconds(n.proc.pid) for r, n in roles}
+    cpu1["loadgen"] = cpu_seconds(lg.pid)
+    print("cpu over %.1f s, %d entries (%.0f/s):" % (dt, applied, applied / dt))
+    for r in cpu1:
+        used = cpu1[r] - cpu0[r]
+        print("  %-10s %5.1f%% of a core  %6.1f us/entry" % (r, 100 * used / dt,
+                                                            1e6 * used / applied))
     res = json.loads(lg.communicate()[0].strip().splitlines()[-1])
     print("load: %.0f writes/s, p50 %.2f ms, p99 %.2f ms, errors %d" % (
         res["throughput"], res["p50_ms"], res["p99_ms"], res["errors"]))

@@ -19,6 +19,17 @@
 #include "metrics/metrics.h"
 #include "raft/node.h"
 
+/* Writes a follower holds while earlier batches to the leader are in flight (batch.c). */
+struct api_batcher {
+	struct api_op *head, *tail; /* queued, in arrival order (api_op.batch_next) */
+	unsigned n;
+	size_t bytes;       /* encoded size of the queued items, roughly */
+	char *leader_addr;  /* where the queued items go */
+	unsigned inflight;  /* batches sent, not yet answered */
+	uint64_t unsupported_until; /* the leader answered 404: forward one by one until then */
+	fwd_cb cb;                  /* each item's answer goes here (proxy.c's forward callback) */
+};
+
 struct api {
 	uv_loop_t *loop;
 	struct node *node;
@@ -29,7 +40,11 @@ struct api {
 	unsigned n_ops;
 	bool closing;
 	bool disk_low; /* writes are refused: free space under --min-free-disk (kv_routes.c) */
+	bool disk_checked;        /* disk_free and disk_checked_at are set */
+	uint64_t disk_checked_at; /* uv_now() of the last statvfs */
+	uint64_t disk_free;       /* bytes free then */
 	uint64_t start_ms;
+	struct api_batcher batcher;
 };
 
 enum api_op_kind { API_OP_WRITE, API_OP_READ, API_OP_CHANGE, API_OP_FORWARD };
@@ -54,6 +69,7 @@ struct api_op {
 	size_t key_len;
 	char *idem_key;
 	unsigned change_kind;
+	struct api_op *batch_next; /* in api_batcher's queue */
 	union {
 		struct node_propose propose;
 		struct node_read read;
@@ -99,6 +115,20 @@ void api_retry_or_fail(struct api_op *op, int raft_status);
 /* Answers 503 leadership-lost for an op whose earlier attempt may have been applied although
  * the latest one definitely was not (e.g. a re-sent CAS that meets its own change). */
 void api_fail_maybe_applied(struct api_op *op);
+
+/* The request headers a forwarded request carries (both single and batched forwarding);
+ * returns how many were written to h (at most API_FORWARD_HEADERS). */
+#define API_FORWARD_HEADERS 8
+size_t api_forward_headers(struct api_op *op, struct fwd_header *h);
+
+/* batch.c: forwarding writes to the leader in batches (follower side), and the leader's
+ * POST /raft/forward that runs them. api_batch_forward takes the op like fwd_send would and
+ * calls cb(response, op) exactly once, with the item's own response. */
+bool api_batch_eligible(const struct api_op *op);
+void api_batch_forward(struct api_op *op, const struct fsm_member *leader, fwd_cb cb);
+/* Shutdown: answers queued ops through their callback with FWD_CANCELED. */
+void api_batch_cancel(struct api *a);
+void api_route_forward_batch(struct api *a, struct http_request *req);
 
 /* route files */
 void api_route_kv(struct api *a, struct http_request *req, const char *key);

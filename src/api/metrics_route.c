@@ -21,6 +21,10 @@ void api_metrics_define(struct metrics *m)
 		       "Time from request arrival to response, by route.", LATENCY_BUCKETS, nb);
 	metrics_define(m, "cloudless_forward_requests_total", METRICS_COUNTER,
 		       "Requests forwarded to the leader, by outcome.", NULL, 0);
+	metrics_define(m, "cloudless_forward_batches_total", METRICS_COUNTER,
+		       "Batches of writes sent to the leader (POST /raft/forward).", NULL, 0);
+	metrics_define(m, "cloudless_forward_batch_items_total", METRICS_COUNTER,
+		       "Writes sent to the leader inside batches.", NULL, 0);
 	metrics_define(m, "cloudless_forward_duration_seconds", METRICS_HISTOGRAM,
 		       "Round trip of requests forwarded to the leader.", LATENCY_BUCKETS, nb);
 	metrics_define(m, "cloudless_raft_apply_latency_seconds", METRICS_HISTOGRAM,

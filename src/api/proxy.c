@@ -229,21 +229,31 @@ static void redirect(struct api_op *op, const struct fsm_member *leader)
 	api_op_release(op);
 }
 
-static void forward(struct api_op *op, const struct fsm_member *leader)
+size_t api_forward_headers(struct api_op *op, struct fwd_header *h)
 {
-	struct api *a = op->api;
 	static const char *const pass[] = {"Content-Type", "Authorization",
 	                                   CLOUDLESS_HDR_IDEMPOTENCY_KEY, "Accept"};
-	struct fwd_header h[10];
 	size_t nh = 0;
 	for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
 		const char *v = http_request_header(op->req, pass[i]);
 		if (v != NULL)
 			h[nh++] = (struct fwd_header){pass[i], v};
 	}
-	h[nh++] = (struct fwd_header){CLOUDLESS_HDR_FORWARDED_BY, a->cfg->node_id};
+	h[nh++] = (struct fwd_header){CLOUDLESS_HDR_FORWARDED_BY, op->api->cfg->node_id};
 	if (op->retried)
 		h[nh++] = (struct fwd_header){CLOUDLESS_HDR_RETRY, "true"};
+	return nh;
+}
+
+static void forward(struct api_op *op, const struct fsm_member *leader)
+{
+	struct api *a = op->api;
+	struct fwd_header h[API_FORWARD_HEADERS];
+	if (api_batch_eligible(op)) {
+		api_batch_forward(op, leader, forward_cb);
+		return;
+	}
+	size_t nh = api_forward_headers(op, h);
 	struct buf url;
 	buf_init(&url);
 	leader_url(&url, leader->http_addr, op->req);

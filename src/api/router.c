@@ -73,6 +73,7 @@ void api_op_release(struct api_op *op)
 void api_cancel_all(struct api *a)
 {
 	a->closing = true;
+	api_batch_cancel(a);
 	struct api_op *op = a->ops;
 	while (op != NULL) {
 		struct api_op *next = op->next;
@@ -199,6 +200,10 @@ static void route(struct api *a, struct http_request *req, bool metrics_only)
 		http_request_set_tag(req, "/raft/remove");
 		if (api_allow_method(req, "POST"))
 			api_route_remove(a, req);
+	} else if (strcmp(path, "/raft/forward") == 0) {
+		http_request_set_tag(req, "/raft/forward");
+		if (api_allow_method(req, "POST"))
+			api_route_forward_batch(a, req);
 	} else if (strcmp(path, "/raft/transfer-leader") == 0) {
 		http_request_set_tag(req, "/raft/transfer-leader");
 		if (api_allow_method(req, "POST"))

@@ -344,6 +344,20 @@ static unsigned idem_check(struct fsm *f, const struct command *c)
 	return rec.code | FSM_RESULT_REPLAY;
 }
 
+void fsm_flush(struct fsm *f)
+{
+	char err[256];
+	if (f->failed || store_flush_wal(&f->store, err, sizeof err) == 0)
+		return;
+	/* The applies since the last flush may be lost from the store on a crash, and the next
+	 * write cannot be trusted (see fsm_apply_entry): stop, and let the restart re-apply them
+	 * from the raft log. */
+	f->stats.apply_errors++;
+	f->failed = true;
+	log_error("Store WAL flush failed", "applied_index=%llu error=\"%s\"",
+	          (unsigned long long)f->applied_index, err);
+}
+
 void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t len)
 {
 	struct command c;

@@ -112,6 +112,10 @@ void fsm_close(struct fsm *f);
 /* Applies one encoded command as entry `index` (exposed for tests; raft calls it through the
  * iface). Returns the packed result. */
 void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t len);
+/* Writes the WAL records of the applies since the last call to the file (see store_write):
+ * called once per loop iteration, so a burst of applies costs one write(). A failure is
+ * handled like a failed apply: fail stop. */
+void fsm_flush(struct fsm *f);
 
 /* Reads. 0 found, 1 absent, -1 error. */
 int fsm_kv_get(struct fsm *f, const char *key, size_t klen, struct fsm_kv *out);

@@ -85,6 +85,16 @@ struct http_request {
 	/* Pending (suspended) list, so close can answer them. */
 	struct http_request *prev;
 	struct http_request *next;
+
+	/* A synthetic request (s and conn NULL, see http_request_synthetic) keeps what MHD
+	 * would otherwise hold: its headers and decoded query arguments (value NULL for a bare
+	 * "?flag"), and whom to tell when it is answered. */
+	struct http_header *req_headers;
+	size_t n_req_headers;
+	struct http_header *args;
+	size_t n_args;
+	http_answered_fn on_answered;
+	void *answered_arg;
 };
 
 struct http_server {
@@ -240,8 +250,19 @@ static struct http_request *request_new(struct http_server *s, struct MHD_Connec
 	return req;
 }
 
+static void free_pairs(struct http_header *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(h[i].name);
+		free(h[i].value);
+	}
+	free(h);
+}
+
 static void request_free(struct http_request *req)
 {
+	free_pairs(req->req_headers, req->n_req_headers);
+	free_pairs(req->args, req->n_args);
 	for (size_t i = 0; i < req->nheaders; i++) {
 		free(req->headers[i].name);
 		free(req->headers[i].value);
@@ -743,6 +764,12 @@ const char *http_request_path(const struct http_request *req)
 const char *http_request_query(const struct http_request *req, const char *name)
 {
 	const char *value = NULL;
+	if (req->conn == NULL) {
+		for (size_t i = 0; i < req->n_args; i++)
+			if (strcmp(req->args[i].name, name) == 0)
+				return req->args[i].value != NULL ? req->args[i].value : "";
+		return NULL;
+	}
 	/* The _n variant tells "?flag" (present, NULL value) apart from absent. */
 	if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name),
 	                                  &value, NULL) != MHD_YES)
@@ -785,7 +812,14 @@ const char *http_request_query_string(struct http_request *req)
 	if (req->query_string == NULL) {
 		struct buf b;
 		buf_init(&b);
-		MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, add_query_arg, &b);
+		if (req->conn == NULL)
+			for (size_t i = 0; i < req->n_args; i++)
+				add_query_arg(&b, MHD_GET_ARGUMENT_KIND, req->args[i].name,
+				              strlen(req->args[i].name), req->args[i].value,
+				              req->args[i].value ? strlen(req->args[i].value) : 0);
+		else
+			MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, add_query_arg,
+			                            &b);
 		req->query_string = b.len > 0 ? buf_detach(&b, NULL) : xstrdup("");
 		buf_close(&b);
 	}
@@ -794,6 +828,12 @@ const char *http_request_query_string(struct http_request *req)
 
 const char *http_request_header(const struct http_request *req, const char *name)
 {
+	if (req->conn == NULL) {
+		for (size_t i = 0; i < req->n_req_headers; i++)
+			if (strcasecmp(req->req_headers[i].name, name) == 0)
+				return req->req_headers[i].value;
+		return NULL;
+	}
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
@@ -809,6 +849,10 @@ const char *http_request_peer(struct http_request *req)
 {
 	if (req->peer[0] != '\0')
 		return req->peer;
+	if (req->conn == NULL) {
+		snprintf(req->peer, sizeof req->peer, "synthetic");
+		return req->peer;
+	}
 	const union MHD_ConnectionInfo *ci =
 	    MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
@@ -897,6 +941,10 @@ void http_respond(struct http_request *req, unsigned status, const char *content
 		memcpy(req->resp_body, body, len);
 	}
 	req->resp_len = len;
+	if (s == NULL) {
+		req->on_answered(req, req->answered_arg);
+		return;
+	}
 	req->flushing = true;
 	s->inflight++;
 	if (req->suspended) {
@@ -911,4 +959,108 @@ void http_respond(struct http_request *req, unsigned status, const char *content
 bool http_request_answered(const struct http_request *req)
 {
 	return req->answered;
+}
+
+/* ---- synthetic requests ------------------------------------------------------------- */
+
+static char *dup_n(const char *p, size_t n)
+{
+	char *s = xmalloc(n + 1);
+	memcpy(s, p, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* One query component, decoded as MHD decodes GET arguments ('+' is a space, then percent
+ * escapes, "%00" as in unescape_no_nul). */
+static char *decode_component(const char *p, size_t n)
+{
+	char *s = dup_n(p, n);
+	for (char *c = s; *c != '\0'; c++)
+		if (*c == '+')
+			*c = ' ';
+	unescape_no_nul(NULL, NULL, s);
+	return s;
+}
+
+static void parse_query(struct http_request *req, const char *q, size_t len)
+{
+	const char *end = q + len;
+	while (q < end) {
+		const char *amp = memchr(q, '&', (size_t)(end - q));
+		const char *stop = amp != NULL ? amp : end;
+		const char *eq = memchr(q, '=', (size_t)(stop - q));
+		if (stop > q) {
+			struct http_header *a = realloc(req->args, (req->n_args + 1) * sizeof *a);
+			if (a == NULL)
+				abort();
+			req->args = a;
+			a[req->n_args].name = decode_component(q, (size_t)((eq ? eq : stop) - q));
+			a[req->n_args].value =
+			    eq != NULL ? decode_component(eq + 1, (size_t)(stop - eq - 1)) : NULL;
+			req->n_args++;
+		}
+		q = stop + 1;
+	}
+}
+
+struct http_request *http_request_synthetic(const struct http_synthetic *in,
+                                            http_answered_fn on_answered, void *arg)
+{
+	struct http_request *req = calloc(1, sizeof *req);
+	if (req == NULL)
+		abort();
+	req->method = dup_n(in->method, in->method_len);
+	req->path = dup_n(in->path, in->path_len);
+	req->start_ns = uv_hrtime();
+	buf_init(&req->body);
+	buf_append(&req->body, in->body, in->body_len);
+	parse_query(req, in->query, in->query_len);
+	if (in->n_headers > 0) {
+		req->req_headers = xmalloc(in->n_headers * sizeof *req->req_headers);
+		for (size_t i = 0; i < in->n_headers; i++) {
+			req->req_headers[i].name =
+			    dup_n(in->headers[i].name, in->headers[i].name_len);
+			req->req_headers[i].value =
+			    dup_n(in->headers[i].value, in->headers[i].value_len);
+		}
+		req->n_req_headers = in->n_headers;
+	}
+	req->on_answered = on_answered;
+	req->answered_arg = arg;
+	return req;
+}
+
+void http_request_synthetic_free(struct http_request *req)
+{
+	if (req != NULL && req->conn == NULL)
+		request_free(req);
+}
+
+unsigned http_response_status(const struct http_request *req)
+{
+	return req->status;
+}
+
+const char *http_response_content_type(const struct http_request *req)
+{
+	return req->content_type;
+}
+
+const char *http_response_body(const struct http_request *req, size_t *len)
+{
+	*len = req->resp_len;
+	return req->resp_body != NULL ? req->resp_body : "";
+}
+
+size_t http_response_header_count(const struct http_request *req)
+{
+	return req->nheaders;
+}
+
+void http_response_header_at(const struct http_request *req, size_t i, const char **name,
+                             const char **value)
+{
+	*name = req->headers[i].name;
+	*value = req->headers[i].value;
 }

@@ -79,4 +79,36 @@ void http_respond(struct http_request *req, unsigned status, const char *content
 /* True once http_respond has been called. */
 bool http_request_answered(const struct http_request *req);
 
+/* ---- synthetic requests ----
+ *
+ * A request that arrived inside another one (a batch of writes a follower forwarded, see
+ * api/batch.c) runs through the same handlers as one read from a connection. Nothing is
+ * sent anywhere: http_respond stores the response and calls on_answered (possibly from
+ * inside the handler), after which the http_response_* getters read it back. The creator
+ * frees it with http_request_synthetic_free. */
+struct http_synthetic_header {
+	const char *name, *value; /* not NUL-terminated */
+	size_t name_len, value_len;
+};
+
+struct http_synthetic {
+	const char *method, *path, *query, *body; /* path percent-decoded; query encoded */
+	size_t method_len, path_len, query_len, body_len;
+	const struct http_synthetic_header *headers;
+	size_t n_headers;
+};
+
+typedef void (*http_answered_fn)(struct http_request *req, void *arg);
+
+/* Everything is copied. */
+struct http_request *http_request_synthetic(const struct http_synthetic *in,
+                                            http_answered_fn on_answered, void *arg);
+void http_request_synthetic_free(struct http_request *req);
+unsigned http_response_status(const struct http_request *req);
+const char *http_response_content_type(const struct http_request *req); /* NULL: none */
+const char *http_response_body(const struct http_request *req, size_t *len);
+size_t http_response_header_count(const struct http_request *req);
+void http_response_header_at(const struct http_request *req, size_t i, const char **name,
+                             const char **value);
+
 #endif

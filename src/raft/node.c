@@ -210,6 +210,14 @@ static int bootstrap(struct node *n, char *err, size_t errlen)
 
 static void watch_cb(uv_timer_t *t);
 
+/* Runs before the loop blocks for I/O, i.e. after every burst of applies (libraft applies
+ * from its I/O callbacks), so their WAL records reach the file with one write. */
+static void flush_cb(uv_prepare_t *p)
+{
+	struct node *n = p->data;
+	fsm_flush(&n->fsm);
+}
+
 int node_start(struct node *n, char *err, size_t errlen)
 {
 	if (n->opts.bootstrap && !n->had_state && bootstrap(n, err, errlen) != 0)
@@ -225,6 +233,9 @@ int node_start(struct node *n, char *err, size_t errlen)
 		return -1;
 	}
 	membership_init(n);
+	uv_prepare_init(n->loop, &n->flush);
+	n->flush.data = n;
+	uv_prepare_start(&n->flush, flush_cb);
 	uv_timer_init(n->loop, &n->watch);
 	n->watch.data = n;
 	uv_timer_start(&n->watch, watch_cb, WATCH_INTERVAL_MS, WATCH_INTERVAL_MS);
@@ -664,6 +675,7 @@ static void raft_closed(struct raft *r)
 	raft_uv_close(&n->io);
 	raft_uv_tcp_close(&n->transport);
 	close_handle(n, (uv_handle_t *)&n->watch);
+	close_handle(n, (uv_handle_t *)&n->flush);
 	close_handle(n, (uv_handle_t *)&n->autojoin.timer);
 	close_handle(n, (uv_handle_t *)&n->mship.timer);
 }

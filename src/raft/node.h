@@ -144,6 +144,7 @@ struct node {
 	bool bootstrapped_here;    /* this data dir bootstrapped its own cluster */
 
 	uv_timer_t watch;
+	uv_prepare_t flush; /* once per loop iteration: fsm_flush (the applies' WAL records) */
 	int last_state;
 	raft_id last_leader;
 	raft_term leader_term;     /* term in which we became leader */

@@ -20,6 +20,7 @@ struct store {
 	rocksdb_writeoptions_t *wopts_sync;
 	rocksdb_readoptions_t *ropts;
 	char *path;
+	bool wal_unflushed; /* non-sync writes sit in RocksDB's WAL buffer (store_flush_wal) */
 };
 
 struct store_batch {
@@ -52,8 +53,14 @@ void store_batch_put(struct store_batch *b, const void *k, size_t kl, const void
 void store_batch_delete(struct store_batch *b, const void *k, size_t kl);
 /* Deletes every key (used by snapshot restore, in the same batch as the new state). */
 void store_batch_delete_all(struct store_batch *b);
-/* Applies the batch atomically; `sync` fsyncs the WAL. -1 and a reason in err on failure. */
+/* Applies the batch atomically; `sync` fsyncs the WAL. -1 and a reason in err on failure.
+ * A non-sync write stays in RocksDB's WAL buffer (manual WAL flush) until store_flush_wal or
+ * the next sync write: a crash may lose it, together with the applied index written in the
+ * same batch, which raft's durable log then replays. */
 int store_write(struct store *s, struct store_batch *b, bool sync, char *err, size_t errlen);
+/* Writes the buffered WAL tail to the file (no fsync); a no-op when nothing is buffered.
+ * -1 and a reason in err on failure. */
+int store_flush_wal(struct store *s, char *err, size_t errlen);
 
 void store_snap_take(struct store_snap *snap, struct store *s);
 void store_snap_release(struct store_snap *snap);

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 from urllib.parse import quote
@@ -35,6 +36,7 @@ NOT_PROVOKED_OP = {
     ("POST /raft/join", 504): "a join's deadline is ?timeout plus 60 s of catch-up time",
     ("GET /raft/status", 503): "only while shutting down",
     ("GET /metrics", 503): "only while shutting down",
+    ("POST /raft/forward", 503): "only while shutting down",
 }
 
 
@@ -209,6 +211,32 @@ def exercise_membership(rec, c, ld, f):
     wait_for("%s to lead" % f.node_id, lambda: c.leader_of() is f)
 
 
+def batch_body(*items):
+    """A forwarded batch (src/forward/batch.h) of (method, path, body) items."""
+    def s(b):
+        b = b.encode() if isinstance(b, str) else b
+        return struct.pack(">I", len(b)) + b
+    out = struct.pack(">BI", 1, len(items))
+    for method, path, body in items:
+        out += s(method) + s(path) + s("") + struct.pack(">I", 0) + s(body)
+    return out
+
+
+def exercise_forward(rec, ld, f):
+    """POST /raft/forward, the batch endpoint followers use (items answered inside)."""
+    ctype = {"Content-Type": "application/vnd.cloudless.batch"}
+    rec.send(ld, "POST", "/raft/forward", batch_body(("PUT", "/v1/kv/batched", "v")), ctype,
+             expect=200)
+    for n in (ld, f):
+        rec.send(n, "POST", "/raft/forward", b"\x01garbage", ctype, expect=400)
+        rec.send(n, "POST", "/raft/forward", batch_body(("GET", "/v1/kv/x", "")), ctype,
+                 expect=400)
+        rec.send(n, "POST", "/raft/forward", batch_body(("PUT", "/v1/kv/x", "v")),
+                 {"Content-Type": "application/json"}, expect=415)
+        rec.send(n, "GET", "/raft/forward", expect=405)
+        rec.send(n, "POST", "/raft/forward", big(MAX_BODY + 1), ctype, expect=413)
+
+
 def check(rec):
     report = rec.validate()
     errors = report["errors"]
@@ -227,6 +255,7 @@ def test_contract(make):
     exercise_kv(rec, ld, f)
     exercise_ops(rec, c.running())
     exercise_membership(rec, c, ld, f)
+    exercise_forward(rec, c.leader(), c.followers()[0])
 
     # 409 on remove: with one voter down, removing another live one would leave no quorum.
     ld = c.leader()

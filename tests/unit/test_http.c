@@ -521,6 +521,67 @@ static void test_query(void)
 	curl_easy_cleanup(c);
 }
 
+/* A synthetic request (a batch item) reads like one from a connection: the query decoded as
+ * MHD decodes it, headers case-insensitive, the body as sent; http_respond calls back with
+ * the response stored for the getters. */
+static unsigned answered_calls;
+
+static void on_answered(struct http_request *req, void *arg)
+{
+	(void)req;
+	CHECK(arg == &answered_calls);
+	answered_calls++;
+}
+
+static void test_synthetic(void)
+{
+	static const char q[] = "a=1&flag&b=x%20y+z&v=a%00b%zz%4&e=";
+	struct http_synthetic_header h[] = {{"Idempotency-Key", "k1", 15, 2},
+	                                    {"Content-Type", "text/plain", 12, 10}};
+	struct http_synthetic in = {.method = "PUT",
+	                            .method_len = 3,
+	                            .path = "/v1/kv/a b",
+	                            .path_len = 10,
+	                            .query = q,
+	                            .query_len = sizeof q - 1,
+	                            .body = "v\0x",
+	                            .body_len = 3,
+	                            .headers = h,
+	                            .n_headers = 2};
+	struct http_request *req = http_request_synthetic(&in, on_answered, &answered_calls);
+	size_t len = 0;
+	CHECK_EQ_STR(http_request_method(req), "PUT");
+	CHECK_EQ_STR(http_request_path(req), "/v1/kv/a b");
+	CHECK_EQ_STR(http_request_query(req, "a"), "1");
+	CHECK_EQ_STR(http_request_query(req, "flag"), "");
+	CHECK_EQ_STR(http_request_query(req, "b"), "x y z");
+	CHECK_EQ_STR(http_request_query(req, "v"), "a\xC0\x80" "b%zz%4");
+	CHECK_EQ_STR(http_request_query(req, "e"), "");
+	CHECK(http_request_query(req, "zz") == NULL);
+	CHECK_EQ_STR(http_request_query_string(req), "a=1&flag&b=x%20y%20z&v=a%C0%80b%25zz%254&e=");
+	CHECK_EQ_STR(http_request_header(req, "idempotency-key"), "k1");
+	CHECK(http_request_header(req, "Accept") == NULL);
+	CHECK(memcmp(http_request_body(req, &len), "v\0x", 3) == 0 && len == 3);
+	CHECK_EQ_STR(http_request_peer(req), "synthetic");
+
+	answered_calls = 0;
+	http_response_header(req, "X-One", "1");
+	http_response_header(req, "x-one", "2"); /* replaces */
+	http_respond(req, 409, "application/problem+json", "{}", 2);
+	http_respond(req, 200, NULL, NULL, 0); /* ignored */
+	CHECK_EQ_INT(answered_calls, 1);
+	CHECK(http_request_answered(req));
+	CHECK_EQ_INT(http_response_status(req), 409);
+	CHECK_EQ_STR(http_response_content_type(req), "application/problem+json");
+	CHECK(memcmp(http_response_body(req, &len), "{}", 2) == 0 && len == 2);
+	CHECK_EQ_INT(http_response_header_count(req), 1);
+	const char *name = NULL, *value = NULL;
+	http_response_header_at(req, 0, &name, &value);
+	CHECK_EQ_STR(name, "X-One");
+	CHECK_EQ_STR(value, "2");
+	http_request_synthetic_free(req);
+}
+
 static void test_concurrent(void)
 {
 	CURLM *m = curl_multi_init();
@@ -699,6 +760,7 @@ static void run_scenario(void *(*client)(void *), const char *name)
 
 int main(void)
 {
+	test_synthetic();
 	/* A hang is a failure, not a reason to wait for meson's timeout. */
 	alarm(100);
 	CHECK_EQ_INT(curl_global_init(CURL_GLOBAL_DEFAULT), 0);
