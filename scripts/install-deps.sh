@@ -7,7 +7,7 @@
 set -euo pipefail
 
 pkgs=(build-essential pkg-config meson ninja-build python3 curl
-      libraft-dev libuv1-dev librocksdb-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev)
+      libraft-dev libuv1-dev librocksdb-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libjemalloc-dev)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(jq prometheus clang libclang-rt-14-dev clang-format iproute2 valgrind
          etcd-server etcd-client)

@@ -3,7 +3,8 @@
  * SIGPIPE is ignored before anything else: libraft's TCP transport writes to peers that may
  * have died, and the default action would kill the survivors of a leader crash.
  *
- * glibc's mmap threshold is pinned (see pin_mmap_threshold). */
+ * Memory comes from jemalloc (meson.build), tuned by malloc_conf below; a sanitizer build uses
+ * glibc's malloc through the sanitizer, with its mmap threshold pinned (pin_mmap_threshold). */
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,15 @@
 #include "coordinator/server.h"
 #include "log/log.h"
 
+#ifdef CLOUDLESS_JEMALLOC
+/* Read by jemalloc at start-up (MALLOC_CONF in the environment is applied after it). Two
+ * arenas: one loop thread does nearly all allocation, and every arena keeps its own pages.
+ * Freed pages go back to the kernel within about a second, not the default ten: large blocks
+ * are transient (snapshot images, libraft's compression and AppendEntries buffers), and a
+ * control plane should not sit on them after a burst. */
+const char *malloc_conf = "narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0";
+#endif
+
 /* By default glibc raises its mmap threshold (up to 32 MiB) each time a large mmapped block
  * is freed, so later large blocks come from the heap and stay resident after free. Our large
  * blocks are transient (snapshot images built on a worker thread, libraft's compression and
@@ -22,8 +32,10 @@
  * Pinning it also pins the trim threshold. MALLOC_MMAP_THRESHOLD_ in the environment wins. */
 static void pin_mmap_threshold(void)
 {
+#ifndef CLOUDLESS_JEMALLOC
 	if (getenv("MALLOC_MMAP_THRESHOLD_") == NULL)
 		mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
 }
 
 int main(int argc, char *argv[])

@@ -52,6 +52,8 @@ def test_single_node_under_valgrind(make):
     args = [VALGRIND, "--error-exitcode=99", "--leak-check=full",
             "--errors-for-leak-kinds=definite", "--track-origins=no", "--num-callers=30",
             "--suppressions=" + SUPP,
+            # The coordinator allocates with jemalloc: have memcheck replace that malloc too.
+            "--soname-synonyms=somalloc=*jemalloc*",
             "--log-file=" + os.path.join(c.dir, "valgrind-%p.log"),
             BIN, "--node-id", n.node_id, "--bootstrap", "--data-dir", n.data_dir,
             "--raft-addr", n.raft_addr, "--http-addr", n.http_addr,
