@@ -644,8 +644,8 @@ static void test_all_defaults(void)
 	CHECK_EQ_INT(c.heartbeat_ms, 50);
 	CHECK_EQ_INT(c.election_ms, 300);
 	CHECK_EQ_STR(c.log_level, "info");
-	CHECK_EQ_INT(c.snapshot_threshold, 32768);
-	CHECK_EQ_INT(c.snapshot_trailing, 2048);
+	CHECK_EQ_INT(c.snapshot_threshold, 65536);
+	CHECK_EQ_INT(c.snapshot_trailing, 8192);
 	CHECK_EQ_INT(c.health_max_lag, 1000);
 	CHECK_EQ_INT(c.max_body, 524288);
 	CHECK_EQ_INT(c.forward_timeout_ms, 10000);
@@ -835,8 +835,8 @@ static void test_usage(void)
 	    "default 50",
 	    "default 300",
 	    "default info",
-	    "default 32768",
-	    "default 2048",
+	    "default 65536",
+	    "default 8192",
 	    "default 1000",
 	    "default 512k",
 	    "default 10000",
