@@ -91,14 +91,14 @@ static const struct option options[] = {
      "Raft election timeout in milliseconds; at least twice --heartbeat-ms."},
     {"--log-level", "CLOUDLESS_LOG_LEVEL", K_LOG_LEVEL, F(log_level), "LEVEL", "info", NULL,
      "One of debug, info, warn, error."},
-    /* 65536, not libraft's 8192: every snapshot serialises the whole store on every node, so
+    /* 131072, not libraft's 8192: every snapshot serialises the whole store on every node, so
      * with hundreds of thousands of keys a small threshold makes snapshotting the largest
      * cost under write load (docs/benchmarks.md: at 400k keys, iterating the store for the
-     * image was most of a follower's CPU per write). The price is up to 65536 + trailing
-     * entries of raft log held in memory (about 10-15 MB of RSS per node with 100-byte
-     * values) and a longer log replay at start-up; etcd's default is 100,000. */
+     * image was about 40% of a follower's CPU per write at 32768). The price is up to 131072
+     * + trailing entries of raft log held in memory (about 25 MB of RSS per node with
+     * 100-byte values) and a longer log replay at start-up; etcd's default is 100,000. */
     {"--snapshot-threshold", "CLOUDLESS_SNAPSHOT_THRESHOLD", K_UINT_POS, F(snapshot_threshold), "N",
-     "65536", NULL, "Take a raft snapshot after this many new log entries."},
+     "131072", NULL, "Take a raft snapshot after this many new log entries."},
     /* 8192 (etcd keeps 5000): a node restarted gracefully under a few thousand writes/s is
      * away for a second or so; with the log kept it catches up from entries instead of a
      * whole snapshot image, which with a large state costs the leader far more. */

@@ -26,7 +26,7 @@ struct config {
 	unsigned heartbeat_ms;   /* --heartbeat-ms, CLOUDLESS_HEARTBEAT_MS, default 50 */
 	unsigned election_ms;    /* --election-ms, CLOUDLESS_ELECTION_MS, default 300; >= 2*heartbeat */
 	char *log_level;         /* --log-level, CLOUDLESS_LOG_LEVEL: debug|info|warn|error, default info */
-	unsigned snapshot_threshold; /* --snapshot-threshold, CLOUDLESS_SNAPSHOT_THRESHOLD, default 65536 */
+	unsigned snapshot_threshold; /* --snapshot-threshold, CLOUDLESS_SNAPSHOT_THRESHOLD, default 131072 */
 	unsigned snapshot_trailing;  /* --snapshot-trailing, CLOUDLESS_SNAPSHOT_TRAILING, default 8192 */
 	unsigned health_max_lag;     /* --health-max-lag, CLOUDLESS_HEALTH_MAX_LAG, default 1000 entries */
 	size_t max_body;             /* --max-body, CLOUDLESS_MAX_BODY, bytes, default 524288 (512 KiB) */

@@ -165,6 +165,10 @@ void store_snap_take(struct store_snap *snap, struct store *s)
 	snap->snap = rocksdb_create_snapshot(s->db);
 	snap->ropts = rocksdb_readoptions_create();
 	rocksdb_readoptions_set_snapshot(snap->ropts, snap->snap);
+	/* A pinned view is read once, front to back (the raft snapshot image): its blocks would
+	 * only push the ones live reads and applies use out of the block cache. */
+	rocksdb_readoptions_set_fill_cache(snap->ropts, 0);
+	rocksdb_readoptions_set_readahead_size(snap->ropts, 2 << 20);
 }
 
 void store_snap_release(struct store_snap *snap)

@@ -644,7 +644,7 @@ static void test_all_defaults(void)
 	CHECK_EQ_INT(c.heartbeat_ms, 50);
 	CHECK_EQ_INT(c.election_ms, 300);
 	CHECK_EQ_STR(c.log_level, "info");
-	CHECK_EQ_INT(c.snapshot_threshold, 65536);
+	CHECK_EQ_INT(c.snapshot_threshold, 131072);
 	CHECK_EQ_INT(c.snapshot_trailing, 8192);
 	CHECK_EQ_INT(c.health_max_lag, 1000);
 	CHECK_EQ_INT(c.max_body, 524288);
@@ -835,7 +835,7 @@ static void test_usage(void)
 	    "default 50",
 	    "default 300",
 	    "default info",
-	    "default 65536",
+	    "default 131072",
 	    "default 8192",
 	    "default 1000",
 	    "default 512k",
