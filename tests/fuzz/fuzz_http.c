@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -519,6 +520,27 @@ static void check_fds(void)
 	FUZZ_ASSERT(n < 256, "%u open descriptors: connections are leaking", n);
 }
 
+/* libFuzzer's timeout check is a periodic SIGALRM, which can interrupt a blocking connect.
+ * The handshake then goes on by itself: wait for it and read its outcome (calling connect
+ * again would fail with EALREADY). */
+static int connect_loopback(int fd, const struct sockaddr_in *sa)
+{
+	if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0)
+		return 0;
+	if (errno != EINTR)
+		return -1;
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	int err = 0;
+	socklen_t len = sizeof err;
+	while (poll(&p, 1, 5000) < 0)
+		if (errno != EINTR)
+			return -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		return -1;
+	errno = err;
+	return err == 0 ? 0 : -1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (srv == NULL)
@@ -534,8 +556,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(http_server_port(srv))};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	/* Blocking connect: on loopback the kernel completes the handshake from the backlog. */
-	FUZZ_ASSERT(connect(c.fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect: %s",
-	            strerror(errno));
+	FUZZ_ASSERT(connect_loopback(c.fd, &sa) == 0, "connect: %s", strerror(errno));
 	socklen_t sl = sizeof c.local;
 	getsockname(c.fd, (struct sockaddr *)&c.local, &sl);
 	c.server_fd = -1;

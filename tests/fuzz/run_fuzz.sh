@@ -4,8 +4,9 @@
 # FUZZ_SECONDS (default 30) is the run time. The evolved corpus lives in a temporary directory
 # that is removed afterwards; with FUZZ_KEEP_CORPUS_ROOT=DIR (scripts/fuzz.sh --keep) it is
 # also read from and saved to DIR/corpus-<target>/. Crash, leak and timeout inputs go to
-# OUT_DIR/artifacts/, the full log to OUT_DIR/logs/<target>.log. The exit status is
-# libFuzzer's: 0 when nothing was found. The last line summarises the run:
+# OUT_DIR/artifacts/, the full log to OUT_DIR/logs/<target>.log. The exit status is 0 when
+# nothing was found and 1 otherwise (libFuzzer reports a finding with 77, which meson would
+# count as a skipped test, not a failed one). The last line summarises the run:
 #   fuzz_command: 123456 executions in 30 s (4115 exec/s), corpus 12 -> 345
 set -uo pipefail
 fuzzer=$1 seeds=$2 out=$3
@@ -42,5 +43,6 @@ rate=$(sed -n 's/^#[0-9]*[[:space:]]*DONE .*exec\/s: *\([0-9]*\).*/\1/p' "$log" 
 echo "$name: ${execs:-?} executions in $secs s (${rate:-?} exec/s), corpus $nseeds -> $(ls "$work/corpus" | wc -l)"
 if [[ $rc -ne 0 ]]; then
   echo "$name: libFuzzer exited $rc; reproduce with: $fuzzer $(ls -t "$out/artifacts/$name-"* 2>/dev/null | head -n 1)"
+  exit 1
 fi
-exit $rc
+exit 0
