@@ -48,13 +48,7 @@ void fwd_batch_put_response(struct buf *b, const struct fwd_batch_item *it)
 
 static int get_str(struct buf_reader *r, struct fwd_bytes *s)
 {
-	uint32_t len;
-	const uint8_t *p;
-	if (buf_get_u32(r, &len) != 0 || buf_get_bytes(r, len, &p) != 0)
-		return -1;
-	s->p = (const char *)p;
-	s->len = len;
-	return 0;
+	return buf_get_str(r, SIZE_MAX, &s->p, &s->len);
 }
 
 static int get_headers(struct buf_reader *r, struct fwd_batch_item *it)

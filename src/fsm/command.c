@@ -44,13 +44,7 @@ void command_encode(const struct command *c, struct buf *out)
 
 static int get_str(struct buf_reader *r, struct command_str *s, size_t max)
 {
-	uint32_t len;
-	const uint8_t *p;
-	if (buf_get_u32(r, &len) != 0 || len > max || buf_get_bytes(r, len, &p) != 0)
-		return -1;
-	s->p = (const char *)p;
-	s->len = len;
-	return 0;
+	return buf_get_str(r, max, &s->p, &s->len);
 }
 
 static int get_cas_header(struct buf_reader *r, struct command *c)

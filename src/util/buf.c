@@ -123,6 +123,23 @@ int buf_get_bytes(struct buf_reader *r, size_t n, const uint8_t **p)
 	return 0;
 }
 
+int buf_get_str(struct buf_reader *r, size_t max, const char **p, size_t *len)
+{
+	uint32_t n;
+	const uint8_t *bytes;
+	if (buf_get_u32(r, &n) != 0)
+		return -1;
+	if (n > max) {
+		r->failed = 1;
+		return -1;
+	}
+	if (buf_get_bytes(r, n, &bytes) != 0)
+		return -1;
+	*p = (const char *)bytes;
+	*len = n;
+	return 0;
+}
+
 int buf_get_u8(struct buf_reader *r, uint8_t *v)
 {
 	const uint8_t *p;

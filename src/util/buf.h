@@ -44,5 +44,8 @@ int buf_get_u32(struct buf_reader *r, uint32_t *v);
 int buf_get_u64(struct buf_reader *r, uint64_t *v);
 /* Points *p into the input; nothing is copied. */
 int buf_get_bytes(struct buf_reader *r, size_t n, const uint8_t **p);
+/* A string written as a u32 length and its bytes (at most max of them; -1 beyond): *p
+ * points into the input. */
+int buf_get_str(struct buf_reader *r, size_t max, const char **p, size_t *len);
 
 #endif

@@ -253,6 +253,34 @@ static const struct utf8_case utf8_cases[] = {
     U("valid then truncated", "ok\xf0\x9f\x98\x80\xf0\x9f\x98", false),
 };
 
+/* Length-prefixed strings: exactly max bytes pass, one more fails the reader, and a length
+ * past the end of the input is refused without reading it. */
+static void test_reader_strings(void)
+{
+	struct buf b;
+	struct buf_reader r;
+	const char *p = NULL;
+	size_t len = 0;
+	buf_init(&b);
+	buf_put_u32(&b, 3);
+	buf_append(&b, "abc", 3);
+	buf_put_u32(&b, 0);
+	buf_reader_init(&r, b.data, b.len);
+	CHECK(buf_get_str(&r, 3, &p, &len) == 0 && len == 3 && memcmp(p, "abc", 3) == 0);
+	CHECK(buf_get_str(&r, 0, &p, &len) == 0 && len == 0);
+	CHECK(buf_get_str(&r, 10, &p, &len) == -1); /* input exhausted */
+	buf_reader_init(&r, b.data, b.len);
+	CHECK(buf_get_str(&r, 2, &p, &len) == -1); /* longer than max */
+	CHECK(r.failed);
+	CHECK(buf_get_u32(&r, &(uint32_t){0}) == -1); /* the reader stays failed */
+	buf_reset(&b);
+	buf_put_u32(&b, 100);
+	buf_append(&b, "short", 5);
+	buf_reader_init(&r, b.data, b.len);
+	CHECK(buf_get_str(&r, SIZE_MAX, &p, &len) == -1);
+	buf_close(&b);
+}
+
 static void test_utf8(void)
 {
 	for (size_t i = 0; i < sizeof utf8_cases / sizeof utf8_cases[0]; i++) {
@@ -479,6 +507,7 @@ static void test_parse_duration(void)
 
 int main(void)
 {
+	test_reader_strings();
 	test_append_printf_grow();
 	test_integers_big_endian();
 	test_reader_bounds();
