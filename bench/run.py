@@ -408,21 +408,27 @@ class Etcd:
             raise RuntimeError("etcdctl %s: %s" % (" ".join(args), r.stderr.strip()))
         return r.stdout
 
-    def join_new(self, leader):
-        """member add + start of a fresh 4th member; returns (member, t_start)."""
-        m = EtcdMember(self, "etcd-4")
-        # etcd refuses a member add until the leader has been connected to every peer for 5 s
-        # (strict reconfiguration check); the clock starts at the add that was accepted.
+    def reconfigure(self, *args):
+        """A membership etcdctl command, repeated while etcd refuses it as "unhealthy
+        cluster": its strict reconfiguration check wants the leader connected to every peer
+        for 5 s, both before an add and before removing a member that joined just now.
+        Returns when the command was accepted: when that attempt started."""
         deadline = time.monotonic() + 30
         while True:
             t = time.monotonic()
             try:
-                self.etcdctl("member", "add", m.name, "--peer-urls=http://" + m.peer)
-                break
+                self.etcdctl(*args)
+                return t
             except RuntimeError as e:
                 if "unhealthy cluster" not in str(e) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+    def join_new(self, leader):
+        """member add + start of a fresh 4th member; returns (member, t_start)."""
+        m = EtcdMember(self, "etcd-4")
+        # The clock starts at the add that was accepted (see reconfigure).
+        t = self.reconfigure("member", "add", m.name, "--peer-urls=http://" + m.peer)
         self.nodes[m.name] = m
         ic = ",".join("%s=http://%s" % (x.name, x.peer) for x in self.nodes.values())
         m.start(ic, "existing")
@@ -435,7 +441,7 @@ class Etcd:
     def remove(self, m):
         s = wait_until("etcd-4 status", lambda: self.status(m), 10)
         mid = int(s["header"]["member_id"])
-        self.etcdctl("member", "remove", "%x" % mid)
+        self.reconfigure("member", "remove", "%x" % mid)
         if m.alive():
             m.proc.kill()
             m.proc.wait(timeout=10)
