@@ -123,9 +123,10 @@ size_t api_forward_headers(struct api_op *op, struct fwd_header *h);
 
 /* batch.c: forwarding writes to the leader in batches (follower side), and the leader's
  * POST /raft/forward that runs them. api_batch_forward takes the op like fwd_send would and
- * calls cb(response, op) exactly once, with the item's own response. */
-bool api_batch_eligible(const struct api_op *op);
-void api_batch_forward(struct api_op *op, const struct fsm_member *leader, fwd_cb cb);
+ * calls cb(response, op) exactly once, with the item's own response; false (and nothing
+ * taken) for an op that is forwarded on its own: not a kv write, its own ?timeout, or
+ * larger than a quarter of --max-body. */
+bool api_batch_forward(struct api_op *op, const struct fsm_member *leader, fwd_cb cb);
 /* Shutdown: answers queued ops through their callback with FWD_CANCELED. */
 void api_batch_cancel(struct api *a);
 void api_route_forward_batch(struct api *a, struct http_request *req);

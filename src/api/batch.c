@@ -66,15 +66,6 @@ static size_t batch_budget(const struct api *a)
 	return a->cfg->max_body > 5 ? a->cfg->max_body - 5 : 0;
 }
 
-/* Large writes go on their own: one would hold up the small ones batched with it. */
-bool api_batch_eligible(const struct api_op *op)
-{
-	struct api *a = op->api;
-	return op->kind == API_OP_WRITE && http_request_query(op->req, "timeout") == NULL &&
-	       clock_mono_ms() >= a->batcher.unsupported_until &&
-	       item_size((struct api_op *)op) <= batch_budget(a) / 4;
-}
-
 /* Hands every op of the batch the same (batch-level) outcome. */
 static void answer_all(struct batch_out *bo, const struct fwd_response *r)
 {
@@ -250,11 +241,17 @@ static void batch_send(struct api *a)
 	buf_close(&url);
 }
 
-void api_batch_forward(struct api_op *op, const struct fsm_member *leader, fwd_cb cb)
+bool api_batch_forward(struct api_op *op, const struct fsm_member *leader, fwd_cb cb)
 {
 	struct api *a = op->api;
 	struct api_batcher *q = &a->batcher;
+	if (op->kind != API_OP_WRITE || http_request_query(op->req, "timeout") != NULL ||
+	    clock_mono_ms() < q->unsupported_until)
+		return false;
 	size_t size = item_size(op);
+	/* Large writes go on their own: one would hold up the small ones batched with it. */
+	if (size > batch_budget(a) / 4)
+		return false;
 	q->cb = cb;
 	if (q->n > 0 && (strcmp(q->leader_addr, leader->http_addr) != 0 ||
 	                 q->n >= BATCH_MAX_ITEMS || q->bytes + size > batch_budget(a)))
@@ -277,6 +274,7 @@ void api_batch_forward(struct api_op *op, const struct fsm_member *leader, fwd_c
 	q->bytes += size;
 	if (q->inflight < BATCH_INFLIGHT)
 		batch_send(a);
+	return true;
 }
 
 void api_batch_cancel(struct api *a)

@@ -252,10 +252,8 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 {
 	struct api *a = op->api;
 	struct fwd_header h[API_FORWARD_HEADERS];
-	if (api_batch_eligible(op)) {
-		api_batch_forward(op, leader, forward_cb);
+	if (api_batch_forward(op, leader, forward_cb))
 		return;
-	}
 	size_t nh = api_forward_headers(op, h);
 	struct buf url;
 	buf_init(&url);
