@@ -28,6 +28,7 @@ Standard library only. Output: JSON lines (--out DIR/results.jsonl), a markdown 
 (DIR/report.md, also printed), and a human-readable log on stderr.
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -595,17 +596,27 @@ def stop_writer(p):
         p.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def writing_through_followers(s, base, phase, rep):
+    """Writers on the leader's followers, flowing steadily, for the body of the with block;
+    yields (leader, ack log path). The writers stop when the block ends."""
+    ld = s.leader()
+    others = [n for n in s.members() if n is not ld]
+    path = os.path.join(base, "acks-%s-%s-%d" % (phase, s.name, rep))
+    w = start_writer(s, others, path, fresh_prefix(phase[0]))
+    try:
+        wait_until("writes flowing", lambda: len([a for a in read_acks(path) if 200 <= a[2] < 300]) > 20, 10)
+        time.sleep(0.3)
+        yield ld, path
+    finally:
+        stop_writer(w)
+
+
 def phase_failover(systems, base):
     res = {s.name: {"gap": [], "errors": [], "restart_ready": []} for s in systems}
     for rep in range(ARGS.failover_reps):
         for s in systems:
-            ld = s.leader()
-            others = [n for n in s.members() if n is not ld]
-            path = os.path.join(base, "acks-failover-%s-%d" % (s.name, rep))
-            w = start_writer(s, others, path, fresh_prefix("f"))
-            try:
-                wait_until("writes flowing", lambda: len([a for a in read_acks(path) if 200 <= a[2] < 300]) > 20, 10)
-                time.sleep(0.3)
+            with writing_through_followers(s, base, "failover", rep) as (ld, path):
                 t_kill = time.monotonic()
                 s.kill(ld, signal.SIGKILL)
 
@@ -614,8 +625,6 @@ def phase_failover(systems, base):
                     return min(a[1] for a in ok) if ok else None
                 first = wait_until("a write acknowledged after the kill", acked_after, 30, 0.01)
                 time.sleep(0.2)
-            finally:
-                stop_writer(w)
             acks = read_acks(path)
             errs = sum(1 for a in acks if not 200 <= a[2] < 300)
             gap = first - t_kill
@@ -638,13 +647,7 @@ def phase_graceful(systems, base):
     res = {s.name: {"gap": [], "errors": []} for s in systems}
     for rep in range(ARGS.graceful_reps):
         for s in systems:
-            ld = s.leader()
-            others = [n for n in s.members() if n is not ld]
-            path = os.path.join(base, "acks-graceful-%s-%d" % (s.name, rep))
-            w = start_writer(s, others, path, fresh_prefix("g"))
-            try:
-                wait_until("writes flowing", lambda: len([a for a in read_acks(path) if 200 <= a[2] < 300]) > 20, 10)
-                time.sleep(0.3)
+            with writing_through_followers(s, base, "graceful", rep) as (ld, path):
                 t_term = time.monotonic()
                 s.kill(ld, signal.SIGTERM)
                 s.wait_exit(ld, 30)
@@ -652,8 +655,6 @@ def phase_graceful(systems, base):
                 wait_healthy(s, "after graceful restart", 0.02)
                 time.sleep(0.3)
                 t_end = time.monotonic()
-            finally:
-                stop_writer(w)
             acks = read_acks(path)
             window = [a for a in acks if t_term - 0.1 <= a[1] <= t_end]
             done = sorted(a[1] for a in window if 200 <= a[2] < 300)
