@@ -145,12 +145,12 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, 
 	if (rv != 0)
 		goto err_dir;
 
-	rv = raft_uv_tcp_init(&n->transport, loop);
+	rv = transport_init(&n->transport, loop, &n->io);
 	if (rv != 0) {
 		snprintf(err, errlen, "raft transport init failed: %s", raft_strerror(rv));
 		goto err_fsm;
 	}
-	rv = raft_uv_init(&n->io, loop, n->raft_dir, &n->transport);
+	rv = raft_uv_init(&n->io, loop, n->raft_dir, &n->transport.iface);
 	if (rv != 0) {
 		snprintf(err, errlen, "raft I/O init on %s failed: %s", n->raft_dir,
 			 n->io.errmsg[0] ? n->io.errmsg : raft_strerror(rv));
@@ -180,7 +180,7 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, 
 err_io:
 	raft_uv_close(&n->io);
 err_transport:
-	raft_uv_tcp_close(&n->transport);
+	transport_close(&n->transport);
 err_fsm:
 	fsm_close(&n->fsm);
 err_dir:
@@ -673,7 +673,7 @@ static void raft_closed(struct raft *r)
 {
 	struct node *n = r->data;
 	raft_uv_close(&n->io);
-	raft_uv_tcp_close(&n->transport);
+	transport_close(&n->transport);
 	close_handle(n, (uv_handle_t *)&n->watch);
 	close_handle(n, (uv_handle_t *)&n->flush);
 	close_handle(n, (uv_handle_t *)&n->autojoin.timer);
@@ -688,5 +688,6 @@ void node_close(struct node *n, void (*cb)(struct node *n))
 	autojoin_close(n);
 	membership_close(n);
 	reads_close(n);
+	transport_stop(&n->transport);
 	raft_close(&n->raft, raft_closed);
 }

@@ -21,6 +21,7 @@
 #include "forward/forward.h"
 #include "fsm/fsm.h"
 #include "metrics/metrics.h"
+#include "raft/transport.h"
 #include "util/buf.h"
 
 struct node_options {
@@ -133,7 +134,7 @@ struct node {
 	uv_loop_t *loop;
 	struct raft raft;
 	struct raft_io io;
-	struct raft_uv_transport transport;
+	struct transport transport;
 	struct fsm fsm;
 	struct fwd *fwd;           /* borrowed */
 	struct metrics *metrics;   /* borrowed */
