@@ -106,7 +106,7 @@ static void write_applied(struct node_propose *p, int status, void *result)
 	metrics_observe(op->api->metrics, "cloudless_raft_apply_latency_seconds", NULL,
 	                (double)(uv_hrtime() - p->start_ns) / 1e9);
 	unsigned code = fsm_result_code(result);
-	uint64_t index = p->apply.index;
+	uint64_t index = p->index;
 	bool replay = fsm_result_replayed(result);
 	if (code == FSM_CAS_MISMATCH && op->maybe_applied && op->idem_key == NULL) {
 		/* Possibly our own earlier attempt that changed the index (see proxy.c). */

@@ -30,6 +30,12 @@ void api_metrics_define(struct metrics *m)
 	metrics_define(m, "cloudless_raft_apply_latency_seconds", METRICS_HISTOGRAM,
 		       "Time from proposing a write on the leader to its apply callback.",
 		       LATENCY_BUCKETS, nb);
+	metrics_define(m, "cloudless_raft_proposals_total", METRICS_COUNTER,
+		       "Commands this node proposed to raft as leader.", NULL, 0);
+	metrics_define(m, "cloudless_raft_proposal_batches_total", METRICS_COUNTER,
+		       "raft_apply calls that carried them: the commands proposed in one loop "
+		       "iteration go to raft together (group commit).",
+		       NULL, 0);
 	metrics_define(m, "cloudless_raft_snapshot_creation_total", METRICS_COUNTER,
 		       "Raft snapshots taken, by result.", NULL, 0);
 	metrics_define(m, "cloudless_raft_snapshot_restore_total", METRICS_COUNTER,
@@ -41,6 +47,8 @@ void api_metrics_define(struct metrics *m)
 	metrics_counter_touch(m, "cloudless_raft_snapshot_restore_total", "result=\"success\"");
 	metrics_counter_touch(m, "cloudless_raft_snapshot_restore_total", "result=\"failure\"");
 	metrics_counter_touch(m, "cloudless_raft_leader_changes_seen_total", NULL);
+	metrics_counter_touch(m, "cloudless_raft_proposals_total", NULL);
+	metrics_counter_touch(m, "cloudless_raft_proposal_batches_total", NULL);
 }
 
 static void sync_counter(struct metrics *m, const char *name, const char *labels, uint64_t total)
@@ -130,6 +138,8 @@ void api_route_metrics(struct api *a, struct http_request *req)
 	struct node *n = a->node;
 	struct buf out;
 	sync_counter(a->metrics, "cloudless_raft_leader_changes_seen_total", NULL, n->leader_changes);
+	sync_counter(a->metrics, "cloudless_raft_proposals_total", NULL, n->props.proposed);
+	sync_counter(a->metrics, "cloudless_raft_proposal_batches_total", NULL, n->props.batches);
 	sync_counter(a->metrics, "cloudless_raft_snapshot_creation_total", "result=\"success\"",
 		     n->fsm.stats.snapshots_ok);
 	sync_counter(a->metrics, "cloudless_raft_snapshot_creation_total", "result=\"failure\"",

@@ -431,8 +431,6 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 	f->idem_count = idem_count;
 	f->stats.applies++;
 	f->stats.last_apply_seconds = (double)(uv_hrtime() - t0) / 1e9;
-	if (f->apply_hook != NULL)
-		f->apply_hook(f->apply_hook_arg, f->stats.last_apply_seconds);
 	return fsm_result_pack(code);
 }
 
@@ -444,6 +442,8 @@ static int iface_apply(struct raft_fsm *iface, const struct raft_buffer *buf, vo
 	if (r == NULL)
 		return RAFT_IOERR;
 	*result = r;
+	if (f->applied_hook != NULL)
+		f->applied_hook(f->applied_hook_arg, index, r);
 	return 0;
 }
 

@@ -81,8 +81,9 @@ struct fsm_stats {
 	double last_apply_seconds;
 };
 
-/* Observer of each applied entry (metrics); may be NULL. */
-typedef void (*fsm_apply_hook)(void *arg, double seconds);
+/* Told of each entry applied, with its index and packed result (the raft layer hands each
+ * proposal its own entry's result this way); may be NULL. */
+typedef void (*fsm_applied_hook)(void *arg, uint64_t index, void *result);
 
 struct fsm {
 	struct raft_fsm iface; /* handed to raft_init; data points back here */
@@ -95,8 +96,8 @@ struct fsm {
 	uint64_t members_version; /* bumped whenever n/ changes, so callers can refresh caches */
 	struct fsm_stats stats;
 	bool failed; /* a store write failed: no more writes reach the store (see fsm.c) */
-	fsm_apply_hook apply_hook;
-	void *apply_hook_arg;
+	fsm_applied_hook applied_hook;
+	void *applied_hook_arg;
 	/* The snapshot being taken: a RocksDB snapshot pinned on the loop thread and streamed
 	 * on a uv worker thread. */
 	struct store_snap snap;

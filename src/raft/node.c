@@ -210,12 +210,19 @@ static int bootstrap(struct node *n, char *err, size_t errlen)
 
 static void watch_cb(uv_timer_t *t);
 
-/* Runs before the loop blocks for I/O, i.e. after every burst of applies (libraft applies
- * from its I/O callbacks), so their WAL records reach the file with one write. */
+/* Runs before the loop blocks for I/O, i.e. after every burst of requests and of applies
+ * (libraft applies from its I/O callbacks): the commands proposed since go to raft together,
+ * and the applies' WAL records reach the file with one write. */
 static void flush_cb(uv_prepare_t *p)
 {
 	struct node *n = p->data;
+	propose_flush(n);
 	fsm_flush(&n->fsm);
+}
+
+static void applied_cb(void *arg, uint64_t index, void *result)
+{
+	node_propose_applied(arg, index, result);
 }
 
 int node_start(struct node *n, char *err, size_t errlen)
@@ -233,6 +240,9 @@ int node_start(struct node *n, char *err, size_t errlen)
 		return -1;
 	}
 	membership_init(n);
+	propose_init(n);
+	n->fsm.applied_hook = applied_cb;
+	n->fsm.applied_hook_arg = n;
 	uv_prepare_init(n->loop, &n->flush);
 	n->flush.data = n;
 	uv_prepare_start(&n->flush, flush_cb);
@@ -255,34 +265,6 @@ int node_start(struct node *n, char *err, size_t errlen)
 				 n->opts.node_id);
 	}
 	return 0;
-}
-
-static void propose_cb(struct raft_apply *req, int status, void *result)
-{
-	struct node_propose *p = req->data;
-	p->cb(p, status, result);
-}
-
-int node_propose(struct node *n, struct node_propose *p, const struct buf *cmd)
-{
-	struct raft_buffer b;
-	if (n->closing)
-		return RAFT_SHUTDOWN;
-	/* raft_uv pads entry data to 8 bytes on disk and when decoding AppendEntries, but sends
-	 * our buffer as is: an entry whose length is not a multiple of 8 shifts every entry after
-	 * it in the same message on followers. Pad it ourselves (the decoder skips the zeros). */
-	b.len = (cmd->len + 7) & ~(size_t)7;
-	b.base = raft_malloc(b.len);
-	if (b.base == NULL)
-		return RAFT_NOMEM;
-	memcpy(b.base, cmd->data, cmd->len);
-	memset((char *)b.base + cmd->len, 0, b.len - cmd->len);
-	p->start_ns = uv_hrtime();
-	p->apply.data = p;
-	int rv = raft_apply(&n->raft, &p->apply, &b, 1, propose_cb);
-	if (rv != 0)
-		raft_free(b.base);
-	return rv;
 }
 
 /* ---- state watch ---- */
@@ -676,6 +658,7 @@ static void raft_closed(struct raft *r)
 	transport_close(&n->transport);
 	close_handle(n, (uv_handle_t *)&n->watch);
 	close_handle(n, (uv_handle_t *)&n->flush);
+	close_handle(n, (uv_handle_t *)&n->props.wake);
 	close_handle(n, (uv_handle_t *)&n->autojoin.timer);
 	close_handle(n, (uv_handle_t *)&n->mship.timer);
 }
@@ -688,6 +671,7 @@ void node_close(struct node *n, void (*cb)(struct node *n))
 	autojoin_close(n);
 	membership_close(n);
 	reads_close(n);
+	propose_close(n);
 	transport_stop(&n->transport);
 	raft_close(&n->raft, raft_closed);
 }

@@ -45,10 +45,24 @@ struct node_options {
 struct node_propose;
 typedef void (*node_propose_cb)(struct node_propose *p, int status, void *result);
 struct node_propose {
-	struct raft_apply apply; /* apply.index is the entry index once proposed */
 	node_propose_cb cb;
 	void *data;
 	uint64_t start_ns;
+	raft_index index;            /* the entry's index once handed to raft (propose.c) */
+	raft_term term;              /* the term it was appended in */
+	struct raft_buffer buf;      /* the padded command until raft owns it */
+	struct node_propose *next;   /* queue / in-flight list */
+};
+
+/* Group commit (propose.c): commands queued during a loop iteration, and those handed to raft
+ * waiting for their entry to apply, in index order. */
+struct node_proposals {
+	struct node_propose *queued, *queued_tail;
+	unsigned n_queued;
+	struct node_propose *inflight, *inflight_tail;
+	uv_idle_t wake; /* active while commands are queued: the loop must not block */
+	uint64_t proposed; /* commands handed to raft (metrics) */
+	uint64_t batches;  /* raft_apply calls that carried them */
 };
 
 /* A linearizable read waiting for leadership to be confirmed. */
@@ -145,7 +159,8 @@ struct node {
 	bool bootstrapped_here;    /* this data dir bootstrapped its own cluster */
 
 	uv_timer_t watch;
-	uv_prepare_t flush; /* once per loop iteration: fsm_flush (the applies' WAL records) */
+	uv_prepare_t flush; /* once per loop iteration: propose_flush, fsm_flush */
+	struct node_proposals props;
 	int last_state;
 	raft_id last_leader;
 	raft_term leader_term;     /* term in which we became leader */
@@ -193,9 +208,18 @@ int node_start(struct node *n, char *err, size_t errlen);
 /* Closes raft (failing pending requests) and every handle; cb runs when all is released. */
 void node_close(struct node *n, void (*cb)(struct node *n));
 
-/* Copies `cmd` into a raft buffer and proposes it. 0, or a raft error code (RAFT_NOTLEADER,
- * RAFT_NOMEM, ...) in which case cb will not run. */
+/* Copies `cmd` into a raft buffer and proposes it with the other commands of this loop
+ * iteration (propose.c). 0, or a raft error code (RAFT_NOTLEADER, RAFT_NOMEM, ...) in which
+ * case cb will not run. cb gets the entry's own fsm result once it is applied, or a raft error
+ * (the outcome is then unknown). */
 int node_propose(struct node *n, struct node_propose *p, const struct buf *cmd);
+void propose_init(struct node *n);
+/* Hands the queued commands to raft; called once per loop iteration (node's prepare). */
+void propose_flush(struct node *n);
+/* The fsm applied `index` with `result` (fsm applied_hook). */
+void node_propose_applied(struct node *n, raft_index index, void *result);
+/* Fails every queued and waiting proposal with RAFT_SHUTDOWN. */
+void propose_close(struct node *n);
 
 /* Linearizable-read gate (reads.c): cb(0) once a barrier proposed after this call commits
  * in our leadership; non-zero raft status otherwise. Concurrent reads share a barrier. */

@@ -347,9 +347,12 @@ def test_follower_reconnects_to_restarted_peer(make):
     ld = c.leader()
     x, y = [n for n in c.running() if n is not ld]
     # y leads for a moment, so that it holds connections to both peers, then follows again.
-    assert ok(transfer(ld, {"node_id": y.node_id}))
+    # (A transfer is refused with a 503 while the new leader is still confirming itself.)
+    wait_for("a transfer to %s" % y.node_id, lambda: ok(transfer(ld, {"node_id": y.node_id})))
     wait_for("%s to lead" % y.node_id, lambda: c.leader_of() is y)
-    assert ok(transfer(y, {"node_id": ld.node_id}))
+    for n in (ld, x):
+        wait_follower_of(n, y)
+    wait_for("a transfer back to %s" % ld.node_id, lambda: ok(transfer(y, {"node_id": ld.node_id})))
     wait_for("%s to lead again" % ld.node_id, lambda: c.leader_of() is ld)
     wait_follower_of(y, ld)
     port = int(x.raft_addr.rsplit(":", 1)[1])
@@ -369,7 +372,7 @@ def test_follower_reconnects_to_restarted_peer(make):
     stale = [s for s in tcp_sockets(y.proc.pid) if s[1] == port and s[2] == TCP_CLOSE_WAIT]
     assert not stale, "still holding the connection to the old process: %r" % stale
     # Both followers can elect each other at once: hand over to x, which needs y's vote or ld's.
-    assert ok(transfer(ld, {"node_id": x.node_id}))
+    wait_for("a transfer to %s" % x.node_id, lambda: ok(transfer(ld, {"node_id": x.node_id})))
     wait_for("%s to lead" % x.node_id, lambda: c.leader_of() is x)
     assert ok(put_retrying([x], "after-restart", "1"))
 

@@ -1,7 +1,9 @@
-"""Batched forwarding: a follower sends its clients' writes to the leader many at a time
-(POST /raft/forward, src/api/batch.c). Each client must still get exactly the answer the
-write alone would have got - successes, CAS conflicts, idempotent replays, 404s - and the
-leader's endpoint must refuse malformed batches with a 4xx without changing any state."""
+"""Batching: a follower sends its clients' writes to the leader many at a time (POST
+/raft/forward, src/api/batch.c), and the leader proposes the commands of one loop iteration to
+raft as one multi-entry append (group commit, src/raft/propose.c). Each client must still get
+exactly the answer the write alone would have got - successes, CAS conflicts, idempotent
+replays, 404s - and the leader's endpoint must refuse malformed batches with a 4xx without
+changing any state."""
 import concurrent.futures
 import re
 import struct
@@ -64,34 +66,31 @@ def parse_responses(body):
     return out
 
 
-def test_follower_writes_are_batched_with_their_own_answers(make):
-    c = make().start(3)
-    ld = c.leader()
-    f = c.followers()[0]
-    assert ok(f.put("cas/k", "v0"))
-    cas_index = int(ld.get("cas/k", "?json").json()["modify_index"])
-    assert ok(f.put("idem/k", "first", headers={"Idempotency-Key": "idem-1"}))
-    batches0 = counter(f, "cloudless_forward_batches_total")
-    items0 = counter(f, "cloudless_forward_batch_items_total")
-    n = 600
+def mixed_writes(entry, leader, n):
+    """n concurrent writes through `entry` of every kind a batch may mix: fresh puts, CAS
+    misses, idempotent replays, reused idempotency keys, deletes of missing keys. Checks that
+    each got its own answer and returns how many puts there were."""
+    assert ok(entry.put("cas/k", "v0"))
+    cas_index = int(leader.get("cas/k", "?json").json()["modify_index"])
+    assert ok(entry.put("idem/k", "first", headers={"Idempotency-Key": "idem-1"}))
 
     def write(i):
         kind = i % 6
         if kind == 0:  # a CAS that can never match
-            return "cas", f.put("cas/k", "x%d" % i, query="?cas=%d" % (cas_index + 10**6))
+            return "cas", entry.put("cas/k", "x%d" % i, query="?cas=%d" % (cas_index + 10**6))
         if kind == 1:  # a replay of the first write with the same key
-            return "replay", f.put("idem/k", "first", headers={"Idempotency-Key": "idem-1"})
+            return "replay", entry.put("idem/k", "first", headers={"Idempotency-Key": "idem-1"})
         if kind == 2:  # the same key for a different request
-            return "reuse", f.put("idem/k", "other", headers={"Idempotency-Key": "idem-1"})
+            return "reuse", entry.put("idem/k", "other", headers={"Idempotency-Key": "idem-1"})
         if kind == 3:
-            return "missing", f.req("DELETE", "/v1/kv/missing/%d" % i)
-        return "put", f.put("b/%04d" % i, "value-%d" % i)
+            return "missing", entry.req("DELETE", "/v1/kv/missing/%d" % i)
+        return "put", entry.put("b/%04d" % i, "value-%d" % i)
 
     with concurrent.futures.ThreadPoolExecutor(64) as pool:
         results = list(pool.map(write, range(n)))
     for i, (kind, r) in enumerate(results):
         assert r is not None, (i, kind)
-        assert r.header("X-Cloudless-Served-By") == ld.node_id, (i, kind, r.headers)
+        assert r.header("X-Cloudless-Served-By") == leader.node_id, (i, kind, r.headers)
         if kind == "put":
             assert ok(r), (i, r)
             assert r.json() == {"key": "b/%04d" % i, "index": int(r.header("X-Cloudless-Index")),
@@ -107,17 +106,55 @@ def test_follower_writes_are_batched_with_their_own_answers(make):
                 assert r.json()["current_index"] == cas_index, r.json()
     puts = [r for kind, r in results if kind == "put"]
     assert len({r.header("X-Cloudless-Index") for r in puts}) == len(puts)
-    # Every write went through a batch, and batches carried more than one write.
-    batches = counter(f, "cloudless_forward_batches_total") - batches0
-    items = counter(f, "cloudless_forward_batch_items_total") - items0
-    assert items == n, (items, n)
-    assert 0 < batches < items, (batches, items)
+    return len(puts)
+
+
+def assert_everywhere(c, n_puts):
     c.wait_converged(timeout=60)
     for node in c.running():
         r = node.req("GET", "/v1/kv/?prefix=b/&limit=1000&consistency=stale")
-        assert ok(r) and len(r.json()["items"]) == len(puts), node
+        assert ok(r) and len(r.json()["items"]) == n_puts, node
+        for item in r.json()["items"]:
+            i = int(item["key"][2:])
+            assert node.req("GET", "/v1/kv/b/%04d?consistency=stale" % i).body == \
+                ("value-%d" % i).encode()
         assert node.req("GET", "/v1/kv/cas/k?consistency=stale").body == b"v0"
         assert node.req("GET", "/v1/kv/idem/k?consistency=stale").body == b"first"
+
+
+def test_follower_writes_are_batched_with_their_own_answers(make):
+    c = make().start(3)
+    ld = c.leader()
+    f = c.followers()[0]
+    batches0 = counter(f, "cloudless_forward_batches_total")
+    items0 = counter(f, "cloudless_forward_batch_items_total")
+    n = 600
+    n_puts = mixed_writes(f, ld, n)
+    # Every write (the two set-up writes too) went through a batch, and batches carried more
+    # than one write.
+    batches = counter(f, "cloudless_forward_batches_total") - batches0
+    items = counter(f, "cloudless_forward_batch_items_total") - items0
+    assert items == n + 2, (items, n)
+    assert 0 < batches < items, (batches, items)
+    assert_everywhere(c, n_puts)
+
+
+def test_leader_group_commit_keeps_each_answer(make):
+    """Concurrent writes to the leader share raft entries' appends (several commands per
+    raft_apply), yet each client gets its own entry's result and index."""
+    c = make().start(3)
+    ld = c.leader()
+    proposals0 = counter(ld, "cloudless_raft_proposals_total")
+    batches0 = counter(ld, "cloudless_raft_proposal_batches_total")
+    n = 600
+    n_puts = mixed_writes(ld, ld, n)
+    proposals = counter(ld, "cloudless_raft_proposals_total") - proposals0
+    batches = counter(ld, "cloudless_raft_proposal_batches_total") - batches0
+    # Every write is one command (the two set-up writes too); replays and CAS misses are
+    # commands as well (the fsm decides them, so every replica answers alike).
+    assert proposals >= n, (proposals, n)
+    assert 0 < batches < proposals, (batches, proposals)
+    assert_everywhere(c, n_puts)
 
 
 def test_forward_endpoint_runs_items_like_requests(make):
@@ -196,6 +233,6 @@ def test_forward_endpoint_rejects_bad_batches(make):
 
 
 if __name__ == "__main__":
-    run([test_follower_writes_are_batched_with_their_own_answers,
+    run([test_follower_writes_are_batched_with_their_own_answers, test_leader_group_commit_keeps_each_answer,
          test_forward_endpoint_runs_items_like_requests,
          test_forward_endpoint_rejects_bad_batches])
