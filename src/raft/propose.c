@@ -45,6 +45,18 @@ void propose_init(struct node *n)
 	n->props.wake.data = n;
 }
 
+/* Appends p to a singly linked list kept with its tail. */
+static void list_push(struct node_propose **head, struct node_propose **tail,
+                      struct node_propose *p)
+{
+	p->next = NULL;
+	if (*tail != NULL)
+		(*tail)->next = p;
+	else
+		*head = p;
+	*tail = p;
+}
+
 int node_propose(struct node *n, struct node_propose *p, const struct buf *cmd)
 {
 	if (n->closing)
@@ -64,25 +76,10 @@ int node_propose(struct node *n, struct node_propose *p, const struct buf *cmd)
 	memset((char *)p->buf.base + cmd->len, 0, p->buf.len - cmd->len);
 	p->start_ns = uv_hrtime();
 	p->index = 0;
-	p->next = NULL;
-	if (n->props.queued_tail != NULL)
-		n->props.queued_tail->next = p;
-	else
-		n->props.queued = p;
-	n->props.queued_tail = p;
+	list_push(&n->props.queued, &n->props.queued_tail, p);
 	if (n->props.n_queued++ == 0)
 		uv_idle_start(&n->props.wake, wake_cb);
 	return 0;
-}
-
-static void inflight_push(struct node *n, struct node_propose *p)
-{
-	p->next = NULL;
-	if (n->props.inflight_tail != NULL)
-		n->props.inflight_tail->next = p;
-	else
-		n->props.inflight = p;
-	n->props.inflight_tail = p;
 }
 
 static struct node_propose *inflight_pop(struct node *n)
@@ -168,7 +165,7 @@ static void flush_some(struct node *n)
 		q->index = b->first + i;
 		q->term = n->raft.current_term;
 		q->buf.base = NULL; /* raft's now */
-		inflight_push(n, q);
+		list_push(&n->props.inflight, &n->props.inflight_tail, q);
 	}
 }
 
