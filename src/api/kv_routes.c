@@ -91,12 +91,18 @@ static void answer_write(struct api_op *op, unsigned code, uint64_t index, bool 
 	}
 }
 
+static void write_not_proposed(struct api_op *op, int rv);
+
 static void write_applied(struct node_propose *p, int status, void *result)
 {
 	struct api_op *op = p->data;
 	op->busy = false;
 	if (op->req == NULL) {
 		api_op_release(op);
+		return;
+	}
+	if (status != 0 && p->index == 0) {
+		write_not_proposed(op, status); /* refused before anything was appended */
 		return;
 	}
 	if (status != 0) {
@@ -201,6 +207,13 @@ static void write_local(struct api_op *op)
 	if (rv == 0)
 		return;
 	op->busy = false;
+	write_not_proposed(op, rv);
+}
+
+/* raft refused the command (node_propose's answer, or its group commit's when it handed the
+ * command to raft): nothing was appended, so this attempt cannot have been applied. */
+static void write_not_proposed(struct api_op *op, int rv)
+{
 	if (rv == RAFT_NOTLEADER) {
 		api_wait_for_leader(op);
 		return;
@@ -209,8 +222,8 @@ static void write_local(struct api_op *op)
 		api_fail_maybe_applied(op);
 		return;
 	}
-	api_common_headers(a, op->req);
-	api_respond_raft_error(a, op->req, rv, false);
+	api_common_headers(op->api, op->req);
+	api_respond_raft_error(op->api, op->req, rv, false);
 	op->req = NULL;
 	api_op_release(op);
 }

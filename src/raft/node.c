@@ -64,10 +64,11 @@ static int identity_load(struct node *n, char *err, size_t errlen)
 	if (o != NULL) {
 		const char *id = json_string_value(json_object_get(o, "node_id"));
 		if (id != NULL && strcmp(id, n->opts.node_id) != 0) {
-			snprintf(err, errlen,
-				 "--data-dir %s belongs to node \"%s\", not \"%s\" (use another data "
-				 "dir or the original --node-id)",
-				 n->opts.data_dir, id, n->opts.node_id);
+			snprintf(
+			    err, errlen,
+			    "--data-dir %s belongs to node \"%s\", not \"%s\" (use another data "
+			    "dir or the original --node-id)",
+			    n->opts.data_dir, id, n->opts.node_id);
 			rv = -1;
 		}
 		n->bootstrapped_here = json_is_true(json_object_get(o, "bootstrapped"));
@@ -82,7 +83,7 @@ static int identity_save(struct node *n, char *err, size_t errlen)
 	char *path = path_join(n->opts.data_dir, "identity.json");
 	char *tmp = path_join(n->opts.data_dir, "identity.json.tmp");
 	json_t *o = json_pack("{s:s, s:s, s:b}", "node_id", n->opts.node_id, "raft_addr",
-			      n->opts.raft_addr, "bootstrapped", n->bootstrapped_here);
+	                      n->opts.raft_addr, "bootstrapped", n->bootstrapped_here);
 	int rv = -1;
 	if (o != NULL && json_dump_file(o, tmp, JSON_INDENT(2)) == 0 && rename(tmp, path) == 0)
 		rv = 0;
@@ -119,7 +120,7 @@ static void free_options(struct node *n)
 }
 
 int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, struct fwd *fwd,
-	      struct metrics *metrics, char *err, size_t errlen)
+              struct metrics *metrics, char *err, size_t errlen)
 {
 	int rv;
 	memset(n, 0, sizeof *n);
@@ -138,8 +139,8 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, 
 		free(db_dir);
 		goto err_dir;
 	}
-	n->had_state = file_exists(n->raft_dir, "metadata1") ||
-		       file_exists(n->raft_dir, "metadata2");
+	n->had_state =
+	    file_exists(n->raft_dir, "metadata1") || file_exists(n->raft_dir, "metadata2");
 	rv = fsm_init(&n->fsm, db_dir, opts->idem_ttl_s, opts->idem_max, err, errlen);
 	free(db_dir);
 	if (rv != 0)
@@ -153,7 +154,7 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, 
 	rv = raft_uv_init(&n->io, loop, n->raft_dir, &n->transport.iface);
 	if (rv != 0) {
 		snprintf(err, errlen, "raft I/O init on %s failed: %s", n->raft_dir,
-			 n->io.errmsg[0] ? n->io.errmsg : raft_strerror(rv));
+		         n->io.errmsg[0] ? n->io.errmsg : raft_strerror(rv));
 		goto err_transport;
 	}
 	/* The default 1 s retry would stall a join or a restarted peer for a whole second. */
@@ -204,7 +205,7 @@ static int bootstrap(struct node *n, char *err, size_t errlen)
 	}
 	n->bootstrapped_here = true;
 	log_info("Bootstrapped Raft cluster", "node_id=%s raft_addr=%s", n->opts.node_id,
-		 n->opts.raft_addr);
+	         n->opts.raft_addr);
 	return 0;
 }
 
@@ -225,13 +226,48 @@ static void applied_cb(void *arg, uint64_t index, void *result)
 	node_propose_applied(arg, index, result);
 }
 
+/* Our leader's process closed its end of our connection to it (transport.c): it exited or
+ * crashed, so waiting out the election timeout (300-600 ms, checked on heartbeat ticks) would
+ * only add to the failover gap. Instead the followers, all told at the same moment, campaign
+ * one after the other: the one with the lowest raft id among the voters left at its next
+ * tick, the next one two heartbeats later if no leader has appeared by then, and so on (all
+ * at once, they split the vote and then all wait a whole timeout). Each also forgets the
+ * leader, since a follower that still names one refuses every vote. Pre-vote keeps this
+ * harmless when the leader is in fact still there (followers that hear from it refuse, no
+ * term is bumped, and its next heartbeat makes us follow it again). A paused or partitioned
+ * leader closes nothing and is still found out by the timeout. libraft 0.15 has no call to
+ * start an election; both fields are public in struct raft (the leader's address stays
+ * allocated: raft frees or replaces it as usual). */
+static void peer_closed_cb(void *arg, raft_id id)
+{
+	struct node *n = arg;
+	struct raft *r = &n->raft;
+	if (n->closing || r->state != RAFT_FOLLOWER || r->follower_state.current_leader.id != id)
+		return;
+	unsigned rank = 0;
+	for (unsigned i = 0; i < r->configuration.n; i++) {
+		const struct raft_server *s = &r->configuration.servers[i];
+		if (s->role == RAFT_VOTER && s->id != id && s->id < n->id)
+			rank++;
+	}
+	raft_time now = n->io.time(&n->io);
+	uint64_t timeout = r->follower_state.randomized_election_timeout;
+	uint64_t wait = (uint64_t)rank * 2 * n->opts.heartbeat_ms;
+	uint64_t elapsed = timeout > wait ? timeout - wait : 0;
+	r->election_timer_start = now > elapsed ? now - elapsed : 0;
+	r->follower_state.current_leader.id = 0;
+	const struct fsm_member *m = node_member_by_raft_id(n, id);
+	log_info("Leader's connection closed; starting an election", "node_id=%s leader_id=%s",
+	         n->opts.node_id, m ? m->node_id : "?");
+}
+
 int node_start(struct node *n, char *err, size_t errlen)
 {
 	if (n->opts.bootstrap && !n->had_state && bootstrap(n, err, errlen) != 0)
 		return -1;
 	if (n->had_state)
 		log_info("Restarting from existing raft state", "node_id=%s applied_index=%llu",
-			 n->opts.node_id, (unsigned long long)n->fsm.applied_index);
+		         n->opts.node_id, (unsigned long long)n->fsm.applied_index);
 	if (identity_save(n, err, errlen) != 0)
 		return -1;
 	int rv = raft_start(&n->raft);
@@ -243,6 +279,8 @@ int node_start(struct node *n, char *err, size_t errlen)
 	propose_init(n);
 	n->fsm.applied_hook = applied_cb;
 	n->fsm.applied_hook_arg = n;
+	n->transport.on_peer_closed = peer_closed_cb;
+	n->transport.on_peer_closed_arg = n;
 	uv_prepare_init(n->loop, &n->flush);
 	n->flush.data = n;
 	uv_prepare_start(&n->flush, flush_cb);
@@ -257,12 +295,12 @@ int node_start(struct node *n, char *err, size_t errlen)
 			autojoin_start(n);
 		else if (n->bootstrapped_here)
 			log_warn("Refusing to join another cluster",
-				 "node_id=%s reason=\"this data dir bootstrapped its own cluster; "
-				 "wipe it to join another\"",
-				 n->opts.node_id);
+			         "node_id=%s reason=\"this data dir bootstrapped its own cluster; "
+			         "wipe it to join another\"",
+			         n->opts.node_id);
 		else
 			log_info("Not joining again", "node_id=%s reason=\"raft state exists\"",
-				 n->opts.node_id);
+			         n->opts.node_id);
 	}
 	return 0;
 }
@@ -455,7 +493,8 @@ static void own_member_cb(struct node_propose *p, int status, void *result)
 {
 	(void)result;
 	if (status != 0)
-		log_warn("Recording own member metadata failed", "status=%s", raft_strerror(status));
+		log_warn("Recording own member metadata failed", "status=%s",
+		         raft_strerror(status));
 	free(p);
 }
 
@@ -512,12 +551,12 @@ static void on_state_change(struct node *n, int old, int state)
 		n->leader_ready = false;
 		n->n_contacts = 0;
 		log_info("Became leader", "node_id=%s term=%llu", n->opts.node_id,
-			 (unsigned long long)n->raft.current_term);
+		         (unsigned long long)n->raft.current_term);
 		start_ready_barrier(n);
 	} else if (old == RAFT_LEADER) {
 		n->leader_ready = false;
 		log_info("Lost leadership", "node_id=%s term=%llu state=%s", n->opts.node_id,
-			 (unsigned long long)n->raft.current_term, node_state_name(n));
+		         (unsigned long long)n->raft.current_term, node_state_name(n));
 		reads_fail_all(n, RAFT_LEADERSHIPLOST);
 		membership_fail_all(n, 503, "leadership lost during the change");
 	}
@@ -529,7 +568,7 @@ static void on_leader_change(struct node *n, raft_id leader)
 		n->leader_changes++;
 		const struct fsm_member *m = node_member_by_raft_id(n, leader);
 		log_info("Leader detected", "node_id=%s leader_id=%s term=%llu", n->opts.node_id,
-			 m ? m->node_id : "?", (unsigned long long)n->raft.current_term);
+		         m ? m->node_id : "?", (unsigned long long)n->raft.current_term);
 	} else {
 		n->no_leader_since_ms = clock_mono_ms();
 	}
@@ -566,7 +605,7 @@ static void watch_cb(uv_timer_t *t)
 	if (state == RAFT_UNAVAILABLE && !n->failed) {
 		n->failed = true;
 		log_error("Raft stopped after an I/O error; exiting so that a restart recovers",
-			  "node_id=%s error=\"%s\"", n->opts.node_id, raft_errmsg(&n->raft));
+		          "node_id=%s error=\"%s\"", n->opts.node_id, raft_errmsg(&n->raft));
 		if (n->on_failed != NULL)
 			n->on_failed(n->event_arg);
 		return;
@@ -575,8 +614,8 @@ static void watch_cb(uv_timer_t *t)
 	if (n->fsm.failed && !n->failed) {
 		n->failed = true;
 		log_error("Store write failed; exiting so that a restart recovers",
-			  "node_id=%s applied_index=%llu", n->opts.node_id,
-			  (unsigned long long)n->fsm.applied_index);
+		          "node_id=%s applied_index=%llu", n->opts.node_id,
+		          (unsigned long long)n->fsm.applied_index);
 		if (n->on_failed != NULL)
 			n->on_failed(n->event_arg);
 		return;
@@ -596,10 +635,10 @@ static void watch_cb(uv_timer_t *t)
 	} else if (now - n->unstored_since_ms > STUCK_APPEND_MS && !n->failed) {
 		n->failed = true;
 		log_error("Raft log writes are stuck; exiting so that a restart recovers",
-			  "node_id=%s persisted_index=%llu last_index=%llu waited_ms=%llu",
-			  n->opts.node_id, (unsigned long long)stored,
-			  (unsigned long long)raft_last_index(&n->raft),
-			  (unsigned long long)(now - n->unstored_since_ms));
+		          "node_id=%s persisted_index=%llu last_index=%llu waited_ms=%llu",
+		          n->opts.node_id, (unsigned long long)stored,
+		          (unsigned long long)raft_last_index(&n->raft),
+		          (unsigned long long)(now - n->unstored_since_ms));
 		if (n->on_failed != NULL)
 			n->on_failed(n->event_arg);
 		return;
@@ -614,9 +653,10 @@ static void watch_cb(uv_timer_t *t)
 	    node_server_index(n, n->id) < 0 && n->raft.configuration_uncommitted_index == 0 &&
 	    state != RAFT_LEADER) {
 		n->removed = true;
-		log_info("Node removed from cluster",
-			 "node_id=%s reason=\"the committed configuration no longer lists this node\"",
-			 n->opts.node_id);
+		log_info(
+		    "Node removed from cluster",
+		    "node_id=%s reason=\"the committed configuration no longer lists this node\"",
+		    n->opts.node_id);
 		if (n->on_removed != NULL)
 			n->on_removed(n->event_arg);
 		return;

@@ -58,7 +58,6 @@ struct node_propose {
  * waiting for their entry to apply, in index order. */
 struct node_proposals {
 	struct node_propose *queued, *queued_tail;
-	unsigned n_queued;
 	struct node_propose *inflight, *inflight_tail;
 	uv_idle_t wake; /* active while commands are queued: the loop must not block */
 	uint64_t proposed; /* commands handed to raft (metrics) */
@@ -210,8 +209,9 @@ void node_close(struct node *n, void (*cb)(struct node *n));
 
 /* Copies `cmd` into a raft buffer and proposes it with the other commands of this loop
  * iteration (propose.c). 0, or a raft error code (RAFT_NOTLEADER, RAFT_NOMEM, ...) in which
- * case cb will not run. cb gets the entry's own fsm result once it is applied, or a raft error
- * (the outcome is then unknown). */
+ * case cb will not run. cb gets the entry's own fsm result once it is applied, or a raft
+ * error: with p->index still 0 raft refused the command when it was handed over (nothing was
+ * appended, as if node_propose had returned that error), otherwise the outcome is unknown. */
 int node_propose(struct node *n, struct node_propose *p, const struct buf *cmd);
 void propose_init(struct node *n);
 /* Hands the queued commands to raft; called once per loop iteration (node's prepare). */

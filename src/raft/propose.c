@@ -76,9 +76,9 @@ int node_propose(struct node *n, struct node_propose *p, const struct buf *cmd)
 	memset((char *)p->buf.base + cmd->len, 0, p->buf.len - cmd->len);
 	p->start_ns = uv_hrtime();
 	p->index = 0;
-	list_push(&n->props.queued, &n->props.queued_tail, p);
-	if (n->props.n_queued++ == 0)
+	if (n->props.queued == NULL)
 		uv_idle_start(&n->props.wake, wake_cb);
+	list_push(&n->props.queued, &n->props.queued_tail, p);
 	return 0;
 }
 
@@ -134,7 +134,6 @@ static void flush_some(struct node *n)
 	n->props.queued = p;
 	if (p == NULL)
 		n->props.queued_tail = NULL;
-	n->props.n_queued -= count;
 	last->next = NULL;
 
 	struct propose_batch *b = calloc(1, sizeof *b);
@@ -225,6 +224,5 @@ void propose_close(struct node *n)
 		p->cb(p, RAFT_SHUTDOWN, NULL);
 	}
 	n->props.queued_tail = NULL;
-	n->props.n_queued = 0;
 	fail_inflight(n, RAFT_SHUTDOWN);
 }

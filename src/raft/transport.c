@@ -91,9 +91,12 @@ static void placeholder_sent(struct raft_io_send *req, int status)
 static void expose_dead_connection(struct transport_watch *w)
 {
 	struct transport *t = w->t;
-	t->dead_seen++;
-	if (t->stopped || !raft_still_holds(w))
+	if (t->stopped)
 		return;
+	if (t->on_peer_closed != NULL)
+		t->on_peer_closed(t->on_peer_closed_arg, w->id);
+	if (!raft_still_holds(w))
+		return; /* raft_uv found out by itself and is reconnecting already */
 	if (shutdown(w->fd, SHUT_WR) != 0 && errno != ENOTCONN) {
 		log_warn("Could not shut a closed raft connection", "peer_addr=%s error=\"%s\"",
 		         w->address, strerror(errno));

@@ -16,17 +16,20 @@
  * watcher shuts the socket's write side and sends one placeholder message through raft_io: the
  * write fails locally (nothing reaches the peer), so raft_uv drops the stream and reconnects in
  * the background, retrying every --connect-retry-ms, long before raft next needs the peer.
- * Runs on the loop thread only. */
+ * The node is told too (on_peer_closed): when the peer is its leader, it need not wait out the
+ * election timeout. Runs on the loop thread only. */
 #ifndef CLOUDLESS_RAFT_TRANSPORT_H
 #define CLOUDLESS_RAFT_TRANSPORT_H
 
 #include <raft.h>
 #include <raft/uv.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <uv.h>
 
 struct transport_watch; /* transport.c */
+
+/* The peer `id` closed the connection raft_uv held to it (its process exited or restarted). */
+typedef void (*transport_peer_closed_cb)(void *arg, raft_id id);
 
 struct transport {
 	struct raft_uv_transport iface; /* what raft_uv_init is given */
@@ -35,9 +38,10 @@ struct transport {
 	struct raft_io *io; /* borrowed: where the placeholder message is sent */
 	raft_uv_accept_cb accept_cb;
 	raft_uv_transport_close_cb close_cb;
-	struct transport_watch *watches; /* at most one per peer: its current connection */
-	bool stopped;                    /* raft_io is closing: watch and send nothing more */
-	uint64_t dead_seen;              /* connections found closed by their peer */
+	struct transport_watch *watches;         /* at most one per peer: its current connection */
+	transport_peer_closed_cb on_peer_closed; /* optional */
+	void *on_peer_closed_arg;
+	bool stopped; /* raft_io is closing: watch and send nothing more */
 };
 
 /* Initialise the wrapper around a fresh raft_uv_tcp transport on the loop; io is the raft_io

@@ -377,6 +377,52 @@ def test_follower_reconnects_to_restarted_peer(make):
     assert ok(put_retrying([x], "after-restart", "1"))
 
 
+# 5c. A follower whose connection to the leader is closed by the leader's process (a crash or
+# an exit) starts an election at its next heartbeat tick instead of waiting out the election
+# timeout (src/raft/node.c, peer_closed_cb); a leader that is only paused closes nothing and is
+# waited for. The election timeout here is 20 s, so without the early start no leader could
+# appear within the waits below (at most 12 s under the sanitizer build's time scale).
+LONG_ELECTION_MS = 20000
+
+
+def test_leader_crash_starts_election_at_once(make):
+    c = make(election_ms=LONG_ELECTION_MS).start(3)
+    ld = c.leader()
+    survivors = [n for n in c.running() if n is not ld]
+    for n in survivors:
+        wait_follower_of(n, ld)
+    assert ok(put_retrying([ld], "before-crash", "1"))
+    ld.kill()
+    new = wait_for("a new leader long before the %d ms election timeout" % LONG_ELECTION_MS,
+                   lambda: c.leader_of(survivors), timeout=scaled(4))
+    assert any("Leader's connection closed; starting an election node_id=%s leader_id=%s"
+               % (n.node_id, ld.node_id) in n.log() for n in survivors), [n.log() for n in survivors]
+    assert ok(put_retrying([new], "after-crash", "1"))
+
+
+def test_paused_leader_is_waited_for(make):
+    c = make(election_ms=LONG_ELECTION_MS).start(3)
+    ld = c.leader()
+    survivors = [n for n in c.running() if n is not ld]
+    for n in survivors:
+        wait_follower_of(n, ld)
+    term = ld.status()["term"]
+    ld.kill(signal.SIGSTOP)
+    try:
+        # For 3 s (well inside the election timeout) both keep following the paused leader.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            for n in survivors:
+                st = n.status()
+                assert st and st["state"] == "follower" and st["term"] == term, st
+            time.sleep(0.1)
+        for n in survivors:
+            assert "starting an election" not in n.log(), n.log()
+    finally:
+        ld.kill(signal.SIGCONT)
+    wait_for("%s to lead again" % ld.node_id, lambda: c.leader_of() is ld)
+
+
 # 5b. Hand-over targets must be live: with a voter down, neither an untargeted transfer nor a
 # SIGTERM hand-over may pick it (a transfer to a dead node only gives up after an election
 # timeout, and the cluster then needs an election of its own). In an idle cluster every voter
@@ -501,6 +547,7 @@ def test_leadership_logs(make):
 if __name__ == "__main__":
     run([test_sigkill_leader_while_writing, test_catch_up_by_snapshot, test_kill_all_and_restart,
          test_sigterm_leader_hands_over, test_transfer_leader,
-         test_follower_reconnects_to_restarted_peer, test_handover_skips_down_voter,
+         test_follower_reconnects_to_restarted_peer, test_leader_crash_starts_election_at_once,
+         test_paused_leader_is_waited_for, test_handover_skips_down_voter,
          test_fast_failover_median,
          test_leadership_logs])
