@@ -5,10 +5,10 @@
 #define CLOUDLESS_PROTOCOL_H
 
 /* Response headers on every coordinator answer. */
-#define CLOUDLESS_HDR_INDEX "X-Cloudless-Index"
-#define CLOUDLESS_HDR_LEADER "X-Cloudless-Leader"
+#define CLOUDLESS_HDR_INDEX        "X-Cloudless-Index"
+#define CLOUDLESS_HDR_LEADER       "X-Cloudless-Leader"
 #define CLOUDLESS_HDR_KNOWN_LEADER "X-Cloudless-Known-Leader"
-#define CLOUDLESS_HDR_SERVED_BY "X-Cloudless-Served-By"
+#define CLOUDLESS_HDR_SERVED_BY    "X-Cloudless-Served-By"
 /* Stale reads: milliseconds since this node last heard from the leader. */
 #define CLOUDLESS_HDR_LAST_CONTACT "X-Cloudless-Last-Contact"
 /* A write answered from its idempotency record. */
@@ -17,7 +17,7 @@
 #define CLOUDLESS_HDR_IDEMPOTENCY_KEY "Idempotency-Key"
 /* Between coordinators only: a forwarded request, and a re-sent membership change. */
 #define CLOUDLESS_HDR_FORWARDED_BY "X-Cloudless-Forwarded-By"
-#define CLOUDLESS_HDR_RETRY "X-Cloudless-Retry"
+#define CLOUDLESS_HDR_RETRY        "X-Cloudless-Retry"
 
 /* application/problem+json "type" URIs are this prefix plus a slug (not-found, no-leader,
  * leadership-lost, not-leader, cas-mismatch, ...). */

@@ -23,9 +23,9 @@
 struct api_batcher {
 	struct api_op *head, *tail; /* queued, in arrival order (api_op.batch_next) */
 	unsigned n;
-	size_t bytes;       /* encoded size of the queued items, roughly */
-	char *leader_addr;  /* where the queued items go */
-	unsigned inflight;  /* batches sent, not yet answered */
+	size_t bytes;               /* encoded size of the queued items, roughly */
+	char *leader_addr;          /* where the queued items go */
+	unsigned inflight;          /* batches sent, not yet answered */
 	uint64_t unsupported_until; /* the leader answered 404: forward one by one until then */
 	fwd_cb cb;                  /* each item's answer goes here (proxy.c's forward callback) */
 };
@@ -39,8 +39,8 @@ struct api {
 	struct api_op *ops; /* every op still holding an http_request */
 	unsigned n_ops;
 	bool closing;
-	bool disk_low; /* writes are refused: free space under --min-free-disk (kv_routes.c) */
-	bool disk_checked;        /* disk_free and disk_checked_at are set */
+	bool disk_low;     /* writes are refused: free space under --min-free-disk (kv_routes.c) */
+	bool disk_checked; /* disk_free and disk_checked_at are set */
 	uint64_t disk_checked_at; /* uv_now() of the last statvfs */
 	uint64_t disk_free;       /* bytes free then */
 	uint64_t start_ms;
@@ -55,12 +55,12 @@ struct api_op {
 	struct http_request *req; /* NULL once answered (e.g. by api_cancel_all) */
 	struct api_op *prev, *next;
 	enum api_op_kind kind;
-	uint64_t deadline_ms; /* monotonic */
+	uint64_t deadline_ms;     /* monotonic */
 	uint64_t no_leader_until; /* give up waiting for a leader after this (503) */
-	bool safe_to_retry;   /* idempotency key or CAS: may be re-sent after an unknown outcome */
-	bool maybe_applied;   /* an earlier attempt was re-sent after an unknown outcome */
+	bool safe_to_retry; /* idempotency key or CAS: may be re-sent after an unknown outcome */
+	bool maybe_applied; /* an earlier attempt was re-sent after an unknown outcome */
 	unsigned attempts;
-	bool busy; /* a raft/forward/membership callback is still outstanding */
+	bool busy;    /* a raft/forward/membership callback is still outstanding */
 	bool retried; /* re-sent after an attempt whose outcome is unknown (X-Cloudless-Retry) */
 	uv_timer_t timer; /* waiting for a leader */
 	bool timer_open;
@@ -78,7 +78,7 @@ struct api_op {
 };
 
 void api_init(struct api *a, uv_loop_t *loop, struct node *node, struct fwd *fwd,
-	      struct metrics *metrics, const struct config *cfg);
+              struct metrics *metrics, const struct config *cfg);
 /* Answers every pending request with 503 (shutting down). */
 void api_cancel_all(struct api *a);
 
@@ -99,8 +99,8 @@ void api_op_release(struct api_op *op);
  * X-Cloudless-Index (the applied index). */
 void api_common_headers(struct api *a, struct http_request *req);
 /* Problem response with leader hint members (leader_id, leader_http_addr) when known. */
-void api_problem_leader(struct api *a, struct http_request *req, unsigned status,
-			const char *slug, const char *detail);
+void api_problem_leader(struct api *a, struct http_request *req, unsigned status, const char *slug,
+                        const char *detail);
 /* Maps a raft error from a failed proposal to a response. */
 void api_respond_raft_error(struct api *a, struct http_request *req, int rv, bool applied_unknown);
 /* Parses ?timeout (default cfg forward timeout); -1 after answering 400. */

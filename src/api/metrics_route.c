@@ -10,38 +10,38 @@
 #include "api/api.h"
 
 static const double LATENCY_BUCKETS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-					 0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
+                                         0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
 
 void api_metrics_define(struct metrics *m)
 {
 	size_t nb = sizeof LATENCY_BUCKETS / sizeof LATENCY_BUCKETS[0];
 	metrics_define(m, "cloudless_http_requests_total", METRICS_COUNTER,
-		       "HTTP requests served, by route and status code.", NULL, 0);
+	               "HTTP requests served, by route and status code.", NULL, 0);
 	metrics_define(m, "cloudless_http_request_duration_seconds", METRICS_HISTOGRAM,
-		       "Time from request arrival to response, by route.", LATENCY_BUCKETS, nb);
+	               "Time from request arrival to response, by route.", LATENCY_BUCKETS, nb);
 	metrics_define(m, "cloudless_forward_requests_total", METRICS_COUNTER,
-		       "Requests forwarded to the leader, by outcome.", NULL, 0);
+	               "Requests forwarded to the leader, by outcome.", NULL, 0);
 	metrics_define(m, "cloudless_forward_batches_total", METRICS_COUNTER,
-		       "Batches of writes sent to the leader (POST /raft/forward).", NULL, 0);
+	               "Batches of writes sent to the leader (POST /raft/forward).", NULL, 0);
 	metrics_define(m, "cloudless_forward_batch_items_total", METRICS_COUNTER,
-		       "Writes sent to the leader inside batches.", NULL, 0);
+	               "Writes sent to the leader inside batches.", NULL, 0);
 	metrics_define(m, "cloudless_forward_duration_seconds", METRICS_HISTOGRAM,
-		       "Round trip of requests forwarded to the leader.", LATENCY_BUCKETS, nb);
+	               "Round trip of requests forwarded to the leader.", LATENCY_BUCKETS, nb);
 	metrics_define(m, "cloudless_raft_apply_latency_seconds", METRICS_HISTOGRAM,
-		       "Time from proposing a write on the leader to its apply callback.",
-		       LATENCY_BUCKETS, nb);
+	               "Time from proposing a write on the leader to its apply callback.",
+	               LATENCY_BUCKETS, nb);
 	metrics_define(m, "cloudless_raft_proposals_total", METRICS_COUNTER,
-		       "Commands this node proposed to raft as leader.", NULL, 0);
+	               "Commands this node proposed to raft as leader.", NULL, 0);
 	metrics_define(m, "cloudless_raft_proposal_batches_total", METRICS_COUNTER,
-		       "raft_apply calls that carried them: the commands proposed in one loop "
-		       "iteration go to raft together (group commit).",
-		       NULL, 0);
+	               "raft_apply calls that carried them: the commands proposed in one loop "
+	               "iteration go to raft together (group commit).",
+	               NULL, 0);
 	metrics_define(m, "cloudless_raft_snapshot_creation_total", METRICS_COUNTER,
-		       "Raft snapshots taken, by result.", NULL, 0);
+	               "Raft snapshots taken, by result.", NULL, 0);
 	metrics_define(m, "cloudless_raft_snapshot_restore_total", METRICS_COUNTER,
-		       "Raft snapshots restored (installed from the leader), by result.", NULL, 0);
+	               "Raft snapshots restored (installed from the leader), by result.", NULL, 0);
 	metrics_define(m, "cloudless_raft_leader_changes_seen_total", METRICS_COUNTER,
-		       "Leader changes this node has observed since it started.", NULL, 0);
+	               "Leader changes this node has observed since it started.", NULL, 0);
 	metrics_counter_touch(m, "cloudless_raft_snapshot_creation_total", "result=\"success\"");
 	metrics_counter_touch(m, "cloudless_raft_snapshot_creation_total", "result=\"failure\"");
 	metrics_counter_touch(m, "cloudless_raft_snapshot_restore_total", "result=\"success\"");
@@ -85,35 +85,35 @@ static void write_raft_gauges(struct api *a, struct buf *out)
 	int tolerance = (int)healthy - (int)(voters / 2 + 1);
 
 	metrics_write_gauge(out, "cloudless_coordinator_is_leader",
-			    "1 if this coordinator is the raft leader, else 0.", NULL,
-			    node_is_leader(n));
+	                    "1 if this coordinator is the raft leader, else 0.", NULL,
+	                    node_is_leader(n));
 	metrics_write_gauge(out, "cloudless_raft_has_leader", "1 if this node knows a leader.",
-			    NULL, lid != 0);
+	                    NULL, lid != 0);
 	metrics_write_gauge(out, "cloudless_raft_term", "Current raft term.", NULL,
-			    (double)n->raft.current_term);
-	metrics_write_gauge(out, "cloudless_raft_commit_index", "Highest committed log index.", NULL,
-			    (double)n->raft.commit_index);
+	                    (double)n->raft.current_term);
+	metrics_write_gauge(out, "cloudless_raft_commit_index", "Highest committed log index.",
+	                    NULL, (double)n->raft.commit_index);
 	metrics_write_gauge(out, "cloudless_raft_last_log_index", "Index of the last log entry.",
-			    NULL, (double)raft_last_index(&n->raft));
+	                    NULL, (double)raft_last_index(&n->raft));
 	metrics_write_gauge(out, "cloudless_coordinator_raft_applied_index",
-			    "Highest log index applied to the state machine.", NULL,
-			    (double)n->raft.last_applied);
+	                    "Highest log index applied to the state machine.", NULL,
+	                    (double)n->raft.last_applied);
 	buf_init(&esc);
 	metrics_escape_label(&esc, a->cfg->node_id);
 	snprintf(labels, sizeof labels, "node_id=\"%s\"", esc.data ? esc.data : "");
 	metrics_write_gauge(out, "cloudless_raft_node_state",
-			    "Raft state: 0 follower, 1 candidate, 2 leader, 3 unavailable.", labels,
-			    state_code(n));
+	                    "Raft state: 0 follower, 1 candidate, 2 leader, 3 unavailable.", labels,
+	                    state_code(n));
 	metrics_write_gauge(out, "cloudless_raft_peers", "Servers in the raft configuration.", NULL,
-			    n->raft.configuration.n);
+	                    n->raft.configuration.n);
 	metrics_write_gauge(out, "cloudless_raft_voters", "Voters in the raft configuration.", NULL,
-			    voters);
+	                    voters);
 	metrics_write_gauge(out, "cloudless_raft_failure_tolerance",
-			    "Voters that can fail before the cluster loses quorum.", NULL,
-			    tolerance < 0 ? 0 : tolerance);
+	                    "Voters that can fail before the cluster loses quorum.", NULL,
+	                    tolerance < 0 ? 0 : tolerance);
 	if (node_is_leader(n)) {
 		metrics_write_gauge_header(out, "cloudless_raft_follower_replication_lag_entries",
-					   "Entries each follower trails the leader's log by.");
+		                           "Entries each follower trails the leader's log by.");
 		raft_index last = raft_last_index(&n->raft);
 		for (unsigned i = 0; i < n->raft.configuration.n; i++) {
 			struct raft_server *s = &n->raft.configuration.servers[i];
@@ -122,32 +122,34 @@ static void write_raft_gauges(struct api *a, struct buf *out)
 			const struct fsm_member *m = node_member_by_raft_id(n, s->id);
 			buf_reset(&esc);
 			metrics_escape_label(&esc, m ? m->node_id : s->address);
-			snprintf(labels, sizeof labels, "follower_id=\"%s\"", esc.data ? esc.data : "");
+			snprintf(labels, sizeof labels, "follower_id=\"%s\"",
+			         esc.data ? esc.data : "");
 			raft_index match = n->raft.leader_state.progress[i].match_index;
 			metrics_write_sample(out, "cloudless_raft_follower_replication_lag_entries",
-					     labels, (double)(last - match));
+			                     labels, (double)(last - match));
 		}
 	}
 	buf_close(&esc);
 	metrics_write_gauge(out, "cloudless_build_info", "Build information.",
-			    "version=\"" CLOUDLESS_VERSION "\"", 1);
+	                    "version=\"" CLOUDLESS_VERSION "\"", 1);
 }
 
 void api_route_metrics(struct api *a, struct http_request *req)
 {
 	struct node *n = a->node;
 	struct buf out;
-	sync_counter(a->metrics, "cloudless_raft_leader_changes_seen_total", NULL, n->leader_changes);
+	sync_counter(a->metrics, "cloudless_raft_leader_changes_seen_total", NULL,
+	             n->leader_changes);
 	sync_counter(a->metrics, "cloudless_raft_proposals_total", NULL, n->props.proposed);
 	sync_counter(a->metrics, "cloudless_raft_proposal_batches_total", NULL, n->props.batches);
 	sync_counter(a->metrics, "cloudless_raft_snapshot_creation_total", "result=\"success\"",
-		     n->fsm.stats.snapshots_ok);
+	             n->fsm.stats.snapshots_ok);
 	sync_counter(a->metrics, "cloudless_raft_snapshot_creation_total", "result=\"failure\"",
-		     n->fsm.stats.snapshots_failed);
+	             n->fsm.stats.snapshots_failed);
 	sync_counter(a->metrics, "cloudless_raft_snapshot_restore_total", "result=\"success\"",
-		     n->fsm.stats.restores_ok);
+	             n->fsm.stats.restores_ok);
 	sync_counter(a->metrics, "cloudless_raft_snapshot_restore_total", "result=\"failure\"",
-		     n->fsm.stats.restores_failed);
+	             n->fsm.stats.restores_failed);
 	buf_init(&out);
 	metrics_render(a->metrics, &out);
 	write_raft_gauges(a, &out);

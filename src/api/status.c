@@ -25,7 +25,7 @@ static json_t *leader_json(struct node *n)
 	if (!node_leader(n, &m, &id, &addr))
 		return json_null();
 	return json_pack("{s:s, s:s, s:s}", "node_id", m ? m->node_id : "", "raft_addr", addr,
-			 "http_addr", m ? m->http_addr : "");
+	                 "http_addr", m ? m->http_addr : "");
 }
 
 static json_t *servers_json(struct node *n)
@@ -37,11 +37,11 @@ static json_t *servers_json(struct node *n)
 		struct raft_server *s = &n->raft.configuration.servers[i];
 		const struct fsm_member *m = node_member_by_raft_id(n, s->id);
 		json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "node_id", m ? m->node_id : "",
-				      "raft_addr", s->address, "http_addr", m ? m->http_addr : "",
-				      "role", role_name(s->role));
+		                      "raft_addr", s->address, "http_addr", m ? m->http_addr : "",
+		                      "role", role_name(s->role));
 		if (leader) {
-			raft_index match = s->id == n->id ? last
-							  : n->raft.leader_state.progress[i].match_index;
+			raft_index match =
+			    s->id == n->id ? last : n->raft.leader_state.progress[i].match_index;
 			json_object_set_new(o, "match_index", json_integer((json_int_t)match));
 			json_object_set_new(o, "lag", json_integer((json_int_t)(last - match)));
 		}
@@ -54,20 +54,21 @@ void api_route_status(struct api *a, struct http_request *req)
 {
 	struct node *n = a->node;
 	uint64_t lc = node_last_contact_ms(n);
-	json_t *o = json_pack(
-	    "{s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:o, s:o, s:b, s:I}", "node_id", a->cfg->node_id,
-	    "state", node_state_name(n), "term", (json_int_t)n->raft.current_term, "leader",
-	    leader_json(n), "commit_index", (json_int_t)n->raft.commit_index, "applied_index",
-	    (json_int_t)n->raft.last_applied, "last_log_index",
-	    (json_int_t)raft_last_index(&n->raft), "last_contact_ms",
-	    lc == UINT64_MAX ? json_null() : json_integer((json_int_t)lc), "servers",
-	    servers_json(n), "leader_ready", node_is_ready_leader(n), "leader_changes",
-	    (json_int_t)n->leader_changes);
+	json_t *o = json_pack("{s:s, s:s, s:I, s:o, s:I, s:I, s:I, s:o, s:o, s:b, s:I}", "node_id",
+	                      a->cfg->node_id, "state", node_state_name(n), "term",
+	                      (json_int_t)n->raft.current_term, "leader", leader_json(n),
+	                      "commit_index", (json_int_t)n->raft.commit_index, "applied_index",
+	                      (json_int_t)n->raft.last_applied, "last_log_index",
+	                      (json_int_t)raft_last_index(&n->raft), "last_contact_ms",
+	                      lc == UINT64_MAX ? json_null() : json_integer((json_int_t)lc),
+	                      "servers", servers_json(n), "leader_ready", node_is_ready_leader(n),
+	                      "leader_changes", (json_int_t)n->leader_changes);
 	json_object_set_new(o, "fsm_index", json_integer((json_int_t)n->fsm.applied_index));
 	if (http_request_query(req, "digest") != NULL) {
 		uint64_t keys;
 		char hex[17];
-		snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fsm_digest(&n->fsm, &keys));
+		snprintf(hex, sizeof hex, "%016llx",
+		         (unsigned long long)fsm_digest(&n->fsm, &keys));
 		json_object_set_new(o, "state_digest", json_string(hex));
 		json_object_set_new(o, "state_keys", json_integer((json_int_t)keys));
 	}
@@ -90,12 +91,13 @@ void api_route_health(struct api *a, struct http_request *req)
 	char d[160];
 	if (mode != NULL && strcmp(mode, "live") == 0) {
 		http_respond_json(req, 200,
-				  json_pack("{s:s, s:s, s:s}", "status", "ok", "mode", "live",
-					    "node_id", a->cfg->node_id));
+		                  json_pack("{s:s, s:s, s:s}", "status", "ok", "mode", "live",
+		                            "node_id", a->cfg->node_id));
 		return;
 	}
 	if (mode != NULL && strcmp(mode, "ready") != 0) {
-		http_problem(req, 400, "bad-parameter", "mode must be \"ready\" (default) or \"live\"");
+		http_problem(req, 400, "bad-parameter",
+		             "mode must be \"ready\" (default) or \"live\"");
 		return;
 	}
 	json_t *checks = json_object(), *failing = json_array();
@@ -116,21 +118,22 @@ void api_route_health(struct api *a, struct http_request *req)
 		if (lc == UINT64_MAX)
 			snprintf(d, sizeof d, "no contact with a leader");
 		else
-			snprintf(d, sizeof d, "last leader contact %llu ms ago", (unsigned long long)lc);
+			snprintf(d, sizeof d, "last leader contact %llu ms ago",
+			         (unsigned long long)lc);
 	}
 	check(checks, failing, "leader_quorum_contact", lid != 0 && contact, d);
 
 	raft_index lag = n->raft.commit_index > n->raft.last_applied
-			     ? n->raft.commit_index - n->raft.last_applied
-			     : 0;
+	                     ? n->raft.commit_index - n->raft.last_applied
+	                     : 0;
 	snprintf(d, sizeof d, "applied index trails commit index by %llu (max %u)",
-		 (unsigned long long)lag, a->cfg->health_max_lag);
+	         (unsigned long long)lag, a->cfg->health_max_lag);
 	check(checks, failing, "applied_lag", lag <= a->cfg->health_max_lag, d);
 
 	bool ok = json_array_size(failing) == 0;
-	json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o}", "status", ok ? "ok" : "unavailable",
-			      "mode", "ready", "node_id", a->cfg->node_id, "checks", checks,
-			      "failing", failing);
+	json_t *o =
+	    json_pack("{s:s, s:s, s:s, s:o, s:o}", "status", ok ? "ok" : "unavailable", "mode",
+	              "ready", "node_id", a->cfg->node_id, "checks", checks, "failing", failing);
 	if (ok) {
 		http_respond_json(req, 200, o);
 		return;

@@ -13,28 +13,35 @@
 #define CONFIG_MAX_JOIN 16
 
 struct config {
-	char *node_id;        /* --node-id, CLOUDLESS_RAFT_ID (required) */
-	char *raft_addr;      /* --raft-addr, CLOUDLESS_RAFT_ADDR, default 127.0.0.1:7000 (IPv4 ip:port) */
+	char *node_id; /* --node-id, CLOUDLESS_RAFT_ID (required) */
+	char *
+	    raft_addr; /* --raft-addr, CLOUDLESS_RAFT_ADDR, default 127.0.0.1:7000 (IPv4 ip:port) */
 	char *http_addr;      /* --http-addr, CLOUDLESS_HTTP_ADDR, default 127.0.0.1:8080 */
 	char *advertise_http; /* --advertise-http, CLOUDLESS_ADVERTISE_HTTP; default = http_addr;
-				 required when http_addr binds 0.0.0.0 */
-	char *metrics_addr;   /* --metrics-addr, CLOUDLESS_METRICS_ADDR; NULL = no second listener */
-	char *data_dir;       /* --data-dir, CLOUDLESS_DATA_DIR, default ./data */
-	bool bootstrap;       /* --bootstrap, CLOUDLESS_BOOTSTRAP=true|1|yes */
+	                         required when http_addr binds 0.0.0.0 */
+	char *metrics_addr; /* --metrics-addr, CLOUDLESS_METRICS_ADDR; NULL = no second listener */
+	char *data_dir;     /* --data-dir, CLOUDLESS_DATA_DIR, default ./data */
+	bool bootstrap;     /* --bootstrap, CLOUDLESS_BOOTSTRAP=true|1|yes */
 	char *join[CONFIG_MAX_JOIN]; /* --join a,b,c, CLOUDLESS_RAFT_JOIN_ADDR (HTTP host:port) */
 	size_t n_join;
-	unsigned heartbeat_ms;   /* --heartbeat-ms, CLOUDLESS_HEARTBEAT_MS, default 50 */
-	unsigned election_ms;    /* --election-ms, CLOUDLESS_ELECTION_MS, default 300; >= 2*heartbeat */
-	char *log_level;         /* --log-level, CLOUDLESS_LOG_LEVEL: debug|info|warn|error, default info */
-	unsigned snapshot_threshold; /* --snapshot-threshold, CLOUDLESS_SNAPSHOT_THRESHOLD, default 131072 */
-	unsigned snapshot_trailing;  /* --snapshot-trailing, CLOUDLESS_SNAPSHOT_TRAILING, default 8192 */
-	unsigned health_max_lag;     /* --health-max-lag, CLOUDLESS_HEALTH_MAX_LAG, default 1000 entries */
-	size_t max_body;             /* --max-body, CLOUDLESS_MAX_BODY, bytes, default 524288 (512 KiB) */
-	size_t min_free_disk;        /* --min-free-disk, CLOUDLESS_MIN_FREE_DISK, bytes, default 64 MiB */
-	unsigned forward_timeout_ms; /* --forward-timeout-ms, CLOUDLESS_FORWARD_TIMEOUT_MS, default 10000 */
-	unsigned idempotency_ttl_s;  /* --idempotency-ttl, CLOUDLESS_IDEMPOTENCY_TTL, seconds, default 86400 */
-	unsigned idempotency_max;    /* --idempotency-max, CLOUDLESS_IDEMPOTENCY_MAX, default 100000 */
-	unsigned connect_retry_ms;   /* --connect-retry-ms, CLOUDLESS_CONNECT_RETRY_MS, default 100 */
+	unsigned heartbeat_ms; /* --heartbeat-ms, CLOUDLESS_HEARTBEAT_MS, default 50 */
+	unsigned
+	    election_ms; /* --election-ms, CLOUDLESS_ELECTION_MS, default 300; >= 2*heartbeat */
+	char *log_level; /* --log-level, CLOUDLESS_LOG_LEVEL: debug|info|warn|error, default info */
+	unsigned snapshot_threshold; /* --snapshot-threshold, CLOUDLESS_SNAPSHOT_THRESHOLD, default
+	                                131072 */
+	unsigned
+	    snapshot_trailing; /* --snapshot-trailing, CLOUDLESS_SNAPSHOT_TRAILING, default 8192 */
+	unsigned
+	    health_max_lag;   /* --health-max-lag, CLOUDLESS_HEALTH_MAX_LAG, default 1000 entries */
+	size_t max_body;      /* --max-body, CLOUDLESS_MAX_BODY, bytes, default 524288 (512 KiB) */
+	size_t min_free_disk; /* --min-free-disk, CLOUDLESS_MIN_FREE_DISK, bytes, default 64 MiB */
+	unsigned forward_timeout_ms; /* --forward-timeout-ms, CLOUDLESS_FORWARD_TIMEOUT_MS, default
+	                                10000 */
+	unsigned idempotency_ttl_s;  /* --idempotency-ttl, CLOUDLESS_IDEMPOTENCY_TTL, seconds,
+	                                default 86400 */
+	unsigned idempotency_max; /* --idempotency-max, CLOUDLESS_IDEMPOTENCY_MAX, default 100000 */
+	unsigned connect_retry_ms; /* --connect-retry-ms, CLOUDLESS_CONNECT_RETRY_MS, default 100 */
 };
 
 enum config_result {
@@ -46,7 +53,7 @@ enum config_result {
 
 /* `envp` may be NULL (then getenv is used). The config owns every string it holds. */
 enum config_result config_parse(struct config *c, int argc, char *const argv[], char *const envp[],
-				char *err, size_t errlen);
+                                char *err, size_t errlen);
 void config_close(struct config *c);
 /* The --help text. */
 const char *config_usage(void);
@@ -54,6 +61,7 @@ const char *config_usage(void);
 int config_prepare_data_dir(const struct config *c, char *err, size_t errlen);
 /* Splits "host:port" (IPv4, hostname or [v6]) into host and port; -1 when malformed or the port
  * is not 1..65535 (0 allowed when allow_zero). host must hold at least 256 bytes. */
-int config_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port, bool allow_zero);
+int config_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port,
+                          bool allow_zero);
 
 #endif

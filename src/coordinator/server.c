@@ -73,10 +73,9 @@ static void transfer_done(struct raft_transfer *req)
 	if (leader != 0 && leader != s->node.id) {
 		log_info("Lost leadership", "node_id=%s reason=shutdown-transfer", s->cfg->node_id);
 		log_info("Leadership transferred before shutdown", "new_leader=%s", addr);
-	}
-	else
+	} else
 		log_warn("Leadership transfer before shutdown did not complete", "node_id=%s",
-			 s->cfg->node_id);
+		         s->cfg->node_id);
 	close_everything(s);
 }
 
@@ -129,15 +128,15 @@ static void on_failed(void *arg)
 }
 
 static int start_http(struct server *s, struct http_server **out, const char *addr,
-		      http_handler_fn handler, const char *flag)
+                      http_handler_fn handler, const char *flag)
 {
 	char err[256];
 	struct http_server_options o = {.addr = addr,
-					.max_body = s->cfg->max_body,
-					.handler = handler,
-					.complete = api_request_complete,
-					.prepare = api_prepare,
-					.arg = &s->api};
+	                                .max_body = s->cfg->max_body,
+	                                .handler = handler,
+	                                .complete = api_request_complete,
+	                                .prepare = api_prepare,
+	                                .arg = &s->api};
 	if (http_server_init(out, &s->loop, &o, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s %s: %s\n", flag, addr, err);
 		return -1;
@@ -155,19 +154,19 @@ static int start(struct server *s)
 	}
 	api_metrics_define(s->metrics);
 	struct node_options o = {.node_id = c->node_id,
-				 .raft_addr = c->raft_addr,
-				 .http_addr = c->advertise_http,
-				 .data_dir = c->data_dir,
-				 .bootstrap = c->bootstrap,
-				 .join = (const char *const *)c->join,
-				 .n_join = c->n_join,
-				 .heartbeat_ms = c->heartbeat_ms,
-				 .election_ms = c->election_ms,
-				 .snapshot_threshold = c->snapshot_threshold,
-				 .snapshot_trailing = c->snapshot_trailing,
-				 .connect_retry_ms = c->connect_retry_ms,
-				 .idem_ttl_s = c->idempotency_ttl_s,
-				 .idem_max = c->idempotency_max};
+	                         .raft_addr = c->raft_addr,
+	                         .http_addr = c->advertise_http,
+	                         .data_dir = c->data_dir,
+	                         .bootstrap = c->bootstrap,
+	                         .join = (const char *const *)c->join,
+	                         .n_join = c->n_join,
+	                         .heartbeat_ms = c->heartbeat_ms,
+	                         .election_ms = c->election_ms,
+	                         .snapshot_threshold = c->snapshot_threshold,
+	                         .snapshot_trailing = c->snapshot_trailing,
+	                         .connect_retry_ms = c->connect_retry_ms,
+	                         .idem_ttl_s = c->idempotency_ttl_s,
+	                         .idem_max = c->idempotency_max};
 	if (node_init(&s->node, &s->loop, &o, s->fwd, s->metrics, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s\n", err);
 		return -1;
@@ -180,7 +179,7 @@ static int start(struct server *s)
 		return -1;
 	if (c->metrics_addr != NULL &&
 	    start_http(s, &s->metrics_http, c->metrics_addr, api_handle_metrics_listener,
-		       "--metrics-addr") != 0)
+	               "--metrics-addr") != 0)
 		return -1;
 	if (node_start(&s->node, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s\n", err);
@@ -188,9 +187,9 @@ static int start(struct server *s)
 	}
 	s->node_started = true;
 	log_info("Coordinator started",
-		 "node_id=%s raft_addr=%s http_addr=%s advertise_http=%s data_dir=%s version=%s",
-		 c->node_id, c->raft_addr, c->http_addr, c->advertise_http, c->data_dir,
-		 CLOUDLESS_VERSION);
+	         "node_id=%s raft_addr=%s http_addr=%s advertise_http=%s data_dir=%s version=%s",
+	         c->node_id, c->raft_addr, c->http_addr, c->advertise_http, c->data_dir,
+	         CLOUDLESS_VERSION);
 	return 0;
 }
 

@@ -73,7 +73,7 @@ struct fwd_xfer {
 	char *body; /* request body copy, NULL when there is none */
 	struct curl_slist *req_headers;
 	uint64_t start_ns;
-	bool oom;       /* a response callback ran out of memory; curl reports a write error */
+	bool oom;          /* a response callback ran out of memory; curl reports a write error */
 	unsigned sends;    /* times curl was about to send the request (see on_prereq) */
 	bool at_most_once; /* fwd_request.fresh_connection: refuse curl's re-send */
 
@@ -331,8 +331,8 @@ static void xfer_complete(struct fwd_xfer *x, CURLcode rc, bool canceled)
 		/* Debug only: every caller reports the failure with its own context (join attempt,
 		 * forwarded write), and a retry loop would otherwise log each attempt twice. */
 		log_debug("Forward request failed",
-		         "method=%s url=%s result=%s seconds=%.3f error=\"%s\"", x->method, x->url,
-		         result_name(resp.result), resp.seconds, resp.error);
+		          "method=%s url=%s result=%s seconds=%.3f error=\"%s\"", x->method, x->url,
+		          result_name(resp.result), resp.seconds, resp.error);
 	else
 		log_debug("Forward request done", "method=%s url=%s status=%ld seconds=%.3f",
 		          x->method, x->url, status, resp.seconds);

@@ -19,13 +19,13 @@ struct fwd_header {
 };
 
 struct fwd_request {
-	const char *method;   /* "GET", "PUT", "POST", "DELETE", ... */
-	const char *url;      /* absolute http:// URL */
+	const char *method; /* "GET", "PUT", "POST", "DELETE", ... */
+	const char *url;    /* absolute http:// URL */
 	const struct fwd_header *headers;
 	size_t n_headers;
-	const void *body;     /* may be NULL */
+	const void *body; /* may be NULL */
 	size_t body_len;
-	unsigned timeout_ms;  /* whole-request deadline; 0 means 10000 */
+	unsigned timeout_ms; /* whole-request deadline; 0 means 10000 */
 	/* Send the request at most once. libcurl silently re-sends a request whose reused
 	 * connection dies before any response byte arrives, although the peer may have acted on
 	 * it. With this set that re-send is refused (the transfer fails as FWD_FAILED: outcome
@@ -36,11 +36,12 @@ struct fwd_request {
 };
 
 enum fwd_result {
-	FWD_OK = 0,          /* a response arrived (any HTTP status) */
-	FWD_CONNECT_FAILED,  /* nothing was sent: DNS, refused or timed-out connect (safe to retry) */
-	FWD_TIMEOUT,         /* the deadline passed; the request may or may not have run */
-	FWD_FAILED,          /* other transport error after sending; outcome unknown */
-	FWD_CANCELED,        /* fwd_close() was called */
+	FWD_OK = 0,         /* a response arrived (any HTTP status) */
+	FWD_CONNECT_FAILED, /* nothing was sent: DNS, refused or timed-out connect (safe to retry)
+	                     */
+	FWD_TIMEOUT,        /* the deadline passed; the request may or may not have run */
+	FWD_FAILED,         /* other transport error after sending; outcome unknown */
+	FWD_CANCELED,       /* fwd_close() was called */
 };
 
 struct fwd_response {

@@ -381,7 +381,7 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 		for (size_t i = 0; i < len && i < 32; i++)
 			snprintf(hex + 2 * i, 3, "%02x", ((const unsigned char *)data)[i]);
 		log_error("Undecodable raft entry", "index=%llu len=%zu head=%s",
-			  (unsigned long long)index, len, hex);
+		          (unsigned long long)index, len, hex);
 		code = FSM_BAD_COMMAND;
 	} else if (c.type == COMMAND_MEMBER_SET || c.type == COMMAND_MEMBER_DEL) {
 		code = apply_member(f, &b, &c);

@@ -102,8 +102,8 @@ struct fsm {
 	 * on a uv worker thread. */
 	struct store_snap snap;
 	uint64_t snap_index;
-	size_t snap_size;   /* bytes of the last image: the next one starts with that much room */
-	uint64_t snap_ns;   /* how long serialising it took (worker thread), for the log */
+	size_t snap_size; /* bytes of the last image: the next one starts with that much room */
+	uint64_t snap_ns; /* how long serialising it took (worker thread), for the log */
 	bool snap_active;
 };
 

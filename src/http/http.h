@@ -23,23 +23,23 @@ typedef void (*http_handler_fn)(struct http_request *req, void *arg);
 /* Called once per request after its response is sent (or the connection died). `status` is
  * 0 when no response was ever queued. */
 typedef void (*http_complete_fn)(struct http_request *req, unsigned status, double seconds,
-				 void *arg);
+                                 void *arg);
 
 struct http_server_options {
-	const char *addr;     /* "host:port"; port 0 picks a free port */
-	size_t max_body;      /* bytes; larger uploads get 413 */
+	const char *addr; /* "host:port"; port 0 picks a free port */
+	size_t max_body;  /* bytes; larger uploads get 413 */
 	http_handler_fn handler;
 	http_complete_fn complete; /* optional */
 	/* Optional: called once per request as soon as its headers are in, before the body is
 	 * read, the handler runs or the server answers by itself (413, 503 while closing), so
 	 * headers it adds reach every response. */
 	http_handler_fn prepare;
-	void *arg;            /* passed to handler, complete and prepare */
+	void *arg; /* passed to handler, complete and prepare */
 };
 
 /* Binds and starts serving. On failure returns -1 and writes a one-line reason to err. */
 int http_server_init(struct http_server **out, uv_loop_t *loop,
-		     const struct http_server_options *opts, char *err, size_t errlen);
+                     const struct http_server_options *opts, char *err, size_t errlen);
 /* Answers every still-pending request with 503, stops listening and frees the server. The
  * caller must not touch any http_request afterwards. */
 void http_server_close(struct http_server *s);
@@ -75,7 +75,7 @@ void http_response_header(struct http_request *req, const char *name, const char
 /* Sends the response (body copied). Call exactly once per request, from the handler or
  * later from any callback on the loop thread; extra calls are ignored. */
 void http_respond(struct http_request *req, unsigned status, const char *content_type,
-		  const void *body, size_t len);
+                  const void *body, size_t len);
 /* True once http_respond has been called. */
 bool http_request_answered(const struct http_request *req);
 

@@ -20,8 +20,8 @@ void metrics_close(struct metrics *m);
 
 /* Declares a family. `buckets` (upper bounds, ascending, without +Inf) is for histograms
  * only; it is copied. Declaring the same name twice is a programming error (aborts). */
-void metrics_define(struct metrics *m, const char *name, enum metrics_type type,
-		    const char *help, const double *buckets, size_t n_buckets);
+void metrics_define(struct metrics *m, const char *name, enum metrics_type type, const char *help,
+                    const double *buckets, size_t n_buckets);
 
 /* `labels` is the inside of the braces, already formatted and escaped, e.g.
  * `route="/v1/kv",code="200"`, or NULL/"" for none. Unknown family names abort. */
@@ -36,8 +36,8 @@ double metrics_counter_get(struct metrics *m, const char *name, const char *labe
 void metrics_render(struct metrics *m, struct buf *out);
 
 /* Writes one gauge family with a single series: HELP, TYPE and the sample line. */
-void metrics_write_gauge(struct buf *out, const char *name, const char *help,
-			 const char *labels, double value);
+void metrics_write_gauge(struct buf *out, const char *name, const char *help, const char *labels,
+                         double value);
 /* Writes the HELP/TYPE header of a gauge family, then call metrics_write_sample per series. */
 void metrics_write_gauge_header(struct buf *out, const char *name, const char *help);
 void metrics_write_sample(struct buf *out, const char *name, const char *labels, double value);

@@ -14,7 +14,7 @@
 #include "raft/node.h"
 
 #define BACKOFF_START_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS   5000
 /* The leader answers a join only once the node has caught up and been promoted. */
 #define JOIN_TIMEOUT_MS 65000
 
@@ -56,21 +56,22 @@ static void reply_cb(const struct fwd_response *r, void *arg)
 	json_t *o = r->result == FWD_OK ? json_loadb(r->body, r->body_len, 0, &jerr) : NULL;
 	const char *leader = json_string_value(json_object_get(o, "leader_id"));
 	const char *hint = json_string_value(json_object_get(o, "leader_http_addr"));
-	if (r->result == FWD_OK && r->status == 200 && json_is_true(json_object_get(o, "success"))) {
+	if (r->result == FWD_OK && r->status == 200 &&
+	    json_is_true(json_object_get(o, "success"))) {
 		aj->active = false;
 		aj->joined = true;
 		log_info("Joined raft cluster", "node_id=%s via=%s leader_id=%s attempts=%u",
-			 n->opts.node_id, target, leader ? leader : "?", aj->attempts);
+		         n->opts.node_id, target, leader ? leader : "?", aj->attempts);
 		json_decref(o);
 		return;
 	}
 	const char *detail = json_string_value(json_object_get(o, "detail"));
 	log_warn("Join attempt failed", "node_id=%s target=%s status=%ld error=\"%s\"",
-		 n->opts.node_id, target, r->status,
-		 r->result != FWD_OK ? (r->error ? r->error : "transport error")
-				     : (detail ? detail : "unexpected response"));
+	         n->opts.node_id, target, r->status,
+	         r->result != FWD_OK ? (r->error ? r->error : "transport error")
+	                             : (detail ? detail : "unexpected response"));
 	bool follow = hint != NULL && hint[0] != '\0' && strcmp(hint, target) != 0 &&
-		      strlen(hint) < sizeof aj->hint;
+	              strlen(hint) < sizeof aj->hint;
 	if (follow) {
 		snprintf(aj->hint, sizeof aj->hint, "%s", hint);
 		json_decref(o);
@@ -92,20 +93,20 @@ static void attempt(struct node *n)
 	char url[COMMAND_MAX_ADDR + 32];
 	snprintf(url, sizeof url, "http://%s/raft/join", target);
 	json_t *body = json_pack("{s:s, s:s, s:s}", "node_id", n->opts.node_id, "raft_addr",
-				 n->opts.raft_addr, "http_addr", n->opts.http_addr);
+	                         n->opts.raft_addr, "http_addr", n->opts.http_addr);
 	char *s = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
 	struct fwd_header h[] = {{"Content-Type", "application/json"}};
 	struct fwd_request req = {.method = "POST",
-				  .url = url,
-				  .headers = h,
-				  .n_headers = 1,
-				  .body = s,
-				  .body_len = s ? strlen(s) : 0,
-				  .timeout_ms = JOIN_TIMEOUT_MS};
+	                          .url = url,
+	                          .headers = h,
+	                          .n_headers = 1,
+	                          .body = s,
+	                          .body_len = s ? strlen(s) : 0,
+	                          .timeout_ms = JOIN_TIMEOUT_MS};
 	aj->attempts++;
 	log_info("Join attempt", "node_id=%s target=%s attempt=%u", n->opts.node_id, target,
-		 aj->attempts);
+	         aj->attempts);
 	if (s == NULL || fwd_send(n->fwd, &req, reply_cb, n) != 0) {
 		log_error("Cannot send join request", "target=%s", target);
 		schedule(n, true);

@@ -21,11 +21,11 @@
 #include "raft/node.h"
 #include "util/clock.h"
 
-#define MAX_QUEUED 64
-#define CATCHUP_POLL_MS 10
-#define CATCHUP_TIMEOUT_MS 60000
-#define CATCHUP_SLACK 16 /* entries a standby may trail by and still be promoted */
-#define RETRY_MS 20
+#define MAX_QUEUED             64
+#define CATCHUP_POLL_MS        10
+#define CATCHUP_TIMEOUT_MS     60000
+#define CATCHUP_SLACK          16 /* entries a standby may trail by and still be promoted */
+#define RETRY_MS               20
 #define REMOVAL_CHECK_EVERY_MS 1000
 
 /* A change advances with step++ when a raft callback completes, so each kind's steps must be
@@ -52,10 +52,10 @@ static void run(struct node *n);
 static void timer_cb(uv_timer_t *t);
 
 static void finish(struct node *n, struct node_change *c, unsigned status, bool changed,
-		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static void finish(struct node *n, struct node_change *c, unsigned status, bool changed,
-		   const char *fmt, ...)
+                   const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -168,7 +168,7 @@ static void retry_later(struct node *n, unsigned ms)
 }
 
 static void propose_member(struct node *n, struct node_change *c, bool del, const char *id,
-			   raft_id rid)
+                           raft_id rid)
 {
 	struct command cmd = {.type = del ? COMMAND_MEMBER_DEL : COMMAND_MEMBER_SET};
 	cmd.node_id = (struct command_str){id, strlen(id)};
@@ -183,8 +183,7 @@ static void propose_member(struct node *n, struct node_change *c, bool del, cons
 	int rv = node_propose(n, &c->propose, &b);
 	buf_close(&b);
 	c->waiting = rv == 0;
-	if (rv != 0)
-	{
+	if (rv != 0) {
 		c->retry_elsewhere = leadership_moved(rv);
 		finish(n, c, 503, false, "cannot record member metadata: %s", raft_strerror(rv));
 	}
@@ -212,7 +211,7 @@ static void join_start(struct node *n, struct node_change *c)
 	raft_id other = server_with_addr(n, c->raft_addr, c->target);
 	bool same_addr = s != NULL && strcmp(s->address, c->raft_addr) == 0;
 	bool meta_ok = m != NULL && strcmp(m->http_addr, c->http_addr) == 0 &&
-		       strcmp(m->raft_addr, c->raft_addr) == 0;
+	               strcmp(m->raft_addr, c->raft_addr) == 0;
 	if (same_addr && s->role == RAFT_VOTER && other == 0 && meta_ok) {
 		finish(n, c, 200, false, "node %s is already a voter", c->node_id);
 		return;
@@ -222,8 +221,9 @@ static void join_start(struct node *n, struct node_change *c)
 	else if (s != NULL && !same_addr)
 		c->replace_id = c->target;
 	if (c->replace_id != 0 && !quorum_safe(n, c->replace_id, false)) {
-		finish(n, c, 409, false,
-		       "replacing the old entry would leave the cluster without a reachable quorum");
+		finish(
+		    n, c, 409, false,
+		    "replacing the old entry would leave the cluster without a reachable quorum");
 		return;
 	}
 	c->step = c->replace_id != 0 ? STEP_REMOVE_OLD : STEP_META;
@@ -252,7 +252,8 @@ static void remove_start(struct node *n, struct node_change *c)
 	}
 	if (s->role == RAFT_VOTER && !quorum_safe(n, c->target, false)) {
 		finish(n, c, 409, false,
-		       "removing %s would leave the cluster without a reachable quorum", c->node_id);
+		       "removing %s would leave the cluster without a reachable quorum",
+		       c->node_id);
 		return;
 	}
 	c->step = STEP_REMOVE;
@@ -300,7 +301,8 @@ static void transfer_cb(struct raft_transfer *req)
 		/* Leadership moved (or an election is under way): the removal goes to the new
 		 * leader through the api's forwarding. */
 		c->retry_elsewhere = true;
-		finish(n, c, 503, false, "leadership handed over; retry the removal on the new leader");
+		finish(n, c, 503, false,
+		       "leadership handed over; retry the removal on the new leader");
 		return;
 	}
 	if (leader != 0 && leader != n->id) {
@@ -308,7 +310,8 @@ static void transfer_cb(struct raft_transfer *req)
 		finish(n, c, 200, true, "leadership transferred to %s", m ? m->node_id : "?");
 		return;
 	}
-	finish(n, c, 503, false, "leadership transfer did not complete within the election timeout");
+	finish(n, c, 503, false,
+	       "leadership transfer did not complete within the election timeout");
 }
 
 static void transfer_start(struct node *n, struct node_change *c)
@@ -329,10 +332,12 @@ static void transfer_start(struct node *n, struct node_change *c)
 			return;
 		}
 		if (!node_heard_from(n, c->target)) {
-			/* raft would wait a whole election timeout for a voter that cannot answer. */
-			finish(n, c, 409, false,
-			       "node %s has not been heard from recently; it cannot take leadership",
-			       c->node_id);
+			/* raft would wait a whole election timeout for a voter that cannot answer.
+			 */
+			finish(
+			    n, c, 409, false,
+			    "node %s has not been heard from recently; it cannot take leadership",
+			    c->node_id);
 			return;
 		}
 	}
@@ -447,7 +452,7 @@ static void step_join(struct node *n, struct node_change *c)
 		break;
 	}
 	log_info("Node joined cluster", "node_id=%s raft_addr=%s http_addr=%s", c->node_id,
-		 c->raft_addr, c->http_addr);
+	         c->raft_addr, c->http_addr);
 	finish(n, c, 200, true, "node %s joined the cluster as a voter", c->node_id);
 }
 
@@ -468,7 +473,7 @@ static void step_remove(struct node *n, struct node_change *c)
 		return;
 	default:
 		log_info("Node removed from cluster", "node_id=%s by=%s", c->node_id,
-			 n->opts.node_id);
+		         n->opts.node_id);
 		finish(n, c, 200, true, "node %s removed from the cluster", c->node_id);
 	}
 }
@@ -518,7 +523,7 @@ void node_change_submit(struct node *n, struct node_change *c)
 	if (n->mship.queued >= MAX_QUEUED) {
 		c->http_status = 409;
 		snprintf(c->message, sizeof c->message,
-			 "too many configuration changes queued (%d); retry later", MAX_QUEUED);
+		         "too many configuration changes queued (%d); retry later", MAX_QUEUED);
 		c->cb(c);
 		return;
 	}
@@ -599,15 +604,16 @@ static void removal_reply(const struct fwd_response *r, void *arg)
 	json_int_t term = json_integer_value(json_object_get(o, "term"));
 	json_t *servers = json_object_get(o, "servers");
 	bool removed = state != NULL && strcmp(state, "leader") == 0 && json_is_array(servers) &&
-		       (raft_term)term >= n->raft.current_term &&
-		       !lists_node(servers, n->opts.node_id);
+	               (raft_term)term >= n->raft.current_term &&
+	               !lists_node(servers, n->opts.node_id);
 	json_decref(o);
 	if (!removed)
 		return;
 	n->removed = true;
-	log_info("Node removed from cluster", "node_id=%s reason=\"the leader's configuration no "
-					      "longer lists this node\"",
-		 n->opts.node_id);
+	log_info("Node removed from cluster",
+	         "node_id=%s reason=\"the leader's configuration no "
+	         "longer lists this node\"",
+	         n->opts.node_id);
 	if (n->on_removed != NULL)
 		n->on_removed(n->event_arg);
 }
@@ -615,7 +621,8 @@ static void removal_reply(const struct fwd_response *r, void *arg)
 void membership_check_removed(struct node *n)
 {
 	uint64_t now = clock_mono_ms();
-	if (n->removal.pending > 0 || n->removed || now - n->removal.last_ms < REMOVAL_CHECK_EVERY_MS)
+	if (n->removal.pending > 0 || n->removed ||
+	    now - n->removal.last_ms < REMOVAL_CHECK_EVERY_MS)
 		return;
 	n->removal.last_ms = now;
 	node_refresh_members(n);

@@ -48,10 +48,10 @@ struct node_propose {
 	node_propose_cb cb;
 	void *data;
 	uint64_t start_ns;
-	raft_index index;            /* the entry's index once handed to raft (propose.c) */
-	raft_term term;              /* the term it was appended in */
-	struct raft_buffer buf;      /* the padded command until raft owns it */
-	struct node_propose *next;   /* queue / in-flight list */
+	raft_index index;          /* the entry's index once handed to raft (propose.c) */
+	raft_term term;            /* the term it was appended in */
+	struct raft_buffer buf;    /* the padded command until raft owns it */
+	struct node_propose *next; /* queue / in-flight list */
 };
 
 /* Group commit (propose.c): commands queued during a loop iteration, and those handed to raft
@@ -59,7 +59,7 @@ struct node_propose {
 struct node_proposals {
 	struct node_propose *queued, *queued_tail;
 	struct node_propose *inflight, *inflight_tail;
-	uv_idle_t wake; /* active while commands are queued: the loop must not block */
+	uv_idle_t wake;    /* active while commands are queued: the loop must not block */
 	uint64_t proposed; /* commands handed to raft (metrics) */
 	uint64_t batches;  /* raft_apply calls that carried them */
 };
@@ -89,7 +89,7 @@ struct node_change {
 	bool changed;         /* false for an idempotent no-op */
 	bool is_retry; /* in: re-sent after an unknown outcome; "already removed" is success */
 	bool retry_elsewhere; /* failed only because this node stopped leading: safe to retry on
-				 the new leader (nothing half-done stays behind) */
+	                         the new leader (nothing half-done stays behind) */
 	char message[256];
 	/* internal */
 	int step;
@@ -149,21 +149,21 @@ struct node {
 	struct raft_io io;
 	struct transport transport;
 	struct fsm fsm;
-	struct fwd *fwd;           /* borrowed */
-	struct metrics *metrics;   /* borrowed */
-	struct node_options opts;  /* strings owned (copied) */
+	struct fwd *fwd;          /* borrowed */
+	struct metrics *metrics;  /* borrowed */
+	struct node_options opts; /* strings owned (copied) */
 	raft_id id;
 	char *raft_dir;
-	bool had_state;            /* raft state existed at start-up */
-	bool bootstrapped_here;    /* this data dir bootstrapped its own cluster */
+	bool had_state;         /* raft state existed at start-up */
+	bool bootstrapped_here; /* this data dir bootstrapped its own cluster */
 
 	uv_timer_t watch;
 	uv_prepare_t flush; /* once per loop iteration: propose_flush, fsm_flush */
 	struct node_proposals props;
 	int last_state;
 	raft_id last_leader;
-	raft_term leader_term;     /* term in which we became leader */
-	bool leader_ready;         /* our barrier in leader_term committed */
+	raft_term leader_term; /* term in which we became leader */
+	bool leader_ready;     /* our barrier in leader_term committed */
 	struct raft_barrier ready_barrier;
 	bool ready_barrier_active;
 	uint64_t leader_changes;
@@ -189,9 +189,9 @@ struct node {
 	node_event_cb on_removed; /* the node learned it is no longer a member */
 	node_event_cb on_failed;  /* raft stopped for good (RAFT_UNAVAILABLE); restart to recover */
 	bool failed;
-	raft_index unstored_at;      /* stuck-append watch (watch_cb): last_stored seen ... */
-	uint64_t unstored_since_ms;  /* ... unchanged since, with entries waiting to be stored */
-	uint64_t last_watch_ms;      /* previous watch tick */
+	raft_index unstored_at;     /* stuck-append watch (watch_cb): last_stored seen ... */
+	uint64_t unstored_since_ms; /* ... unchanged since, with entries waiting to be stored */
+	uint64_t last_watch_ms;     /* previous watch tick */
 	void *event_arg;
 	void (*close_cb)(struct node *n);
 	unsigned closing_handles;
@@ -201,7 +201,7 @@ struct node {
 raft_id node_raft_id(const char *node_id);
 
 int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, struct fwd *fwd,
-	      struct metrics *metrics, char *err, size_t errlen);
+              struct metrics *metrics, char *err, size_t errlen);
 /* Bootstraps if asked and needed, starts raft, the watch timer and auto-join. */
 int node_start(struct node *n, char *err, size_t errlen);
 /* Closes raft (failing pending requests) and every handle; cb runs when all is released. */

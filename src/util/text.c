@@ -53,7 +53,7 @@ void text_base64_encode(const void *data, size_t len, struct buf *out)
 		if (i + 2 < len)
 			v |= p[i + 2];
 		char q[4] = {B64[v >> 18 & 63], B64[v >> 12 & 63],
-			     i + 1 < len ? B64[v >> 6 & 63] : '=', i + 2 < len ? B64[v & 63] : '='};
+		             i + 1 < len ? B64[v >> 6 & 63] : '=', i + 2 < len ? B64[v & 63] : '='};
 		buf_append(out, q, 4);
 	}
 }
@@ -80,9 +80,9 @@ int text_base64_decode(const char *s, size_t len, struct buf *out)
 			}
 		}
 		uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-			     (uint32_t)v[3];
+		             (uint32_t)v[3];
 		unsigned char o[3] = {(unsigned char)(x >> 16), (unsigned char)(x >> 8),
-				      (unsigned char)x};
+		                      (unsigned char)x};
 		buf_append(out, o, (size_t)(3 - pad));
 	}
 	return 0;

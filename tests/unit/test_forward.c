@@ -578,8 +578,9 @@ static void test_fresh_connection(struct fwd *f)
 		die.fresh_connection = fresh;
 		do_req(f, &die, &r);
 		int sent = atomic_load(&die_requests) - before;
-		fprintf(stderr, "dropped PUT with fresh_connection=%d: sent %d time(s), result %d\n",
-			fresh, sent, r.result);
+		fprintf(stderr,
+		        "dropped PUT with fresh_connection=%d: sent %d time(s), result %d\n", fresh,
+		        sent, r.result);
 		if (fresh) {
 			CHECK_EQ_INT(sent, 1);
 			CHECK_EQ_INT(r.result, FWD_FAILED);

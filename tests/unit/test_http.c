@@ -515,7 +515,8 @@ static void test_query(void)
 	resp_init(&r);
 	get(c, "/nul%00x?v=a%00b%zz%4", &r);
 	CHECK_EQ_INT(r.status, 200);
-	CHECK_EQ_STR(r.body.data, "a\xC0\x80" "b%zz%4");
+	CHECK_EQ_STR(r.body.data, "a\xC0\x80"
+	                          "b%zz%4");
 	resp_close(&r);
 
 	curl_easy_cleanup(c);
@@ -555,7 +556,8 @@ static void test_synthetic(void)
 	CHECK_EQ_STR(http_request_query(req, "a"), "1");
 	CHECK_EQ_STR(http_request_query(req, "flag"), "");
 	CHECK_EQ_STR(http_request_query(req, "b"), "x y z");
-	CHECK_EQ_STR(http_request_query(req, "v"), "a\xC0\x80" "b%zz%4");
+	CHECK_EQ_STR(http_request_query(req, "v"), "a\xC0\x80"
+	                                           "b%zz%4");
 	CHECK_EQ_STR(http_request_query(req, "e"), "");
 	CHECK(http_request_query(req, "zz") == NULL);
 	CHECK_EQ_STR(http_request_query_string(req), "a=1&flag&b=x%20y%20z&v=a%C0%80b%25zz%254&e=");

@@ -13,35 +13,35 @@
 static int testlib_failures;
 static int testlib_checks;
 
-#define CHECK(expr)                                                                          \
-	do {                                                                                 \
-		testlib_checks++;                                                            \
-		if (!(expr)) {                                                               \
-			testlib_failures++;                                                  \
+#define CHECK(expr)                                                                              \
+	do {                                                                                     \
+		testlib_checks++;                                                                \
+		if (!(expr)) {                                                                   \
+			testlib_failures++;                                                      \
 			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr); \
-		}                                                                            \
+		}                                                                                \
 	} while (0)
 
-#define CHECK_EQ_INT(a, b)                                                                   \
-	do {                                                                                 \
-		long long va_ = (long long)(a), vb_ = (long long)(b);                        \
-		testlib_checks++;                                                            \
-		if (va_ != vb_) {                                                            \
-			testlib_failures++;                                                  \
-			fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__,     \
-				__LINE__, #a, #b, va_, vb_);                                 \
-		}                                                                            \
+#define CHECK_EQ_INT(a, b)                                                                  \
+	do {                                                                                \
+		long long va_ = (long long)(a), vb_ = (long long)(b);                       \
+		testlib_checks++;                                                           \
+		if (va_ != vb_) {                                                           \
+			testlib_failures++;                                                 \
+			fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, \
+			        __LINE__, #a, #b, va_, vb_);                                \
+		}                                                                           \
 	} while (0)
 
-#define CHECK_EQ_STR(a, b)                                                                   \
-	do {                                                                                 \
-		const char *sa_ = (a), *sb_ = (b);                                           \
-		testlib_checks++;                                                            \
-		if (sa_ == NULL || sb_ == NULL || strcmp(sa_, sb_) != 0) {                   \
-			testlib_failures++;                                                  \
+#define CHECK_EQ_STR(a, b)                                                                      \
+	do {                                                                                    \
+		const char *sa_ = (a), *sb_ = (b);                                              \
+		testlib_checks++;                                                               \
+		if (sa_ == NULL || sb_ == NULL || strcmp(sa_, sb_) != 0) {                      \
+			testlib_failures++;                                                     \
 			fprintf(stderr, "%s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, \
-				__LINE__, #a, #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)"); \
-		}                                                                            \
+			        __LINE__, #a, #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");  \
+		}                                                                               \
 	} while (0)
 
 #define TEST_DONE()                                                                          \
