@@ -385,12 +385,18 @@ def test_follower_reconnects_to_restarted_peer(make):
 LONG_ELECTION_MS = 20000
 
 
-def test_leader_crash_starts_election_at_once(make):
+def long_timeout_cluster(make):
+    """A 3-node cluster with the long election timeout: (cluster, leader, its followers)."""
     c = make(election_ms=LONG_ELECTION_MS).start(3)
     ld = c.leader()
     survivors = [n for n in c.running() if n is not ld]
     for n in survivors:
         wait_follower_of(n, ld)
+    return c, ld, survivors
+
+
+def test_leader_crash_starts_election_at_once(make):
+    c, ld, survivors = long_timeout_cluster(make)
     assert ok(put_retrying([ld], "before-crash", "1"))
     ld.kill()
     new = wait_for("a new leader long before the %d ms election timeout" % LONG_ELECTION_MS,
@@ -401,11 +407,7 @@ def test_leader_crash_starts_election_at_once(make):
 
 
 def test_paused_leader_is_waited_for(make):
-    c = make(election_ms=LONG_ELECTION_MS).start(3)
-    ld = c.leader()
-    survivors = [n for n in c.running() if n is not ld]
-    for n in survivors:
-        wait_follower_of(n, ld)
+    c, ld, survivors = long_timeout_cluster(make)
     term = ld.status()["term"]
     ld.kill(signal.SIGSTOP)
     try:
