@@ -272,7 +272,13 @@ int node_start(struct node *n, char *err, size_t errlen)
 		return -1;
 	int rv = raft_start(&n->raft);
 	if (rv != 0) {
-		snprintf(err, errlen, "raft start failed: %s", raft_errmsg(&n->raft));
+		/* raft_uv does not pass on its transport's message (e.g. the raft address is in
+		 * use), so fall back to that, then to the code's. */
+		const char *why = raft_errmsg(&n->raft);
+		if (why == NULL || why[0] == '\0')
+			why = n->transport.iface.errmsg[0] ? n->transport.iface.errmsg
+			                                   : raft_strerror(rv);
+		snprintf(err, errlen, "raft start failed on %s: %s", n->opts.raft_addr, why);
 		return -1;
 	}
 	membership_init(n);

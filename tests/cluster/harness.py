@@ -15,6 +15,7 @@ import atexit
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -36,11 +37,36 @@ def scaled(seconds):
     return seconds * SCALE
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed_out = set()
+
+
 def free_port():
-    """A port nobody listens on right now (bound then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on right now (bound then released), below the kernel's ephemeral
+    range: a port from inside it (what binding port 0 gives) may be taken as the source port
+    of some outgoing connection - raft and HTTP clients connect all the time - before the
+    node that was given it binds it, and that node then fails to start."""
+    low = 10000 if _EPHEMERAL_LOW > 11000 else 1024
+    for _ in range(1000):
+        port = random.randrange(low, _EPHEMERAL_LOW)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below %d" % _EPHEMERAL_LOW)
 
 
 class Response:
