@@ -119,6 +119,18 @@ static void batch_cb(struct raft_apply *req, int status, void *result)
 	free(b);
 }
 
+/* Fails a list of proposals raft never took: their buffers are still ours, and index 0 tells
+ * the callbacks that nothing was appended. */
+static void fail_unproposed(struct node_propose *list, int status)
+{
+	while (list != NULL) {
+		struct node_propose *p = list;
+		list = p->next;
+		raft_free(p->buf.base);
+		p->cb(p, status, NULL);
+	}
+}
+
 /* Takes up to PROPOSE_BATCH_MAX queued proposals off the queue and proposes them together. */
 static void flush_some(struct node *n)
 {
@@ -145,14 +157,8 @@ static void flush_some(struct node *n)
 		rv = raft_apply(&n->raft, &b->req, bufs, count, batch_cb);
 	}
 	if (rv != 0) {
-		/* Nothing was appended: the buffers are still ours. */
 		free(b);
-		while (taken != NULL) {
-			struct node_propose *q = taken;
-			taken = q->next;
-			raft_free(q->buf.base);
-			q->cb(q, rv, NULL);
-		}
+		fail_unproposed(taken, rv); /* nothing was appended */
 		return;
 	}
 	b->first = b->req.index;
@@ -216,13 +222,9 @@ void node_propose_applied(struct node *n, raft_index index, void *result)
 
 void propose_close(struct node *n)
 {
-	struct node_propose *p;
+	struct node_propose *queued = n->props.queued;
 	uv_idle_stop(&n->props.wake);
-	while ((p = n->props.queued) != NULL) {
-		n->props.queued = p->next;
-		raft_free(p->buf.base);
-		p->cb(p, RAFT_SHUTDOWN, NULL);
-	}
-	n->props.queued_tail = NULL;
+	n->props.queued = n->props.queued_tail = NULL;
+	fail_unproposed(queued, RAFT_SHUTDOWN);
 	fail_inflight(n, RAFT_SHUTDOWN);
 }
