@@ -39,6 +39,7 @@ struct api {
 	struct api_op *ops; /* every op still holding an http_request */
 	unsigned n_ops;
 	bool closing;
+	bool removed;      /* the cluster removed this node: everything answers so (removed.c) */
 	bool disk_low;     /* writes are refused: free space under --min-free-disk (kv_routes.c) */
 	bool disk_checked; /* disk_free and disk_checked_at are set */
 	uint64_t disk_checked_at; /* uv_now() of the last statvfs */
@@ -81,6 +82,12 @@ void api_init(struct api *a, uv_loop_t *loop, struct node *node, struct fwd *fwd
               struct metrics *metrics, const struct config *cfg);
 /* Answers every pending request with 503 (shutting down). */
 void api_cancel_all(struct api *a);
+/* The cluster removed this node: pending requests are answered so, and from now on every
+ * request is answered by removed.c without touching the node (a->node may be NULL). */
+void api_enter_removed(struct api *a);
+void api_route_removed_mode(struct api *a, struct http_request *req, bool metrics_only);
+/* POST /raft/removed: the leader says we were removed; we check with it (membership.c). */
+void api_route_removed_notice(struct api *a, struct http_request *req);
 
 /* http handlers: the main listener, and the optional metrics-only listener. */
 void api_handle(struct http_request *req, void *arg);

@@ -7,6 +7,7 @@
 #include "api/decode.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,13 +30,41 @@ static bool valid_node_id(const char *id)
 	return true;
 }
 
-static bool valid_ipv4_hostport(const char *s)
+/* The rules of --raft-addr: a numeric IPv4 address other nodes can dial (not 0.0.0.0). */
+static bool valid_raft_addr(const char *s)
 {
 	char host[256];
 	unsigned port;
 	struct in_addr a;
 	return config_split_hostport(s, host, sizeof host, &port, false) == 0 &&
-	       inet_pton(AF_INET, host, &a) == 1;
+	       inet_pton(AF_INET, host, &a) == 1 && a.s_addr != htonl(INADDR_ANY);
+}
+
+/* The rules of --advertise-http: host:port, and not a wildcard nobody can dial. */
+static bool valid_http_addr(const char *s)
+{
+	char host[256];
+	unsigned port;
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (config_split_hostport(s, host, sizeof host, &port, false) != 0)
+		return false;
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return a4.s_addr != htonl(INADDR_ANY);
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return memcmp(&a6, &in6addr_any, sizeof a6) != 0;
+	return true;
+}
+
+static bool valid_hex_id(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > COMMAND_MAX_INCARNATION)
+		return false;
+	for (; *s != '\0'; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return false;
+	return true;
 }
 
 /* Parses the body as an object with only `allowed` fields; NULL with err set otherwise. An
@@ -56,37 +85,46 @@ static json_t *parse_body(const char *body, size_t len, const char *const allowe
 unsigned api_decode_join(const char *body, size_t len, struct node_change *out, char *err,
                          size_t errlen)
 {
-	static const char *const fields[] = {"node_id", "raft_addr", "http_addr", NULL};
-	const char *id, *raddr, *haddr;
+	static const char *const fields[] = {"node_id",     "raft_addr",  "http_addr",
+	                                     "incarnation", "cluster_id", NULL};
+	const char *id, *raddr, *haddr, *inc = NULL, *cluster = NULL;
 	unsigned status = 400;
 	json_t *o = parse_body(body, len, fields, false, err, errlen);
 	if (o == NULL)
 		return 400;
 	if (json_get_string(o, "node_id", true, 1, COMMAND_MAX_ID, &id, err, errlen) != 0 ||
 	    json_get_string(o, "raft_addr", true, 1, COMMAND_MAX_ADDR, &raddr, err, errlen) != 0 ||
-	    json_get_string(o, "http_addr", true, 1, COMMAND_MAX_ADDR, &haddr, err, errlen) != 0) {
+	    json_get_string(o, "http_addr", true, 1, COMMAND_MAX_ADDR, &haddr, err, errlen) != 0 ||
+	    json_get_string(o, "incarnation", false, 1, COMMAND_MAX_INCARNATION, &inc, err,
+	                    errlen) != 0 ||
+	    json_get_string(o, "cluster_id", false, 1, COMMAND_MAX_INCARNATION, &cluster, err,
+	                    errlen) != 0) {
 		/* err says which field */
 	} else if (!valid_node_id(id)) {
 		snprintf(err, errlen, "node_id must be 1 to %d characters of [A-Za-z0-9._-]",
 		         COMMAND_MAX_ID);
-	} else if (!valid_ipv4_hostport(raddr)) {
-		snprintf(
-		    err, errlen,
-		    "raft_addr must be a numeric IPv4 address with a port, e.g. 10.0.0.1:7000");
+	} else if (!valid_raft_addr(raddr)) {
+		snprintf(err, errlen,
+		         "raft_addr must be a numeric IPv4 address other nodes can dial (not "
+		         "0.0.0.0) with a port, e.g. 10.0.0.1:7000");
+	} else if (!valid_http_addr(haddr)) {
+		snprintf(err, errlen,
+		         "http_addr must be host:port with a port from 1 to 65535, and not a "
+		         "wildcard address");
+	} else if ((inc != NULL && !valid_hex_id(inc)) ||
+	           (cluster != NULL && !valid_hex_id(cluster))) {
+		snprintf(err, errlen,
+		         "incarnation and cluster_id must be lower-case hex (as /raft/status shows "
+		         "them)");
 	} else {
-		char host[256];
-		unsigned port;
-		if (config_split_hostport(haddr, host, sizeof host, &port, false) != 0) {
-			snprintf(err, errlen,
-			         "http_addr must be host:port with a port from 1 to 65535");
-		} else {
-			memset(out, 0, sizeof *out);
-			out->kind = NODE_CHANGE_JOIN;
-			snprintf(out->node_id, sizeof out->node_id, "%s", id);
-			snprintf(out->raft_addr, sizeof out->raft_addr, "%s", raddr);
-			snprintf(out->http_addr, sizeof out->http_addr, "%s", haddr);
-			status = 200;
-		}
+		memset(out, 0, sizeof *out);
+		out->kind = NODE_CHANGE_JOIN;
+		snprintf(out->node_id, sizeof out->node_id, "%s", id);
+		snprintf(out->raft_addr, sizeof out->raft_addr, "%s", raddr);
+		snprintf(out->http_addr, sizeof out->http_addr, "%s", haddr);
+		snprintf(out->incarnation, sizeof out->incarnation, "%s", inc ? inc : "");
+		snprintf(out->cluster_id, sizeof out->cluster_id, "%s", cluster ? cluster : "");
+		status = 200;
 	}
 	json_decref(o);
 	return status;

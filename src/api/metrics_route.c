@@ -81,8 +81,6 @@ static void write_raft_gauges(struct api *a, struct buf *out)
 	const char *laddr;
 	raft_leader(&n->raft, &lid, &laddr);
 	unsigned voters = node_voters(n);
-	unsigned healthy = node_is_leader(n) ? node_reachable_voters(n, 0, NULL) : voters;
-	int tolerance = (int)healthy - (int)(voters / 2 + 1);
 
 	metrics_write_gauge(out, "cloudless_coordinator_is_leader",
 	                    "1 if this coordinator is the raft leader, else 0.", NULL,
@@ -91,29 +89,45 @@ static void write_raft_gauges(struct api *a, struct buf *out)
 	                    NULL, lid != 0);
 	metrics_write_gauge(out, "cloudless_raft_term", "Current raft term.", NULL,
 	                    (double)n->raft.current_term);
-	metrics_write_gauge(out, "cloudless_raft_commit_index", "Highest committed log index.",
-	                    NULL, (double)n->raft.commit_index);
+	metrics_write_gauge(out, "cloudless_raft_commit_index",
+	                    "Highest log index this node knows to be committed (at least what its "
+	                    "store has applied, also right after a restart).",
+	                    NULL, (double)node_commit_index(n));
 	metrics_write_gauge(out, "cloudless_raft_last_log_index", "Index of the last log entry.",
 	                    NULL, (double)raft_last_index(&n->raft));
 	metrics_write_gauge(out, "cloudless_coordinator_raft_applied_index",
-	                    "Highest log index applied to the state machine.", NULL,
-	                    (double)n->raft.last_applied);
+	                    "Highest log index applied to the state machine (the store's own "
+	                    "record, so a restart does not report a drop).",
+	                    NULL, (double)node_applied_index(n));
 	buf_init(&esc);
 	metrics_escape_label(&esc, a->cfg->node_id);
 	snprintf(labels, sizeof labels, "node_id=\"%s\"", esc.data ? esc.data : "");
 	metrics_write_gauge(out, "cloudless_raft_node_state",
 	                    "Raft state: 0 follower, 1 candidate, 2 leader, 3 unavailable.", labels,
 	                    state_code(n));
-	metrics_write_gauge(out, "cloudless_raft_peers", "Servers in the raft configuration.", NULL,
-	                    n->raft.configuration.n);
-	metrics_write_gauge(out, "cloudless_raft_voters", "Voters in the raft configuration.", NULL,
-	                    voters);
+	metrics_write_gauge(out, "cloudless_raft_peers",
+	                    "Servers in this node's raft configuration (voters, standbys, spares).",
+	                    NULL, n->raft.configuration.n);
+	metrics_write_gauge(out, "cloudless_raft_voters",
+	                    "Voters in this node's raft configuration.", NULL, voters);
+	metrics_write_gauge(out, "cloudless_raft_healthy_voters",
+	                    "Voters caught up within --health-max-lag that accepted the leader's "
+	                    "appends within two election timeouts, as the leader counts them; a "
+	                    "follower reports the leader's count while in touch with it, else only "
+	                    "what it can confirm (itself, the leader).",
+	                    NULL, node_healthy_voters(n));
 	metrics_write_gauge(out, "cloudless_raft_failure_tolerance",
-	                    "Voters that can fail before the cluster loses quorum.", NULL,
-	                    tolerance < 0 ? 0 : tolerance);
+	                    "Healthy voters beyond the quorum: how many more may fail before the "
+	                    "cluster loses it (cloudless_raft_healthy_voters minus the quorum, at "
+	                    "least 0).",
+	                    NULL, node_failure_tolerance(n));
 	if (node_is_leader(n)) {
-		metrics_write_gauge_header(out, "cloudless_raft_follower_replication_lag_entries",
-		                           "Entries each follower trails the leader's log by.");
+		metrics_write_gauge_header(
+		    out, "cloudless_raft_follower_replication_lag_entries",
+		    "Entries each follower trails the leader's log by, counting "
+		    "only what it confirmed: one that has not accepted an "
+		    "append within two election timeouts, or only rejects "
+		    "(its data was lost), trails by the whole log.");
 		raft_index last = raft_last_index(&n->raft);
 		for (unsigned i = 0; i < n->raft.configuration.n; i++) {
 			struct raft_server *s = &n->raft.configuration.servers[i];
@@ -124,11 +138,15 @@ static void write_raft_gauges(struct api *a, struct buf *out)
 			metrics_escape_label(&esc, m ? m->node_id : s->address);
 			snprintf(labels, sizeof labels, "follower_id=\"%s\"",
 			         esc.data ? esc.data : "");
-			raft_index match = n->raft.leader_state.progress[i].match_index;
+			raft_index match = peers_confirmed_match(n, i);
 			metrics_write_sample(out, "cloudless_raft_follower_replication_lag_entries",
 			                     labels, (double)(last - match));
 		}
 	}
+	metrics_write_gauge(out, "cloudless_raft_removed",
+	                    "1 if the cluster removed this node (it serves nothing until its data "
+	                    "dir is wiped).",
+	                    NULL, 0);
 	buf_close(&esc);
 	metrics_write_gauge(out, "cloudless_build_info", "Build information.",
 	                    "version=\"" CLOUDLESS_VERSION "\"", 1);

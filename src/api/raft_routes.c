@@ -15,6 +15,17 @@
 #include "http/problem.h"
 #include "log/log.h"
 
+/* How long a membership change may run once it started, beyond its start deadline: the
+ * follower that forwards one must wait that long for the leader's answer, which is the
+ * outcome (membership.c answers a change that started with what came of it). A join waits
+ * for the node to catch up: it is dropped after --catch-up-timeout-ms without progress. */
+static uint64_t max_run_ms(struct api *a, enum node_change_kind kind)
+{
+	if (kind == NODE_CHANGE_JOIN)
+		return (uint64_t)a->cfg->catch_up_timeout_ms + 5000;
+	return 4 * (uint64_t)a->cfg->election_ms + 2000;
+}
+
 static json_t *peers_json(struct api *a)
 {
 	struct node *n = a->node;
@@ -25,10 +36,10 @@ static json_t *peers_json(struct api *a)
 		const char *role = s->role == RAFT_VOTER     ? "voter"
 		                   : s->role == RAFT_STANDBY ? "standby"
 		                                             : "spare";
-		json_array_append_new(arr,
-		                      json_pack("{s:s, s:s, s:s, s:s}", "node_id",
-		                                m ? m->node_id : "", "raft_addr", s->address,
-		                                "http_addr", m ? m->http_addr : "", "role", role));
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s}", "node_id",
+		                                     m ? m->node_id : "", "raft_addr", s->address,
+		                                     "http_addr", m ? m->http_addr : "", "role",
+		                                     role, "incarnation", m ? m->incarnation : ""));
 	}
 	return arr;
 }
@@ -51,18 +62,19 @@ static void change_done(struct node_change *c)
 	}
 	api_common_headers(a, op->req);
 	if (c->http_status != 200) {
-		const char *slug = c->http_status == 404   ? "unknown-node"
-		                   : c->http_status == 409 ? "conflict"
-		                                           : "membership";
-		api_problem_leader(a, op->req, c->http_status, slug, c->message);
+		api_problem_leader(a, op->req, c->http_status, c->slug ? c->slug : "membership",
+		                   c->message);
 	} else {
 		const struct fsm_member *leader = NULL;
 		node_leader(a->node, &leader, NULL, NULL);
-		json_t *o = json_pack("{s:b, s:s, s:b, s:o, s:s}", "success", 1, "message",
+		json_t *o = json_pack("{s:b, s:s, s:b, s:o, s:s, s:s}", "success", 1, "message",
 		                      c->message, "changed", c->changed, "cluster_peers",
-		                      peers_json(a), "leader_id", leader ? leader->node_id : "");
+		                      peers_json(a), "leader_id", leader ? leader->node_id : "",
+		                      "cluster_id", node_cluster_id(a->node));
 		if (leader != NULL)
 			json_object_set_new(o, "leader_http_addr", json_string(leader->http_addr));
+		if (c->replaced[0] != '\0')
+			json_object_set_new(o, "replaced", json_string(c->replaced));
 		http_respond_json(op->req, 200, o);
 	}
 	op->req = NULL;
@@ -82,11 +94,12 @@ static void submit(struct api *a, struct http_request *req, struct node_change *
 	uint64_t deadline;
 	if (api_request_deadline(a, req, &deadline) != 0)
 		return;
-	/* Joins wait for the new node to catch up, which can take longer than a write. */
-	if (tmpl->kind == NODE_CHANGE_JOIN)
-		deadline += 60000;
 	struct api_op *op = api_op_new(a, req, API_OP_CHANGE);
 	op->u.change = *tmpl;
+	/* ?timeout is the deadline for the change to start; once it runs, its outcome is the
+	 * answer, so the request as a whole may take up to max_run_ms longer. */
+	op->u.change.start_by_ms = deadline;
+	deadline += max_run_ms(a, tmpl->kind);
 	op->u.change.cb = change_done;
 	op->u.change.data = op;
 	op->safe_to_retry = true;

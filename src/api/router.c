@@ -70,22 +70,34 @@ void api_op_release(struct api_op *op)
 	op_free(op);
 }
 
-void api_cancel_all(struct api *a)
+static void answer_all(struct api *a, const char *slug, const char *detail)
 {
-	a->closing = true;
 	api_batch_cancel(a);
 	struct api_op *op = a->ops;
 	while (op != NULL) {
 		struct api_op *next = op->next;
 		if (op->req != NULL) {
-			http_problem(op->req, 503, "shutting-down",
-			             "the coordinator is shutting down");
+			http_response_header(op->req, "Retry-After", "1");
+			http_problem(op->req, 503, slug, "%s", detail);
 			op->req = NULL;
 		}
 		if (!op->busy)
 			api_op_release(op);
 		op = next;
 	}
+}
+
+void api_cancel_all(struct api *a)
+{
+	a->closing = true;
+	answer_all(a, "shutting-down", "the coordinator is shutting down");
+}
+
+void api_enter_removed(struct api *a)
+{
+	a->removed = true;
+	answer_all(a, "removed",
+	           "this node was removed from the cluster; send the request to another member");
 }
 
 void api_common_headers(struct api *a, struct http_request *req)
@@ -105,9 +117,15 @@ void api_common_headers(struct api *a, struct http_request *req)
 
 void api_prepare(struct http_request *req, void *arg)
 {
+	struct api *a = arg;
 	/* Every response carries the common headers, including the ones answered before any
 	 * route runs (400 on bad input, 404, 405, and the server's own 413). */
-	api_common_headers(arg, req);
+	if (a->removed) {
+		http_response_header(req, CLOUDLESS_HDR_SERVED_BY, a->cfg->node_id);
+		http_response_header(req, CLOUDLESS_HDR_KNOWN_LEADER, "false");
+		return;
+	}
+	api_common_headers(a, req);
 }
 
 void api_problem_leader(struct api *a, struct http_request *req, unsigned status, const char *slug,
@@ -166,6 +184,10 @@ int api_request_deadline(struct api *a, struct http_request *req, uint64_t *dead
 static void route(struct api *a, struct http_request *req, bool metrics_only)
 {
 	const char *path = http_request_path(req);
+	if (a->removed) {
+		api_route_removed_mode(a, req, metrics_only);
+		return;
+	}
 	if (a->closing) {
 		http_problem(req, 503, "shutting-down", "the coordinator is shutting down");
 		return;
@@ -204,6 +226,10 @@ static void route(struct api *a, struct http_request *req, bool metrics_only)
 		http_request_set_tag(req, "/raft/forward");
 		if (api_allow_method(req, "POST"))
 			api_route_forward_batch(a, req);
+	} else if (strcmp(path, "/raft/removed") == 0) {
+		http_request_set_tag(req, "/raft/removed");
+		if (api_allow_method(req, "POST"))
+			api_route_removed_notice(a, req);
 	} else if (strcmp(path, "/raft/transfer-leader") == 0) {
 		http_request_set_tag(req, "/raft/transfer-leader");
 		if (api_allow_method(req, "POST"))

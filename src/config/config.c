@@ -80,8 +80,17 @@ static const struct option options[] = {
     {"--data-dir", "CLOUDLESS_DATA_DIR", K_PATH, F(data_dir), "DIR", "./data", NULL,
      "Directory for the raft log, snapshots and the store; created (mode 0700) if missing."},
     {"--bootstrap", "CLOUDLESS_BOOTSTRAP", K_BOOL, F(bootstrap), NULL, "false", NULL,
-     "Start a new cluster with this node as its only voter: for the first node only, "
-     "and not together with --join. --bootstrap=false turns it off."},
+     "Deliberately start a new cluster with this node as its only voter (an empty data dir "
+     "only). With --join as well, it first asks those peers and refuses to start if any of "
+     "them already belongs to a cluster. Prefer --bootstrap-expect, which makes every "
+     "node's command safe to re-run. --bootstrap=false turns it off."},
+    {"--bootstrap-expect", "CLOUDLESS_BOOTSTRAP_EXPECT", K_UINT, F(bootstrap_expect), "N", "0",
+     NULL,
+     "Form a new cluster once N nodes started with the same --join list see each other "
+     "(all of them become its voters); a node whose --join peers already form a cluster "
+     "joins it instead, and a node whose data dir was lost rejoins as a replacement. Give "
+     "every node the same --join a,b,c --bootstrap-expect N: re-running any node's own "
+     "command is then always safe. 0 = off."},
     {"--join", "CLOUDLESS_RAFT_JOIN_ADDR", K_JOIN, F(join), "HOST:PORT[,...]", NULL, "none",
      "HTTP addresses of existing members to ask for admission to the cluster. "
      "Comma-separated and repeatable, at most " STRINGIFY(CONFIG_MAX_JOIN) " in all."},
@@ -120,6 +129,10 @@ static const struct option options[] = {
      "86400", NULL, "How long the result of a request with an Idempotency-Key is kept."},
     {"--idempotency-max", "CLOUDLESS_IDEMPOTENCY_MAX", K_UINT_POS, F(idempotency_max), "N",
      "100000", NULL, "Most Idempotency-Key results kept at once."},
+    {"--catch-up-timeout-ms", "CLOUDLESS_CATCH_UP_TIMEOUT_MS", K_UINT_POS, F(catch_up_timeout_ms),
+     "MS", "60000", NULL,
+     "A joining node whose catch-up makes no progress for this long (it never came up, or "
+     "cannot keep up) is removed from the configuration again and its join answered 504."},
     {"--connect-retry-ms", "CLOUDLESS_CONNECT_RETRY_MS", K_UINT_POS, F(connect_retry_ms), "MS",
      "100", NULL, "Delay before retrying a failed connection to a peer."},
 };
@@ -599,6 +612,7 @@ static int check_combinations(struct parser *p)
 	char n1[96], n2[96];
 	size_t i_boot = option_index(offsetof(struct config, bootstrap));
 	size_t i_join = option_index(offsetof(struct config, join));
+	size_t i_bx = option_index(offsetof(struct config, bootstrap_expect));
 	size_t i_hb = option_index(offsetof(struct config, heartbeat_ms));
 	size_t i_el = option_index(offsetof(struct config, election_ms));
 	size_t i_http = option_index(offsetof(struct config, http_addr));
@@ -607,12 +621,21 @@ static int check_combinations(struct parser *p)
 
 	if (c->node_id == NULL)
 		return fail(p->err, p->errlen, "--node-id is required (or CLOUDLESS_RAFT_ID)");
-	if (c->bootstrap && c->n_join > 0)
+	if (c->bootstrap && c->bootstrap_expect > 0)
 		return fail(p->err, p->errlen,
-		            "%s and %s are mutually exclusive: bootstrap the first node only and "
-		            "join the others",
+		            "%s and %s are mutually exclusive: --bootstrap creates a one-node "
+		            "cluster, --bootstrap-expect forms one from several nodes",
 		            who(n1, sizeof n1, &options[i_boot], p->origin[i_boot]),
+		            who(n2, sizeof n2, &options[i_bx], p->origin[i_bx]));
+	if (c->bootstrap_expect > 0 && c->n_join == 0)
+		return fail(p->err, p->errlen,
+		            "%s needs %s: the HTTP addresses of the nodes that form the cluster",
+		            who(n1, sizeof n1, &options[i_bx], p->origin[i_bx]),
 		            who(n2, sizeof n2, &options[i_join], p->origin[i_join]));
+	if (c->bootstrap_expect > CONFIG_MAX_JOIN + 1)
+		return fail(p->err, p->errlen, "%s: at most %d nodes",
+		            who(n1, sizeof n1, &options[i_bx], p->origin[i_bx]),
+		            CONFIG_MAX_JOIN + 1);
 	/* Followers wait one election timeout without a heartbeat before campaigning; below
 	 * 2x a single delayed heartbeat already triggers needless elections. */
 	if ((uint64_t)c->election_ms < 2 * (uint64_t)c->heartbeat_ms)
@@ -773,7 +796,7 @@ static void text_option(struct text *t, const char *left, const char *help)
 
 const char *config_usage(void)
 {
-	static char usage[8192];
+	static char usage[16384];
 	static bool built;
 	struct text t = {usage, 0, sizeof usage};
 	char left[64], line[160];
@@ -783,10 +806,12 @@ const char *config_usage(void)
 	text_add(&t, "Usage: cloudless-coordinator --node-id ID [options]\n\n");
 	text_add(&t,
 	         "Runs one member of a Cloudless coordinator cluster: a key-value store\n"
-	         "replicated with raft and served over HTTP. Start the first node with\n"
-	         "--bootstrap, then each other node with --join naming the HTTP address of any\n"
-	         "running member, which asks the cluster to add it. A restarted node resumes\n"
-	         "from the state in --data-dir.\n"
+	         "replicated with raft and served over HTTP. Start every node with the same\n"
+	         "--join list of all nodes' HTTP addresses and --bootstrap-expect N: they form\n"
+	         "one cluster once N of them see each other. A restarted node resumes from the\n"
+	         "state in --data-dir; one whose data dir was lost rejoins as a replacement when\n"
+	         "started with the same command. A node can also be added later with --join\n"
+	         "naming any running member.\n"
 	         "\n"
 	         "Every flag can also be set by the environment variable shown under it; a flag\n"
 	         "wins over its variable, and a variable over the default. Give values as\n"
@@ -814,17 +839,21 @@ const char *config_usage(void)
 	text_add(
 	    &t,
 	    "\nExamples:\n"
-	    "  # Bootstrap the first node of a new cluster:\n"
+	    "  # Three nodes that form one cluster (the same command shape on each):\n"
 	    "  cloudless-coordinator --node-id n1 --raft-addr 10.0.0.1:7000 \\\n"
-	    "      --http-addr 10.0.0.1:8080 --data-dir /var/lib/cloudless --bootstrap\n"
-	    "\n"
-	    "  # Join the other nodes through any member's HTTP address:\n"
-	    "  cloudless-coordinator --node-id n2 --raft-addr 10.0.0.2:7000 \\\n"
-	    "      --http-addr 10.0.0.2:8080 --data-dir /var/lib/cloudless \\\n"
-	    "      --join 10.0.0.1:8080\n"
+	    "      --http-addr 10.0.0.1:8080 --data-dir /var/lib/cloudless \\\n"
+	    "      --join 10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080 --bootstrap-expect 3\n"
 	    "  cloudless-coordinator --node-id n3 --raft-addr 10.0.0.3:7000 \\\n"
 	    "      --http-addr 0.0.0.0:8080 --advertise-http 10.0.0.3:8080 \\\n"
-	    "      --data-dir /var/lib/cloudless --join 10.0.0.1:8080,10.0.0.2:8080\n"
+	    "      --data-dir /var/lib/cloudless \\\n"
+	    "      --join 10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080 --bootstrap-expect 3\n"
+	    "\n"
+	    "  # A one-node cluster, then another node added through any member:\n"
+	    "  cloudless-coordinator --node-id n1 --raft-addr 10.0.0.1:7000 \\\n"
+	    "      --http-addr 10.0.0.1:8080 --data-dir /var/lib/cloudless --bootstrap\n"
+	    "  cloudless-coordinator --node-id n4 --raft-addr 10.0.0.4:7000 \\\n"
+	    "      --http-addr 10.0.0.4:8080 --data-dir /var/lib/cloudless \\\n"
+	    "      --join 10.0.0.1:8080\n"
 	    "\n"
 	    "  # The same with environment variables, e.g. in a container:\n"
 	    "  CLOUDLESS_RAFT_ID=n2 CLOUDLESS_RAFT_ADDR=10.0.0.2:7000 \\\n"

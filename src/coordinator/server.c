@@ -13,6 +13,7 @@
 #include "http/http.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
+#include "raft/identity.h"
 #include "raft/node.h"
 
 struct server {
@@ -30,6 +31,7 @@ struct server {
 	bool stopping;
 	bool closing;
 	bool node_started;
+	bool removed; /* the cluster removed this node: only the HTTP listeners run */
 	int exit_code;
 };
 
@@ -38,10 +40,10 @@ static void fwd_closed(void *arg)
 	(void)arg;
 }
 
-static void node_closed(struct node *n)
+static void close_listeners(struct server *s)
 {
-	struct server *s = (struct server *)((char *)n - offsetof(struct server, node));
-	fwd_close(s->fwd, fwd_closed, s);
+	if (s->fwd != NULL)
+		fwd_close(s->fwd, fwd_closed, s);
 	s->fwd = NULL;
 	http_server_close(s->http);
 	s->http = NULL;
@@ -53,6 +55,21 @@ static void node_closed(struct node *n)
 	uv_close((uv_handle_t *)&s->stop_timer, NULL);
 }
 
+static void node_closed(struct node *n)
+{
+	struct server *s = (struct server *)((char *)n - offsetof(struct server, node));
+	close_listeners(s);
+}
+
+/* Removed: raft is gone, but the listeners stay and tell whoever asks (health 503, every
+ * request refused saying so) until the operator stops the process. Exiting instead would
+ * make a supervisor restart it, and the restart would find itself removed again. */
+static void node_closed_removed(struct node *n)
+{
+	struct server *s = (struct server *)((char *)n - offsetof(struct server, node));
+	log_info("Raft stopped; serving only the removal notice", "node_id=%s", s->cfg->node_id);
+}
+
 static void close_everything(struct server *s)
 {
 	if (s->closing)
@@ -60,6 +77,10 @@ static void close_everything(struct server *s)
 	s->closing = true;
 	uv_timer_stop(&s->stop_timer);
 	log_info("Shutting down", "node_id=%s", s->cfg->node_id);
+	if (s->removed) {
+		close_listeners(s);
+		return;
+	}
 	api_cancel_all(&s->api);
 	node_close(&s->node, node_closed);
 }
@@ -94,7 +115,7 @@ static void begin_shutdown(struct server *s, const char *why)
 	}
 	s->stopping = true;
 	log_info("Stopping", "node_id=%s reason=%s", s->cfg->node_id, why);
-	raft_id target = node_is_leader(&s->node) ? node_best_voter(&s->node) : 0;
+	raft_id target = !s->removed && node_is_leader(&s->node) ? node_best_voter(&s->node) : 0;
 	if (target == 0) {
 		close_everything(s);
 		return;
@@ -117,14 +138,20 @@ static void on_signal(uv_signal_t *h, int signum)
 
 static void on_removed(void *arg)
 {
-	begin_shutdown(arg, "removed-from-cluster");
+	struct server *s = arg;
+	if (s->removed || s->stopping)
+		return;
+	s->removed = true;
+	api_enter_removed(&s->api);
+	node_close(&s->node, node_closed_removed);
 }
 
 static void on_failed(void *arg)
 {
 	struct server *s = arg;
-	s->exit_code = 1; /* a supervisor restarts us, which recovers */
-	begin_shutdown(s, "raft-unavailable");
+	/* 1: a supervisor's restart recovers (storage); 2: it cannot (configuration). */
+	s->exit_code = s->node.fatal_code != 0 ? s->node.fatal_code : 1;
+	begin_shutdown(s, s->exit_code == 2 ? "refused-to-start" : "raft-unavailable");
 }
 
 static int start_http(struct server *s, struct http_server **out, const char *addr,
@@ -144,6 +171,27 @@ static int start_http(struct server *s, struct http_server **out, const char *ad
 	return 0;
 }
 
+/* Removed earlier: no raft at all, only the listeners, which say so on every request. */
+static int start_removed(struct server *s)
+{
+	const struct config *c = s->cfg;
+	log_warn("This node was removed from the cluster and stays out",
+	         "node_id=%s hint=\"stop it, delete --data-dir %s and start it again with --join "
+	         "(or its --bootstrap-expect command) to add this machine again; --join with this "
+	         "data dir will not help\"",
+	         c->node_id, c->data_dir);
+	s->removed = true;
+	api_init(&s->api, &s->loop, NULL, s->fwd, s->metrics, c);
+	api_enter_removed(&s->api);
+	if (start_http(s, &s->http, c->http_addr, api_handle, "--http-addr") != 0)
+		return -1;
+	if (c->metrics_addr != NULL &&
+	    start_http(s, &s->metrics_http, c->metrics_addr, api_handle_metrics_listener,
+	               "--metrics-addr") != 0)
+		return -1;
+	return 0;
+}
+
 static int start(struct server *s)
 {
 	const struct config *c = s->cfg;
@@ -153,6 +201,14 @@ static int start(struct server *s)
 		return -1;
 	}
 	api_metrics_define(s->metrics);
+	struct identity id;
+	int found = identity_load(&id, c->data_dir, c->node_id, err, sizeof err);
+	if (found < 0) {
+		fprintf(stderr, "cloudless-coordinator: %s\n", err);
+		return -1;
+	}
+	if (found == 0 && id.removed)
+		return start_removed(s);
 	struct node_options o = {.node_id = c->node_id,
 	                         .raft_addr = c->raft_addr,
 	                         .http_addr = c->advertise_http,
@@ -166,7 +222,10 @@ static int start(struct server *s)
 	                         .snapshot_trailing = c->snapshot_trailing,
 	                         .connect_retry_ms = c->connect_retry_ms,
 	                         .idem_ttl_s = c->idempotency_ttl_s,
-	                         .idem_max = c->idempotency_max};
+	                         .idem_max = c->idempotency_max,
+	                         .bootstrap_expect = c->bootstrap_expect,
+	                         .health_max_lag = c->health_max_lag,
+	                         .catch_up_timeout_ms = c->catch_up_timeout_ms};
 	if (node_init(&s->node, &s->loop, &o, s->fwd, s->metrics, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s\n", err);
 		return -1;

@@ -31,10 +31,16 @@ void command_encode(const struct command *c, struct buf *out)
 		put_cas_header(out, c);
 		break;
 	case COMMAND_MEMBER_SET:
+	case COMMAND_MEMBER_PUT:
 		put_str(out, c->node_id);
 		buf_put_u64(out, c->raft_id);
 		put_str(out, c->raft_addr);
 		put_str(out, c->http_addr);
+		if (c->type == COMMAND_MEMBER_PUT)
+			put_str(out, c->incarnation);
+		break;
+	case COMMAND_CLUSTER_SET:
+		put_str(out, c->cluster_id);
 		break;
 	case COMMAND_MEMBER_DEL:
 		put_str(out, c->node_id);
@@ -78,10 +84,19 @@ int command_decode(struct command *c, const void *data, size_t len)
 			return -1;
 		break;
 	case COMMAND_MEMBER_SET:
+	case COMMAND_MEMBER_PUT:
 		if (get_str(&r, &c->node_id, COMMAND_MAX_ID) != 0 || c->node_id.len == 0 ||
 		    buf_get_u64(&r, &c->raft_id) != 0 || c->raft_id == 0 ||
 		    get_str(&r, &c->raft_addr, COMMAND_MAX_ADDR) != 0 ||
 		    get_str(&r, &c->http_addr, COMMAND_MAX_ADDR) != 0)
+			return -1;
+		if (type == COMMAND_MEMBER_PUT &&
+		    get_str(&r, &c->incarnation, COMMAND_MAX_INCARNATION) != 0)
+			return -1;
+		break;
+	case COMMAND_CLUSTER_SET:
+		if (get_str(&r, &c->cluster_id, COMMAND_MAX_INCARNATION) != 0 ||
+		    c->cluster_id.len == 0)
 			return -1;
 		break;
 	case COMMAND_MEMBER_DEL:

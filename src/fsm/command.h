@@ -9,11 +9,17 @@
  *   KV_DELETE  u64 ts_ms | str idem_key | u8 has_cas | u64 cas | str key
  *   MEMBER_SET str node_id | u64 raft_id | str raft_addr | str http_addr
  *   MEMBER_DEL str node_id
+ *   MEMBER_PUT str node_id | u64 raft_id | str raft_addr | str http_addr | str incarnation
+ *   CLUSTER_SET str cluster_id
  *   str = u32 length | bytes
  *   then zero padding to a multiple of 8 bytes
  *
  * ts_ms is the proposing leader's wall clock: it is part of the entry, so expiring
- * idempotency records by age stays deterministic on every replica. */
+ * idempotency records by age stays deterministic on every replica.
+ *
+ * MEMBER_SET is what nodes before incarnations wrote (still decoded and applied, never
+ * encoded any more); MEMBER_PUT carries the data dir's incarnation as well (raft/identity.h).
+ * CLUSTER_SET records the cluster id once; a different one later is refused by the fsm. */
 #ifndef CLOUDLESS_FSM_COMMAND_H
 #define CLOUDLESS_FSM_COMMAND_H
 
@@ -34,7 +40,11 @@ enum command_type {
 	COMMAND_KV_DELETE = 2,
 	COMMAND_MEMBER_SET = 3,
 	COMMAND_MEMBER_DEL = 4,
+	COMMAND_MEMBER_PUT = 5,
+	COMMAND_CLUSTER_SET = 6,
 };
+
+#define COMMAND_MAX_INCARNATION 64
 
 /* A byte string pointing into someone else's memory (the entry, or the caller's buffers). */
 struct command_str {
@@ -55,6 +65,8 @@ struct command {
 	uint64_t raft_id;
 	struct command_str raft_addr;
 	struct command_str http_addr;
+	struct command_str incarnation; /* MEMBER_PUT; may be empty */
+	struct command_str cluster_id;  /* CLUSTER_SET */
 };
 
 void command_encode(const struct command *c, struct buf *out);

@@ -11,6 +11,7 @@
 
 static const char KEY_APPLIED[] = "m/applied";
 static const char KEY_IDEM_COUNT[] = "m/idem_count";
+static const char KEY_CLUSTER_ID[] = "g/cluster_id";
 
 /* Expired idempotency records removed per apply: bounded so one write never pays for a
  * large backlog, yet faster than records can be added (one per write). */
@@ -128,6 +129,7 @@ static int member_from_json(const char *data, size_t len, struct fsm_member *m)
 	const char *id = json_string_value(json_object_get(o, "node_id"));
 	const char *ra = json_string_value(json_object_get(o, "raft_addr"));
 	const char *ha = json_string_value(json_object_get(o, "http_addr"));
+	const char *inc = json_string_value(json_object_get(o, "incarnation"));
 	json_t *rid = json_object_get(o, "raft_id");
 	int rv = -1;
 	if (id != NULL && ra != NULL && ha != NULL && json_is_string(rid)) {
@@ -135,6 +137,7 @@ static int member_from_json(const char *data, size_t len, struct fsm_member *m)
 		snprintf(m->node_id, sizeof m->node_id, "%s", id);
 		snprintf(m->raft_addr, sizeof m->raft_addr, "%s", ra);
 		snprintf(m->http_addr, sizeof m->http_addr, "%s", ha);
+		snprintf(m->incarnation, sizeof m->incarnation, "%s", inc != NULL ? inc : "");
 		m->raft_id = strtoull(json_string_value(rid), NULL, 10);
 		rv = 0;
 	}
@@ -156,6 +159,19 @@ int fsm_member_get(struct fsm *f, const char *node_id, struct fsm_member *out)
 	rv = member_from_json(v, len, out);
 	free(v);
 	return rv;
+}
+
+int fsm_cluster_id(struct fsm *f, char *out, size_t size)
+{
+	char *v;
+	size_t len;
+	out[0] = '\0';
+	int rv = store_get(&f->store, KEY_CLUSTER_ID, strlen(KEY_CLUSTER_ID), &v, &len);
+	if (rv != 0)
+		return rv;
+	snprintf(out, size, "%.*s", (int)len, v);
+	free(v);
+	return 0;
 }
 
 void fsm_members_each(struct fsm *f, int (*fn)(const struct fsm_member *m, void *arg), void *arg)
@@ -319,6 +335,9 @@ static unsigned apply_member(struct fsm *f, struct store_batch *b, const struct 
 		    json_pack("{s:s%, s:s, s:s%, s:s%}", "node_id", c->node_id.p, c->node_id.len,
 		              "raft_id", rid, "raft_addr", c->raft_addr.p, c->raft_addr.len,
 		              "http_addr", c->http_addr.p, c->http_addr.len);
+		if (o != NULL && c->type == COMMAND_MEMBER_PUT && c->incarnation.len > 0)
+			json_object_set_new(o, "incarnation",
+			                    json_stringn(c->incarnation.p, c->incarnation.len));
 		char *s = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 		if (s != NULL)
 			store_batch_put(b, k.data, k.len, s, strlen(s));
@@ -326,6 +345,25 @@ static unsigned apply_member(struct fsm *f, struct store_batch *b, const struct 
 		json_decref(o);
 	}
 	buf_close(&k);
+	f->members_version++;
+	return FSM_MEMBER_OK;
+}
+
+/* The cluster id is set once: every node of a cluster must agree on it (raft/identity.h), so
+ * a different one later is refused, the same one again is a no-op. */
+static unsigned apply_cluster_id(struct fsm *f, struct store_batch *b, const struct command *c)
+{
+	char cur[COMMAND_MAX_INCARNATION + 1];
+	int rv = fsm_cluster_id(f, cur, sizeof cur);
+	if (rv < 0)
+		return FSM_BAD_COMMAND;
+	if (rv == 0)
+		return strlen(cur) == c->cluster_id.len &&
+		               memcmp(cur, c->cluster_id.p, c->cluster_id.len) == 0
+		           ? FSM_MEMBER_OK
+		           : FSM_CONFLICT;
+	store_batch_put(b, KEY_CLUSTER_ID, strlen(KEY_CLUSTER_ID), c->cluster_id.p,
+	                c->cluster_id.len);
 	f->members_version++;
 	return FSM_MEMBER_OK;
 }
@@ -383,8 +421,11 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 		log_error("Undecodable raft entry", "index=%llu len=%zu head=%s",
 		          (unsigned long long)index, len, hex);
 		code = FSM_BAD_COMMAND;
-	} else if (c.type == COMMAND_MEMBER_SET || c.type == COMMAND_MEMBER_DEL) {
+	} else if (c.type == COMMAND_MEMBER_SET || c.type == COMMAND_MEMBER_DEL ||
+	           c.type == COMMAND_MEMBER_PUT) {
 		code = apply_member(f, &b, &c);
+	} else if (c.type == COMMAND_CLUSTER_SET) {
+		code = apply_cluster_id(f, &b, &c);
 	} else if ((code = idem_check(f, &c)) == 0) {
 		code = apply_kv(f, &b, &c, index);
 		if (c.idem_key.len > 0) {

@@ -9,7 +9,9 @@
  *   m/applied          u64 index of the last entry reflected in the store
  *   m/idem_count       u64 number of live idempotency records
  *   k/<key>            u64 create_index | u64 modify_index | u64 version | value bytes
- *   n/<node_id>        member metadata, JSON {node_id, raft_id, raft_addr, http_addr}
+ *   n/<node_id>        member metadata, JSON {node_id, raft_id, raft_addr, http_addr,
+ *                      incarnation (absent in records from before incarnations)}
+ *   g/cluster_id       the cluster's id (raft/identity.h), set once
  *   i/<idem key>       u64 ts_ms | u64 index | u8 code | u64 fingerprint
  *   t/<u64 ts_ms><idem key>  age index used to expire idempotency records
  *
@@ -34,7 +36,8 @@ enum fsm_code {
 	FSM_IDEM_MISMATCH, /* the Idempotency-Key was used before for a different request */
 	FSM_MEMBER_OK,
 	FSM_BAD_COMMAND,
-	FSM_SKIPPED, /* entry already in the store (replay after restart) */
+	FSM_SKIPPED,  /* entry already in the store (replay after restart) */
+	FSM_CONFLICT, /* refused: contradicts the replicated state (another cluster id) */
 };
 
 #define FSM_RESULT_REPLAY 0x100u /* flag: answered from an idempotency record */
@@ -72,6 +75,7 @@ struct fsm_member {
 	uint64_t raft_id;
 	char raft_addr[COMMAND_MAX_ADDR + 1];
 	char http_addr[COMMAND_MAX_ADDR + 1];
+	char incarnation[COMMAND_MAX_INCARNATION + 1]; /* "" when the record predates them */
 };
 
 struct fsm_stats {
@@ -125,6 +129,9 @@ int fsm_kv_get(struct fsm *f, const char *key, size_t klen, struct fsm_kv *out);
 void fsm_kv_free(struct fsm_kv *kv);
 int fsm_idem_get(struct fsm *f, const char *key, size_t klen, struct fsm_idem *out);
 int fsm_member_get(struct fsm *f, const char *node_id, struct fsm_member *out);
+/* The replicated cluster id into out (size > COMMAND_MAX_INCARNATION): 0, 1 when none is
+ * recorded yet, -1 on a read error. */
+int fsm_cluster_id(struct fsm *f, char *out, size_t size);
 /* Calls fn for every member in node_id order; stops early when fn returns non-zero. */
 void fsm_members_each(struct fsm *f, int (*fn)(const struct fsm_member *m, void *arg), void *arg);
 /* A 64-bit digest of the replicated data (kv, members, idempotency records) excluding the

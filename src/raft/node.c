@@ -1,4 +1,4 @@
-/* node: raft server lifecycle and the state watch (see node.h). */
+/* node: raft server lifecycle and state accessors (see node.h; the state watch is watch.c). */
 #include "raft/node.h"
 
 #include <errno.h>
@@ -12,13 +12,6 @@
 #include "fsm/command.h"
 #include "log/log.h"
 #include "util/clock.h"
-
-/* How often the watch timer samples raft state. Small enough that a leadership change is
- * noticed well inside a heartbeat, cheap enough (a few field reads) to not matter. */
-#define WATCH_INTERVAL_MS 5
-/* How long a follower may hold received entries that it has not persisted, without its
- * persisted index moving at all, before we take its log writes to be stuck (see watch_cb). */
-#define STUCK_APPEND_MS 10000
 
 raft_id node_raft_id(const char *node_id)
 {
@@ -51,48 +44,6 @@ static int ensure_dir(const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
-}
-
-/* identity.json pins a data dir to one node id and remembers whether it bootstrapped its own
- * cluster, which is what lets a restart refuse to silently join a different cluster. */
-static int identity_load(struct node *n, char *err, size_t errlen)
-{
-	char *path = path_join(n->opts.data_dir, "identity.json");
-	json_error_t jerr;
-	json_t *o = json_load_file(path, 0, &jerr);
-	int rv = 0;
-	if (o != NULL) {
-		const char *id = json_string_value(json_object_get(o, "node_id"));
-		if (id != NULL && strcmp(id, n->opts.node_id) != 0) {
-			snprintf(
-			    err, errlen,
-			    "--data-dir %s belongs to node \"%s\", not \"%s\" (use another data "
-			    "dir or the original --node-id)",
-			    n->opts.data_dir, id, n->opts.node_id);
-			rv = -1;
-		}
-		n->bootstrapped_here = json_is_true(json_object_get(o, "bootstrapped"));
-		json_decref(o);
-	}
-	free(path);
-	return rv;
-}
-
-static int identity_save(struct node *n, char *err, size_t errlen)
-{
-	char *path = path_join(n->opts.data_dir, "identity.json");
-	char *tmp = path_join(n->opts.data_dir, "identity.json.tmp");
-	json_t *o = json_pack("{s:s, s:s, s:b}", "node_id", n->opts.node_id, "raft_addr",
-	                      n->opts.raft_addr, "bootstrapped", n->bootstrapped_here);
-	int rv = -1;
-	if (o != NULL && json_dump_file(o, tmp, JSON_INDENT(2)) == 0 && rename(tmp, path) == 0)
-		rv = 0;
-	else
-		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-	json_decref(o);
-	free(path);
-	free(tmp);
-	return rv;
 }
 
 static void copy_options(struct node *n, const struct node_options *o)
@@ -130,9 +81,12 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, 
 	copy_options(n, opts);
 	n->id = node_raft_id(opts->node_id);
 	n->last_state = -1;
+	n->cluster_id_version = UINT64_MAX; /* compare once at start (watch.c) */
 
-	if (identity_load(n, err, errlen) != 0)
+	int found = identity_load(&n->ident, opts->data_dir, opts->node_id, err, errlen);
+	if (found < 0)
 		goto err_opts;
+	n->bootstrapped_here = n->ident.bootstrapped;
 	n->raft_dir = path_join(opts->data_dir, "raft");
 	char *db_dir = path_join(opts->data_dir, "db");
 	if (ensure_dir(n->raft_dir, err, errlen) != 0) {
@@ -157,6 +111,7 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, 
 		         n->io.errmsg[0] ? n->io.errmsg : raft_strerror(rv));
 		goto err_transport;
 	}
+	peers_init(n);
 	/* The default 1 s retry would stall a join or a restarted peer for a whole second. */
 	raft_uv_set_connect_retry_delay(&n->io, opts->connect_retry_ms);
 	/* 0.15's raft_uv implements async_work but reports io->version 1, which makes raft_init
@@ -190,26 +145,6 @@ err_opts:
 	free_options(n);
 	return -1;
 }
-
-static int bootstrap(struct node *n, char *err, size_t errlen)
-{
-	struct raft_configuration conf;
-	raft_configuration_init(&conf);
-	int rv = raft_configuration_add(&conf, n->id, n->opts.raft_addr, RAFT_VOTER);
-	if (rv == 0)
-		rv = raft_bootstrap(&n->raft, &conf);
-	raft_configuration_close(&conf);
-	if (rv != 0) {
-		snprintf(err, errlen, "bootstrap failed: %s", raft_errmsg(&n->raft));
-		return -1;
-	}
-	n->bootstrapped_here = true;
-	log_info("Bootstrapped Raft cluster", "node_id=%s raft_addr=%s", n->opts.node_id,
-	         n->opts.raft_addr);
-	return 0;
-}
-
-static void watch_cb(uv_timer_t *t);
 
 /* Runs before the loop blocks for I/O, i.e. after every burst of requests and of applies
  * (libraft applies from its I/O callbacks): the commands proposed since go to raft together,
@@ -261,15 +196,23 @@ static void peer_closed_cb(void *arg, raft_id id)
 	         n->opts.node_id, m ? m->node_id : "?");
 }
 
-int node_start(struct node *n, char *err, size_t errlen)
+/* Starts raft (see node.h). The identity is on disk, fsynced, before raft writes anything. */
+int node_begin(struct node *n, const struct raft_configuration *conf, bool join, char *err,
+               size_t errlen)
 {
-	if (n->opts.bootstrap && !n->had_state && bootstrap(n, err, errlen) != 0)
-		return -1;
-	if (n->had_state)
-		log_info("Restarting from existing raft state", "node_id=%s applied_index=%llu",
-		         n->opts.node_id, (unsigned long long)n->fsm.applied_index);
-	if (identity_save(n, err, errlen) != 0)
-		return -1;
+	if (conf != NULL) {
+		n->bootstrapped_here = n->ident.bootstrapped = true;
+		if (identity_save(&n->ident, n->opts.data_dir, err, errlen) != 0)
+			return -1;
+		int rv = raft_bootstrap(&n->raft, conf);
+		if (rv != 0) {
+			snprintf(err, errlen, "bootstrap failed: %s", raft_errmsg(&n->raft));
+			return -1;
+		}
+		log_info("Bootstrapped Raft cluster",
+		         "node_id=%s raft_addr=%s voters=%u cluster_id=%s", n->opts.node_id,
+		         n->opts.raft_addr, conf->n, n->ident.cluster_id);
+	}
 	int rv = raft_start(&n->raft);
 	if (rv != 0) {
 		/* raft_uv does not pass on its transport's message (e.g. the raft address is in
@@ -281,6 +224,38 @@ int node_start(struct node *n, char *err, size_t errlen)
 		snprintf(err, errlen, "raft start failed on %s: %s", n->opts.raft_addr, why);
 		return -1;
 	}
+	n->raft_started = true;
+	n->no_leader_since_ms = clock_mono_ms();
+	node_watch_start(n);
+	if (n->had_state)
+		node_check_own_address(n);
+	else if (join)
+		autojoin_start(n, false);
+	return 0;
+}
+
+/* A plain --bootstrap: this node is the only voter of a new cluster with a new id. */
+static int bootstrap_alone(struct node *n, char *err, size_t errlen)
+{
+	struct raft_configuration conf;
+	raft_configuration_init(&conf);
+	if (identity_random_hex(n->ident.cluster_id) != 0) {
+		snprintf(err, errlen, "cannot draw a random cluster id");
+		return -1;
+	}
+	int rv = raft_configuration_add(&conf, n->id, n->opts.raft_addr, RAFT_VOTER);
+	if (rv != 0) {
+		raft_configuration_close(&conf);
+		snprintf(err, errlen, "bootstrap failed: %s", raft_strerror(rv));
+		return -1;
+	}
+	rv = node_begin(n, &conf, false, err, errlen);
+	raft_configuration_close(&conf);
+	return rv;
+}
+
+int node_start(struct node *n, char *err, size_t errlen)
+{
 	membership_init(n);
 	propose_init(n);
 	n->fsm.applied_hook = applied_cb;
@@ -292,26 +267,113 @@ int node_start(struct node *n, char *err, size_t errlen)
 	uv_prepare_start(&n->flush, flush_cb);
 	uv_timer_init(n->loop, &n->watch);
 	n->watch.data = n;
-	uv_timer_start(&n->watch, watch_cb, WATCH_INTERVAL_MS, WATCH_INTERVAL_MS);
 	uv_timer_init(n->loop, &n->autojoin.timer);
 	n->autojoin.timer.data = n;
+	uv_timer_init(n->loop, &n->discovery.timer);
+	n->discovery.timer.data = n;
 	n->no_leader_since_ms = clock_mono_ms();
-	if (n->opts.n_join > 0) {
-		if (!n->had_state)
-			autojoin_start(n);
-		else if (n->bootstrapped_here)
-			log_warn("Refusing to join another cluster",
-			         "node_id=%s reason=\"this data dir bootstrapped its own cluster; "
-			         "wipe it to join another\"",
-			         n->opts.node_id);
-		else
-			log_info("Not joining again", "node_id=%s reason=\"raft state exists\"",
-			         n->opts.node_id);
+
+	/* The incarnation must survive a crash during discovery: peers may already have seen
+	 * it. */
+	snprintf(n->ident.raft_addr, sizeof n->ident.raft_addr, "%s", n->opts.raft_addr);
+	n->ident.bootstrapped = n->bootstrapped_here;
+	if (identity_save(&n->ident, n->opts.data_dir, err, errlen) != 0)
+		return -1;
+	if (n->had_state) {
+		log_info("Restarting from existing raft state",
+		         "node_id=%s applied_index=%llu incarnation=%s cluster_id=%s",
+		         n->opts.node_id, (unsigned long long)n->fsm.applied_index,
+		         n->ident.incarnation,
+		         n->ident.cluster_id[0] ? n->ident.cluster_id : "unknown");
+		return node_begin(n, NULL, false, err, errlen);
 	}
-	return 0;
+	if (n->opts.bootstrap_expect > 0 || (n->opts.bootstrap && n->opts.n_join > 0)) {
+		discovery_start(n);
+		return 0;
+	}
+	if (n->opts.bootstrap)
+		return bootstrap_alone(n, err, errlen);
+	return node_begin(n, NULL, n->opts.n_join > 0, err, errlen);
 }
 
-/* ---- state watch ---- */
+int node_bootstrap_alone(struct node *n, char *err, size_t errlen)
+{
+	return bootstrap_alone(n, err, errlen);
+}
+
+/* A restart with state: our entry in the configuration names the address we ran with. One
+ * that differs (--raft-addr changed, or the node moved) is announced to the cluster, which
+ * updates it; without that the node would campaign forever at an address nobody dials. */
+void node_check_own_address(struct node *n)
+{
+	int i = node_server_index(n, n->id);
+	if (i >= 0 && strcmp(n->raft.configuration.servers[i].address, n->opts.raft_addr) != 0) {
+		log_info("Raft address changed; asking the cluster to update this node's entry",
+		         "node_id=%s old_raft_addr=%s new_raft_addr=%s", n->opts.node_id,
+		         n->raft.configuration.servers[i].address, n->opts.raft_addr);
+		autojoin_start(n, true);
+		return;
+	}
+	if (n->opts.n_join == 0)
+		return;
+	if (n->bootstrapped_here && n->opts.bootstrap_expect == 0 && !n->opts.bootstrap)
+		log_warn("Refusing to join another cluster",
+		         "node_id=%s reason=\"this data dir bootstrapped its own cluster; "
+		         "wipe it to join another\"",
+		         n->opts.node_id);
+	else
+		log_info("Not joining again", "node_id=%s reason=\"raft state exists\"",
+		         n->opts.node_id);
+}
+
+void node_fail(struct node *n, int code)
+{
+	if (n->failed)
+		return;
+	n->failed = true;
+	n->fatal_code = code;
+	if (n->on_failed != NULL)
+		n->on_failed(n->event_arg);
+}
+
+void node_mark_removed(struct node *n, const char *reason)
+{
+	char err[256];
+	if (n->removed)
+		return;
+	n->removed = true;
+	n->ident.removed = true;
+	if (identity_save(&n->ident, n->opts.data_dir, err, sizeof err) != 0)
+		log_error("Cannot record the removal in the data dir", "error=\"%s\"", err);
+	log_info("Node removed from cluster", "node_id=%s reason=\"%s\"", n->opts.node_id, reason);
+	log_warn("This node no longer serves",
+	         "node_id=%s hint=\"it stays removed across "
+	         "restarts; to add this machine again stop it, delete --data-dir %s and start it "
+	         "with --join (or its --bootstrap-expect command); --join alone with this data "
+	         "dir will not help\"",
+	         n->opts.node_id, n->opts.data_dir);
+	if (n->on_removed != NULL)
+		n->on_removed(n->event_arg);
+}
+
+raft_index node_applied_index(const struct node *n)
+{
+	return n->raft.last_applied > n->fsm.applied_index ? n->raft.last_applied
+	                                                   : n->fsm.applied_index;
+}
+
+raft_index node_commit_index(const struct node *n)
+{
+	raft_index applied = node_applied_index(n);
+	return n->raft.commit_index > applied ? n->raft.commit_index : applied;
+}
+
+const char *node_cluster_id(const struct node *n)
+{
+	return n->ident.cluster_id;
+}
+
+/* ---- state accessors ---- */
 
 bool node_is_leader(const struct node *n)
 {
@@ -354,33 +416,6 @@ unsigned node_voters(const struct node *n)
 	return v;
 }
 
-static struct node_contact *contact_slot(struct node *n, raft_id id)
-{
-	for (unsigned i = 0; i < n->n_contacts; i++)
-		if (n->contacts[i].id == id)
-			return &n->contacts[i];
-	if (n->n_contacts == sizeof n->contacts / sizeof n->contacts[0])
-		return NULL;
-	n->contacts[n->n_contacts].id = id;
-	n->contacts[n->n_contacts].last_recv_ms = 0;
-	return &n->contacts[n->n_contacts++];
-}
-
-/* recent_recv is set on every reply from a follower and cleared by raft once per election
- * timeout, so sampling it tells us, to within one election timeout, when we last heard from
- * each voter. */
-static void track_contacts(struct node *n, uint64_t now)
-{
-	for (unsigned i = 0; i < n->raft.configuration.n; i++) {
-		struct raft_server *s = &n->raft.configuration.servers[i];
-		struct node_contact *c = contact_slot(n, s->id);
-		if (c == NULL)
-			continue;
-		if (s->id == n->id || n->raft.leader_state.progress[i].recent_recv)
-			c->last_recv_ms = now;
-	}
-}
-
 unsigned node_reachable_voters(struct node *n, raft_id exclude, bool *self_counted)
 {
 	uint64_t now = clock_mono_ms();
@@ -394,8 +429,8 @@ unsigned node_reachable_voters(struct node *n, raft_id exclude, bool *self_count
 		struct raft_server *s = &n->raft.configuration.servers[i];
 		if (s->role != RAFT_VOTER || s->id == exclude)
 			continue;
-		struct node_contact *c = contact_slot(n, s->id);
-		if (s->id == n->id || (c != NULL && c->last_recv_ms + window >= now)) {
+		uint64_t heard = peers_last_recv_ms(n, s->id);
+		if (s->id == n->id || (heard != 0 && heard + window >= now)) {
 			count++;
 			if (s->id == n->id && self_counted != NULL)
 				*self_counted = true;
@@ -410,8 +445,8 @@ bool node_heard_from(struct node *n, raft_id id)
 		return false;
 	if (id == n->id)
 		return true;
-	struct node_contact *c = contact_slot(n, id);
-	return c != NULL && c->last_recv_ms + 2 * (uint64_t)n->opts.election_ms >= clock_mono_ms();
+	uint64_t heard = peers_last_recv_ms(n, id);
+	return heard != 0 && heard + 2 * (uint64_t)n->opts.election_ms >= clock_mono_ms();
 }
 
 uint64_t node_last_contact_ms(struct node *n)
@@ -491,187 +526,6 @@ bool node_leader(struct node *n, const struct fsm_member **m, raft_id *id, const
 	if (m != NULL)
 		*m = node_member_by_raft_id(n, lid);
 	return true;
-}
-
-/* Our own metadata (HTTP address) must be in the replicated member table for followers to
- * forward to us and for status to name us; the leader keeps its own record current. */
-static void own_member_cb(struct node_propose *p, int status, void *result)
-{
-	(void)result;
-	if (status != 0)
-		log_warn("Recording own member metadata failed", "status=%s",
-		         raft_strerror(status));
-	free(p);
-}
-
-static void ensure_own_member(struct node *n)
-{
-	const struct fsm_member *m = node_member_by_node_id(n, n->opts.node_id);
-	if (m != NULL && m->raft_id == n->id && strcmp(m->raft_addr, n->opts.raft_addr) == 0 &&
-	    strcmp(m->http_addr, n->opts.http_addr) == 0)
-		return;
-	struct command c = {.type = COMMAND_MEMBER_SET, .raft_id = n->id};
-	c.node_id = (struct command_str){n->opts.node_id, strlen(n->opts.node_id)};
-	c.raft_addr = (struct command_str){n->opts.raft_addr, strlen(n->opts.raft_addr)};
-	c.http_addr = (struct command_str){n->opts.http_addr, strlen(n->opts.http_addr)};
-	struct buf b;
-	buf_init(&b);
-	command_encode(&c, &b);
-	struct node_propose *p = calloc(1, sizeof *p);
-	p->cb = own_member_cb;
-	if (node_propose(n, p, &b) != 0)
-		free(p);
-	buf_close(&b);
-}
-
-static void ready_barrier_cb(struct raft_barrier *req, int status)
-{
-	struct node *n = req->data;
-	n->ready_barrier_active = false;
-	if (status != 0 || n->closing)
-		return;
-	if (n->raft.state == RAFT_LEADER && n->raft.current_term == n->leader_term) {
-		n->leader_ready = true;
-		ensure_own_member(n);
-	}
-}
-
-/* 0.15 appends no entry when a leader is elected: commit a barrier in our term before
- * serving reads, which also settles entries from earlier terms (the "Figure 8" hazard). */
-static void start_ready_barrier(struct node *n)
-{
-	if (n->ready_barrier_active)
-		return;
-	n->ready_barrier.data = n;
-	int rv = raft_barrier(&n->raft, &n->ready_barrier, ready_barrier_cb);
-	if (rv == 0)
-		n->ready_barrier_active = true;
-	else
-		log_warn("Leader barrier failed", "error=%s", raft_strerror(rv));
-}
-
-static void on_state_change(struct node *n, int old, int state)
-{
-	if (state == RAFT_LEADER) {
-		n->leader_term = n->raft.current_term;
-		n->leader_ready = false;
-		n->n_contacts = 0;
-		log_info("Became leader", "node_id=%s term=%llu", n->opts.node_id,
-		         (unsigned long long)n->raft.current_term);
-		start_ready_barrier(n);
-	} else if (old == RAFT_LEADER) {
-		n->leader_ready = false;
-		log_info("Lost leadership", "node_id=%s term=%llu state=%s", n->opts.node_id,
-		         (unsigned long long)n->raft.current_term, node_state_name(n));
-		reads_fail_all(n, RAFT_LEADERSHIPLOST);
-		membership_fail_all(n, 503, "leadership lost during the change");
-	}
-}
-
-static void on_leader_change(struct node *n, raft_id leader)
-{
-	if (leader != 0) {
-		n->leader_changes++;
-		const struct fsm_member *m = node_member_by_raft_id(n, leader);
-		log_info("Leader detected", "node_id=%s leader_id=%s term=%llu", n->opts.node_id,
-		         m ? m->node_id : "?", (unsigned long long)n->raft.current_term);
-	} else {
-		n->no_leader_since_ms = clock_mono_ms();
-	}
-}
-
-static void watch_cb(uv_timer_t *t)
-{
-	struct node *n = t->data;
-	int state = n->raft.state;
-	raft_id leader = 0;
-	const char *addr;
-	if (n->closing)
-		return;
-	raft_leader(&n->raft, &leader, &addr);
-	if (state != n->last_state) {
-		int old = n->last_state;
-		n->last_state = state;
-		on_state_change(n, old, state);
-	}
-	if (leader != n->last_leader) {
-		n->last_leader = leader;
-		on_leader_change(n, leader);
-	}
-	uint64_t now = clock_mono_ms();
-	if (state == RAFT_LEADER) {
-		track_contacts(n, now);
-		if (!n->leader_ready && !n->ready_barrier_active)
-			start_ready_barrier(n);
-	}
-	/* libraft 0.15 makes a node UNAVAILABLE for good when it cannot handle a message or a
-	 * tick (a failed disk write or apply, e.g. on a full disk) and never leaves that state,
-	 * while the process would go on looking alive. A restart reloads raft's state and the
-	 * store from disk and recovers, so say why and leave with a failure status. */
-	if (state == RAFT_UNAVAILABLE && !n->failed) {
-		n->failed = true;
-		log_error("Raft stopped after an I/O error; exiting so that a restart recovers",
-		          "node_id=%s error=\"%s\"", n->opts.node_id, raft_errmsg(&n->raft));
-		if (n->on_failed != NULL)
-			n->on_failed(n->event_arg);
-		return;
-	}
-	/* The same for a store write that failed: the fsm stopped taking writes (fsm.c). */
-	if (n->fsm.failed && !n->failed) {
-		n->failed = true;
-		log_error("Store write failed; exiting so that a restart recovers",
-		          "node_id=%s applied_index=%llu", n->opts.node_id,
-		          (unsigned long long)n->fsm.applied_index);
-		if (n->on_failed != NULL)
-			n->on_failed(n->event_arg);
-		return;
-	}
-	/* Also 0.15: when writing received entries fails (disk full), a follower keeps them in
-	 * its in-memory log and never writes them again; the leader's retransmissions look
-	 * already present, so it stays behind for good without noticing. Entries normally reach
-	 * the disk in milliseconds: when the persisted index has not moved for STUCK_APPEND_MS
-	 * with entries waiting, leave the same way (a restart reloads the log from disk and the
-	 * leader sends the rest). A gap between two ticks (we were stopped or starved) restarts
-	 * the count rather than counting as a stuck disk. */
-	raft_index stored = n->raft.last_stored;
-	if (state != RAFT_FOLLOWER || stored >= raft_last_index(&n->raft) ||
-	    stored != n->unstored_at || now - n->last_watch_ms > 1000) {
-		n->unstored_at = stored;
-		n->unstored_since_ms = now;
-	} else if (now - n->unstored_since_ms > STUCK_APPEND_MS && !n->failed) {
-		n->failed = true;
-		log_error("Raft log writes are stuck; exiting so that a restart recovers",
-		          "node_id=%s persisted_index=%llu last_index=%llu waited_ms=%llu",
-		          n->opts.node_id, (unsigned long long)stored,
-		          (unsigned long long)raft_last_index(&n->raft),
-		          (unsigned long long)(now - n->unstored_since_ms));
-		if (n->on_failed != NULL)
-			n->on_failed(n->event_arg);
-		return;
-	}
-	n->last_watch_ms = now;
-	/* A committed configuration that no longer lists us, received before the leader stopped
-	 * replicating to us, means we were removed. "No longer": a joining node first installs a
-	 * snapshot whose configuration predates its own admission, which is not a removal. */
-	if (node_server_index(n, n->id) >= 0)
-		n->listed = true;
-	if (!n->removed && n->listed && n->raft.configuration.n > 0 &&
-	    node_server_index(n, n->id) < 0 && n->raft.configuration_uncommitted_index == 0 &&
-	    state != RAFT_LEADER) {
-		n->removed = true;
-		log_info(
-		    "Node removed from cluster",
-		    "node_id=%s reason=\"the committed configuration no longer lists this node\"",
-		    n->opts.node_id);
-		if (n->on_removed != NULL)
-			n->on_removed(n->event_arg);
-		return;
-	}
-	/* A node removed from the configuration is never told (0.15); once it has gone a while
-	 * without a leader, ask the peers whether we are still a member. */
-	if (leader == 0 && !n->autojoin.active && node_server_index(n, n->id) >= 0 &&
-	    now - n->no_leader_since_ms > 3 * (uint64_t)n->opts.election_ms)
-		membership_check_removed(n);
 }
 
 /* ---- shutdown ---- */

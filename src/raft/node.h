@@ -21,6 +21,7 @@
 #include "forward/forward.h"
 #include "fsm/fsm.h"
 #include "metrics/metrics.h"
+#include "raft/identity.h"
 #include "raft/transport.h"
 #include "util/buf.h"
 
@@ -30,7 +31,8 @@ struct node_options {
 	const char *http_addr; /* advertised HTTP address of this node */
 	const char *data_dir;
 	bool bootstrap;
-	const char *const *join; /* HTTP addresses of existing members */
+	unsigned bootstrap_expect; /* form a cluster of this many founders (discovery.c) */
+	const char *const *join;   /* HTTP addresses of existing members */
 	size_t n_join;
 	unsigned heartbeat_ms;
 	unsigned election_ms;
@@ -39,6 +41,8 @@ struct node_options {
 	unsigned connect_retry_ms;
 	unsigned idem_ttl_s;
 	unsigned idem_max;
+	unsigned catch_up_timeout_ms; /* a joiner without catch-up progress this long is dropped */
+	unsigned health_max_lag; /* entries a voter may trail by and still count as caught up */
 };
 
 /* A proposed command in flight. */
@@ -82,11 +86,18 @@ struct node_change {
 	char node_id[COMMAND_MAX_ID + 1]; /* empty for "any voter" transfers */
 	char raft_addr[COMMAND_MAX_ADDR + 1];
 	char http_addr[COMMAND_MAX_ADDR + 1];
+	char incarnation[COMMAND_MAX_INCARNATION +
+	                 1]; /* join: the joiner's data dir; "" = unknown */
+	char cluster_id[COMMAND_MAX_INCARNATION +
+	                1];   /* join: the cluster it belongs to, "" = none */
+	uint64_t start_by_ms; /* a change not started by then is dropped (504); 0 = no limit */
 	node_change_cb cb;
 	void *data;
 	/* outcome, filled before cb runs */
-	unsigned http_status; /* 200 ok, 404, 409, 503, 500 */
-	bool changed;         /* false for an idempotent no-op */
+	unsigned http_status;              /* 200 ok, 404, 409, 503, 504, 500 */
+	const char *slug;                  /* problem type for a failure (static string) */
+	char replaced[COMMAND_MAX_ID + 1]; /* join: the member whose entry it replaced, "" = none */
+	bool changed;                      /* false for an idempotent no-op */
 	bool is_retry; /* in: re-sent after an unknown outcome; "already removed" is success */
 	bool retry_elsewhere; /* failed only because this node stopped leading: safe to retry on
 	                         the new leader (nothing half-done stays behind) */
@@ -95,6 +106,11 @@ struct node_change {
 	int step;
 	bool waiting; /* a raft callback is pending */
 	uint64_t deadline_ms;
+	uint64_t progress_ms; /* catch-up: when the joiner's match index last moved */
+	raft_index progress_match;
+	bool new_incarnation; /* join: same id, another data dir: its old entry goes first */
+	char notify_http[COMMAND_MAX_ADDR + 1]; /* tell this address it was removed, when done */
+	char notify_id[COMMAND_MAX_ID + 1];
 	raft_id target;
 	raft_id replace_id;
 	struct node *node;
@@ -106,16 +122,32 @@ struct node_change {
 	struct node_propose propose;
 };
 
-/* Per-voter contact tracking, refreshed by the watch timer while leader. */
-struct node_contact {
+/* What raft's messages said about one server (peers.c). Times are monotonic ms, 0 = never. */
+struct node_peer {
 	raft_id id;
-	uint64_t last_recv_ms; /* monotonic */
+	uint64_t last_recv_ms;    /* any message from it */
+	uint64_t last_answer_ms;  /* leader: an AppendEntries result in our term */
+	uint64_t last_ok_ms;      /* leader: ... that accepted the entries */
+	raft_index reported_last; /* its last log index in that result */
+	bool lost_data;           /* it reported fewer entries than it had acknowledged */
+};
+
+#define NODE_MAX_PEERS 32
+
+struct node_peers {
+	struct node_peer v[NODE_MAX_PEERS];
+	unsigned n;
+	int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+	                raft_io_recv_cb recv); /* raft_uv's own */
+	raft_io_recv_cb raft_recv;             /* raft's own */
+	raft_index leader_commit;              /* follower: highest leader commit index seen */
 };
 
 struct node_membership {
 	struct node_change *head, *tail; /* queue; head is running */
 	unsigned queued;
-	uv_timer_t timer; /* drives catch-up polling and transfer waits */
+	uv_timer_t timer;  /* drives catch-up polling and transfer waits */
+	uv_timer_t expiry; /* answers queued changes whose start deadline passed */
 };
 
 struct node_reads {
@@ -128,10 +160,42 @@ struct node_reads {
 struct node_autojoin {
 	bool active;
 	bool joined;
+	bool update;             /* re-announcing our own entry (new address), not joining afresh */
+	bool refused;            /* the cluster refused us for good (another cluster id) */
+	uint64_t next_update_ms; /* earliest time for another self-update join */
 	size_t next;
 	unsigned delay_ms;
 	unsigned attempts;
 	char hint[COMMAND_MAX_ADDR + 1]; /* leader HTTP address learned from a refusal */
+	uv_timer_t timer;
+};
+
+/* --bootstrap-expect discovery and the --join check before a plain --bootstrap (discovery.c). */
+struct node;
+struct discovery_peer {
+	struct node *node;
+	char addr[COMMAND_MAX_ADDR + 1]; /* the --join address asked */
+	bool answered;                   /* in the latest round */
+	bool member;                     /* it belongs to a cluster */
+	bool forming;                    /* it is forming one (--bootstrap-expect, no state) */
+	char node_id[COMMAND_MAX_ID + 1];
+	char raft_addr[COMMAND_MAX_ADDR + 1];
+	char http_addr[COMMAND_MAX_ADDR + 1];
+	char incarnation[IDENTITY_HEX_LEN + 1];
+	char cluster_id[IDENTITY_HEX_LEN + 1];
+	char seen[512];    /* forming: the node ids it sees forming, sorted, comma-joined */
+	bool founder_here; /* member: its founders list us with our incarnation */
+	struct identity_founder founders[IDENTITY_MAX_FOUNDERS];
+	unsigned n_founders;
+};
+
+struct node_discovery {
+	bool active;
+	unsigned pending; /* status requests of the current round still out */
+	struct discovery_peer peers[16];
+	unsigned n_peers;
+	char seen[512]; /* what we publish in /raft/status while forming */
+	uint64_t last_note_ms;
 	uv_timer_t timer;
 };
 
@@ -154,6 +218,7 @@ struct node {
 	struct node_options opts; /* strings owned (copied) */
 	raft_id id;
 	char *raft_dir;
+	struct identity ident;  /* <data-dir>/identity.json (identity.h) */
 	bool had_state;         /* raft state existed at start-up */
 	bool bootstrapped_here; /* this data dir bootstrapped its own cluster */
 
@@ -168,17 +233,27 @@ struct node {
 	bool ready_barrier_active;
 	uint64_t leader_changes;
 	uint64_t no_leader_since_ms;
-	struct node_contact contacts[16];
-	unsigned n_contacts;
+	struct node_peers peers;
 
 	struct fsm_member *members; /* cache of n/ records, refreshed on change */
 	unsigned n_members;
 	uint64_t members_version;
+	uint64_t cluster_id_version; /* members_version when the cluster id was last compared */
 
 	struct node_membership mship;
 	struct node_reads reads;
 	struct node_autojoin autojoin;
 	struct node_removal_check removal;
+
+	struct node_discovery discovery;
+	bool raft_started; /* raft_start ran (not yet during discovery) */
+	int fatal_code; /* exit status on_failed asks for (1 = restart may recover, 2 = config) */
+	/* Follower's view of the leader's health figures (tolerance.c). */
+	int leader_tolerance;
+	unsigned leader_healthy_voters;
+	uint64_t leader_view_ms;
+	bool leader_view_pending;
+	uint64_t leader_view_asked_ms;
 
 	bool removed;
 	/* Some configuration this process saw listed us: until then a configuration without us
@@ -235,12 +310,62 @@ void membership_init(struct node *n);
 void membership_fail_all(struct node *n, unsigned status, const char *why);
 void membership_close(struct node *n);
 
-/* Auto-join (autojoin.c). */
-void autojoin_start(struct node *n);
+/* State watch (watch.c). */
+void node_watch_start(struct node *n);
+/* After a restart with state: announce a changed raft address (node.c). */
+void node_check_own_address(struct node *n);
+
+/* Auto-join (autojoin.c). update: re-announce our own entry (a new address) rather than
+ * join afresh. */
+void autojoin_start(struct node *n, bool update);
 void autojoin_close(struct node *n);
 
-/* Removal detection (membership.c): asks peers whether we are still in the configuration. */
-void membership_check_removed(struct node *n);
+/* Removal detection (membership.c): asks peers whether we are still in the configuration.
+ * `now`: at once (the leader told us), not rate-limited. */
+void membership_check_removed(struct node *n, bool now);
+/* Marks this node removed for good (persisted) and tells the server (on_removed). */
+void node_mark_removed(struct node *n, const char *reason);
+
+/* Discovery (discovery.c): decides between bootstrapping, joining and waiting, then starts
+ * raft through node_begin. */
+void discovery_start(struct node *n);
+void discovery_close(struct node *n);
+/* Starts raft: bootstraps `conf` first when non-NULL; then joins when `join`. */
+int node_begin(struct node *n, const struct raft_configuration *conf, bool join, char *err,
+               size_t errlen);
+/* Stops the node for a reason a restart cannot fix (exit status 2) or can (1). */
+void node_fail(struct node *n, int code);
+/* Plain --bootstrap: a new one-voter cluster with a random id, then raft starts. */
+int node_bootstrap_alone(struct node *n, char *err, size_t errlen);
+
+/* Failure tolerance and healthy voters as the leader computes them (tolerance.c); on a
+ * follower, the leader's figures when it answered lately, else what this node can confirm
+ * (itself and the leader it hears from). */
+unsigned node_healthy_voters(struct node *n);
+int node_failure_tolerance(struct node *n);
+/* Voters that accepted our appends within two election timeouts, us included (leader). */
+unsigned node_acking_voters(struct node *n, raft_id exclude);
+/* Follower: ask the leader for its figures now and then (watch timer). */
+void tolerance_poll(struct node *n);
+/* The applied and commit index as this node knows them: after a restart the store already
+ * reflects entries raft has not re-delivered yet. */
+raft_index node_applied_index(const struct node *n);
+raft_index node_commit_index(const struct node *n);
+/* The cluster id this node belongs to ("" = none yet). */
+const char *node_cluster_id(const struct node *n);
+
+/* Peer observation (peers.c): wraps io->start so raft's messages are seen on the way in. */
+void peers_init(struct node *n);
+/* A new leadership: forget what earlier terms' answers said. */
+void peers_leader_reset(struct node *n);
+uint64_t peers_last_recv_ms(struct node *n, raft_id id);
+/* Leader: the index server i (configuration index) is known to hold: its match index while
+ * it answers, what it reports when that is less (it lost data), 0 when it has not answered
+ * within two election timeouts or only rejects. Our own last index for ourselves. */
+raft_index peers_confirmed_match(struct node *n, unsigned i);
+bool peers_lost_data(struct node *n, raft_id id);
+/* Follower: the leader's commit index as last sent to us. */
+raft_index peers_leader_commit(const struct node *n);
 
 /* State accessors for status/health/metrics. */
 bool node_is_leader(const struct node *n);

@@ -66,6 +66,36 @@ def put_ok(node, key, value):
     return r if r is not None and r.status == 200 else None
 
 
+def problem_type(r):
+    try:
+        return r.json().get("type", "") if r is not None else ""
+    except ValueError:
+        return ""
+
+
+def is_removed(node):
+    """The node says, on readiness, that the cluster removed it."""
+    r = node.req("GET", "/raft/health", timeout=2)
+    return r is not None and r.status == 503 and problem_type(r).endswith("/removed")
+
+
+def assert_stays_removed(node):
+    """A removed node keeps running (a supervisor would restart an exit), refuses every
+    request with 503 `removed`, stays live, and leaves when told to stop."""
+    assert node.alive(), node
+    live = node.req("GET", "/raft/health?mode=live", timeout=2)
+    assert live is not None and live.status == 200, live
+    for method, path in (("GET", "/v1/kv/x"), ("PUT", "/v1/kv/x"), ("GET", "/v1/kv/x?consistency=stale")):
+        r = node.req(method, path, "v" if method == "PUT" else None, timeout=2)
+        body = assert_problem(r, 503, "%s %s on a removed node" % (method, path))
+        assert body["type"].endswith("/removed"), body
+        assert "data dir" in body["detail"], body
+    st = node.status()
+    assert st is not None and st["state"] == "removed", st
+    assert "Node removed from cluster" in node.log(), node.log()[-2000:]
+    assert "delete --data-dir" in node.log(), node.log()[-2000:]
+
+
 def test_remove_then_readd(make):
     c = make().start(3)
     ld = c.leader()
@@ -82,12 +112,18 @@ def test_remove_then_readd(make):
     c.wait_voters(2, nodes=remaining)
     for n in remaining:
         assert victim.node_id not in [x["node_id"] for x in n.status()["servers"]], n
-    # The removed process notices by itself and exits cleanly.
-    wait_for("%s to exit after its removal" % victim, lambda: not victim.alive(), timeout=20)
-    assert victim.proc.returncode == 0, victim.proc.returncode
-    assert "Node removed from cluster" in victim.log(), victim.log()[-2000:]
+    # The removed process learns it at once (the leader tells it) and stops serving, but
+    # stays up: an exit would only make a supervisor restart it.
+    wait_for("%s to report its removal" % victim, lambda: is_removed(victim), timeout=3)
+    assert_stays_removed(victim)
     assert re.search(r"Node removed from cluster node_id=%s\b" % re.escape(victim.node_id),
                      ld.log()), ld.log()[-2000:]
+    # Restarted with the same data dir, it stays out (no restart loop, no silent rejoin).
+    assert victim.stop() == 0
+    victim.restart()
+    wait_for("%s to come back removed" % victim, lambda: is_removed(victim))
+    assert_stays_removed(victim)
+    assert victim.stop() == 0
 
     # Back in with an empty data dir.
     victim.wipe()
@@ -112,9 +148,9 @@ def test_remove_the_leader(make):
     assert r is not None and r.status == 200, r
     assert r.json()["changed"] is True, r
     assert old.node_id not in [p["node_id"] for p in r.json()["cluster_peers"]], r
-    wait_for("%s to exit after its removal" % old, lambda: not old.alive(), timeout=20)
-    assert old.proc.returncode == 0, old.proc.returncode
-    assert "Node removed from cluster" in old.log()
+    wait_for("%s to report its removal" % old, lambda: is_removed(old), timeout=5)
+    assert_stays_removed(old)
+    assert old.stop() == 0
     c.wait_voters(2)
     new = c.leader()
     assert new is not old
@@ -196,12 +232,12 @@ def test_quorum_losing_change_refused(make):
     c.wait_voters(2)
     assert voters_of(ld) == sorted([ld.node_id, live.node_id])
     wait_for("a write with 2 voters", lambda: put_ok(c.leader(), "k", "v"))
-    # Restarted from its old data dir, the removed node finds out and leaves by itself.
+    # Restarted from its old data dir, the removed node finds out by itself (nobody told
+    # it: it was down) and stops serving.
     dead.restart()
-    wait_for("%s to exit after finding itself removed" % dead, lambda: not dead.alive(),
-             timeout=20)
-    assert dead.proc.returncode == 0, dead.proc.returncode
-    assert "Node removed from cluster" in dead.log()
+    wait_for("%s to find itself removed" % dead, lambda: is_removed(dead), timeout=20)
+    assert_stays_removed(dead)
+    assert dead.stop() == 0
     c.wait_voters(2)
     assert voters_of(ld) == sorted([ld.node_id, live.node_id])
 

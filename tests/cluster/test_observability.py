@@ -225,6 +225,7 @@ GAUGES = ["cloudless_coordinator_is_leader", "cloudless_raft_has_leader", "cloud
           "cloudless_raft_commit_index", "cloudless_raft_last_log_index",
           "cloudless_coordinator_raft_applied_index", "cloudless_raft_node_state",
           "cloudless_raft_peers", "cloudless_raft_voters", "cloudless_raft_failure_tolerance",
+          "cloudless_raft_healthy_voters", "cloudless_raft_removed",
           "cloudless_build_info"]
 COUNTERS = ["cloudless_raft_leader_changes_seen_total", "cloudless_raft_snapshot_creation_total",
             "cloudless_raft_snapshot_restore_total", "cloudless_http_requests_total"]
@@ -267,7 +268,10 @@ def test_metrics(make):
         assert mm.value("cloudless_raft_has_leader") == 1
         assert mm.value("cloudless_raft_peers") == len(s["servers"]) == 3
         assert mm.value("cloudless_raft_voters") == 3
-        assert mm.value("cloudless_raft_failure_tolerance") == 1
+        # Followers report the leader's figure, which they ask for once a second.
+        wait_for("failure tolerance 1 on %s" % n,
+                 lambda: scrape(n).value("cloudless_raft_failure_tolerance") == 1)
+        assert scrape(n).value("cloudless_raft_healthy_voters") == 3
         assert mm.value("cloudless_raft_node_state", node_id=n.node_id) == (2 if is_leader else 0)
         assert len(mm.samples("cloudless_raft_node_state")) == 1
         assert mm.value("cloudless_raft_leader_changes_seen_total") >= 1

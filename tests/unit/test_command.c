@@ -64,8 +64,14 @@ static bool same_command(const struct command *a, const struct command *b)
 	case COMMAND_MEMBER_SET:
 		return str_eq(a->node_id, b->node_id) && a->raft_id == b->raft_id &&
 		       str_eq(a->raft_addr, b->raft_addr) && str_eq(a->http_addr, b->http_addr);
+	case COMMAND_MEMBER_PUT:
+		return str_eq(a->node_id, b->node_id) && a->raft_id == b->raft_id &&
+		       str_eq(a->raft_addr, b->raft_addr) && str_eq(a->http_addr, b->http_addr) &&
+		       str_eq(a->incarnation, b->incarnation);
 	case COMMAND_MEMBER_DEL:
 		return str_eq(a->node_id, b->node_id);
+	case COMMAND_CLUSTER_SET:
+		return str_eq(a->cluster_id, b->cluster_id);
 	}
 	return false;
 }
@@ -156,10 +162,30 @@ static struct command sample(int i)
 		c.http_addr = SN(addr, sizeof addr);
 		break;
 	}
+	case 10: /* member record with its data dir's incarnation */
+		c.type = COMMAND_MEMBER_PUT;
+		c.node_id = S("node-2");
+		c.raft_id = 42;
+		c.raft_addr = S("10.0.0.2:7000");
+		c.http_addr = S("10.0.0.2:8080");
+		c.incarnation = S("0123456789abcdef0123456789abcdef");
+		break;
+	case 11: /* ... and one from a node that did not send its incarnation */
+		c.type = COMMAND_MEMBER_PUT;
+		c.node_id = S("n3");
+		c.raft_id = 3;
+		c.raft_addr = S("10.0.0.3:7000");
+		c.http_addr = S("h:1");
+		c.incarnation = S("");
+		break;
+	case 12:
+		c.type = COMMAND_CLUSTER_SET;
+		c.cluster_id = S("fedcba9876543210fedcba9876543210");
+		break;
 	}
 	return c;
 }
-#define N_SAMPLES 10
+#define N_SAMPLES 13
 
 static void test_round_trip(void)
 {
@@ -275,7 +301,7 @@ static void test_bad_header(void)
 	}
 	b.data[0] = COMMAND_VERSION;
 	for (int t = 0; t < 256; t++) {
-		if (t >= COMMAND_KV_PUT && t <= COMMAND_MEMBER_DEL)
+		if (t >= COMMAND_KV_PUT && t <= COMMAND_CLUSTER_SET)
 			continue;
 		b.data[1] = (char)t;
 		CHECK_EQ_INT(decode_n(b.data, b.len), -1);

@@ -35,6 +35,7 @@ struct row {
 	const char *log_level;
 	const char *join; /* entries joined with '|'; "" = none */
 	enum tri bootstrap;
+	unsigned bootstrap_expect;
 	unsigned heartbeat_ms, election_ms;
 	size_t max_body;
 };
@@ -366,22 +367,51 @@ static const struct row rows[] = {
      {NULL},
      CONFIG_ERROR,
      .err = {"--join: missing value"}},
-    {"bootstrap and join flags",
+    {"bootstrap and join flags (asks the peers first)",
      {"--node-id", "n1", "--bootstrap", "--join", "a:1"},
      {NULL},
-     CONFIG_ERROR,
-     .err = {"--bootstrap and --join are mutually exclusive"}},
-    {"bootstrap and join env",
+     CONFIG_OK,
+     .join = "a:1",
+     .bootstrap = YES},
+    {"bootstrap-expect with join",
+     {"--node-id", "n1", "--bootstrap-expect", "3", "--join", "a:1,b:2,c:3"},
+     {NULL},
+     CONFIG_OK,
+     .join = "a:1|b:2|c:3",
+     .bootstrap = NO,
+     .bootstrap_expect = 3},
+    {"bootstrap-expect from env",
      {"--node-id", "n1"},
-     {"CLOUDLESS_BOOTSTRAP=true", "CLOUDLESS_RAFT_JOIN_ADDR=a:1", NULL},
+     {"CLOUDLESS_BOOTSTRAP_EXPECT=5", "CLOUDLESS_RAFT_JOIN_ADDR=a:1", NULL},
+     CONFIG_OK,
+     .join = "a:1",
+     .bootstrap_expect = 5},
+    {"bootstrap and bootstrap-expect",
+     {"--node-id", "n1", "--bootstrap", "--bootstrap-expect", "3", "--join", "a:1"},
+     {NULL},
      CONFIG_ERROR,
-     .err = {"--bootstrap (from CLOUDLESS_BOOTSTRAP) and --join (from CLOUDLESS_RAFT_JOIN_ADDR)",
+     .err = {"--bootstrap and --bootstrap-expect are mutually exclusive"}},
+    {"bootstrap env and bootstrap-expect flag",
+     {"--node-id", "n1", "--bootstrap-expect", "3", "--join", "a:1"},
+     {"CLOUDLESS_BOOTSTRAP=true", NULL},
+     CONFIG_ERROR,
+     .err = {"--bootstrap (from CLOUDLESS_BOOTSTRAP) and --bootstrap-expect",
              "mutually exclusive"}},
-    {"bootstrap flag and join env",
-     {"--node-id", "n1", "--bootstrap"},
-     {"CLOUDLESS_RAFT_JOIN_ADDR=a:1", NULL},
+    {"bootstrap-expect without join",
+     {"--node-id", "n1", "--bootstrap-expect", "3"},
+     {NULL},
      CONFIG_ERROR,
-     .err = {"--bootstrap and --join", "mutually exclusive"}},
+     .err = {"--bootstrap-expect needs --join"}},
+    {"bootstrap-expect too large",
+     {"--node-id", "n1", "--bootstrap-expect", "99", "--join", "a:1"},
+     {NULL},
+     CONFIG_ERROR,
+     .err = {"--bootstrap-expect: at most 17 nodes"}},
+    {"bootstrap-expect not a number",
+     {"--node-id", "n1", "--bootstrap-expect", "three", "--join", "a:1"},
+     {NULL},
+     CONFIG_ERROR,
+     .err = {"--bootstrap-expect"}},
     {"bad env boolean",
      {"--node-id", "n1"},
      {"CLOUDLESS_BOOTSTRAP=maybe", NULL},
@@ -606,6 +636,8 @@ static void run_row(const struct row *r)
 		}
 		if (r->bootstrap != ANY)
 			CHECK_EQ_INT(c.bootstrap, r->bootstrap == YES);
+		if (r->bootstrap_expect != 0)
+			CHECK_EQ_INT(c.bootstrap_expect, r->bootstrap_expect);
 		if (r->heartbeat_ms)
 			CHECK_EQ_INT(c.heartbeat_ms, r->heartbeat_ms);
 		if (r->election_ms)
