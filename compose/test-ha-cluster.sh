@@ -20,19 +20,20 @@ if [[ $LOCAL == 1 ]]; then
   metrics_ports=($BASE_PORT $((BASE_PORT + 1)) $((BASE_PORT + 2)))
   declare -A pid
   start_node() { # index 0..2
-    local i=$1 id=${services[$1]} extra=()
+    local i=$1 id=${services[$1]}
     local raft=127.0.0.1:$((BASE_PORT + 3 + i)) http=127.0.0.1:$((BASE_PORT + 6 + i))
-    if ((i == 0)); then extra=(--bootstrap); else extra=(--join 127.0.0.1:$((BASE_PORT + 6))); fi
+    local join=127.0.0.1:$((BASE_PORT + 6)),127.0.0.1:$((BASE_PORT + 7)),127.0.0.1:$((BASE_PORT + 8))
+    # The same command shape on every node: re-running any of them is always safe.
     "$BIN" --node-id "$id" --raft-addr "$raft" --http-addr "$http" \
-      --metrics-addr 127.0.0.1:${metrics_ports[$i]} --data-dir "$DATA/$id" "${extra[@]}" \
-      2>>"$DATA/$id.log" &
+      --metrics-addr 127.0.0.1:${metrics_ports[$i]} --data-dir "$DATA/$id" \
+      --join "$join" --bootstrap-expect 3 2>>"$DATA/$id.log" &
     pid[$id]=$!
   }
   stop_node() { kill -TERM "${pid[$1]}"; wait "${pid[$1]}" || true; }
   logs() { cat "$DATA/$1.log"; }
   cleanup() { for id in "${services[@]}"; do kill -KILL "${pid[$id]:-0}" 2>/dev/null || true; done; }
   trap cleanup EXIT
-  up() { start_node 0; wait_for "first leader" one_leader_among 0; start_node 1; start_node 2; }
+  up() { start_node 0; start_node 1; start_node 2; }
 else
   metrics_ports=(9090 9091 9092)
   compose=(docker compose -f "$here/docker-compose-ha.yml")

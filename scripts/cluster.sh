@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds, and starts a local 3-node Cloudless cluster on loopback with
-# data under ./data (our embedded default). The first node bootstraps, the others join it.
+# data under ./data (our embedded default). Every node gets the same --join list and
+# --bootstrap-expect 3: they form one cluster the first time, and re-running the script (or
+# any node's command, even after deleting its data dir) rejoins that cluster.
 #   HTTP:  127.0.0.1:8081, :8082, :8083     raft: 127.0.0.1:7001, :7002, :7003
 # Logs go to ./data/<node>.log; Ctrl-C stops all three (the leader hands over first).
 # Restarting the script reuses ./data: the nodes restart from their raft state.
@@ -24,9 +26,10 @@ start() { # id raft http extra...
     2>>"data/$id.log" &
   pids+=($!)
 }
-start coordinator-1 127.0.0.1:7001 127.0.0.1:8081 --bootstrap
-start coordinator-2 127.0.0.1:7002 127.0.0.1:8082 --join 127.0.0.1:8081
-start coordinator-3 127.0.0.1:7003 127.0.0.1:8083 --join 127.0.0.1:8081,127.0.0.1:8082
+join=127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083
+start coordinator-1 127.0.0.1:7001 127.0.0.1:8081 --join $join --bootstrap-expect 3
+start coordinator-2 127.0.0.1:7002 127.0.0.1:8082 --join $join --bootstrap-expect 3
+start coordinator-3 127.0.0.1:7003 127.0.0.1:8083 --join $join --bootstrap-expect 3
 for i in $(seq 1 100); do
   n=$(curl -s 127.0.0.1:8081/raft/status 2>/dev/null | grep -o '"role":"voter"' | wc -l || true)
   [[ "$n" == 3 ]] && break

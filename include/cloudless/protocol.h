@@ -18,6 +18,10 @@
 /* Between coordinators only: a forwarded request, and a re-sent membership change. */
 #define CLOUDLESS_HDR_FORWARDED_BY "X-Cloudless-Forwarded-By"
 #define CLOUDLESS_HDR_RETRY        "X-Cloudless-Retry"
+/* A forwarded membership change: the wall-clock time (ms since the epoch) by which it must
+ * have started, so a leader that reads it late (it was paused) never starts it after the
+ * caller was told it would not be. */
+#define CLOUDLESS_HDR_START_BY "X-Cloudless-Start-By"
 
 /* application/problem+json "type" URIs are this prefix plus a slug (not-found, no-leader,
  * leadership-lost, not-leader, cas-mismatch, ...). */

@@ -71,6 +71,7 @@ struct api_op {
 	char *idem_key;
 	unsigned change_kind;
 	struct api_op *batch_next; /* in api_batcher's queue */
+	char start_by_wall[24];    /* X-Cloudless-Start-By of a forwarded change */
 	union {
 		struct node_propose propose;
 		struct node_read read;

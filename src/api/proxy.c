@@ -245,6 +245,13 @@ size_t api_forward_headers(struct api_op *op, struct fwd_header *h)
 	h[nh++] = (struct fwd_header){CLOUDLESS_HDR_FORWARDED_BY, op->api->cfg->node_id};
 	if (op->retried)
 		h[nh++] = (struct fwd_header){CLOUDLESS_HDR_RETRY, "true"};
+	if (op->kind == API_OP_CHANGE && op->u.change.start_by_ms != 0) {
+		uint64_t now = clock_mono_ms();
+		uint64_t left = op->u.change.start_by_ms > now ? op->u.change.start_by_ms - now : 0;
+		snprintf(op->start_by_wall, sizeof op->start_by_wall, "%llu",
+		         (unsigned long long)(clock_wall_ms() + left));
+		h[nh++] = (struct fwd_header){CLOUDLESS_HDR_START_BY, op->start_by_wall};
+	}
 	return nh;
 }
 

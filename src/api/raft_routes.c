@@ -14,6 +14,8 @@
 #include "fsm/command.h"
 #include "http/problem.h"
 #include "log/log.h"
+#include "util/clock.h"
+#include "util/text.h"
 
 /* How long a membership change may run once it started, beyond its start deadline: the
  * follower that forwards one must wait that long for the leader's answer, which is the
@@ -23,7 +25,20 @@ static uint64_t max_run_ms(struct api *a, enum node_change_kind kind)
 {
 	if (kind == NODE_CHANGE_JOIN)
 		return (uint64_t)a->cfg->catch_up_timeout_ms + 5000;
-	return 4 * (uint64_t)a->cfg->election_ms + 2000;
+	return 2 * (uint64_t)a->cfg->election_ms + 1000;
+}
+
+/* A change forwarded by a follower carries the wall-clock time it must start by; the
+ * earlier of that and our own deadline holds (a leader that was paused reads it late). */
+static uint64_t forwarded_start_by(struct http_request *req, uint64_t start_by)
+{
+	const char *h = http_request_header(req, CLOUDLESS_HDR_START_BY);
+	uint64_t wall;
+	if (h == NULL || text_parse_u64(h, &wall) != 0)
+		return start_by;
+	uint64_t now_wall = clock_wall_ms(), now = clock_mono_ms();
+	uint64_t theirs = wall > now_wall ? now + (wall - now_wall) : 1; /* 1: long past */
+	return theirs < start_by ? theirs : start_by;
 }
 
 static json_t *peers_json(struct api *a)
@@ -98,7 +113,7 @@ static void submit(struct api *a, struct http_request *req, struct node_change *
 	op->u.change = *tmpl;
 	/* ?timeout is the deadline for the change to start; once it runs, its outcome is the
 	 * answer, so the request as a whole may take up to max_run_ms longer. */
-	op->u.change.start_by_ms = deadline;
+	op->u.change.start_by_ms = forwarded_start_by(req, deadline);
 	deadline += max_run_ms(a, tmpl->kind);
 	op->u.change.cb = change_done;
 	op->u.change.data = op;

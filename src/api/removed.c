@@ -56,6 +56,7 @@ void api_route_removed_mode(struct api *a, struct http_request *req, bool metric
 		removed_status(a, req);
 		return;
 	}
+	http_response_header(req, "Retry-After", "1");
 	http_problem(req, 503, "removed",
 	             "this node was removed from the cluster and serves nothing; send requests to "
 	             "another member. To add this machine again: stop it, delete its data dir (%s) "

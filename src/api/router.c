@@ -121,8 +121,10 @@ void api_prepare(struct http_request *req, void *arg)
 	/* Every response carries the common headers, including the ones answered before any
 	 * route runs (400 on bad input, 404, 405, and the server's own 413). */
 	if (a->removed) {
+		/* The node is closed: nothing to read from it. */
 		http_response_header(req, CLOUDLESS_HDR_SERVED_BY, a->cfg->node_id);
 		http_response_header(req, CLOUDLESS_HDR_KNOWN_LEADER, "false");
+		http_response_header(req, CLOUDLESS_HDR_INDEX, "0");
 		return;
 	}
 	api_common_headers(a, req);

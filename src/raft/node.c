@@ -561,6 +561,8 @@ static void raft_closed(struct raft *r)
 	close_handle(n, (uv_handle_t *)&n->props.wake);
 	close_handle(n, (uv_handle_t *)&n->autojoin.timer);
 	close_handle(n, (uv_handle_t *)&n->mship.timer);
+	close_handle(n, (uv_handle_t *)&n->mship.expiry);
+	close_handle(n, (uv_handle_t *)&n->discovery.timer);
 }
 
 void node_close(struct node *n, void (*cb)(struct node *n))
@@ -568,6 +570,7 @@ void node_close(struct node *n, void (*cb)(struct node *n))
 	n->closing = true;
 	n->close_cb = cb;
 	uv_timer_stop(&n->watch);
+	discovery_close(n);
 	autojoin_close(n);
 	membership_close(n);
 	reads_close(n);

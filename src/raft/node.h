@@ -233,6 +233,7 @@ struct node {
 	bool ready_barrier_active;
 	uint64_t leader_changes;
 	uint64_t no_leader_since_ms;
+	uint64_t leader_since_ms; /* when the current leader was first seen */
 	struct node_peers peers;
 
 	struct fsm_member *members; /* cache of n/ records, refreshed on change */

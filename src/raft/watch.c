@@ -144,6 +144,7 @@ static void on_leader_change(struct node *n, raft_id leader)
 {
 	if (leader != 0) {
 		n->leader_changes++;
+		n->leader_since_ms = clock_mono_ms();
 		const struct fsm_member *m = node_member_by_raft_id(n, leader);
 		log_info("Leader detected", "node_id=%s leader_id=%s term=%llu", n->opts.node_id,
 		         m ? m->node_id : "?", (unsigned long long)n->raft.current_term);
@@ -178,8 +179,10 @@ static void adopt_cluster_id(struct node *n)
  * we are a voter or standby in the configuration: a joining node does this by joining. */
 static void maybe_update_own_entry(struct node *n, uint64_t now)
 {
+	/* A new leader records what it knows first (ensure_records): give it a moment. */
 	if (n->autojoin.active || n->autojoin.refused || now < n->autojoin.next_update_ms ||
-	    node_server_index(n, n->id) < 0)
+	    node_server_index(n, n->id) < 0 ||
+	    now - n->leader_since_ms < 4 * (uint64_t)n->opts.election_ms)
 		return;
 	node_refresh_members(n);
 	if (record_matches(node_member_by_node_id(n, n->opts.node_id), n->id, n->opts.raft_addr,

@@ -7,7 +7,7 @@ import subprocess
 from harness import BIN, free_port, run, scaled, wait_for
 
 FLAGS = ["--node-id", "--raft-addr", "--http-addr", "--advertise-http", "--metrics-addr",
-         "--data-dir", "--bootstrap", "--join", "--heartbeat-ms", "--election-ms", "--log-level",
+         "--data-dir", "--bootstrap", "--bootstrap-expect", "--join", "--catch-up-timeout-ms", "--heartbeat-ms", "--election-ms", "--log-level",
          "--snapshot-threshold", "--snapshot-trailing", "--health-max-lag", "--max-body",
          "--forward-timeout-ms", "--idempotency-ttl", "--idempotency-max",
          "--connect-retry-ms", "--help", "--version"]
@@ -53,8 +53,9 @@ def test_bad_configuration(make):
         (base + ["--data-dir", os.path.join(regular_file, "sub")], ["--data-dir", regular_file]),
         (base + ["--frobnicate", "1"], ["unknown flag", "--frobnicate"]),
         (base + ["-x"], ["unknown flag", "-x"]),
-        (base + ["--bootstrap", "--join", "127.0.0.1:%d" % free_port()],
-         ["--bootstrap", "--join", "exclusive"]),
+        (base + ["--bootstrap", "--bootstrap-expect", "3", "--join", "127.0.0.1:%d" % free_port()],
+         ["--bootstrap", "--bootstrap-expect", "exclusive"]),
+        (base + ["--bootstrap-expect", "3"], ["--bootstrap-expect", "needs --join"]),
         (base[2:], ["--node-id", "required"]),
         (base + ["--log-level", "loud"], ["--log-level", "loud"]),
         (base + ["--node-id", "has space"], ["--node-id"]),

@@ -16,10 +16,11 @@ import shutil
 import signal
 import struct
 import subprocess
+import threading
 import tempfile
 from urllib.parse import quote
 
-from harness import request, run, scaled, wait_for
+from harness import free_port, request, run, scaled, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SPEC = os.path.join(ROOT, "openapi", "openapi.yaml")
@@ -204,8 +205,31 @@ def exercise_membership(rec, c, ld, f):
                                        "http_addr": n4.http_addr}, expect=200, timeout=60)
     c.wait_voters(4)
     rec.send(f, "POST", "/raft/remove", {"node_id": n4.node_id}, expect=200, timeout=30)
-    wait_for("removed node to exit", lambda: not n4.alive(), 20)
+    # The removed node stays up, saying so on every request.
+    wait_for("removed node to report it",
+             lambda: (lambda r: r is not None and r.status == 503)(n4.req("GET", "/raft/health")), 20)
+    rec.send(n4, "GET", "/raft/health", expect=503)
+    rec.send(n4, "GET", "/raft/health?mode=live", expect=200)
+    rec.send(n4, "GET", "/raft/status", expect=200)
+    rec.send(n4, "GET", "/metrics", expect=200)
+    rec.send(n4, "GET", "/v1/kv/k", expect=503)
+    rec.send(n4, "PUT", "/v1/kv/k", "v", expect=503)
+    rec.send(n4, "POST", "/raft/removed", {"node_id": n4.node_id}, expect=503)
+    assert n4.stop() == 0
     c.wait_voters(3)
+    # The leader's removal notice: bad bodies, another node's id, and a real one (the node
+    # checks with the leader and stays a member).
+    rec.send(f, "POST", "/raft/removed", "not json", expect=400)
+    rec.send(f, "POST", "/raft/removed", big(MAX_BODY + 1), expect=413)
+    rec.send(f, "POST", "/raft/removed", {"node_id": "someone-else"}, expect=409)
+    rec.send(f, "POST", "/raft/removed", {"node_id": f.node_id, "by": ld.node_id}, expect=202)
+    # Joins that are refused without changing anything: a live member's raft address, a
+    # wildcard address, a data dir of another cluster, a queue deadline already passed.
+    rec.send(ld, "POST", "/raft/join", {"node_id": "intruder", "raft_addr": f.raft_addr,
+                                        "http_addr": "127.0.0.1:1"}, expect=409, timeout=30)
+    rec.send(ld, "POST", "/raft/join", {"node_id": "w", "raft_addr": "0.0.0.0:7999",
+                                        "http_addr": "127.0.0.1:1"}, expect=400)
+    rec.send(ld, "POST", "/raft/join", dict(me, cluster_id="ab" * 16), expect=409, timeout=30)
     # A real leadership transfer, to the follower, sent to the follower.
     rec.send(f, "POST", "/raft/transfer-leader", {"node_id": f.node_id}, expect=200, timeout=30)
     wait_for("%s to lead" % f.node_id, lambda: c.leader_of() is f)
@@ -298,12 +322,29 @@ def test_contract(make):
                 ("PUT", "/v1/kv/contract/late?timeout=300ms", "v"),
                 ("GET", "/v1/kv/contract/late?timeout=300ms", None),
                 ("DELETE", "/v1/kv/contract/late?timeout=300ms", None),
-                ("GET", "/v1/kv/?timeout=300ms", None),
-                ("POST", "/raft/remove?timeout=300ms", {"node_id": "no-such-node"}),
-                ("POST", "/raft/transfer-leader?timeout=300ms", {"node_id": ld.node_id})):
+                ("GET", "/v1/kv/?timeout=300ms", None)):
             rec.send(f, method, path, body, expect=504)
     finally:
         ld.kill(signal.SIGCONT)
+    c.close()
+
+    # 504 on membership changes: queued behind a join that cannot finish (its node never
+    # comes up), they are dropped at their deadline, through a follower too.
+    c = make("contract-504-membership", extra_args=["--catch-up-timeout-ms", "3000"]).start(3)
+    ld = c.leader()
+    f = c.followers()[0]
+    ghost = {"node_id": "ghost", "raft_addr": "127.0.0.1:%d" % free_port(),
+             "http_addr": "127.0.0.1:%d" % free_port()}
+    ghost_join = threading.Thread(
+        target=lambda: rec.send(ld, "POST", "/raft/join", ghost, expect=504, timeout=30))
+    ghost_join.start()
+    wait_for("the ghost join to run",
+             lambda: "ghost" in [x["node_id"] for x in ld.status()["servers"]])
+    for n in (ld, f):
+        rec.send(n, "POST", "/raft/remove?timeout=300ms", {"node_id": "no-such-node"}, expect=504)
+        rec.send(n, "POST", "/raft/transfer-leader?timeout=300ms", {"node_id": ld.node_id},
+                 expect=504)
+    ghost_join.join()
     c.close()
 
     # 409 on transfer: a single voter has nobody to hand leadership to.

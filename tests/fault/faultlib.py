@@ -274,7 +274,7 @@ class Node:
         if self.uid is not None:
             os.chown(path, self.uid, self.uid)
 
-    def start(self, bootstrap=False, join=None):
+    def start(self, bootstrap=False, join=None, expect=0):
         args = [BIN, "--node-id", self.node_id, "--raft-addr", self.raft_addr,
                 "--http-addr", self.http_addr, "--data-dir", self.data_dir,
                 "--heartbeat-ms", str(self.cluster.heartbeat_ms),
@@ -283,6 +283,8 @@ class Node:
             args.append("--bootstrap")
         if join:
             args += ["--join", ",".join(n.http_addr for n in join)]
+        if expect:
+            args += ["--bootstrap-expect", str(expect)]
         args += self.cluster.extra_args
         self.args = args
         return self.restart()
@@ -369,7 +371,14 @@ class Cluster:
                 return nd
         return None
 
-    def start(self):
+    def start(self, expect=False):
+        if expect:
+            # Every node runs the same command shape: --join <all> --bootstrap-expect N,
+            # which is what makes re-running a wiped node's own command safe.
+            for nd in self.nodes:
+                nd.start(join=self.nodes, expect=len(self.nodes))
+            self.wait_voters(len(self.nodes))
+            return self
         first = self.nodes[0].start(bootstrap=True)
 
         def first_leads():
@@ -406,6 +415,18 @@ class Cluster:
             ld = self.leader_of()
             return ld is not None and nd.node_id in (self.voters_seen_by(ld) or [])
         wait_for("%s to be a voter" % nd, ok, timeout)
+
+    def wait_replaced(self, nd, timeout=30):
+        """A wiped node is a voter again: the leader lists it with its new incarnation."""
+        def ok():
+            mine = nd.status()
+            ld = self.leader_of()
+            theirs = ld.status() if ld is not None else None
+            if not mine or not theirs:
+                return False
+            return any(x["node_id"] == nd.node_id and x["role"] == "voter" and
+                       x.get("incarnation") == mine["incarnation"] for x in theirs["servers"])
+        wait_for("%s to be a voter again (new incarnation)" % nd, ok, timeout)
 
     def wait_voters(self, n, timeout=30):
         want = sorted(nd.node_id for nd in self.nodes)

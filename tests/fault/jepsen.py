@@ -33,6 +33,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -317,9 +318,14 @@ def nem_partition_ring(ctx, rng):
     _partition(ctx, rng, kind, pairs, desc)
 
 
+def _reports_removed(nd):
+    r = nd.req("GET", "/raft/health", timeout=1.0)
+    return r is not None and r.status == 503 and r.problem_type() == "removed"
+
+
 def nem_remove_rejoin(ctx, rng):
-    """POST /raft/remove a member (sometimes the leader), let it notice and exit, wipe its data
-    and start it again with --join."""
+    """POST /raft/remove a member (sometimes the leader), let it notice (it stops serving and
+    says so, but stays up), stop it, wipe its data and start it again with --join."""
     c = ctx.cluster
     ld = pick_leader(ctx)
     victim = ld if ld is not None and rng.random() < 0.3 else rng.choice(c.nodes)
@@ -338,12 +344,16 @@ def nem_remove_rejoin(ctx, rng):
             return
         ctx.fault("remove", "POST /raft/remove %s via %s" % (victim, via))
         try:
-            wait_for("%s to leave" % victim, lambda: not victim.alive(), 15)
-            rc = victim.proc.returncode if victim.proc else None
-            if rc not in (0, None):
-                ctx.anomaly("removed node %s exited with status %s" % (victim, rc))
+            wait_for("%s to report its removal" % victim, lambda: _reports_removed(victim), 15)
+            victim.proc.send_signal(signal.SIGTERM)
+            rc = victim.proc.wait(timeout=scaled(15))
+            if rc != 0:
+                ctx.anomaly("removed node %s exited with status %s on SIGTERM" % (victim, rc))
         except TimeoutError:
             ctx.anomaly("removed node %s did not notice its removal within %.0fs" % (victim, scaled(15)))
+            victim.kill()
+        except subprocess.TimeoutExpired:
+            ctx.anomaly("removed node %s did not stop on SIGTERM" % victim)
             victim.kill()
         victim.reap()
         victim.wipe()
@@ -356,6 +366,29 @@ def nem_remove_rejoin(ctx, rng):
             ctx.fault("rejoined", "%s is a voter again" % victim)
         except TimeoutError as e:
             ctx.anomaly("%s did not rejoin: %s" % (victim, e))
+    locked(ctx, victim, go)
+
+
+def nem_wipe(ctx, rng):
+    """A lost disk: SIGKILL a member (sometimes the leader), delete its data dir, and start it
+    again with exactly its original command (--join <all> --bootstrap-expect N). The cluster
+    must replace the old incarnation (catch up as a non-voter first) and lose nothing."""
+    c = ctx.cluster
+    ld = pick_leader(ctx)
+    victim = ld if ld is not None and rng.random() < 0.3 else rng.choice(c.nodes)
+
+    def go():
+        victim.kill()
+        victim.wipe()
+        ctx.fault("wipe", "SIGKILL %s and rm -rf its data dir" % victim)
+        time.sleep(rng.uniform(0.2, 1.5))
+        victim.restart()
+        ctx.fault("restart", "%s with its original command" % victim)
+        try:
+            c.wait_replaced(victim, 60)
+            ctx.fault("rejoined", "%s is a voter again" % victim)
+        except TimeoutError as e:
+            ctx.anomaly("wiped %s did not rejoin: %s" % (victim, e))
     locked(ctx, victim, go)
 
 
@@ -456,6 +489,7 @@ NEMESES = {
     "partition-halves": nem_partition_halves,
     "partition-ring": nem_partition_ring,  # a bridge on 3 nodes
     "remove-rejoin": nem_remove_rejoin,
+    "wipe": nem_wipe,
     "kill-snapshot": nem_kill_snapshot,
     "kill-install": nem_kill_install,
     "kill-all": nem_kill_all,
@@ -466,8 +500,9 @@ PARTITIONS = {"partition-leader", "partition-halves", "partition-ring"}
 
 class Scenario:
     def __init__(self, name, nodes, groups, snapshot=None, bulk=0, clients=8, think=0.01,
-                 tmpfs_mb=0, gap=(0.5, 1.5), window=14.0, mix=None):
+                 tmpfs_mb=0, gap=(0.5, 1.5), window=14.0, mix=None, expect=False):
         self.name = name
+        self.expect = expect  # every node started with --join <all> --bootstrap-expect N
         self.nodes = nodes
         self.groups = groups  # each group: nemeses run one after another in one thread
         self.snapshot = snapshot  # (threshold, trailing)
@@ -497,6 +532,9 @@ SCENARIOS = [
     Scenario("partition-5", 5, [["partition-halves", "partition-ring", "partition-leader"]],
              window=22),
     Scenario("membership", 3, [["remove-rejoin"]], window=14),
+    # Lost disks: two members of five wiped one after the other (each back as a voter before
+    # the next), with the same command they were started with.
+    Scenario("wipe-5", 5, [["wipe", "wipe"]], expect=True, window=12),
     Scenario("snapshot-crash", 3, [["kill-snapshot", "kill-install"]], snapshot=(64, 16), bulk=2,
              window=20),
     Scenario("crash-consistency", 3, [["kill-random", "kill-all", "kill-leader"]],
@@ -703,7 +741,7 @@ def run_round(args, ns, rno, scenario, seed, outdir):
         if scenario.tmpfs_mb:
             from diskfull import mount_tmpfs
             mount_tmpfs(cluster, scenario.tmpfs_mb)
-        cluster.start()
+        cluster.start(expect=scenario.expect)
         log("  cluster of %d up, leader %s" % (len(cluster.nodes), cluster.leader()))
         monitor = Monitor(cluster).start()
         mix = scenario.mix or ((0.4, 0.75, 0.95) if not scenario.bulk else (0.45, 0.8, 1.0))
