@@ -81,6 +81,10 @@ static void check_effect(const struct command *c, uint64_t index, void *result)
 	case FSM_IDEM_MISMATCH:
 	case FSM_MEMBER_OK:
 		break;
+	case FSM_CONFLICT: /* a second, different cluster id */
+		FUZZ_ASSERT(c->type == COMMAND_CLUSTER_SET,
+		            "conflict for a non-cluster-id command");
+		break;
 	default:
 		FUZZ_ASSERT(0, "unexpected result code %u for a decodable command", code);
 	}
