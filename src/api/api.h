@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "domain/domain.h"
 #include "forward/forward.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -46,6 +47,7 @@ struct api {
 	uint64_t disk_free;       /* bytes free then */
 	uint64_t start_ms;
 	struct api_batcher batcher;
+	struct domain *domain; /* workloads and agents (set by the server) */
 };
 
 enum api_op_kind { API_OP_WRITE, API_OP_READ, API_OP_CHANGE, API_OP_FORWARD };
@@ -72,6 +74,16 @@ struct api_op {
 	unsigned change_kind;
 	struct api_op *batch_next; /* in api_batcher's queue */
 	char start_by_wall[24];    /* X-Cloudless-Start-By of a forwarded change */
+	/* Domain requests (domain_ops.c): the op to propose, how to answer once applied or
+	 * read, and a blocking query's watcher. */
+	json_t *dom_op;
+	char *dom_key; /* what the answer is about: agent id, workload key, ... */
+	void (*dom_answer)(struct api_op *op, unsigned code, uint64_t index);
+	void (*dom_render)(struct api_op *op);
+	char dom_topic[320]; /* blocking query: the topic, "" when not blocking */
+	uint64_t dom_index;
+	uint64_t dom_wait_ms;
+	struct dom_watch *watch;
 	union {
 		struct node_propose propose;
 		struct node_read read;
@@ -148,6 +160,31 @@ void api_route_transfer(struct api *a, struct http_request *req);
 void api_route_status(struct api *a, struct http_request *req);
 void api_route_health(struct api *a, struct http_request *req);
 void api_route_metrics(struct api *a, struct http_request *req);
+void api_route_agents(struct api *a, struct http_request *req, const char *rest);
+void api_route_workloads(struct api *a, struct http_request *req, const char *rest);
+void api_route_replicas(struct api *a, struct http_request *req);
+
+/* domain_ops.c: what every workload and agent route does. A write proposes `op_json` (taken)
+ * and calls answer(op, fsm code, entry index) once applied, on the leader (followers
+ * forward); a read renders on the leader after a barrier, or here with ?consistency=stale,
+ * and with ?index= waits on `topic` first (blocking query). Both answer 400 themselves for
+ * bad common parameters. */
+void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, const char *key,
+                      void (*answer)(struct api_op *op, unsigned code, uint64_t index));
+void api_domain_read(struct api *a, struct http_request *req, const char *key,
+                     const char *topic, void (*render)(struct api_op *op));
+/* Runs on the leader (no raft entry): heartbeats. */
+void api_domain_leader_call(struct api *a, struct http_request *req, const char *key,
+                            void (*render)(struct api_op *op));
+/* Answers op (a JSON value, taken) with the common headers, then releases it. */
+void api_domain_respond(struct api_op *op, unsigned status, json_t *body);
+void api_domain_problem(struct api_op *op, unsigned status, const char *slug, const char *fmt,
+                        ...) __attribute__((format(printf, 4, 5)));
+/* ?limit and ?continue for domain listings; the token is bound to `listing`. -1 after
+ * answering 400. start gets the key to resume at ("" = the first). */
+int api_domain_page(struct http_request *req, const char *listing, unsigned *limit,
+                    struct buf *start);
+json_t *api_domain_token(const char *listing, const char *next_key);
 void api_metrics_define(struct metrics *m);
 
 #endif

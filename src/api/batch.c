@@ -245,7 +245,9 @@ bool api_batch_forward(struct api_op *op, const struct fsm_member *leader, fwd_c
 {
 	struct api *a = op->api;
 	struct api_batcher *q = &a->batcher;
-	if (op->kind != API_OP_WRITE || http_request_query(op->req, "timeout") != NULL ||
+	/* KV writes only (op->key): the leader's /raft/forward runs PUT/DELETE /v1/kv items. */
+	if (op->kind != API_OP_WRITE || op->key == NULL ||
+	    http_request_query(op->req, "timeout") != NULL ||
 	    clock_mono_ms() < q->unsupported_until)
 		return false;
 	size_t size = item_size(op);

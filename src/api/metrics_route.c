@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "fsm/command.h"
 
 static const double LATENCY_BUCKETS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                          0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
@@ -42,6 +43,30 @@ void api_metrics_define(struct metrics *m)
 	               "Raft snapshots restored (installed from the leader), by result.", NULL, 0);
 	metrics_define(m, "cloudless_raft_leader_changes_seen_total", METRICS_COUNTER,
 	               "Leader changes this node has observed since it started.", NULL, 0);
+	metrics_define(m, "cloudless_agent_heartbeats_total", METRICS_COUNTER,
+	               "Agent heartbeats this node answered as leader (none of them a raft entry "
+	               "unless something changed).",
+	               NULL, 0);
+	metrics_define(m, "cloudless_agent_enrollments_total", METRICS_COUNTER,
+	               "Agent enrollments answered, by result (created, updated, unchanged, invalid).",
+	               NULL, 0);
+	metrics_define(m, "cloudless_scheduling_decisions_total", METRICS_COUNTER,
+	               "Scheduler proposals answered, by result: placed, pending (nothing fits), "
+	               "refused (the state moved under the plan; planned again).",
+	               NULL, 0);
+	metrics_define(m, "cloudless_scheduling_duration_seconds", METRICS_HISTOGRAM,
+	               "Time one scheduler pass took on the leader.", LATENCY_BUCKETS, nb);
+	metrics_define(m, "cloudless_raft_entries_total", METRICS_COUNTER,
+	               "Raft entries this node applied, by type (kv_put, kv_delete, member, "
+	               "cluster_id, and each domain op such as agent.state or replica.report).",
+	               NULL, 0);
+	metrics_counter_touch(m, "cloudless_agent_heartbeats_total", NULL);
+	static const char *const results[] = {"created", "updated", "unchanged", "invalid"};
+	for (size_t i = 0; i < 4; i++) {
+		char l[48];
+		snprintf(l, sizeof l, "result=\"%s\"", results[i]);
+		metrics_counter_touch(m, "cloudless_agent_enrollments_total", l);
+	}
 	metrics_counter_touch(m, "cloudless_raft_snapshot_creation_total", "result=\"success\"");
 	metrics_counter_touch(m, "cloudless_raft_snapshot_creation_total", "result=\"failure\"");
 	metrics_counter_touch(m, "cloudless_raft_snapshot_restore_total", "result=\"success\"");
@@ -152,10 +177,71 @@ static void write_raft_gauges(struct api *a, struct buf *out)
 	                    "version=\"" CLOUDLESS_VERSION "\"", 1);
 }
 
+static void sync_entries(struct api *a)
+{
+	static const struct {
+		int type;
+		const char *name;
+	} kinds[] = {{COMMAND_KV_PUT, "kv_put"},         {COMMAND_KV_DELETE, "kv_delete"},
+	             {COMMAND_MEMBER_SET, "member"},     {COMMAND_MEMBER_DEL, "member_delete"},
+	             {COMMAND_MEMBER_PUT, "member"},     {COMMAND_CLUSTER_SET, "cluster_id"}};
+	struct fsm *f = &a->node->fsm;
+	char labels[80];
+	uint64_t member = 0;
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+		uint64_t v = f->entries_by_type[kinds[i].type];
+		if (strcmp(kinds[i].name, "member") == 0) {
+			member += v;
+			if (kinds[i].type != COMMAND_MEMBER_PUT)
+				continue;
+			v = member;
+		}
+		snprintf(labels, sizeof labels, "type=\"%s\"", kinds[i].name);
+		sync_counter(a->metrics, "cloudless_raft_entries_total", labels, v);
+	}
+	for (unsigned i = 0; i < dom_n_ops(); i++) {
+		snprintf(labels, sizeof labels, "type=\"%s\"", dom_op_names[i]);
+		sync_counter(a->metrics, "cloudless_raft_entries_total", labels,
+		             f->domain.stats.by_op[i]);
+	}
+}
+
+static void sync_domain(struct api *a)
+{
+	struct domain *d = a->domain;
+	if (d == NULL)
+		return;
+	sync_counter(a->metrics, "cloudless_scheduling_decisions_total", "result=\"placed\"",
+	             d->decisions_placed);
+	sync_counter(a->metrics, "cloudless_scheduling_decisions_total", "result=\"pending\"",
+	             d->decisions_pending);
+	sync_counter(a->metrics, "cloudless_scheduling_decisions_total", "result=\"refused\"",
+	             d->decisions_refused);
+	sync_entries(a);
+}
+
+static void write_domain_gauges(struct api *a, struct buf *out)
+{
+	struct fsm_domain *dom = &a->node->fsm.domain;
+	char labels[64];
+	metrics_write_gauge_header(out, "cloudless_agents", "Enrolled agents, by state.");
+	metrics_write_sample(out, "cloudless_agents", "state=\"ready\"", dom->n_ready);
+	metrics_write_sample(out, "cloudless_agents", "state=\"offline\"", dom->n_offline);
+	metrics_write_gauge(out, "cloudless_workloads", "Workloads.", NULL,
+	                    (double)hmap_size(&dom->workloads));
+	metrics_write_gauge_header(out, "cloudless_replicas",
+	                           "Replica records, by the state their agent last reported.");
+	for (int i = 0; i < DOM_R_NSTATES; i++) {
+		snprintf(labels, sizeof labels, "state=\"%s\"", dom_rstate_name((enum dom_rstate)i));
+		metrics_write_sample(out, "cloudless_replicas", labels, dom->n_by_state[i]);
+	}
+}
+
 void api_route_metrics(struct api *a, struct http_request *req)
 {
 	struct node *n = a->node;
 	struct buf out;
+	sync_domain(a);
 	sync_counter(a->metrics, "cloudless_raft_leader_changes_seen_total", NULL,
 	             n->leader_changes);
 	sync_counter(a->metrics, "cloudless_raft_proposals_total", NULL, n->props.proposed);
@@ -171,6 +257,7 @@ void api_route_metrics(struct api *a, struct http_request *req)
 	buf_init(&out);
 	metrics_render(a->metrics, &out);
 	write_raft_gauges(a, &out);
+	write_domain_gauges(a, &out);
 	http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
 	buf_close(&out);
 }

@@ -43,6 +43,8 @@ static void op_free(struct api_op *op)
 {
 	free(op->key);
 	free(op->idem_key);
+	json_decref(op->dom_op);
+	free(op->dom_key);
 	free(op);
 }
 
@@ -62,6 +64,10 @@ void api_op_release(struct api_op *op)
 		op->next->prev = op->prev;
 	op->prev = op->next = NULL;
 	a->n_ops--;
+	if (op->watch != NULL) {
+		watch_cancel(op->watch);
+		op->watch = NULL;
+	}
 	if (op->timer_open) {
 		op->timer.data = op;
 		uv_close((uv_handle_t *)&op->timer, timer_closed);
@@ -240,6 +246,12 @@ static void route(struct api *a, struct http_request *req, bool metrics_only)
 		http_request_set_tag(req, "/v1/kv/");
 		if (api_allow_method(req, "GET"))
 			api_route_kv_list(a, req);
+	} else if (strcmp(path, "/v1/agents") == 0 || strncmp(path, "/v1/agents/", 11) == 0) {
+		api_route_agents(a, req, path + 10);
+	} else if (strcmp(path, "/v1/workloads") == 0 || strncmp(path, "/v1/workloads/", 14) == 0) {
+		api_route_workloads(a, req, path + 13);
+	} else if (strcmp(path, "/v1/replicas") == 0) {
+		api_route_replicas(a, req);
 	} else if (strncmp(path, "/v1/kv/", 7) == 0) {
 		http_request_set_tag(req, "/v1/kv/{key}");
 		if (api_allow_method(req, "GET, PUT, DELETE"))

@@ -129,6 +129,15 @@ static const struct option options[] = {
      "86400", NULL, "How long the result of a request with an Idempotency-Key is kept."},
     {"--idempotency-max", "CLOUDLESS_IDEMPOTENCY_MAX", K_UINT_POS, F(idempotency_max), "N",
      "100000", NULL, "Most Idempotency-Key results kept at once."},
+    {"--agent-timeout-ms", "CLOUDLESS_AGENT_TIMEOUT_MS", K_UINT_POS, F(agent_timeout_ms), "MS",
+     "3000", NULL,
+     "An agent that has not heartbeated for this long is marked offline and its replicas "
+     "are placed elsewhere (a new leader first gives every agent this long from its "
+     "election)."},
+    {"--agent-heartbeat-ms", "CLOUDLESS_AGENT_HEARTBEAT_MS", K_UINT_POS, F(agent_heartbeat_ms),
+     "MS", "1000", NULL,
+     "The heartbeat interval agents are told to use (at most a third of --agent-timeout-ms "
+     "is sensible)."},
     {"--catch-up-timeout-ms", "CLOUDLESS_CATCH_UP_TIMEOUT_MS", K_UINT_POS, F(catch_up_timeout_ms),
      "MS", "60000", NULL,
      "A joining node whose catch-up makes no progress for this long (it never came up, or "

@@ -42,6 +42,8 @@ struct config {
 	unsigned idempotency_ttl_s;  /* --idempotency-ttl, CLOUDLESS_IDEMPOTENCY_TTL, seconds,
 	                                default 86400 */
 	unsigned idempotency_max; /* --idempotency-max, CLOUDLESS_IDEMPOTENCY_MAX, default 100000 */
+	unsigned agent_timeout_ms;   /* --agent-timeout-ms, CLOUDLESS_AGENT_TIMEOUT_MS, 3000 */
+	unsigned agent_heartbeat_ms; /* --agent-heartbeat-ms, CLOUDLESS_AGENT_HEARTBEAT_MS, 1000 */
 	unsigned catch_up_timeout_ms; /* --catch-up-timeout-ms, CLOUDLESS_CATCH_UP_TIMEOUT_MS, 60000 */
 	unsigned connect_retry_ms; /* --connect-retry-ms, CLOUDLESS_CONNECT_RETRY_MS, default 100 */
 };

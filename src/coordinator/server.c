@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "domain/domain.h"
 #include "forward/forward.h"
 #include "http/http.h"
 #include "log/log.h"
@@ -22,6 +23,8 @@ struct server {
 	struct metrics *metrics;
 	struct fwd *fwd;
 	struct node node;
+	struct domain domain;
+	bool domain_open;
 	struct api api;
 	struct http_server *http;
 	struct http_server *metrics_http;
@@ -82,6 +85,10 @@ static void close_everything(struct server *s)
 		return;
 	}
 	api_cancel_all(&s->api);
+	if (s->domain_open) {
+		domain_close(&s->domain);
+		s->domain_open = false;
+	}
 	node_close(&s->node, node_closed);
 }
 
@@ -143,6 +150,10 @@ static void on_removed(void *arg)
 		return;
 	s->removed = true;
 	api_enter_removed(&s->api);
+	if (s->domain_open) {
+		domain_close(&s->domain);
+		s->domain_open = false;
+	}
 	node_close(&s->node, node_closed_removed);
 }
 
@@ -233,7 +244,12 @@ static int start(struct server *s)
 	s->node.on_removed = on_removed;
 	s->node.on_failed = on_failed;
 	s->node.event_arg = s;
+	struct domain_options dopts = {.agent_timeout_ms = c->agent_timeout_ms,
+	                               .heartbeat_ms = c->agent_heartbeat_ms};
+	domain_init(&s->domain, &s->loop, &s->node, s->metrics, &dopts);
+	s->domain_open = true;
 	api_init(&s->api, &s->loop, &s->node, s->fwd, s->metrics, c);
+	s->api.domain = &s->domain;
 	if (start_http(s, &s->http, c->http_addr, api_handle, "--http-addr") != 0)
 		return -1;
 	if (c->metrics_addr != NULL &&

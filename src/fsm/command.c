@@ -45,6 +45,11 @@ void command_encode(const struct command *c, struct buf *out)
 	case COMMAND_MEMBER_DEL:
 		put_str(out, c->node_id);
 		break;
+	case COMMAND_DOMAIN:
+		buf_put_u64(out, c->ts_ms);
+		put_str(out, c->idem_key);
+		put_str(out, c->value);
+		break;
 	}
 }
 
@@ -97,6 +102,12 @@ int command_decode(struct command *c, const void *data, size_t len)
 	case COMMAND_CLUSTER_SET:
 		if (get_str(&r, &c->cluster_id, COMMAND_MAX_INCARNATION) != 0 ||
 		    c->cluster_id.len == 0)
+			return -1;
+		break;
+	case COMMAND_DOMAIN:
+		if (buf_get_u64(&r, &c->ts_ms) != 0 ||
+		    get_str(&r, &c->idem_key, COMMAND_MAX_IDEM) != 0 ||
+		    get_str(&r, &c->value, COMMAND_MAX_PAYLOAD) != 0 || c->value.len == 0)
 			return -1;
 		break;
 	case COMMAND_MEMBER_DEL:

@@ -11,6 +11,7 @@
  *   MEMBER_DEL str node_id
  *   MEMBER_PUT str node_id | u64 raft_id | str raft_addr | str http_addr | str incarnation
  *   CLUSTER_SET str cluster_id
+ *   DOMAIN     u64 ts_ms | str idem_key | str payload (a JSON op, fsm/domain.h)
  *   str = u32 length | bytes
  *   then zero padding to a multiple of 8 bytes
  *
@@ -42,7 +43,11 @@ enum command_type {
 	COMMAND_MEMBER_DEL = 4,
 	COMMAND_MEMBER_PUT = 5,
 	COMMAND_CLUSTER_SET = 6,
+	COMMAND_DOMAIN = 7,
 };
+
+/* A domain op's JSON payload: far more than any op the API builds needs. */
+#define COMMAND_MAX_PAYLOAD (4u << 20)
 
 #define COMMAND_MAX_INCARNATION 64
 
@@ -59,7 +64,7 @@ struct command {
 	bool has_cas;
 	uint64_t cas;
 	struct command_str key;
-	struct command_str value;
+	struct command_str value; /* KV_PUT: the value; DOMAIN: the JSON op */
 	/* members */
 	struct command_str node_id;
 	uint64_t raft_id;

@@ -427,7 +427,23 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 	} else if (c.type == COMMAND_CLUSTER_SET) {
 		code = apply_cluster_id(f, &b, &c);
 	} else if ((code = idem_check(f, &c)) == 0) {
-		code = apply_kv(f, &b, &c, index);
+		if (c.type == COMMAND_DOMAIN) {
+			bool read_error = false;
+			code = dom_apply(f, &b, index, c.ts_ms, c.value.p, c.value.len, &read_error);
+			if (read_error) {
+				/* Fail stop, as on a write error: a replica that took a read error for
+				 * "absent" would silently differ from the others. */
+				store_batch_close(&b);
+				buf_close(&replaced);
+				f->stats.apply_errors++;
+				f->failed = true;
+				log_error("Store read failed during apply", "index=%llu",
+				          (unsigned long long)index);
+				return NULL;
+			}
+		} else {
+			code = apply_kv(f, &b, &c, index);
+		}
 		if (c.idem_key.len > 0) {
 			/* An expired record with the same key is replaced, not double-counted;
 			 * its age entry goes too, or pruning would later take the new record. */
@@ -468,6 +484,8 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 		return NULL;
 	}
 	store_batch_close(&b);
+	if (code != FSM_BAD_COMMAND && c.type < sizeof f->entries_by_type / sizeof f->entries_by_type[0])
+		f->entries_by_type[c.type]++;
 	f->applied_index = index;
 	f->idem_count = idem_count;
 	f->stats.applies++;
@@ -593,6 +611,13 @@ int fsm_init(struct fsm *f, const char *dir, uint64_t idem_ttl_s, uint64_t idem_
 	}
 	f->idem_ttl_ms = idem_ttl_s * 1000;
 	f->idem_max = idem_max;
+	dom_init(&f->domain);
+	if (dom_rebuild(f) != 0) {
+		snprintf(err, errlen, "cannot read the domain records from %s", dir);
+		dom_close(&f->domain);
+		store_close(&f->store);
+		return -1;
+	}
 	f->iface.version = 3;
 	f->iface.data = f;
 	f->iface.apply = iface_apply;
@@ -605,6 +630,7 @@ int fsm_init(struct fsm *f, const char *dir, uint64_t idem_ttl_s, uint64_t idem_
 
 void fsm_close(struct fsm *f)
 {
+	dom_close(&f->domain);
 	store_snap_release(&f->snap);
 	store_close(&f->store);
 }

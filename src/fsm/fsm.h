@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "fsm/command.h"
+#include "fsm/domain.h"
 #include "store/store.h"
 
 enum fsm_code {
@@ -37,7 +38,9 @@ enum fsm_code {
 	FSM_MEMBER_OK,
 	FSM_BAD_COMMAND,
 	FSM_SKIPPED,  /* entry already in the store (replay after restart) */
-	FSM_CONFLICT, /* refused: contradicts the replicated state (another cluster id) */
+	FSM_CONFLICT, /* refused: contradicts the replicated state (another cluster id, a
+	                 placement that no longer fits) */
+	FSM_OK_UNCHANGED, /* a domain op that found the state already as asked */
 };
 
 #define FSM_RESULT_REPLAY 0x100u /* flag: answered from an idempotency record */
@@ -98,6 +101,8 @@ struct fsm {
 	uint64_t idem_ttl_ms;
 	uint64_t idem_max;
 	uint64_t members_version; /* bumped whenever n/ changes, so callers can refresh caches */
+	struct fsm_domain domain; /* the domain records, mirrored in memory (domain.h) */
+	uint64_t entries_by_type[8]; /* applied entries by command type (metrics) */
 	struct fsm_stats stats;
 	bool failed; /* a store write failed: no more writes reach the store (see fsm.c) */
 	fsm_applied_hook applied_hook;

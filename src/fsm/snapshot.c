@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fsm/domain.h"
 #include "fsm/fsm.h"
 #include "log/log.h"
 
@@ -119,6 +120,10 @@ int fsm_snapshot_restore(struct fsm *f, const void *data, size_t len, char *err,
 			for (int i = 0; i < 8; i++)
 				f->idem_count = f->idem_count << 8 | (uint8_t)v[i];
 		free(v);
+	}
+	if (dom_rebuild(f) != 0) {
+		snprintf(err, errlen, "the restored domain records do not parse");
+		return -1;
 	}
 	f->stats.restores_ok++;
 	log_info("Snapshot restored", "index=%llu keys=%llu", (unsigned long long)index,

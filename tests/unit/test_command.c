@@ -72,6 +72,9 @@ static bool same_command(const struct command *a, const struct command *b)
 		return str_eq(a->node_id, b->node_id);
 	case COMMAND_CLUSTER_SET:
 		return str_eq(a->cluster_id, b->cluster_id);
+	case COMMAND_DOMAIN:
+		return a->ts_ms == b->ts_ms && str_eq(a->idem_key, b->idem_key) &&
+		       str_eq(a->value, b->value);
 	}
 	return false;
 }
@@ -182,10 +185,16 @@ static struct command sample(int i)
 		c.type = COMMAND_CLUSTER_SET;
 		c.cluster_id = S("fedcba9876543210fedcba9876543210");
 		break;
+	case 13: /* a domain op with an idempotency key */
+		c.type = COMMAND_DOMAIN;
+		c.ts_ms = 1700000000999ULL;
+		c.idem_key = S("wl-1");
+		c.value = S("{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":3}");
+		break;
 	}
 	return c;
 }
-#define N_SAMPLES 13
+#define N_SAMPLES 14
 
 static void test_round_trip(void)
 {
@@ -301,7 +310,7 @@ static void test_bad_header(void)
 	}
 	b.data[0] = COMMAND_VERSION;
 	for (int t = 0; t < 256; t++) {
-		if (t >= COMMAND_KV_PUT && t <= COMMAND_CLUSTER_SET)
+		if (t >= COMMAND_KV_PUT && t <= COMMAND_DOMAIN)
 			continue;
 		b.data[1] = (char)t;
 		CHECK_EQ_INT(decode_n(b.data, b.len), -1);

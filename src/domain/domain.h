@@ -1,0 +1,155 @@
+/* domain: the leader's side of workloads and agents, and what every node renders of them.
+ *
+ * The records live in the fsm (fsm/domain.h) and change only through raft entries. This layer
+ * reads them and proposes commands; it never writes the store. Its parts:
+ *
+ *   liveness.c  heartbeats, on the leader: a deadline per agent in memory (O(1) per beat),
+ *               no raft entry for a steady-state heartbeat; only transitions are committed
+ *               (ready -> offline after --agent-timeout-ms, and back) and replica states that
+ *               changed, batched from every agent into one entry per loop iteration. A new
+ *               leader starts every deadline at its election plus one full timeout, so agents
+ *               that keep beating are never marked offline by a leader change, and one that
+ *               died with the old leader is found within election + timeout.
+ *   plan.c      the scheduler driver: workloads marked dirty by applies (and every second)
+ *               are planned with scheduler/place.c against the mirror, and the placements
+ *               proposed; the fsm re-checks each against the state it lands in and refuses the
+ *               stale ones, which are simply planned again. Replicas of agents that went
+ *               offline, were removed or are draining are placed elsewhere with new epochs;
+ *               a drain completes only when nothing is assigned and the agent's heartbeats
+ *               report none of the old processes.
+ *   view.c      the JSON every node answers with (agents, workloads with status, replicas,
+ *               heartbeat answers with each replica's spec).
+ *   watch.c     blocking queries: suspended requests woken by the applies that change what
+ *               they watch.
+ * Everything runs on the loop thread. */
+#ifndef CLOUDLESS_DOMAIN_DOMAIN_H
+#define CLOUDLESS_DOMAIN_DOMAIN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "fsm/domain.h"
+#include "metrics/metrics.h"
+#include "raft/node.h"
+#include "util/buf.h"
+#include "util/hmap.h"
+
+struct domain_options {
+	unsigned agent_timeout_ms; /* a silent agent goes offline after this */
+	unsigned heartbeat_ms;     /* the interval agents are told to beat at */
+};
+
+/* Blocking queries (watch.c). */
+struct dom_watch;
+typedef void (*dom_watch_cb)(struct dom_watch *w, bool fired);
+struct dom_watch {
+	char topic[320];
+	uint64_t index; /* answer once the topic's index is past this */
+	dom_watch_cb cb;
+	void *data;
+	uv_timer_t timer;
+	struct domain *d;
+	struct dom_watch *prev, *next; /* in its topic's list */
+	bool armed;
+};
+
+struct dom_watches {
+	struct hmap topics; /* topic -> first watcher */
+	unsigned n;
+};
+
+/* Liveness of one agent, leader memory (liveness.c). */
+struct dom_live {
+	uint64_t deadline_ms; /* monotonic */
+	uint64_t last_ms;
+	bool proposing;       /* a state transition is in flight */
+	json_t *reported;     /* the replicas its last heartbeat listed */
+};
+
+struct domain {
+	uv_loop_t *loop;
+	struct node *node;
+	struct metrics *metrics;
+	struct domain_options opts;
+	bool leading; /* we are the ready leader and have set up the leader's state */
+
+	/* liveness.c */
+	struct hmap live; /* agent id -> struct dom_live */
+	json_t *reports;  /* replica reports waiting for the next entry */
+	struct hmap reported; /* replica id -> the state last queued or sent for it */
+	bool reports_inflight;
+	uint64_t last_sweep_ms;
+
+	/* plan.c */
+	struct hmap dirty;    /* workload keys to plan */
+	bool plan_all;        /* every workload (capacity changed, new leader, periodic) */
+	struct hmap inflight; /* replica ids and agent ids with a proposal in flight */
+	uint64_t last_full_plan_ms;
+
+	struct dom_watches watches;
+	uv_timer_t tick;  /* leadership, liveness sweep, periodic planning */
+	uv_timer_t kick;  /* plan and flush reports soon after applies */
+	bool kicked;
+
+	/* counters for /metrics */
+	uint64_t heartbeats;
+	uint64_t decisions_placed, decisions_pending, decisions_refused;
+	uint64_t enroll_created, enroll_updated, enroll_unchanged, enroll_invalid;
+	double last_plan_seconds;
+	uint64_t plans;
+	double plan_seconds_total;
+};
+
+void domain_init(struct domain *d, uv_loop_t *loop, struct node *node, struct metrics *metrics,
+                 const struct domain_options *opts);
+/* Stops timers, fails blocking queries (cb with fired=false). */
+void domain_close(struct domain *d);
+
+/* Builds the entry for a domain op (JSON object, borrowed) with an optional idempotency key. */
+void domain_encode(json_t *op, const char *idem_key, uint64_t ts_ms, struct buf *out);
+
+/* ---- liveness.c ---- */
+/* A heartbeat on the leader: 0 and *answer (owned by the caller) when the agent is known;
+ * 404 when it is not enrolled. */
+int domain_heartbeat(struct domain *d, const char *agent_id, json_t *reports, json_t **answer);
+void liveness_leader_start(struct domain *d);
+void liveness_leader_stop(struct domain *d);
+void liveness_sweep(struct domain *d);
+void liveness_flush_reports(struct domain *d);
+/* The replicas an agent last reported, NULL when unknown (leader memory). */
+json_t *liveness_reported(struct domain *d, const char *agent_id);
+
+/* ---- plan.c ---- */
+void plan_mark(struct domain *d, const char *workload_key);
+void plan_mark_all(struct domain *d);
+void plan_run(struct domain *d);
+void plan_leader_stop(struct domain *d);
+
+/* ---- view.c ---- */
+json_t *view_agent(struct domain *d, const struct dom_agent *a, bool with_replicas);
+json_t *view_workload(struct domain *d, const struct dom_workload *w, bool with_replicas);
+json_t *view_replica(struct domain *d, const struct dom_replica *r, bool with_spec);
+/* The replicas assigned to an agent, in id order, with their specs. */
+json_t *view_assignments(struct domain *d, const struct dom_agent *a);
+/* The coordinators' HTTP addresses, for agents to keep their list fresh. */
+json_t *view_coordinators(struct domain *d);
+
+/* ---- watch.c ---- */
+/* Topics: "agent:<id>" (its assignments), "workload:<ns>/<name>", "workloads:<ns>",
+ * "workloads:*". The current index of a topic: */
+uint64_t watch_topic_index(struct domain *d, const char *topic);
+/* A watcher that calls cb once: fired=true when topic's index passes index, false after
+ * wait_ms or on close. The watcher is freed after cb (do not keep it); watch_cancel instead
+ * drops it without calling cb. */
+struct dom_watch *watch_add(struct domain *d, const char *topic, uint64_t index,
+                            uint64_t wait_ms, dom_watch_cb cb, void *data);
+void watch_cancel(struct dom_watch *w);
+void watch_fire(struct domain *d, const char *topic, uint64_t index);
+void watch_close_all(struct domain *d);
+
+/* Called by the fsm for everything an apply touched (all nodes). */
+void domain_on_apply(void *arg, enum dom_event ev, const char *key, uint64_t index);
+
+#endif

@@ -1,0 +1,398 @@
+/* plan: the scheduler driver on the leader (see domain.h).
+ *
+ * Applies mark workloads dirty; soon after (domain.c's kick), plan_run walks the dirty ones in
+ * key order and, for every slot that needs a placement, asks scheduler/place.c for an agent
+ * and proposes replica.place, or replica.pending with the reason when nothing fits (only when
+ * the reason changed, so a pending replica costs no entry per plan). A slot needs a placement
+ * when it has no record, is unplaced, was told to stop, or its agent is gone, offline or
+ * draining; when its replica failed after its restart attempts (placed elsewhere if
+ * anything else fits: failed_on); or when the workload's spec changed since it was placed
+ * (kept on its agent when that agent still fits). Cordoned agents keep what they run. A
+ * slot with a proposal in flight is left alone until the answer; a refused placement (the
+ * state moved under the plan) marks the workload dirty again. Agents' free capacity is
+ * tracked across the run so one plan does not promise the same room twice.
+ *
+ * Also here: a drain completes (agent.drained) once nothing is assigned to the agent and its
+ * last heartbeat reported no replica starting or running (or it is offline); stop records
+ * of offline agents are forgotten (replica.forget: the agent stops anything unassigned when
+ * it returns). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "domain/domain.h"
+#include "fsm/fsm.h"
+#include "log/log.h"
+#include "scheduler/place.h"
+#include "util/clock.h"
+
+struct plan_prop {
+	struct node_propose p;
+	struct domain *d;
+	char key[320];      /* inflight key */
+	char workload[300]; /* to plan again when refused */
+	enum { P_PLACE, P_PENDING, P_OTHER } kind;
+};
+
+struct run {
+	struct domain *d;
+	struct sched_agent *agents;
+	struct sched_label **labels; /* per agent, owned */
+	size_t n;
+	struct hmap index; /* agent id -> index + 1 */
+};
+
+static void prop_cb(struct node_propose *p, int status, void *result)
+{
+	struct plan_prop *pp = p->data;
+	struct domain *d = pp->d;
+	hmap_del(&d->inflight, pp->key);
+	if (status == 0) {
+		unsigned code = fsm_result_code(result);
+		if (code == FSM_CONFLICT) {
+			d->decisions_refused++;
+			plan_mark(d, pp->workload);
+		} else if (pp->kind == P_PLACE) {
+			d->decisions_placed++;
+		} else if (pp->kind == P_PENDING) {
+			d->decisions_pending++;
+		}
+	}
+	free(pp);
+}
+
+static void propose(struct domain *d, json_t *op, const char *key, const char *workload, int kind)
+{
+	struct plan_prop *pp = calloc(1, sizeof *pp);
+	struct buf b;
+	if (pp == NULL)
+		abort();
+	pp->d = d;
+	pp->kind = kind;
+	snprintf(pp->key, sizeof pp->key, "%s", key);
+	snprintf(pp->workload, sizeof pp->workload, "%s", workload ? workload : "");
+	pp->p.cb = prop_cb;
+	pp->p.data = pp;
+	buf_init(&b);
+	domain_encode(op, NULL, clock_wall_ms(), &b);
+	if (node_propose(d->node, &pp->p, &b) == 0)
+		hmap_put(&d->inflight, pp->key, pp);
+	else
+		free(pp);
+	buf_close(&b);
+}
+
+void plan_mark(struct domain *d, const char *workload_key)
+{
+	if (d->leading)
+		hmap_put(&d->dirty, workload_key, d);
+}
+
+void plan_mark_all(struct domain *d)
+{
+	if (d->leading)
+		d->plan_all = true;
+}
+
+void plan_leader_stop(struct domain *d)
+{
+	hmap_close(&d->dirty);
+	hmap_init(&d->dirty);
+	/* Proposals still out answer later; they only remove their own entry. */
+	hmap_close(&d->inflight);
+	hmap_init(&d->inflight);
+	d->plan_all = false;
+}
+
+/* ---- the agents of one run ---- */
+
+static struct sched_label *labels_of(json_t *obj, size_t *n)
+{
+	const char *k;
+	json_t *v;
+	size_t i = 0;
+	*n = json_object_size(obj);
+	struct sched_label *l = calloc(*n ? *n : 1, sizeof *l);
+	if (l == NULL)
+		abort();
+	json_object_foreach(obj, k, v)
+	{
+		l[i].key = k;
+		l[i].value = json_string_value(v) ? json_string_value(v) : "";
+		i++;
+	}
+	return l;
+}
+
+static void run_init(struct run *r, struct domain *d)
+{
+	struct fsm_domain *dom = &d->node->fsm.domain;
+	const char *k;
+	void *v;
+	memset(r, 0, sizeof *r);
+	r->d = d;
+	hmap_init(&r->index);
+	r->agents = calloc(hmap_size(&dom->agents) + 1, sizeof *r->agents);
+	r->labels = calloc(hmap_size(&dom->agents) + 1, sizeof *r->labels);
+	if (r->agents == NULL || r->labels == NULL)
+		abort();
+	for (size_t i = 0; hmap_next(&dom->agents, &i, &k, &v);) {
+		struct dom_agent *a = v;
+		struct sched_agent *s = &r->agents[r->n];
+		s->id = a->id;
+		s->zone = a->zone;
+		r->labels[r->n] = labels_of(json_object_get(a->doc, "labels"), &s->n_labels);
+		s->labels = r->labels[r->n];
+		s->cpu = a->cpu;
+		s->mem = a->mem;
+		s->used_cpu = a->used_cpu;
+		s->used_mem = a->used_mem;
+		s->ready = a->ready;
+		s->schedulable = !a->cordoned && !a->draining;
+		r->n++;
+		hmap_put(&r->index, a->id, (void *)(uintptr_t)r->n);
+	}
+}
+
+static void run_close(struct run *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		free(r->labels[i]);
+	free(r->labels);
+	free(r->agents);
+	hmap_close(&r->index);
+}
+
+static struct sched_agent *agent_of(struct run *r, const char *id)
+{
+	uintptr_t i = (uintptr_t)hmap_get(&r->index, id);
+	return i > 0 ? &r->agents[i - 1] : NULL;
+}
+
+/* ---- one workload ---- */
+
+struct request {
+	struct sched_request req;
+	struct sched_label *selector;
+	const char **zones;
+	const char *avoid[16];
+};
+
+static void request_init(struct request *q, const struct dom_workload *w)
+{
+	json_t *pl = json_object_get(w->doc, "placement");
+	json_t *zones = json_object_get(pl, "zones");
+	memset(q, 0, sizeof *q);
+	q->req.cpu = w->cpu;
+	q->req.mem = w->mem;
+	q->selector = labels_of(json_object_get(pl, "node_selector"), &q->req.n_selector);
+	q->req.selector = q->selector;
+	q->req.n_zones = json_array_size(zones);
+	q->zones = calloc(q->req.n_zones + 1, sizeof *q->zones);
+	if (q->zones == NULL)
+		abort();
+	for (size_t i = 0; i < q->req.n_zones; i++)
+		q->zones[i] = json_string_value(json_array_get(zones, i));
+	q->req.zones = q->zones;
+	const char *strategy = json_string_value(json_object_get(pl, "strategy"));
+	q->req.strategy = strategy != NULL && strcmp(strategy, "binpack") == 0 ? SCHED_BINPACK
+	                                                                        : SCHED_SPREAD;
+}
+
+static void request_close(struct request *q)
+{
+	free(q->selector);
+	free(q->zones);
+}
+
+/* Why slot's replica needs a (new) placement; NULL when it does not. */
+static const char *needs_place(const struct dom_workload *w, const struct dom_replica *r)
+{
+	if (r == NULL)
+		return "new";
+	if (!r->run)
+		return "told to stop";
+	if (r->agent[0] == '\0')
+		return "unplaced";
+	if (r->on == NULL)
+		return "agent removed";
+	if (!r->on->ready)
+		return "agent offline";
+	if (r->on->draining)
+		return "agent draining";
+	if (r->state == DOM_R_FAILED)
+		return "failed";
+	if (r->spec_version < w->spec_version)
+		return "spec changed";
+	return NULL;
+}
+
+static void set_avoid(struct request *q, const struct dom_replica *r)
+{
+	json_t *failed = r != NULL ? json_object_get(r->doc, "failed_on") : NULL;
+	q->req.n_avoid = 0;
+	for (size_t i = 0; i < json_array_size(failed) && q->req.n_avoid < 15; i++)
+		q->avoid[q->req.n_avoid++] = json_string_value(json_array_get(failed, i));
+	if (r != NULL && r->state == DOM_R_FAILED && r->agent[0] != '\0')
+		q->avoid[q->req.n_avoid++] = r->agent;
+	q->req.avoid = q->avoid;
+}
+
+static void place_slot(struct run *run, const struct dom_workload *w, struct request *q,
+                       unsigned slot)
+{
+	struct domain *d = run->d;
+	struct dom_replica *r = dom_slot_get(&d->node->fsm.domain, w->key, slot);
+	char id[320];
+	snprintf(id, sizeof id, "%s/%u", w->key, slot);
+	if (hmap_get(&d->inflight, id) != NULL || needs_place(w, r) == NULL)
+		return;
+	q->req.replica_id = id;
+	set_avoid(q, r);
+	struct sched_agent *cur = r != NULL && r->on != NULL ? agent_of(run, r->agent) : NULL;
+	/* It leaves its agent (or runs there again with a new spec): its own share there is
+	 * free for this decision. */
+	if (cur != NULL && r->run) {
+		cur->used_cpu -= r->cpu;
+		cur->used_mem -= r->mem;
+		if (cur->same_workload > 0)
+			cur->same_workload--;
+	}
+	int chosen = -1;
+	if (cur != NULL && r->state != DOM_R_FAILED && sched_check(cur, &q->req) == SCHED_N_FILTERS)
+		chosen = (int)(cur - run->agents); /* a new spec, same agent */
+	struct sched_result res = {.agent = -1};
+	if (chosen < 0) {
+		sched_place(run->agents, run->n, &q->req, &res);
+		chosen = res.agent;
+	}
+	uint64_t epoch = r != NULL ? r->epoch : 0;
+	json_t *op;
+	if (chosen >= 0) {
+		struct sched_agent *a = &run->agents[chosen];
+		a->used_cpu += q->req.cpu;
+		a->used_mem += q->req.mem;
+		a->same_workload++;
+		op = json_pack("{s:s, s:s, s:I, s:s}", "op", "replica.place", "id", id, "epoch",
+		               (json_int_t)epoch, "agent", a->id);
+		propose(d, op, id, w->key, P_PLACE);
+	} else {
+		if (cur != NULL && r->run) { /* it stays where it is for now */
+			cur->used_cpu += r->cpu;
+			cur->used_mem += r->mem;
+			cur->same_workload++;
+		}
+		const char *have = r != NULL ? json_string_value(json_object_get(r->doc, "pending_reason")) : NULL;
+		if (have != NULL && strcmp(have, res.reason) == 0)
+			return;
+		op = json_pack("{s:s, s:s, s:I, s:s}", "op", "replica.pending", "id", id, "epoch",
+		               (json_int_t)epoch, "reason", res.reason);
+		propose(d, op, id, w->key, P_PENDING);
+	}
+	json_decref(op);
+}
+
+static void plan_workload(struct run *run, const struct dom_workload *w)
+{
+	struct fsm_domain *dom = &run->d->node->fsm.domain;
+	struct request q;
+	for (size_t i = 0; i < run->n; i++)
+		run->agents[i].same_workload = 0;
+	for (unsigned s = 0; s < w->replicas; s++) {
+		struct dom_replica *r = dom_slot_get(dom, w->key, s);
+		struct sched_agent *a = r != NULL && r->run ? agent_of(run, r->agent) : NULL;
+		if (a != NULL)
+			a->same_workload++;
+	}
+	request_init(&q, w);
+	for (unsigned s = 0; s < w->replicas; s++)
+		place_slot(run, w, &q, s);
+	request_close(&q);
+}
+
+/* ---- agents: drains and stop records ---- */
+
+static bool still_running(json_t *reported)
+{
+	size_t i;
+	json_t *rep;
+	json_array_foreach(reported, i, rep)
+	{
+		const char *st = json_string_value(json_object_get(rep, "state"));
+		if (st != NULL && (strcmp(st, "running") == 0 || strcmp(st, "starting") == 0))
+			return true;
+	}
+	return false;
+}
+
+static void tend_agents(struct domain *d)
+{
+	const char *k;
+	void *v;
+	char key[320];
+	for (size_t i = 0; hmap_next(&d->node->fsm.domain.agents, &i, &k, &v);) {
+		struct dom_agent *a = v;
+		if (!a->ready) {
+			for (struct dom_replica *r = a->replicas; r != NULL; r = r->anext) {
+				if (r->run || hmap_get(&d->inflight, r->id) != NULL)
+					continue;
+				json_t *op = json_pack("{s:s, s:s, s:I}", "op", "replica.forget", "id",
+				                       r->id, "epoch", (json_int_t)r->epoch);
+				propose(d, op, r->id, r->workload, P_OTHER);
+				json_decref(op);
+			}
+		}
+		snprintf(key, sizeof key, "drained:%s", a->id);
+		if (!a->draining || a->drain_complete || a->n_replicas > 0 ||
+		    hmap_get(&d->inflight, key) != NULL)
+			continue;
+		if (a->ready && (liveness_reported(d, a->id) == NULL ||
+		                 still_running(liveness_reported(d, a->id))))
+			continue; /* its old processes have not been reported gone yet */
+		json_t *op = json_pack("{s:s, s:s}", "op", "agent.drained", "id", a->id);
+		propose(d, op, key, NULL, P_OTHER);
+		json_decref(op);
+		log_info("Drain complete", "agent_id=%s", a->id);
+	}
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void plan_run(struct domain *d)
+{
+	struct fsm_domain *dom = &d->node->fsm.domain;
+	struct hmap *src = d->plan_all ? &dom->workloads : &d->dirty;
+	size_t n = hmap_size(src);
+	if (!d->leading || (n == 0 && !d->plan_all))
+		return;
+	uint64_t t0 = uv_hrtime();
+	const char **keys = calloc(n + 1, sizeof *keys);
+	const char *k;
+	if (keys == NULL)
+		abort();
+	n = 0;
+	for (size_t i = 0; hmap_next(src, &i, &k, NULL);)
+		keys[n++] = k;
+	qsort(keys, n, sizeof *keys, cmp_str); /* the same order on any leader */
+	struct run run;
+	run_init(&run, d);
+	for (size_t i = 0; i < n; i++) {
+		struct dom_workload *w = dom_workload_get(dom, keys[i]);
+		if (w != NULL)
+			plan_workload(&run, w);
+	}
+	run_close(&run);
+	free(keys);
+	tend_agents(d);
+	hmap_close(&d->dirty);
+	hmap_init(&d->dirty);
+	d->plan_all = false;
+	double secs = (double)(uv_hrtime() - t0) / 1e9;
+	d->plans++;
+	d->plan_seconds_total += secs;
+	d->last_plan_seconds = secs;
+	metrics_observe(d->metrics, "cloudless_scheduling_duration_seconds", NULL, secs);
+}

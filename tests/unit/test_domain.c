@@ -1,0 +1,359 @@
+/* test_domain: the domain ops of src/fsm/domain.c applied through fsm_apply_entry, as raft
+ * would: enrollment, workloads, placements re-checked against the state they land in
+ * (stale epochs, offline or full agents refused), reports only from the current placement,
+ * scale-down and deletion as stop records that go once the agent confirms, agent removal,
+ * the mirror rebuilt from the store, and two fsms fed the same entries agreeing. */
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fsm/fsm.h"
+#include "testlib.h"
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+struct env {
+	char dir[64];
+	char db[96];
+	struct fsm f;
+	uint64_t index;
+};
+
+static void env_open(struct env *e)
+{
+	char err[512] = "";
+	if (e->dir[0] == '\0') {
+		snprintf(e->dir, sizeof e->dir, "/tmp/cloudless-test-domain-XXXXXX");
+		if (mkdtemp(e->dir) == NULL) {
+			perror("mkdtemp");
+			exit(2);
+		}
+		snprintf(e->db, sizeof e->db, "%s/db", e->dir);
+	}
+	if (fsm_init(&e->f, e->db, 86400, 100000, err, sizeof err) != 0) {
+		fprintf(stderr, "fsm_init: %s\n", err);
+		exit(2);
+	}
+	e->index = e->f.applied_index;
+}
+
+static void env_close(struct env *e, bool remove_dir)
+{
+	fsm_close(&e->f);
+	if (remove_dir)
+		nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Applies a domain op (JSON text) as the next entry; returns the fsm code. */
+static unsigned op(struct env *e, const char *json)
+{
+	struct command c = {.type = COMMAND_DOMAIN, .ts_ms = 1700000000000ULL + e->index};
+	c.value = (struct command_str){json, strlen(json)};
+	struct buf b;
+	buf_init(&b);
+	command_encode(&c, &b);
+	while (b.len % 8 != 0)
+		buf_put_u8(&b, 0);
+	void *r = fsm_apply_entry(&e->f, ++e->index, b.data, b.len);
+	buf_close(&b);
+	CHECK(r != NULL);
+	return fsm_result_code(r);
+}
+
+static unsigned opf(struct env *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static unsigned opf(struct env *e, const char *fmt, ...)
+{
+	char json[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(json, sizeof json, fmt, ap);
+	va_end(ap);
+	return op(e, json);
+}
+
+static void enroll(struct env *e, const char *id, const char *zone, unsigned cpu, unsigned mem)
+{
+	unsigned code = opf(e,
+	                    "{\"op\":\"agent.enroll\",\"agent\":{\"id\":\"%s\",\"name\":\"%s\","
+	                    "\"region\":\"\",\"zone\":\"%s\",\"labels\":{},\"capacity\":{"
+	                    "\"cpu_millicores\":%u,\"memory_bytes\":%u},\"heartbeat_interval_ms\":"
+	                    "1000}}",
+	                    id, id, zone, cpu, mem);
+	CHECK(code == FSM_OK_CREATED || code == FSM_OK_UPDATED || code == FSM_OK_UNCHANGED);
+}
+
+static unsigned put_workload(struct env *e, const char *name, unsigned replicas, unsigned cpu,
+                             const char *command)
+{
+	return opf(e,
+	           "{\"op\":\"workload.put\",\"workload\":{\"namespace\":\"default\",\"name\":\"%s\","
+	           "\"command\":[\"%s\"],\"env\":{},\"image\":\"\",\"replicas\":%u,\"resources\":{"
+	           "\"cpu_millicores\":%u,\"memory_bytes\":10},\"placement\":{\"node_selector\":{},"
+	           "\"zones\":[],\"strategy\":\"spread\"},\"restart\":{\"policy\":\"always\","
+	           "\"attempts\":3,\"interval_s\":300,\"delay_ms\":1000},\"kill_timeout_ms\":5000,"
+	           "\"labels\":{}}}",
+	           name, command, replicas, cpu);
+}
+
+static unsigned place(struct env *e, const char *id, uint64_t epoch, const char *agent)
+{
+	return opf(e, "{\"op\":\"replica.place\",\"id\":\"%s\",\"epoch\":%llu,\"agent\":\"%s\"}", id,
+	           (unsigned long long)epoch, agent);
+}
+
+static unsigned report(struct env *e, const char *agent, const char *id, uint64_t epoch,
+                       const char *state)
+{
+	return opf(e,
+	           "{\"op\":\"replica.report\",\"reports\":[{\"agent\":\"%s\",\"id\":\"%s\","
+	           "\"epoch\":%llu,\"state\":\"%s\",\"exit_code\":null,\"restarts\":0}]}",
+	           agent, id, (unsigned long long)epoch, state);
+}
+
+static struct dom_replica *replica(struct env *e, const char *id)
+{
+	return dom_replica_get(&e->f.domain, id);
+}
+
+static void test_enroll_and_agent_state(void)
+{
+	struct env e = {0};
+	env_open(&e);
+	enroll(&e, "a1", "z1", 1000, 100);
+	struct dom_agent *a = dom_agent_get(&e.f.domain, "a1");
+	CHECK(a != NULL && a->ready && a->cpu == 1000 && a->version == e.index);
+	uint64_t v = e.index;
+	/* The same body again changes nothing; a new capacity updates the record. */
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"agent.enroll\",\"agent\":{\"id\":\"a1\",\"name\":\"a1\","
+	                     "\"region\":\"\",\"zone\":\"z1\",\"labels\":{},\"capacity\":{"
+	                     "\"cpu_millicores\":1000,\"memory_bytes\":100},"
+	                     "\"heartbeat_interval_ms\":1000}}"),
+	             FSM_OK_UNCHANGED);
+	CHECK_EQ_INT(dom_agent_get(&e.f.domain, "a1")->version, v);
+	enroll(&e, "a1", "z1", 2000, 100);
+	CHECK_EQ_INT(dom_agent_get(&e.f.domain, "a1")->cpu, 2000);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"agent.state\",\"id\":\"a1\",\"state\":\"offline\"}"),
+	             FSM_OK_UPDATED);
+	CHECK(!dom_agent_get(&e.f.domain, "a1")->ready);
+	CHECK_EQ_INT(e.f.domain.n_offline, 1);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"agent.state\",\"id\":\"a1\",\"state\":\"offline\"}"),
+	             FSM_OK_UNCHANGED);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"agent.state\",\"id\":\"nope\",\"state\":\"ready\"}"),
+	             FSM_NOT_FOUND);
+	/* Re-enrolling an offline agent makes it ready. */
+	enroll(&e, "a1", "z1", 2000, 100);
+	CHECK(dom_agent_get(&e.f.domain, "a1")->ready);
+	CHECK_EQ_INT(e.f.domain.n_ready, 1);
+	CHECK_EQ_INT(op(&e, "not json"), FSM_BAD_COMMAND);
+	CHECK_EQ_INT(op(&e, "{\"op\":\"agent.explode\"}"), FSM_BAD_COMMAND);
+	env_close(&e, true);
+}
+
+static void test_workload_versions(void)
+{
+	struct env e = {0};
+	env_open(&e);
+	CHECK_EQ_INT(put_workload(&e, "web", 2, 100, "sleep"), FSM_OK_CREATED);
+	struct dom_workload *w = dom_workload_get(&e.f.domain, "default/web");
+	CHECK(w != NULL && w->replicas == 2 && w->version == e.index && w->spec_version == e.index);
+	uint64_t v1 = w->version;
+	/* Create-only fails when it exists; If-Match must name the version. */
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.put\",\"create\":true,\"workload\":{\"namespace\":"
+	                     "\"default\",\"name\":\"web\",\"command\":[\"x\"]}}"),
+	             FSM_CAS_MISMATCH);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":3,"
+	                     "\"if_version\":%llu}",
+	                 (unsigned long long)v1 + 100),
+	             FSM_CAS_MISMATCH);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":3,"
+	                     "\"if_version\":%llu}",
+	                 (unsigned long long)v1),
+	             FSM_OK_UPDATED);
+	w = dom_workload_get(&e.f.domain, "default/web");
+	CHECK(w->replicas == 3 && w->spec_version == v1 && w->version == e.index);
+	/* A new command is a new spec_version; a new replica count is not. */
+	CHECK_EQ_INT(put_workload(&e, "web", 3, 100, "true"), FSM_OK_UPDATED);
+	CHECK_EQ_INT(dom_workload_get(&e.f.domain, "default/web")->spec_version, e.index);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.delete\",\"key\":\"default/nope\"}"), FSM_NOT_FOUND);
+	env_close(&e, true);
+}
+
+static void test_placement_rechecked(void)
+{
+	struct env e = {0};
+	env_open(&e);
+	enroll(&e, "a1", "z1", 300, 100);
+	enroll(&e, "a2", "z2", 300, 100);
+	put_workload(&e, "web", 3, 200, "sleep");
+	CHECK_EQ_INT(place(&e, "default/web/0", 0, "a1"), FSM_OK_CREATED);
+	struct dom_replica *r = replica(&e, "default/web/0");
+	CHECK(r != NULL && r->epoch == e.index && strcmp(r->agent, "a1") == 0 && r->run);
+	CHECK_EQ_INT(dom_agent_get(&e.f.domain, "a1")->used_cpu, 200);
+	uint64_t epoch0 = r->epoch;
+	/* a1 is full now; a stale epoch is refused; unknown agent and slot too. */
+	CHECK_EQ_INT(place(&e, "default/web/1", 0, "a1"), FSM_CONFLICT);
+	CHECK_EQ_INT(place(&e, "default/web/0", 0, "a2"), FSM_CONFLICT);
+	CHECK_EQ_INT(place(&e, "default/web/1", 0, "ghost"), FSM_CONFLICT);
+	CHECK_EQ_INT(place(&e, "default/web/7", 0, "a2"), FSM_CONFLICT);
+	CHECK_EQ_INT(place(&e, "default/nope/0", 0, "a2"), FSM_CONFLICT);
+	CHECK_EQ_INT(place(&e, "default/web/1", 0, "a2"), FSM_OK_CREATED);
+	/* Offline and draining agents take nothing. */
+	enroll(&e, "a3", "z1", 1000, 100);
+	opf(&e, "{\"op\":\"agent.state\",\"id\":\"a3\",\"state\":\"offline\"}");
+	CHECK_EQ_INT(place(&e, "default/web/2", 0, "a3"), FSM_CONFLICT);
+	enroll(&e, "a3", "z1", 1000, 100);
+	opf(&e, "{\"op\":\"agent.flags\",\"id\":\"a3\",\"drain\":true}");
+	CHECK_EQ_INT(place(&e, "default/web/2", 0, "a3"), FSM_CONFLICT);
+	opf(&e, "{\"op\":\"agent.flags\",\"id\":\"a3\",\"cordon\":false}");
+	CHECK_EQ_INT(place(&e, "default/web/2", 0, "a3"), FSM_OK_CREATED);
+	/* A move: the expected epoch, a new epoch, the old agent's share freed. */
+	CHECK_EQ_INT(place(&e, "default/web/0", epoch0, "a3"), FSM_OK_UPDATED);
+	r = replica(&e, "default/web/0");
+	CHECK(r->epoch == e.index && strcmp(r->agent, "a3") == 0);
+	CHECK_EQ_INT(dom_agent_get(&e.f.domain, "a1")->used_cpu, 0);
+	CHECK_EQ_INT(dom_agent_get(&e.f.domain, "a3")->used_cpu, 400);
+	CHECK_EQ_INT(dom_agent_get(&e.f.domain, "a1")->n_replicas, 0);
+	CHECK_EQ_INT(dom_agent_get(&e.f.domain, "a1")->assign_index, e.index);
+	/* Only the current placement speaks: the old agent's report is ignored. */
+	CHECK_EQ_INT(report(&e, "a1", "default/web/0", epoch0, "running"), FSM_OK_UNCHANGED);
+	CHECK_EQ_INT(report(&e, "a3", "default/web/0", r->epoch, "running"), FSM_OK_UPDATED);
+	CHECK_EQ_INT(replica(&e, "default/web/0")->state, DOM_R_RUNNING);
+	CHECK_EQ_INT(e.f.domain.n_by_state[DOM_R_RUNNING], 1);
+	CHECK_EQ_INT(report(&e, "a3", "default/web/0", r->epoch, "running"), FSM_OK_UNCHANGED);
+	env_close(&e, true);
+}
+
+static void test_scale_down_and_delete(void)
+{
+	struct env e = {0};
+	env_open(&e);
+	enroll(&e, "a1", "z1", 1000, 100);
+	put_workload(&e, "web", 3, 100, "sleep");
+	place(&e, "default/web/0", 0, "a1");
+	place(&e, "default/web/1", 0, "a1");
+	opf(&e, "{\"op\":\"replica.pending\",\"id\":\"default/web/2\",\"epoch\":0,\"reason\":\"0/1 "
+	        "agents fit: 1 insufficient cpu\"}");
+	CHECK(replica(&e, "default/web/2") != NULL && replica(&e, "default/web/2")->agent[0] == '\0');
+	/* Scale to 1: the placed extra is told to stop, the unplaced one is dropped. */
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":1}"),
+	             FSM_OK_UPDATED);
+	CHECK(replica(&e, "default/web/0")->run);
+	struct dom_replica *r1 = replica(&e, "default/web/1");
+	CHECK(r1 != NULL && !r1->run);
+	CHECK(replica(&e, "default/web/2") == NULL);
+	/* A stop record no longer counts against capacity; once stopped it is gone. */
+	CHECK_EQ_INT(dom_agent_get(&e.f.domain, "a1")->used_cpu, 100);
+	CHECK_EQ_INT(report(&e, "a1", "default/web/1", r1->epoch, "stopped"), FSM_OK_UPDATED);
+	CHECK(replica(&e, "default/web/1") == NULL);
+	/* Delete: every replica told to stop; the workload record is gone. */
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.delete\",\"key\":\"default/web\"}"), FSM_OK_DELETED);
+	CHECK(dom_workload_get(&e.f.domain, "default/web") == NULL);
+	struct dom_replica *r0 = replica(&e, "default/web/0");
+	CHECK(r0 != NULL && !r0->run);
+	/* Forgetting needs the stop record's epoch. */
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"replica.forget\",\"id\":\"default/web/0\",\"epoch\":1}"),
+	             FSM_CONFLICT);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"replica.forget\",\"id\":\"default/web/0\",\"epoch\":%llu}",
+	                 (unsigned long long)r0->epoch),
+	             FSM_OK_DELETED);
+	CHECK_EQ_INT(dom_agent_get(&e.f.domain, "a1")->n_replicas, 0);
+	env_close(&e, true);
+}
+
+static void test_agent_delete_and_drain(void)
+{
+	struct env e = {0};
+	env_open(&e);
+	enroll(&e, "a1", "z1", 1000, 100);
+	put_workload(&e, "web", 2, 100, "sleep");
+	place(&e, "default/web/0", 0, "a1");
+	place(&e, "default/web/1", 0, "a1");
+	opf(&e, "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":1}");
+	/* A drain completes only with nothing assigned. */
+	opf(&e, "{\"op\":\"agent.flags\",\"id\":\"a1\",\"drain\":true}");
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"agent.drained\",\"id\":\"a1\"}"), FSM_CONFLICT);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"agent.delete\",\"id\":\"a1\"}"), FSM_OK_DELETED);
+	CHECK(dom_agent_get(&e.f.domain, "a1") == NULL);
+	struct dom_replica *r0 = replica(&e, "default/web/0");
+	CHECK(r0 != NULL && r0->agent[0] == '\0' && r0->run && r0->on == NULL);
+	CHECK(replica(&e, "default/web/1") == NULL); /* its stop record went with it */
+	CHECK_EQ_INT(e.f.domain.n_ready + e.f.domain.n_offline, 0);
+	enroll(&e, "a2", "z1", 1000, 100);
+	opf(&e, "{\"op\":\"agent.flags\",\"id\":\"a2\",\"drain\":true}");
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"agent.drained\",\"id\":\"a2\"}"), FSM_OK_UPDATED);
+	CHECK(dom_agent_get(&e.f.domain, "a2")->drain_complete);
+	opf(&e, "{\"op\":\"agent.flags\",\"id\":\"a2\",\"cordon\":false}");
+	struct dom_agent *a2 = dom_agent_get(&e.f.domain, "a2");
+	CHECK(!a2->draining && !a2->drain_complete && !a2->cordoned);
+	env_close(&e, true);
+}
+
+static void test_rebuild_and_agreement(void)
+{
+	struct env a = {0}, b = {0};
+	env_open(&a);
+	env_open(&b);
+	for (int k = 0; k < 2; k++) {
+		struct env *e = k == 0 ? &a : &b;
+		enroll(e, "a1", "z1", 1000, 100);
+		enroll(e, "a2", "z2", 1000, 100);
+		put_workload(e, "web", 3, 100, "sleep");
+		place(e, "default/web/0", 0, "a1");
+		place(e, "default/web/1", 0, "a2");
+		place(e, "default/web/2", 0, "a1");
+		report(e, "a1", "default/web/0", replica(e, "default/web/0")->epoch, "running");
+		opf(e, "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":2}");
+		opf(e, "{\"op\":\"agent.state\",\"id\":\"a2\",\"state\":\"offline\"}");
+	}
+	uint64_t ka, kb;
+	CHECK(fsm_digest(&a.f, &ka) == fsm_digest(&b.f, &kb) && ka == kb);
+	/* Reopened, the mirror is what apply had built. */
+	uint64_t used = dom_agent_get(&a.f.domain, "a1")->used_cpu;
+	unsigned n = dom_agent_get(&a.f.domain, "a1")->n_replicas;
+	uint64_t windex = dom_workload_get(&a.f.domain, "default/web")->index;
+	env_close(&a, false);
+	env_open(&a);
+	CHECK_EQ_INT(dom_agent_get(&a.f.domain, "a1")->used_cpu, used);
+	CHECK_EQ_INT(dom_agent_get(&a.f.domain, "a1")->n_replicas, n);
+	CHECK(!dom_agent_get(&a.f.domain, "a2")->ready);
+	CHECK_EQ_INT(dom_workload_get(&a.f.domain, "default/web")->index, windex);
+	CHECK_EQ_INT(a.f.domain.n_by_state[DOM_R_RUNNING], 1);
+	CHECK(!replica(&a, "default/web/2")->run);
+	/* A snapshot image of one installs the same mirror in the other. */
+	struct store_snap snap;
+	struct buf img;
+	buf_init(&img);
+	store_snap_take(&snap, &a.f.store);
+	CHECK_EQ_INT(fsm_snapshot_write(&snap, a.f.applied_index + 10, &img), 0);
+	store_snap_release(&snap);
+	struct env c = {0};
+	env_open(&c);
+	char err[256];
+	CHECK_EQ_INT(fsm_snapshot_restore(&c.f, img.data, img.len, err, sizeof err), 0);
+	CHECK_EQ_INT(dom_agent_get(&c.f.domain, "a1")->used_cpu, used);
+	CHECK(dom_workload_get(&c.f.domain, "default/web") != NULL);
+	buf_close(&img);
+	env_close(&a, true);
+	env_close(&b, true);
+	env_close(&c, true);
+}
+
+int main(void)
+{
+	test_enroll_and_agent_state();
+	test_workload_versions();
+	test_placement_rechecked();
+	test_scale_down_and_delete();
+	test_agent_delete_and_drain();
+	test_rebuild_and_agreement();
+	TEST_DONE();
+}
