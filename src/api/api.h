@@ -138,7 +138,7 @@ void api_fail_maybe_applied(struct api_op *op);
 
 /* The request headers a forwarded request carries (both single and batched forwarding);
  * returns how many were written to h (at most API_FORWARD_HEADERS). */
-#define API_FORWARD_HEADERS 8
+#define API_FORWARD_HEADERS 10
 size_t api_forward_headers(struct api_op *op, struct fwd_header *h);
 
 /* batch.c: forwarding writes to the leader in batches (follower side), and the leader's
