@@ -289,6 +289,8 @@ def test_scale_drain_uncordon_if_match(make):
         assert r.status == 200 and r.json()["schedulable"], r
         nodes[0].req("POST", "/v1/workloads/default/web/scale", {"replicas": 6})
         wait_for("the uncordoned agent takes work", lambda: len(target.runs()) > 0)
+        wait_for("6 running", lambda: running_count(nodes[0], "default/web") == 6 and
+                 sum(len(a.runs()) for a in agents) == 6)
         other = agents[1]
         before = dict(other.runs())
         r = nodes[0].req("POST", "/v1/agents/%s/cordon" % other.id)
