@@ -18,6 +18,11 @@
 /* Between coordinators only: a forwarded request, and a re-sent membership change. */
 #define CLOUDLESS_HDR_FORWARDED_BY "X-Cloudless-Forwarded-By"
 #define CLOUDLESS_HDR_RETRY        "X-Cloudless-Retry"
+/* Between coordinators only: the idempotency key a follower gives a forwarded write that has
+ * none of its own, so that its retries are deduplicated (api/proxy.c). Honoured only together
+ * with X-Cloudless-Forwarded-By, kept apart from clients' Idempotency-Keys by the fsm, and
+ * never echoed in a response. */
+#define CLOUDLESS_HDR_FORWARD_KEY "X-Cloudless-Forward-Key"
 
 /* application/problem+json "type" URIs are this prefix plus a slug (not-found, no-leader,
  * leadership-lost, not-leader, cas-mismatch, ...). */

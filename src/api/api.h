@@ -45,6 +45,10 @@ struct api {
 	uint64_t disk_free;       /* bytes free then */
 	uint64_t start_ms;
 	struct api_batcher batcher;
+	/* Internal idempotency keys for forwarded writes (proxy.c): this process incarnation's
+	 * random name, and a counter. */
+	char incarnation[17];
+	uint64_t forward_keys;
 };
 
 enum api_op_kind { API_OP_WRITE, API_OP_READ, API_OP_CHANGE, API_OP_FORWARD };
@@ -57,7 +61,11 @@ struct api_op {
 	enum api_op_kind kind;
 	uint64_t deadline_ms;     /* monotonic */
 	uint64_t no_leader_until; /* give up waiting for a leader after this (503) */
-	bool safe_to_retry; /* idempotency key or CAS: may be re-sent after an unknown outcome */
+	/* May be re-sent after an attempt with an unknown outcome, because that cannot apply it
+	 * twice: an Idempotency-Key, a CAS with a non-zero index (modify indexes only grow), or
+	 * an internal key (internal_key). A create-only CAS (cas=0) is not: a delete in between
+	 * lets a retry create the key again. */
+	bool safe_to_retry;
 	bool maybe_applied; /* an earlier attempt was re-sent after an unknown outcome */
 	unsigned attempts;
 	bool busy;    /* a raft/forward/membership callback is still outstanding */
@@ -68,6 +76,9 @@ struct api_op {
 	char *key;                        /* kv key (decoded) for kv ops */
 	size_t key_len;
 	char *idem_key;
+	/* Writes: the internal idempotency key (X-Cloudless-Forward-Key) of a write without one
+	 * of its own: made up here when forwarding it, or the forwarding follower's. */
+	char *internal_key;
 	unsigned change_kind;
 	struct api_op *batch_next; /* in api_batcher's queue */
 	union {
@@ -116,6 +127,9 @@ void api_retry_or_fail(struct api_op *op, int raft_status);
  * the latest one definitely was not (e.g. a re-sent CAS that meets its own change). */
 void api_fail_maybe_applied(struct api_op *op);
 
+/* Names this process incarnation for internal idempotency keys (random, never reused). */
+#define API_INTERNAL_KEY_LEN 30
+void api_name_incarnation(struct api *a);
 /* The request headers a forwarded request carries (both single and batched forwarding);
  * returns how many were written to h (at most API_FORWARD_HEADERS). */
 #define API_FORWARD_HEADERS 8

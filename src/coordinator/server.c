@@ -164,9 +164,7 @@ static int start(struct server *s)
 	                         .election_ms = c->election_ms,
 	                         .snapshot_threshold = c->snapshot_threshold,
 	                         .snapshot_trailing = c->snapshot_trailing,
-	                         .connect_retry_ms = c->connect_retry_ms,
-	                         .idem_ttl_s = c->idempotency_ttl_s,
-	                         .idem_max = c->idempotency_max};
+	                         .connect_retry_ms = c->connect_retry_ms};
 	if (node_init(&s->node, &s->loop, &o, s->fwd, s->metrics, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s\n", err);
 		return -1;

@@ -9,26 +9,40 @@ static void put_str(struct buf *out, struct command_str s)
 	buf_append(out, s.p, s.len);
 }
 
-static void put_cas_header(struct buf *out, const struct command *c)
+#define FLAG_CAS      0x01
+#define FLAG_INTERNAL 0x02
+#define FLAG_RESENT   0x04
+
+static void put_kv_header(struct buf *out, uint8_t version, const struct command *c)
 {
 	buf_put_u64(out, c->ts_ms);
-	put_str(out, c->idem_key);
-	buf_put_u8(out, c->has_cas ? 1 : 0);
+	if (version == 1) {
+		put_str(out, c->idem_key);
+		buf_put_u8(out, c->has_cas ? 1 : 0);
+	} else {
+		buf_put_u32(out, c->idem_ttl_s);
+		buf_put_u32(out, c->idem_max);
+		put_str(out, c->idem_key);
+		buf_put_u8(out, (uint8_t)((c->has_cas ? FLAG_CAS : 0) |
+		                          (c->idem_internal ? FLAG_INTERNAL : 0) |
+		                          (c->resent ? FLAG_RESENT : 0)));
+	}
 	buf_put_u64(out, c->cas);
 	put_str(out, c->key);
 }
 
 void command_encode(const struct command *c, struct buf *out)
 {
-	buf_put_u8(out, COMMAND_VERSION);
+	uint8_t version = c->version != 0 ? c->version : COMMAND_VERSION;
+	buf_put_u8(out, version);
 	buf_put_u8(out, (uint8_t)c->type);
 	switch (c->type) {
 	case COMMAND_KV_PUT:
-		put_cas_header(out, c);
+		put_kv_header(out, version, c);
 		put_str(out, c->value);
 		break;
 	case COMMAND_KV_DELETE:
-		put_cas_header(out, c);
+		put_kv_header(out, version, c);
 		break;
 	case COMMAND_MEMBER_SET:
 		put_str(out, c->node_id);
@@ -47,14 +61,40 @@ static int get_str(struct buf_reader *r, struct command_str *s, size_t max)
 	return buf_get_str(r, max, &s->p, &s->len);
 }
 
-static int get_cas_header(struct buf_reader *r, struct command *c)
+/* Idempotency keys are visible ASCII (what the API accepts): a byte outside that range is
+ * free for the fsm to tell internal keys apart with (fsm.c). */
+static bool valid_idem_key(struct command_str k)
 {
-	uint8_t has_cas;
-	if (buf_get_u64(r, &c->ts_ms) != 0 || get_str(r, &c->idem_key, COMMAND_MAX_IDEM) != 0 ||
-	    buf_get_u8(r, &has_cas) != 0 || has_cas > 1 || buf_get_u64(r, &c->cas) != 0 ||
+	for (size_t i = 0; i < k.len; i++)
+		if ((unsigned char)k.p[i] < 0x21 || (unsigned char)k.p[i] > 0x7e)
+			return false;
+	return true;
+}
+
+static int get_kv_header(struct buf_reader *r, struct command *c)
+{
+	uint8_t flags;
+	if (buf_get_u64(r, &c->ts_ms) != 0)
+		return -1;
+	if (c->version == 1) {
+		c->idem_ttl_s = COMMAND_V1_IDEM_TTL_S;
+		c->idem_max = COMMAND_V1_IDEM_MAX;
+		if (get_str(r, &c->idem_key, COMMAND_MAX_IDEM) != 0 || buf_get_u8(r, &flags) != 0 ||
+		    flags > FLAG_CAS)
+			return -1;
+	} else if (buf_get_u32(r, &c->idem_ttl_s) != 0 || c->idem_ttl_s == 0 ||
+	           buf_get_u32(r, &c->idem_max) != 0 || c->idem_max == 0 ||
+	           get_str(r, &c->idem_key, COMMAND_MAX_IDEM) != 0 || buf_get_u8(r, &flags) != 0 ||
+	           (flags & ~(FLAG_CAS | FLAG_INTERNAL | FLAG_RESENT)) != 0) {
+		return -1;
+	}
+	c->has_cas = (flags & FLAG_CAS) != 0;
+	c->idem_internal = (flags & FLAG_INTERNAL) != 0;
+	c->resent = (flags & FLAG_RESENT) != 0;
+	if ((c->idem_internal && c->idem_key.len == 0) || (c->resent && !c->idem_internal) ||
+	    !valid_idem_key(c->idem_key) || buf_get_u64(r, &c->cas) != 0 ||
 	    get_str(r, &c->key, COMMAND_MAX_KEY) != 0 || c->key.len == 0)
 		return -1;
-	c->has_cas = has_cas == 1;
 	return 0;
 }
 
@@ -64,17 +104,18 @@ int command_decode(struct command *c, const void *data, size_t len)
 	uint8_t version, type;
 	memset(c, 0, sizeof *c);
 	buf_reader_init(&r, data, len);
-	if (buf_get_u8(&r, &version) != 0 || version != COMMAND_VERSION ||
+	if (buf_get_u8(&r, &version) != 0 || version < 1 || version > COMMAND_VERSION ||
 	    buf_get_u8(&r, &type) != 0)
 		return -1;
+	c->version = version;
 	c->type = type;
 	switch (type) {
 	case COMMAND_KV_PUT:
-		if (get_cas_header(&r, c) != 0 || get_str(&r, &c->value, UINT32_MAX) != 0)
+		if (get_kv_header(&r, c) != 0 || get_str(&r, &c->value, UINT32_MAX) != 0)
 			return -1;
 		break;
 	case COMMAND_KV_DELETE:
-		if (get_cas_header(&r, c) != 0)
+		if (get_kv_header(&r, c) != 0)
 			return -1;
 		break;
 	case COMMAND_MEMBER_SET:

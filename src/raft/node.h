@@ -37,8 +37,6 @@ struct node_options {
 	unsigned snapshot_threshold;
 	unsigned snapshot_trailing;
 	unsigned connect_retry_ms;
-	unsigned idem_ttl_s;
-	unsigned idem_max;
 };
 
 /* A proposed command in flight. */
@@ -133,12 +131,15 @@ struct node_autojoin {
 	unsigned attempts;
 	char hint[COMMAND_MAX_ADDR + 1]; /* leader HTTP address learned from a refusal */
 	uv_timer_t timer;
+	uint64_t xfer; /* the join request in flight (fwd_cancel id), 0 when none */
 };
 
 struct node_removal_check {
 	bool inflight;
 	unsigned pending;
 	uint64_t last_ms;
+	uint64_t *xfers; /* the status requests of the current check (fwd_cancel ids) */
+	unsigned n_xfers, cap_xfers;
 };
 
 typedef void (*node_event_cb)(void *arg);

@@ -15,6 +15,7 @@
 #include "fsm/fsm.h"
 #include "fuzz_common.h"
 #include "log/log.h"
+#include "util/text.h"
 
 static struct fsm fsm;
 static char dir[4096];
@@ -31,8 +32,8 @@ static void setup(void)
 	char err[256];
 	fuzz_log_setup();
 	snprintf(dir, sizeof dir, "%s", fuzz_tmpdir("fuzz-command"));
-	/* A small idempotency window and cap so pruning runs often. */
-	if (fsm_init(&fsm, dir, 60, 16, err, sizeof err) != 0) {
+	/* The idempotency window and cap come from each entry (fuzzed like the rest). */
+	if (fsm_init(&fsm, dir, err, sizeof err) != 0) {
 		fprintf(stderr, "fsm_init: %s\n", err);
 		abort();
 	}
@@ -80,6 +81,16 @@ static void check_effect(const struct command *c, uint64_t index, void *result)
 	case FSM_CAS_MISMATCH:
 	case FSM_IDEM_MISMATCH:
 	case FSM_MEMBER_OK:
+		break;
+	case FSM_BAD_COMMAND: /* only a member record that JSON cannot hold */
+		FUZZ_ASSERT(c->type == COMMAND_MEMBER_SET &&
+		                (!text_valid_utf8(c->node_id.p, c->node_id.len) ||
+		                 !text_valid_utf8(c->raft_addr.p, c->raft_addr.len) ||
+		                 !text_valid_utf8(c->http_addr.p, c->http_addr.len)),
+		            "bad command %u for a decodable command", c->type);
+		break;
+	case FSM_RESENT_UNKNOWN:
+		FUZZ_ASSERT(c->idem_internal && c->resent, "unknown outcome for a first attempt");
 		break;
 	default:
 		FUZZ_ASSERT(0, "unexpected result code %u for a decodable command", code);

@@ -3,9 +3,11 @@
  *   build-fuzz/tests/fuzz/gen_seeds tests/fuzz/corpus
  *
  * Commands are produced by command_encode (one of every type, with and without the optional
- * parts, padded as node_propose pads them); snapshot images by fsm_snapshot_write from a real
+ * parts, padded as node_propose pads them, in the current format and as version 1 entries
+ * written before it); snapshot images by fsm_snapshot_write from a real
  * fsm after applying some of those commands. The checked-in seeds came from this program;
- * rerun it after a format change. */
+ * rerun it after a format change. The old-v1-* seeds are what it wrote before command version
+ * 2 (entries and images as existing logs and snapshots hold them): keep them. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,12 +100,59 @@ static const struct {
       .key = S("later"),
       .value = S("v"),
       .idem_key = S("req-9")}},
+    /* a follower's internal key for a forwarded create-only write, under a short TTL */
+    {"put-internal-key",
+     {.type = COMMAND_KV_PUT,
+      .ts_ms = 1800000000001ULL,
+      .idem_ttl_s = 1,
+      .idem_max = 4,
+      .key = S("lock2"),
+      .value = S("owner-2"),
+      .has_cas = true,
+      .cas = 0,
+      .idem_key = S("0000018bcfe56800.0123456789abcdef0123456789abcdef.0000000000000001"),
+      .idem_internal = true}},
+    /* ...and a follower's re-send of it */
+    {"put-internal-resent",
+     {.type = COMMAND_KV_PUT,
+      .ts_ms = 1800000000002ULL,
+      .idem_ttl_s = 1,
+      .idem_max = 4,
+      .key = S("lock2"),
+      .value = S("owner-2"),
+      .has_cas = true,
+      .cas = 0,
+      .idem_key = S("0000018bcfe56800.0123456789abcdef0123456789abcdef.0000000000000001"),
+      .idem_internal = true,
+      .resent = true}},
+    /* version 1 entries (written before the limits were stamped into entries) */
+    {"v1-put-idem",
+     {.version = 1,
+      .type = COMMAND_KV_PUT,
+      .ts_ms = 1800000000002ULL,
+      .key = S("old"),
+      .value = S("format"),
+      .idem_key = S("req-v1")}},
+    {"v1-delete-cas",
+     {.version = 1,
+      .type = COMMAND_KV_DELETE,
+      .ts_ms = 1800000000003ULL,
+      .key = S("old"),
+      .has_cas = true,
+      .cas = 15}},
+    {"v1-member-del", {.version = 1, .type = COMMAND_MEMBER_DEL, .node_id = S("c3")}},
 };
 
-static void encode_padded(const struct command *c, struct buf *b, bool pad)
+static void encode_padded(const struct command *cmd, struct buf *b, bool pad)
 {
+	struct command c = *cmd;
+	/* The leader's default flags, unless the seed says otherwise. */
+	if (c.idem_ttl_s == 0)
+		c.idem_ttl_s = 86400;
+	if (c.idem_max == 0)
+		c.idem_max = 100000;
 	buf_reset(b);
-	command_encode(c, b);
+	command_encode(&c, b);
 	/* node_propose pads entries to 8 bytes with zeros (see docs/architecture.md). */
 	while (pad && b->len % 8 != 0)
 		buf_put_u8(b, 0);
@@ -160,7 +209,7 @@ int main(int argc, char **argv)
 	root = argv[1];
 	fuzz_log_setup();
 	const char *dir = fuzz_tmpdir("gen-seeds");
-	if (fsm_init(&f, dir, 86400, 100000, err, sizeof err) != 0) {
+	if (fsm_init(&f, dir, err, sizeof err) != 0) {
 		fprintf(stderr, "fsm_init: %s\n", err);
 		return 1;
 	}
