@@ -4,7 +4,13 @@
  * forward it to the leader), and a refusal that names the leader is followed at once. After a
  * full pass without success it backs off exponentially, 100 ms doubling to 5 s, with +-20%
  * jitter so restarted nodes do not retry in lock-step. Runs until joined or shut down; a
- * node with raft state never gets here (node_start decides). */
+ * node with raft state never gets here (node_start decides).
+ *
+ * Ownership: a join request reads the node's options (the targets, our own addresses) when
+ * its answer comes back, and the leader may hold it open for up to a minute while we catch
+ * up. The node frees its options once it has closed, so autojoin_close (run by node_close,
+ * before anything is freed) cancels the request in flight, whose callback then returns at
+ * once: nothing that can still call back into the node outlives what it points to. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,9 +55,10 @@ static void reply_cb(const struct fwd_response *r, void *arg)
 {
 	struct node *n = arg;
 	struct node_autojoin *aj = &n->autojoin;
-	const char *target = aj->hint[0] ? aj->hint : n->opts.join[aj->next];
-	if (!aj->active || n->closing)
+	aj->xfer = 0;
+	if (!aj->active || n->closing || r->result == FWD_CANCELED)
 		return;
+	const char *target = aj->hint[0] ? aj->hint : n->opts.join[aj->next];
 	json_error_t jerr;
 	json_t *o = r->result == FWD_OK ? json_loadb(r->body, r->body_len, 0, &jerr) : NULL;
 	const char *leader = json_string_value(json_object_get(o, "leader_id"));
@@ -107,7 +114,7 @@ static void attempt(struct node *n)
 	aj->attempts++;
 	log_info("Join attempt", "node_id=%s target=%s attempt=%u", n->opts.node_id, target,
 	         aj->attempts);
-	if (s == NULL || fwd_send(n->fwd, &req, reply_cb, n) != 0) {
+	if (s == NULL || fwd_send_cancellable(n->fwd, &req, reply_cb, n, &aj->xfer) != 0) {
 		log_error("Cannot send join request", "target=%s", target);
 		schedule(n, true);
 	}
@@ -127,6 +134,12 @@ void autojoin_start(struct node *n)
 
 void autojoin_close(struct node *n)
 {
-	n->autojoin.active = false;
-	uv_timer_stop(&n->autojoin.timer);
+	struct node_autojoin *aj = &n->autojoin;
+	aj->active = false;
+	uv_timer_stop(&aj->timer);
+	/* The answer would read n->opts, which the node frees once closed: cancel it now (its
+	 * callback runs here and returns at once). */
+	if (aj->xfer != 0)
+		fwd_cancel(n->fwd, aj->xfer);
+	aj->xfer = 0;
 }
