@@ -322,6 +322,27 @@ class Node:
                 self.proc.wait(timeout=10)
             self.reap()
 
+    def terminate(self, timeout=30):
+        """SIGTERM (a graceful stop: a leader hands leadership over first) and wait."""
+        if self.proc is not None:
+            self.expect_exit = True
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGCONT)
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=scaled(timeout))
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+            self.reap()
+
+    def set_flag(self, name, value):
+        """Changes (or adds) one flag of the command line the next restart() uses."""
+        if name in self.args:
+            self.args[self.args.index(name) + 1] = str(value)
+        else:
+            self.args += [name, str(value)]
+
     def pause(self):
         if self.alive():
             self.proc.send_signal(signal.SIGSTOP)

@@ -103,7 +103,14 @@ class Client(threading.Thread):
     def write(self, key):
         v = self._value()
         headers = {}
-        if self.rng.random() < 0.3:
+        pool = self.ctx.scenario.idem_pool
+        if pool and self.rng.random() < 0.4:
+            # A key from a small shared pool: reused for other requests all the time, so
+            # whether the leader refuses (409, the record is alive), or applies (it expired
+            # or was pruned) depends on the idempotency limits in force - which must be the
+            # same on every replica.
+            headers["Idempotency-Key"] = "pool-%d-%d" % (self.ctx.rno, self.rng.randrange(pool))
+        elif self.rng.random() < 0.3:
             headers["Idempotency-Key"] = "r%d-%s" % (self.ctx.rno, v)
         self._call("write", key, v, "PUT", kv_path(key, "?timeout=%dms" % self.ctx.req_timeout_ms),
                    v, headers)
@@ -442,6 +449,37 @@ def nem_kill_all(ctx, rng):
             lk.release()
 
 
+IDEM_TTLS = (1, 2, 3, 86400)
+IDEM_MAXES = (3, 20, 100000)
+
+
+def nem_restart_idem_ttl(ctx, rng):
+    """Restart a node (the leader half the time) with another --idempotency-ttl and
+    --idempotency-max, gracefully or with SIGKILL. Expiry and pruning of idempotency records
+    follow the limits of the leader that proposed each entry, which travel in the entry: nodes
+    with different flags, and a node replaying its log tail under new flags, must still end
+    with equal states (the digest check) and serve the same values (the stale-read check)."""
+    ld = pick_leader(ctx)
+    nd = ld if ld is not None and rng.random() < 0.5 else rng.choice(ctx.cluster.nodes)
+    ttl, cap = rng.choice(IDEM_TTLS), rng.choice(IDEM_MAXES)
+    graceful = rng.random() < 0.5
+
+    def go():
+        if graceful:
+            nd.terminate()
+        else:
+            nd.kill()
+        nd.set_flag("--idempotency-ttl", ttl)
+        nd.set_flag("--idempotency-max", cap)
+        ctx.fault("restart-idem-ttl", "%s %s%s, restarted with --idempotency-ttl %d "
+                  "--idempotency-max %d" % ("SIGTERM" if graceful else "SIGKILL", nd,
+                                            " (leader)" if nd is ld else "", ttl, cap))
+        time.sleep(rng.uniform(0.1, 1.0))
+        nd.restart()
+        ctx.fault("restart", "%s" % nd)
+    locked(ctx, nd, go)
+
+
 def nem_disk_full(ctx, rng):
     from diskfull import nemesis  # noqa: E402 (only this scenario needs it)
     nemesis(ctx, rng)
@@ -460,13 +498,14 @@ NEMESES = {
     "kill-install": nem_kill_install,
     "kill-all": nem_kill_all,
     "disk-full": nem_disk_full,
+    "restart-idem-ttl": nem_restart_idem_ttl,
 }
 PARTITIONS = {"partition-leader", "partition-halves", "partition-ring"}
 
 
 class Scenario:
     def __init__(self, name, nodes, groups, snapshot=None, bulk=0, clients=8, think=0.01,
-                 tmpfs_mb=0, gap=(0.5, 1.5), window=14.0, mix=None):
+                 tmpfs_mb=0, gap=(0.5, 1.5), window=14.0, mix=None, idem_pool=0):
         self.name = name
         self.nodes = nodes
         self.groups = groups  # each group: nemeses run one after another in one thread
@@ -478,6 +517,7 @@ class Scenario:
         self.gap = gap
         self.window = window
         self.mix = mix  # cumulative read / write / cas thresholds (the rest: conditional deletes)
+        self.idem_pool = idem_pool  # writes share this many Idempotency-Keys (0: all unique)
 
     def needs_net(self):
         return any(n in PARTITIONS for g in self.groups for n in g)
@@ -506,6 +546,10 @@ SCENARIOS = [
     # forwarded CAS in flight, so some are committed without an answer and get re-sent.
     Scenario("cas-retry", 3, [["kill-leader", "pause-leader"]], clients=10, think=0,
              mix=(0.05, 0.1, 0.95), gap=(0.3, 0.8), window=16),
+    # Nodes restarted with other idempotency limits while clients reuse a few keys: records
+    # expire and are pruned under 1-3 s TTLs and small caps on some leaders, a day on others.
+    Scenario("idempotency-ttl", 3, [["restart-idem-ttl"]], idem_pool=6, gap=(0.8, 2.0),
+             window=18),
     Scenario("mixed-5", 5, [["partition-halves", "partition-ring", "partition-leader"],
                             ["kill-leader", "pause-random", "kill-random", "pause-leader"]],
              snapshot=(256, 64), window=24),
