@@ -34,22 +34,39 @@ from harness import run, scaled, wait_for, free_port
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fault"))
 import checker  # noqa: E402
-from faultlib import History, SendError, b64value, classify, http_call, kv_path  # noqa: E402
+from faultlib import History, b64value, kv_path, recorded_call  # noqa: E402
 
 
 # ---------------------------------------------------------------- the proxy
 
-def read_message(sock, buf):
-    """One HTTP/1.1 message (head and body, Content-Length or chunked) from sock, with bytes
-    already read in buf[0]. Returns the raw bytes, or None at EOF / error."""
-    data = buf[0]
-    try:
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
+class Reader:
+    """Bytes from a socket, kept across the messages of one connection."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.data = b""
+
+    def need(self, n=None, until=None):
+        """Reads until n bytes are buffered, or `until` occurs in them; False at EOF."""
+        while (len(self.data) < n) if until is None else (until not in self.data):
+            chunk = self.sock.recv(65536)
             if not chunk:
-                return None
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
+                return False
+            self.data += chunk
+        return True
+
+    def take(self, n):
+        out, self.data = self.data[:n], self.data[n:]
+        return out
+
+
+def read_message(rd):
+    """One HTTP/1.1 message (head and body, Content-Length or chunked) from the reader.
+    Returns its bytes, or None at EOF / error."""
+    try:
+        if not rd.need(until=b"\r\n\r\n"):
+            return None
+        head = rd.take(rd.data.index(b"\r\n\r\n") + 4)
         length, chunked = 0, False
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
@@ -58,34 +75,19 @@ def read_message(sock, buf):
                 length = int(value.strip())
             elif name == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
-        if chunked:
-            body = b""
-            while True:
-                while b"\r\n" not in rest:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        return None
-                    rest += chunk
-                size_line, _, rest = rest.partition(b"\r\n")
-                size = int(size_line.split(b";")[0], 16)
-                while len(rest) < size + 2:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        return None
-                    rest += chunk
-                body += size_line + b"\r\n" + rest[:size + 2]
-                rest = rest[size + 2:]
-                if size == 0:
-                    break
-            buf[0] = rest
-            return head + b"\r\n\r\n" + body
-        while len(rest) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
+        if not chunked:
+            return head + rd.take(length) if rd.need(length) else None
+        body = b""
+        while True:
+            if not rd.need(until=b"\r\n"):
                 return None
-            rest += chunk
-        buf[0] = rest[length:]
-        return head + b"\r\n\r\n" + rest[:length]
+            size_line = rd.take(rd.data.index(b"\r\n") + 2)
+            size = int(size_line.split(b";")[0], 16)
+            if not rd.need(size + 2):
+                return None
+            body += size_line + rd.take(size + 2)
+            if size == 0:
+                return head + body
     except OSError:
         return None
 
@@ -180,10 +182,10 @@ class FaultProxy:
         except OSError:
             hard_close(client)
             return
-        cbuf, ubuf = [b""], [b""]
+        crd, urd = Reader(client), Reader(upstream)
         try:
             while True:
-                req = read_message(client, cbuf)
+                req = read_message(crd)
                 if req is None:
                     return
                 fault, hold = self._decide(req)
@@ -195,7 +197,7 @@ class FaultProxy:
                 upstream.sendall(req)
                 if fault == "break":
                     return  # the request is at the leader; nobody hears of its outcome
-                resp = read_message(upstream, ubuf)
+                resp = read_message(urd)
                 if resp is None or fault == "drop":
                     return  # applied (or not) at the leader, never answered here
                 client.sendall(resp)
@@ -238,25 +240,11 @@ class Client:
         self.own_timeout = True
 
     def call(self, node, f, key, value, method, query="", body=None, headers=None, as_f=None):
-        self.h.add(type="invoke", process=self.pid, f=f, key=key, value=value, node=node.node_id)
         q = query
         if self.own_timeout or f == "read":
             q += ("&" if q else "?") + "timeout=%dms" % self.timeout_ms
-        try:
-            r = http_call(node.http_addr, method, kv_path(key, q), body, headers,
-                          timeout=self.timeout_ms / 1000 + 15)
-            typ, why = classify(as_f or f, resp=r)
-        except SendError as e:
-            r, (typ, why) = None, classify(as_f or f, err=e)
-        out = value
-        if typ == "ok" and f == "read":
-            out = b64value(r.json()) if r.status == 200 else None
-        elif typ == "ok" and f == "delete":
-            out = r.status == 200
-        e = self.h.add(type=typ, process=self.pid, f=f, key=key, value=out, node=node.node_id)
-        if why:
-            e["error"] = why
-        return typ, r, out
+        return recorded_call(self.h, self.pid, node, f, key, value, method, kv_path(key, q), body,
+                             headers, timeout=self.timeout_ms / 1000 + 15, as_f=as_f)
 
     def read(self, node, key):
         typ, r, out = self.call(node, "read", key, None, "GET", "?json")

@@ -529,6 +529,32 @@ class History:
                 f.write(json.dumps(e, sort_keys=True) + "\n")
 
 
+def recorded_call(history, process, node, f, key, value, method, path, body=None, headers=None,
+                  timeout=5.0, as_f=None):
+    """One client operation as history events: `invoke`, the request to `node`, then `ok`,
+    `fail` or `info` (see classify). f is what the history records, as_f (default f) how the
+    response is classified. Returns (type, response or None, value as recorded): a read
+    records the value it read (None when absent), a delete whether the key existed."""
+    e = history.add(type="invoke", process=process, f=f, key=key, value=value,
+                    node=node.node_id)
+    if headers and "Idempotency-Key" in headers:
+        e["idempotency_key"] = headers["Idempotency-Key"]
+    try:
+        r = http_call(node.http_addr, method, path, body, headers, timeout=timeout)
+        typ, why = classify(as_f or f, resp=r)
+    except SendError as err:
+        r, (typ, why) = None, classify(as_f or f, err=err)
+    out = value
+    if typ == "ok" and f == "read":
+        out = b64value(r.json()) if r.status == 200 else None
+    elif typ == "ok" and f == "delete":
+        out = r.status == 200
+    e = history.add(type=typ, process=process, f=f, key=key, value=out, node=node.node_id)
+    if why:
+        e["error"] = why
+    return typ, r, out
+
+
 def classify(f, resp=None, err=None):
     """Maps an outcome to ok / fail (certainly not applied) / info (unknown), with a reason.
     Reads change nothing, so for them fail and info are the same to the checker."""

@@ -42,7 +42,8 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checker  # noqa: E402
 from faultlib import (BIN, SCALE, Cluster, History, Monitor, Net, NetNS, SendError,  # noqa: E402
-                      b64value, classify, http_call, kv_path, log, run_cmd, scaled, wait_for)
+                      b64value, classify, http_call, kv_path, log, recorded_call, run_cmd,
+                      scaled, wait_for)
 
 KEYS = ["k0", "k1", "k2", "k3"]
 
@@ -66,24 +67,8 @@ class Client(threading.Thread):
         is classified."""
         ctx = self.ctx
         nd = self.rng.choice(ctx.cluster.nodes)
-        e = ctx.history.add(type="invoke", process=self.pid, f=f, key=key, value=value,
-                            node=nd.node_id)
-        if headers and "Idempotency-Key" in headers:
-            e["idempotency_key"] = headers["Idempotency-Key"]
-        try:
-            r = http_call(nd.http_addr, method, path, body, headers, timeout=ctx.sock_timeout)
-            typ, why = classify(as_f or f, resp=r)
-        except SendError as e:
-            r = None
-            typ, why = classify(as_f or f, err=e)
-        out = value
-        if typ == "ok" and f == "read":
-            out = b64value(r.json()) if r.status == 200 else None
-        elif typ == "ok" and f == "delete":
-            out = r.status == 200
-        e = ctx.history.add(type=typ, process=self.pid, f=f, key=key, value=out, node=nd.node_id)
-        if why:
-            e["error"] = why
+        typ, r, out = recorded_call(ctx.history, self.pid, nd, f, key, value, method, path, body,
+                                    headers, timeout=ctx.sock_timeout, as_f=as_f)
         ctx.count_status(as_f or f, r.status if r is not None else ("sent-error" if typ == "info" else "connect-error"))
         if typ == "fail" and r is None:
             time.sleep(0.02)  # a dead node: do not spin on it

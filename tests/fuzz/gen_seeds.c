@@ -37,6 +37,10 @@ static void write_file(const char *target, const char *name, const void *data, s
 }
 
 #define S(lit) ((struct command_str){lit, sizeof(lit) - 1})
+#define INTERNAL_CREATE                                                                    \
+	.type = COMMAND_KV_PUT, .ts_ms = 1800000000001ULL, .idem_ttl_s = 1, .idem_max = 4, \
+	.key = S("lock2"), .value = S("owner-2"), .has_cas = true, .cas = 0,               \
+	.idem_key = S("-5cQ9g-AbCdEfGhIjKlMnOp-----01"), .idem_internal = true
 
 static const struct {
 	const char *name;
@@ -100,31 +104,10 @@ static const struct {
       .key = S("later"),
       .value = S("v"),
       .idem_key = S("req-9")}},
-    /* a follower's internal key for a forwarded create-only write, under a short TTL */
-    {"put-internal-key",
-     {.type = COMMAND_KV_PUT,
-      .ts_ms = 1800000000001ULL,
-      .idem_ttl_s = 1,
-      .idem_max = 4,
-      .key = S("lock2"),
-      .value = S("owner-2"),
-      .has_cas = true,
-      .cas = 0,
-      .idem_key = S("0000018bcfe56800.0123456789abcdef0123456789abcdef.0000000000000001"),
-      .idem_internal = true}},
-    /* ...and a follower's re-send of it */
-    {"put-internal-resent",
-     {.type = COMMAND_KV_PUT,
-      .ts_ms = 1800000000002ULL,
-      .idem_ttl_s = 1,
-      .idem_max = 4,
-      .key = S("lock2"),
-      .value = S("owner-2"),
-      .has_cas = true,
-      .cas = 0,
-      .idem_key = S("0000018bcfe56800.0123456789abcdef0123456789abcdef.0000000000000001"),
-      .idem_internal = true,
-      .resent = true}},
+    /* a follower's internal key for a forwarded create-only write, under a short TTL, and
+     * the follower's re-send of it */
+    {"put-internal-key", {INTERNAL_CREATE}},
+    {"put-internal-resent", {INTERNAL_CREATE, .resent = true}},
     /* version 1 entries (written before the limits were stamped into entries) */
     {"v1-put-idem",
      {.version = 1,

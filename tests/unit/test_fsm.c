@@ -73,6 +73,23 @@ static void open_fsm(struct fsm *f, struct env *e)
 	}
 }
 
+/* n replicas, each with its own store. */
+static void open_replicas(struct env *e, struct fsm *f, int n)
+{
+	for (int i = 0; i < n; i++) {
+		env_make(&e[i]);
+		open_fsm(&f[i], &e[i]);
+	}
+}
+
+static void close_replicas(struct env *e, struct fsm *f, int n)
+{
+	for (int i = 0; i < n; i++) {
+		fsm_close(&f[i]);
+		env_remove(&e[i]);
+	}
+}
+
 static struct command_str S(const char *s) {
 	struct command_str r = {s, s ? strlen(s) : 0};
 	return r;
@@ -1363,18 +1380,14 @@ static void test_snapshot_store_ahead_of_raft(void)
  * the same entries decide the same, and a later entry's own TTL is what counts. */
 static void test_limits_from_entries(void)
 {
-	struct env ea, eb;
-	struct fsm a, b;
+	struct env e[2];
+	struct fsm r[2];
 	struct fsm_idem rec;
-	env_make(&ea);
-	env_make(&eb);
-	open_fsm(&a, &ea);
-	open_fsm(&b, &eb);
+	open_replicas(e, r, 2);
 	const uint64_t t0 = 1700000000000ULL;
 
-	struct fsm *both[] = {&a, &b};
 	for (int i = 0; i < 2; i++) {
-		struct fsm *f = both[i];
+		struct fsm *f = &r[i];
 		set_limits(1, 100); /* a leader with --idempotency-ttl 1 */
 		CHECK_EQ_INT(put_x(f, 1, "k", "v1", (struct kvreq){.ts = t0, .idem = "K"}),
 		             FSM_OK_CREATED);
@@ -1402,17 +1415,14 @@ static void test_limits_from_entries(void)
 		CHECK(idem_absent(f, "X1"));
 		CHECK_IDEM_CONSISTENT(f);
 	}
-	CHECK(fsm_digest(&a, NULL) == fsm_digest(&b, NULL));
-	CHECK_EQ_INT(a.applied_index, b.applied_index);
+	CHECK(fsm_digest(&r[0], NULL) == fsm_digest(&r[1], NULL));
+	CHECK_EQ_INT(r[0].applied_index, r[1].applied_index);
 
 	/* Reopening (a restart, with whatever flags) changes nothing: the fsm takes none. */
-	fsm_close(&a);
-	open_fsm(&a, &ea);
-	CHECK(fsm_digest(&a, NULL) == fsm_digest(&b, NULL));
-	fsm_close(&a);
-	fsm_close(&b);
-	env_remove(&ea);
-	env_remove(&eb);
+	fsm_close(&r[0]);
+	open_fsm(&r[0], &e[0]);
+	CHECK(fsm_digest(&r[0], NULL) == fsm_digest(&r[1], NULL));
+	close_replicas(e, r, 2);
 }
 
 static size_t stored_len(struct fsm *f, const char *key, size_t klen)
@@ -1475,37 +1485,23 @@ static void test_version1_entries(void)
 	CHECK_EQ_INT(stored_len(&f, "i/new", 5), 33);
 	CHECK_IDEM_CONSISTENT(&f);
 
-	/* Two replicas, one applying a version 1 log and one restored from the other's state,
-	 * end equal: the format of what is stored depends on the entry alone. */
-	struct env e2;
-	struct fsm g;
-	env_make(&e2);
-	open_fsm(&g, &e2);
-	set_limits(5, 5);
-	for (uint64_t i = 1; i <= 3; i++) {
-		char key[8];
-		snprintf(key, sizeof key, "r%llu", (unsigned long long)i);
-		CHECK_EQ_INT(
-		    put_x(&g, i, key, "v", (struct kvreq){.ts = t0 + i, .idem = key, .version = 1}),
-		    FSM_OK_CREATED);
+	/* Two replicas applying the same version 1 entries end equal, whatever limits anything
+	 * else would stamp: the format of what is stored depends on the entry alone. */
+	struct env e2[2];
+	struct fsm g[2];
+	open_replicas(e2, g, 2);
+	for (int r = 0; r < 2; r++) {
+		set_limits(r ? 3600 : 5, r ? 100000 : 5); /* ignored by version 1 entries */
+		for (uint64_t i = 1; i <= 3; i++) {
+			char key[8];
+			snprintf(key, sizeof key, "r%llu", (unsigned long long)i);
+			CHECK_EQ_INT(put_x(&g[r], i, key, "v",
+			                   (struct kvreq){.ts = t0 + i, .idem = key, .version = 1}),
+			             FSM_OK_CREATED);
+		}
 	}
-	struct env e3;
-	struct fsm h;
-	env_make(&e3);
-	open_fsm(&h, &e3);
-	set_limits(3600, 100000); /* another node's flags: irrelevant to version 1 entries */
-	for (uint64_t i = 1; i <= 3; i++) {
-		char key[8];
-		snprintf(key, sizeof key, "r%llu", (unsigned long long)i);
-		CHECK_EQ_INT(
-		    put_x(&h, i, key, "v", (struct kvreq){.ts = t0 + i, .idem = key, .version = 1}),
-		    FSM_OK_CREATED);
-	}
-	CHECK(fsm_digest(&g, NULL) == fsm_digest(&h, NULL));
-	fsm_close(&g);
-	fsm_close(&h);
-	env_remove(&e2);
-	env_remove(&e3);
+	CHECK(fsm_digest(&g[0], NULL) == fsm_digest(&g[1], NULL));
+	close_replicas(e2, g, 2);
 	fsm_close(&f);
 	env_remove(&e);
 }
@@ -1517,8 +1513,7 @@ static void test_internal_keys(void)
 	struct env e;
 	struct fsm f;
 	struct fsm_idem rec;
-	env_make(&e);
-	open_fsm(&f, &e);
+	open_replicas(&e, &f, 1);
 	const uint64_t t0 = 1700000000000ULL;
 
 	/* The same key string as a client's key and as an internal one: two requests. */
@@ -1584,8 +1579,7 @@ static void test_internal_keys(void)
 	          (struct kvreq){.ts = t0 + 4, .idem = "f.4", .internal = true, .resent = true}),
 	    FSM_OK_CREATED);
 	CHECK_IDEM_CONSISTENT(&f);
-	fsm_close(&f);
-	env_remove(&e);
+	close_replicas(&e, &f, 1);
 }
 
 /* Internal records are bounded by the entries' TTL and cap, pruned a batch at a time, never
@@ -1596,8 +1590,7 @@ static void test_internal_pruning(void)
 	struct env e;
 	struct fsm f;
 	struct fsm_idem rec;
-	env_make(&e);
-	open_fsm(&f, &e);
+	open_replicas(&e, &f, 1);
 	const uint64_t t0 = 1700000000000ULL;
 	char key[32];
 	uint64_t index = 0;
@@ -1670,8 +1663,7 @@ static void test_internal_pruning(void)
 	CHECK(f.internal_floor.len == strlen(floor) &&
 	      memcmp(f.internal_floor.data, floor, strlen(floor)) == 0);
 	CHECK_IDEM_CONSISTENT(&f);
-	fsm_close(&f);
-	env_remove(&e);
+	close_replicas(&e, &f, 1);
 }
 
 /* ---- fail stop on read errors ---- */
@@ -1940,14 +1932,10 @@ static uint64_t exact_oldest(struct fsm *f)
  * shifting limits and a clock that sometimes goes back. */
 static void test_prune_bound_never_changes_outcomes(void)
 {
-	struct env ea, eb, ec;
-	struct fsm a, b, c;
-	env_make(&ea);
-	env_make(&eb);
-	env_make(&ec);
-	open_fsm(&a, &ea);
-	open_fsm(&b, &eb);
-	open_fsm(&c, &ec);
+	/* [0] runs on, [1] restarts now and then, [2] installs [0]'s snapshot now and then. */
+	struct env e[3];
+	struct fsm f[3];
+	open_replicas(e, f, 3);
 	uint64_t seed = 42, ts = 1700000000000ULL;
 	static const uint32_t ttls[] = {1, 2, 5, 3600}, caps[] = {2, 3, 7, 100};
 	for (uint64_t index = 1; index <= 600; index++) {
@@ -1965,50 +1953,30 @@ static void test_prune_bound_never_changes_outcomes(void)
 		struct kvreq q = {
 		    .ts = ts, .idem = (r >> 20) % 4 ? idem : NULL, .internal = (r >> 22) % 2};
 		q.resent = q.idem != NULL && q.internal && (r >> 23) % 2;
-		unsigned ra = put_x(&a, index, key, val, q);
-		unsigned rb = put_x(&b, index, key, val, q);
-		unsigned rc = put_x(&c, index, key, val, q);
-		CHECK_EQ_INT(ra, rb);
-		CHECK_EQ_INT(ra, rc);
-		if (index % 37 == 0) { /* b restarts */
-			fsm_close(&b);
-			open_fsm(&b, &eb);
+		unsigned want = put_x(&f[0], index, key, val, q);
+		for (int i = 1; i < 3; i++)
+			CHECK_EQ_INT(put_x(&f[i], index, key, val, q), want);
+		if (index % 37 == 0) {
+			fsm_close(&f[1]);
+			open_fsm(&f[1], &e[1]);
 		}
-		if (index % 53 == 0) { /* c installs a's snapshot */
-			struct store_snap snap;
+		if (index % 53 == 0) {
 			struct buf img;
-			char err[256];
-			buf_init(&img);
-			store_snap_take(&snap, &a.store);
-			fsm_snapshot_write(&snap, a.applied_index, &img);
-			store_snap_release(&snap);
-			fsm_close(&c);
-			env_remove(&ec);
-			env_make(&ec);
-			open_fsm(&c, &ec);
-			CHECK_EQ_INT(fsm_snapshot_restore(&c, img.data, img.len, err, sizeof err),
-			             0);
+			snapshot_image(&f[0], &img);
+			fsm_close(&f[2]);
+			env_remove(&e[2]);
+			env_make(&e[2]);
+			open_fsm(&f[2], &e[2]);
+			CHECK_EQ_INT(restore(&f[2], img.data, img.len), 0);
 			buf_close(&img);
 		}
-		if (index % 25 == 0) {
-			CHECK(fsm_digest(&a, NULL) == fsm_digest(&b, NULL));
-			CHECK(fsm_digest(&a, NULL) == fsm_digest(&c, NULL));
-			CHECK_IDEM_CONSISTENT(&a);
-			CHECK_IDEM_CONSISTENT(&b);
-			CHECK_IDEM_CONSISTENT(&c);
-			CHECK(a.idem_oldest_ts <= exact_oldest(&a));
-			CHECK(b.idem_oldest_ts <= exact_oldest(&b));
-			CHECK(c.idem_oldest_ts <= exact_oldest(&c));
+		for (int i = 0; i < 3 && (index % 25 == 0 || index == 600); i++) {
+			CHECK(fsm_digest(&f[i], NULL) == fsm_digest(&f[0], NULL));
+			CHECK_IDEM_CONSISTENT(&f[i]);
+			CHECK(f[i].idem_oldest_ts <= exact_oldest(&f[i]));
 		}
 	}
-	CHECK(fsm_digest(&a, NULL) == fsm_digest(&b, NULL));
-	CHECK(fsm_digest(&a, NULL) == fsm_digest(&c, NULL));
-	fsm_close(&a);
-	fsm_close(&b);
-	fsm_close(&c);
-	env_remove(&ea);
-	env_remove(&eb);
-	env_remove(&ec);
+	close_replicas(e, f, 3);
 }
 
 int main(void)
