@@ -68,8 +68,10 @@ struct api_op {
 	bool safe_to_retry;
 	bool maybe_applied; /* an earlier attempt was re-sent after an unknown outcome */
 	unsigned attempts;
-	bool busy;    /* a raft/forward/membership callback is still outstanding */
-	bool retried; /* re-sent after an attempt whose outcome is unknown (X-Cloudless-Retry) */
+	bool busy; /* a raft/forward/membership callback is still outstanding */
+	/* Re-sent after an attempt whose outcome is unknown (X-Cloudless-Retry): a membership
+	 * change, or on the leader a follower's internally keyed write. */
+	bool retried;
 	uv_timer_t timer; /* waiting for a leader */
 	bool timer_open;
 	void (*local)(struct api_op *op); /* serve on this node once it is the leader */

@@ -233,7 +233,9 @@ static void write_local(struct api_op *op)
 	} else if (op->internal_key != NULL) {
 		c.idem_key = (struct command_str){op->internal_key, strlen(op->internal_key)};
 		c.idem_internal = true;
-		c.resent = op->maybe_applied;
+		/* Re-sent by the follower that forwarded it, or by this node, which forwarded it
+		 * before it became leader. */
+		c.resent = op->retried || op->maybe_applied;
 	}
 	if (cas != NULL) {
 		c.has_cas = true;
@@ -306,8 +308,7 @@ static void kv_write(struct api *a, struct http_request *req, const char *key, b
 	op->idem_key = idem ? strdup(idem) : NULL;
 	op->internal_key = internal ? strdup(internal) : NULL;
 	/* A follower's re-send: an earlier attempt may have been applied (see write_local). */
-	op->maybe_applied =
-	    internal != NULL && http_request_header(req, CLOUDLESS_HDR_RETRY) != NULL;
+	op->retried = internal != NULL && http_request_header(req, CLOUDLESS_HDR_RETRY) != NULL;
 	/* See api_op.safe_to_retry; a follower makes the rest safe when it forwards them. */
 	op->safe_to_retry = idem != NULL || internal != NULL || (has_cas && cas != 0);
 	op->deadline_ms = deadline;

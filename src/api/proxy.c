@@ -143,12 +143,13 @@ static bool leadership_lost(const struct fwd_response *r)
  * unknown outcome that says nothing about the request: a re-sent CAS that finds its own
  * earlier attempt applied fails its comparison. With an idempotency key (the client's or an
  * internal one) a result of the fsm is the first attempt's recorded result instead, which is
- * the truth; "no-leader" never is, it comes from no apply. */
+ * the truth; "no-leader" and a full disk's 507 never are, they come from no apply. */
 static bool refutes_only_this_attempt(const struct api_op *op, const struct fwd_response *r)
 {
 	if (!op->maybe_applied || r->body == NULL)
 		return false;
-	if (r->status == 503 && strstr(r->body, CLOUDLESS_PROBLEM_BASE "no-leader") != NULL)
+	if ((r->status == 503 && strstr(r->body, CLOUDLESS_PROBLEM_BASE "no-leader") != NULL) ||
+	    (r->status == 507 && strstr(r->body, CLOUDLESS_PROBLEM_BASE "storage") != NULL))
 		return true;
 	return r->status == 409 && op->idem_key == NULL && op->internal_key == NULL &&
 	       strstr(r->body, CLOUDLESS_PROBLEM_BASE "cas-mismatch") != NULL;
