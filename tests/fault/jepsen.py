@@ -15,7 +15,7 @@ more nemeses inject faults, heals everything, and then checks:
   * the cluster serves writes again after healing.
 
 Usage:
-  jepsen.py                         the short profile: every nemesis at least once (~4 min)
+  jepsen.py                         the short profile: every nemesis at least once (~5 min)
   jepsen.py --rounds 40             the long profile: 40 rounds cycling through every scenario
                                     with longer fault windows
   jepsen.py --seed 1234             replay a run's schedule (the seed is printed at the start)
