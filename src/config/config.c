@@ -126,9 +126,14 @@ static const struct option options[] = {
     {"--forward-timeout-ms", "CLOUDLESS_FORWARD_TIMEOUT_MS", K_UINT_POS, F(forward_timeout_ms),
      "MS", "10000", NULL, "Deadline for a request a follower forwards to the leader."},
     {"--idempotency-ttl", "CLOUDLESS_IDEMPOTENCY_TTL", K_UINT_POS, F(idempotency_ttl_s), "SECONDS",
-     "86400", NULL, "How long the result of a request with an Idempotency-Key is kept."},
+     "86400", NULL,
+     "How long the result of a request with an Idempotency-Key is kept. The "
+     "leader's value travels in each write it proposes, so nodes may differ (e.g. during a "
+     "rolling change) without their states diverging."},
     {"--idempotency-max", "CLOUDLESS_IDEMPOTENCY_MAX", K_UINT_POS, F(idempotency_max), "N",
-     "100000", NULL, "Most Idempotency-Key results kept at once."},
+     "100000", NULL,
+     "Most Idempotency-Key results kept at once (the leader's value applies, "
+     "as for --idempotency-ttl)."},
     {"--agent-timeout-ms", "CLOUDLESS_AGENT_TIMEOUT_MS", K_UINT_POS, F(agent_timeout_ms), "MS",
      "3000", NULL,
      "An agent that has not heartbeated for this long is marked offline and its replicas "

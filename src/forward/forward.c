@@ -66,6 +66,7 @@ struct fwd_xfer {
 	struct fwd *f;
 	CURL *easy;
 	struct fwd_xfer *prev, *next; /* in f->xfers */
+	uint64_t id;                  /* for fwd_cancel */
 	fwd_cb cb;
 	void *arg;
 	char *method; /* copies, for log lines */
@@ -94,6 +95,7 @@ struct fwd {
 	struct fwd_sock *socks;
 	struct fwd_xfer *xfers;
 	unsigned n_xfers;
+	uint64_t last_id;
 	CURL *easy_cache[FWD_EASY_CACHE];
 	unsigned n_easy_cache;
 	bool closing;
@@ -303,7 +305,7 @@ static void xfer_complete(struct fwd_xfer *x, CURLcode rc, bool canceled)
 
 	if (canceled) {
 		resp.result = FWD_CANCELED;
-		resp.error = "canceled: forward client closed";
+		resp.error = f->closing ? "canceled: forward client closed" : "canceled";
 	} else if (x->oom) {
 		resp.result = FWD_FAILED;
 		resp.error = "out of memory buffering the response";
@@ -754,6 +756,12 @@ oom:
 
 int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg)
 {
+	return fwd_send_cancellable(f, req, cb, arg, NULL);
+}
+
+int fwd_send_cancellable(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg,
+                         uint64_t *id)
+{
 	const char *method = req != NULL && req->method != NULL ? req->method : "(null)";
 	const char *url = req != NULL && req->url != NULL ? req->url : "(null)";
 	const char *err = NULL;
@@ -875,6 +883,9 @@ int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg)
 		goto fail_logged;
 	}
 	x->start_ns = uv_hrtime();
+	x->id = ++f->last_id;
+	if (id != NULL)
+		*id = x->id;
 	x->next = f->xfers;
 	if (f->xfers != NULL)
 		f->xfers->prev = x;
@@ -900,6 +911,20 @@ fail_logged:
 unsigned fwd_inflight(const struct fwd *f)
 {
 	return f->n_xfers;
+}
+
+bool fwd_cancel(struct fwd *f, uint64_t id)
+{
+	if (f == NULL || f->closing || id == 0)
+		return false;
+	/* Linear, but only owners that shut down cancel, and they run few requests. */
+	for (struct fwd_xfer *x = f->xfers; x != NULL; x = x->next) {
+		if (x->id == id) {
+			xfer_complete(x, CURLE_OK, true);
+			return true;
+		}
+	}
+	return false;
 }
 
 void fwd_close(struct fwd *f, void (*done)(void *arg), void *arg)

@@ -861,6 +861,86 @@ static void test_close_from_callback(void)
 	CHECK_EQ_INT(uv_loop_alive(&loop), 0);
 }
 
+/* fwd_cancel: one request by id, its callback inside the call, the others untouched. This is
+ * what lets an owner (auto-join, removal checks) free what its callbacks point to. */
+struct cancel_one {
+	int calls;
+	enum fwd_result result;
+	bool cancel_returned; /* set right after fwd_cancel returned: must still be false */
+	char error[64];
+};
+
+static void cancel_one_cb(const struct fwd_response *resp, void *arg)
+{
+	struct cancel_one *c = arg;
+	CHECK(!in_send);
+	CHECK(!c->cancel_returned);
+	c->calls++;
+	c->result = resp->result;
+	snprintf(c->error, sizeof c->error, "%s", resp->error ? resp->error : "");
+}
+
+static void test_cancel(struct fwd *f)
+{
+	struct cancel_one a = {0}, b = {0}, early = {0};
+	struct result other = {0};
+	uint64_t ida = 0, idb = 0, ide = 0;
+	char slow[256];
+	snprintf(slow, sizeof slow, "%s", url("/slow?sleep_ms=600"));
+	struct fwd_request req = {.method = "POST", .url = slow, .body = "x", .body_len = 1};
+
+	/* Cancelled before the loop ever ran (nothing sent yet). */
+	CHECK_EQ_INT(fwd_send_cancellable(f, &req, cancel_one_cb, &early, &ide), 0);
+	CHECK(ide != 0);
+	CHECK(fwd_cancel(f, ide));
+	early.cancel_returned = true;
+	CHECK_EQ_INT(early.calls, 1);
+	CHECK_EQ_INT(early.result, FWD_CANCELED);
+	CHECK_EQ_STR(early.error, "canceled");
+
+	/* Cancelled while the server holds it (on the wire). */
+	in_send = true;
+	CHECK_EQ_INT(fwd_send_cancellable(f, &req, cancel_one_cb, &a, &ida), 0);
+	CHECK_EQ_INT(fwd_send_cancellable(f, &req, cancel_one_cb, &b, &idb), 0);
+	CHECK_EQ_INT(fwd_send(f, &req, record_cb, &other), 0);
+	in_send = false;
+	CHECK(ida != 0 && idb != 0 && ida != idb && ida != ide && idb != ide);
+	int never = 0;
+	run_until(&never, 1, 150);
+	CHECK_EQ_INT(fwd_inflight(f), 3);
+	uint64_t t0 = uv_hrtime();
+	CHECK(fwd_cancel(f, ida));
+	a.cancel_returned = true;
+	CHECK_EQ_INT(a.calls, 1);
+	CHECK_EQ_INT(a.result, FWD_CANCELED);
+	CHECK_EQ_INT(b.calls, 0);
+	CHECK_EQ_INT(fwd_inflight(f), 2);
+	/* Done already, never issued, 0: nothing happens. */
+	CHECK(!fwd_cancel(f, ida));
+	CHECK(!fwd_cancel(f, ide));
+	CHECK(!fwd_cancel(f, 0));
+	CHECK(!fwd_cancel(f, idb + 1000));
+	CHECK_EQ_INT(a.calls, 1);
+	/* The others complete normally. */
+	CHECK(run_until(&other.calls, 1, 5000));
+	CHECK(run_until(&b.calls, 1, 5000));
+	CHECK_EQ_INT(other.result, FWD_OK);
+	CHECK_EQ_INT(other.status, 200);
+	CHECK_EQ_INT(b.result, FWD_OK);
+	CHECK((double)(uv_hrtime() - t0) / 1e9 < 5.0);
+	/* Once answered it cannot be cancelled; the callback ran once. */
+	CHECK(!fwd_cancel(f, idb));
+	CHECK_EQ_INT(b.calls, 1);
+	/* The client works on: the cancelled request's connection is gone, others are not. */
+	struct result r = {0};
+	struct fwd_request get = {.method = "GET", .url = url("/after-cancel")};
+	do_req(f, &get, &r);
+	CHECK_EQ_INT(r.result, FWD_OK);
+	CHECK_EQ_INT(r.status, 200);
+	result_clear(&r);
+	result_clear(&other);
+}
+
 int main(void)
 {
 	/* The client must ignore any proxy configured in the environment. */
@@ -886,6 +966,7 @@ int main(void)
 	test_fresh_connection(f);
 	test_resend_refused_after_send(f);
 	test_concurrent(f);
+	test_cancel(f);
 	/* Idle pooled connections and all: closing releases every handle. */
 	closed_calls = 0;
 	fwd_close(f, on_closed, &closed_calls);
