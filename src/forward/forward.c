@@ -865,6 +865,9 @@ int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg)
 	/* Cluster traffic is loopback/LAN: an http_proxy in the environment must not apply. */
 	SETOPT(CURLOPT_NOPROXY, "*");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+	/* The path goes out as given. By default curl removes "." and ".." segments, and a
+	 * forwarded write of key "a/../b" (sent by the client as a%2F..%2Fb) would write "b". */
+	SETOPT(CURLOPT_PATH_AS_IS, 1L);
 	x->at_most_once = req->fresh_connection;
 	SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
 	SETOPT(CURLOPT_PREREQDATA, x);

@@ -374,6 +374,21 @@ static void test_methods_and_bodies(struct fwd *f)
 	result_clear(&r);
 }
 
+/* The path reaches the server as given: dot segments are a key's bytes, not directions. */
+static void test_path_as_is(struct fwd *f)
+{
+	static const char *const paths[] = {"/kv/a/../b", "/kv/.", "/kv/..", "/kv/x/./y/"};
+	struct result r = {0};
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		struct fwd_request req = {
+		    .method = "PUT", .url = url(paths[i]), .body = "v", .body_len = 1};
+		do_req(f, &req, &r);
+		CHECK_EQ_INT(r.result, FWD_OK);
+		CHECK_EQ_STR(result_header(&r, "X-Echo-Path"), paths[i]);
+	}
+	result_clear(&r);
+}
+
 /* fwd_send copies everything: the caller's buffers may be gone right after it returns. */
 static void test_request_copied(struct fwd *f)
 {
@@ -924,6 +939,7 @@ int main(void)
 	CHECK_EQ_INT(fwd_init(&f, &loop), 0);
 	test_methods_and_bodies(f);
 	test_request_copied(f);
+	test_path_as_is(f);
 	test_headers_and_status(f);
 	test_response_header(f);
 	test_invalid_requests(f);
