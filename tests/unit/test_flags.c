@@ -85,6 +85,8 @@ static int set_color(const struct flags_option *o, void *target, const char *val
 	return flags_fail(err, errlen, "%s: not a color: %s", name, value);
 }
 
+enum tri { ANY, NO, YES };
+
 struct row {
 	const char *name;
 	const char *argv[16];
@@ -92,13 +94,13 @@ struct row {
 	bool positionals, with_sub;
 	enum flags_result want;
 	const char *err[3];
-	/* successes: NULL / 0 = don't care */
+	/* successes: NULL / 0 / ANY = don't care */
 	const char *sname, *addr, *output, *endpoints, *color, *pos;
-	int verbose; /* -1 don't care */
+	enum tri verbose;
 	unsigned count, timeout_ms;
 	size_t max_body;
-	int cas;   /* -1 don't care, -2 absent, else the value */
-	int stale; /* -1 don't care */
+	const char *cas; /* "absent", or the value in decimal */
+	enum tri stale;
 	const char *key_id;
 };
 
@@ -111,12 +113,11 @@ static const struct row rows[] = {
      .sname = "anon",
      .output = "table",
      .endpoints = "d:1",
-     .verbose = 0,
+     .verbose = NO,
      .count = 0,
      .timeout_ms = 10000,
      .max_body = 1024,
-     .cas = -2,
-     .stale = -1},
+     .cas = "absent"},
     {"both value forms",
      {"--name", "a", "--count=3", "--timeout", "1m30s", "--max-body=2M", "--addr", "h:1"},
      {NULL},
@@ -125,137 +126,55 @@ static const struct row rows[] = {
      .count = 3,
      .timeout_ms = 90000,
      .max_body = 2 * 1024 * 1024,
-     .addr = "h:1",
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
+     .addr = "h:1"},
     {"flag beats env beats default",
      {"--count", "7"},
      {"T_COUNT=5", "T_NAME=from-env", "T_TIMEOUT=250ms", NULL},
      .want = FLAGS_OK,
      .count = 7,
      .sname = "from-env",
-     .timeout_ms = 250,
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
+     .timeout_ms = 250},
     {"a bad variable a flag overrides is never looked at",
      {"--count", "1", "--verbose=no"},
      {"T_COUNT=abc", "T_VERBOSE=maybe", NULL},
      .want = FLAGS_OK,
      .count = 1,
-     .verbose = 0,
-     .cas = -1,
-     .stale = -1},
+     .verbose = NO},
     {"empty variable counts as unset",
      {NULL},
      {"T_NAME=", "T_TIMEOUT=", NULL},
      .want = FLAGS_OK,
      .sname = "anon",
-     .timeout_ms = 10000,
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
-    {"bare bool, short bool",
-     {"-v"},
-     {NULL},
-     .want = FLAGS_OK,
-     .verbose = 1,
-     .cas = -1,
-     .stale = -1},
-    {"bool from env",
-     {NULL},
-     {"T_VERBOSE=YES", NULL},
-     .want = FLAGS_OK,
-     .verbose = 1,
-     .cas = -1,
-     .stale = -1},
+     .timeout_ms = 10000},
+    {"bare bool, short bool", {"-v"}, {NULL}, .want = FLAGS_OK, .verbose = YES},
+    {"bool from env", {NULL}, {"T_VERBOSE=YES", NULL}, .want = FLAGS_OK, .verbose = YES},
     {"last repeated flag wins",
      {"--name", "a", "--name=b"},
      {NULL},
      .want = FLAGS_OK,
-     .sname = "b",
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
-    {"short forms",
-     {"-o", "JSON"},
-     {NULL},
-     .want = FLAGS_OK,
-     .output = "json",
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
-    {"short attached",
-     {"-ojson"},
-     {NULL},
-     .want = FLAGS_OK,
-     .output = "json",
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
-    {"short with =",
-     {"-o=json"},
-     {NULL},
-     .want = FLAGS_OK,
-     .output = "json",
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
-    {"choice from env",
-     {NULL},
-     {"T_OUTPUT=Json", NULL},
-     .want = FLAGS_OK,
-     .output = "json",
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
-    {"optional u64 zero is a value",
-     {"--cas", "0"},
-     {NULL},
-     .want = FLAGS_OK,
-     .cas = 0,
-     .verbose = -1,
-     .stale = -1},
+     .sname = "b"},
+    {"short forms", {"-o", "JSON"}, {NULL}, .want = FLAGS_OK, .output = "json"},
+    {"short attached", {"-ojson"}, {NULL}, .want = FLAGS_OK, .output = "json"},
+    {"short with =", {"-o=json"}, {NULL}, .want = FLAGS_OK, .output = "json"},
+    {"choice from env", {NULL}, {"T_OUTPUT=Json", NULL}, .want = FLAGS_OK, .output = "json"},
+    {"optional u64 zero is a value", {"--cas", "0"}, {NULL}, .want = FLAGS_OK, .cas = "0"},
     {"optional u64 max",
      {"--cas=18446744073709551615"},
      {NULL},
      .want = FLAGS_OK,
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
+     .cas = "18446744073709551615"},
     {"list: repeated flags append, blanks trimmed",
      {"--endpoints", "a:1, b:2", "--endpoints=c:3"},
      {"T_ENDPOINTS=e:5", NULL},
      .want = FLAGS_OK,
-     .endpoints = "a:1|b:2|c:3",
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
+     .endpoints = "a:1|b:2|c:3"},
     {"list from env",
      {NULL},
      {"T_ENDPOINTS=e:5,f:6", NULL},
      .want = FLAGS_OK,
-     .endpoints = "e:5|f:6",
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
-    {"custom kind",
-     {"--color", "blue"},
-     {NULL},
-     .want = FLAGS_OK,
-     .color = "BLUE",
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
-    {"durations",
-     {"--timeout", "2h"},
-     {NULL},
-     .want = FLAGS_OK,
-     .timeout_ms = 7200000,
-     .verbose = -1,
-     .cas = -1,
-     .stale = -1},
+     .endpoints = "e:5|f:6"},
+    {"custom kind", {"--color", "blue"}, {NULL}, .want = FLAGS_OK, .color = "BLUE"},
+    {"durations", {"--timeout", "2h"}, {NULL}, .want = FLAGS_OK, .timeout_ms = 7200000},
 
     /* ---- positionals and sub-command tables ---- */
     {"positionals in order, '-' is one, '--' ends the flags",
@@ -264,29 +183,23 @@ static const struct row rows[] = {
      .positionals = true,
      .want = FLAGS_OK,
      .pos = "get|k1|-|--name|-x",
-     .verbose = 1,
-     .sname = "anon",
-     .cas = -1,
-     .stale = -1},
+     .verbose = YES,
+     .sname = "anon"},
     {"two tables share the command line",
      {"--stale", "--name", "n", "--key-id=k"},
      {NULL},
      .with_sub = true,
      .want = FLAGS_OK,
      .sname = "n",
-     .stale = 1,
-     .key_id = "k",
-     .verbose = -1,
-     .cas = -1},
+     .stale = YES,
+     .key_id = "k"},
     {"required from env",
      {NULL},
      {"T_KEY_ID=e", NULL},
      .with_sub = true,
      .want = FLAGS_OK,
      .key_id = "e",
-     .stale = 0,
-     .verbose = -1,
-     .cas = -1},
+     .stale = NO},
     {"required missing",
      {"--stale"},
      {NULL},
@@ -502,20 +415,20 @@ static void run_row(const struct row *r)
 			join_list(&s.endpoints, buf, sizeof buf);
 			CHECK_EQ_STR(buf, r->endpoints);
 		}
-		if (r->verbose >= 0)
-			CHECK_EQ_INT(s.verbose, r->verbose);
+		if (r->verbose != ANY)
+			CHECK_EQ_INT(s.verbose, r->verbose == YES);
 		if (r->count)
 			CHECK_EQ_INT(s.count, r->count);
 		if (r->timeout_ms)
 			CHECK_EQ_INT(s.timeout_ms, r->timeout_ms);
 		if (r->max_body)
 			CHECK_EQ_INT(s.max_body, r->max_body);
-		if (r->cas == -2)
+		if (r->cas != NULL && strcmp(r->cas, "absent") == 0)
 			CHECK(!s.cas.set);
-		else if (r->cas >= 0)
-			CHECK(s.cas.set && s.cas.value == (uint64_t)r->cas);
-		if (r->stale >= 0)
-			CHECK_EQ_INT(sub.stale, r->stale);
+		else if (r->cas != NULL)
+			CHECK(s.cas.set && s.cas.value == strtoull(r->cas, NULL, 10));
+		if (r->stale != ANY)
+			CHECK_EQ_INT(sub.stale, r->stale == YES);
 		if (r->key_id)
 			CHECK_EQ_STR(sub.key_id, r->key_id);
 		buf[0] = '\0';
