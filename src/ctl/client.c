@@ -256,7 +256,9 @@ void ctl_call_each(struct ctl_client *c, const char *const *addrs, size_t n,
 		whys[i][0] = '\0';
 		at[i] = (struct attempt){.resp = &resps[i], .pending = &pending};
 		snprintf(base, sizeof base, "%s://%s", scheme_of(c), addrs[i]);
-		attempt_start(c, base, req, c->timeout_ms + req->wait_ms + CTL_GRACE_MS, &at[i]);
+		/* No grace: these ask members for their own state, with no deadline of the
+		 * server's to wait for. */
+		attempt_start(c, base, req, c->timeout_ms + req->wait_ms, &at[i]);
 	}
 	run_until_done(c, &pending);
 	for (size_t i = 0; i < n; i++)

@@ -353,7 +353,8 @@ static const struct ctl_verb verbs[] = {
      .args = "KEY VALUE|-",
      .summary = "Write a key; - reads the value from stdin.",
      .help = "Stores VALUE under KEY, or with - the bytes read from stdin until its end.\n"
-             "Prints whether the key was created or updated and the write's raft index.",
+             "Prints whether the key was created or updated and the write's raft index.\n"
+             "Arguments after -- are never flags: kv put -- KEY -5 stores \"-5\".",
      .opts = write_opts,
      .n_opts = sizeof write_opts / sizeof write_opts[0],
      .opts_size = sizeof(struct write_opts),

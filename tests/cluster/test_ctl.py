@@ -358,6 +358,10 @@ def test_kv_verbs(make):
         rc, out, err = ctl(["kv", "get", via.node_id + "-empty"], [via])
         assert (rc, out, err) == (0, b"", ""), (rc, out, err)
 
+        # After "--" nothing is a flag: a value may start with a dash.
+        put_table(ok(["kv", "put", "--", name("dash"), "-5"], [via]))
+        assert ok(["kv", "get", "--", name("dash")], [via]) == "-5"
+
         # A stale read answers from the follower's own state.
         got = wait_for("stale read of %s" % key,
                        lambda: ctl(["kv", "get", key, "--stale"], [via])[1] == b"fifth")
