@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 [[ -d build ]] || meson setup build --buildtype=release
-ninja -C build cloudless-coordinator
+ninja -C build cloudless-coordinator cloudlessctl
 mkdir -p data
 bin=build/cloudless-coordinator
 pids=()
@@ -38,4 +38,5 @@ done
 echo "Cloudless cluster running (3 voters): http://127.0.0.1:8081 http://127.0.0.1:8082 http://127.0.0.1:8083"
 echo "  curl -X PUT 127.0.0.1:8082/v1/kv/hello -d world; curl 127.0.0.1:8083/v1/kv/hello"
 echo "  curl 127.0.0.1:8081/raft/status | jq .   (logs: data/*.log; Ctrl-C to stop)"
+echo "  CLOUDLESS_ENDPOINTS=127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083 build/cloudlessctl cluster status"
 wait

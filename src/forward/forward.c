@@ -18,8 +18,9 @@
  * leader are reused by later requests regardless of which easy handle runs them; we also keep
  * a few reset easy handles around to save their allocation.
  *
- * Users of this module: follower→leader write forwarding (api/proxy.c) and the auto-join /
- * removal-check logic (raft/autojoin.c). They rely on the result classification:
+ * Users of this module: follower→leader write forwarding (api/proxy.c), the auto-join /
+ * removal-check logic (raft/autojoin.c), and cloudlessctl (ctl/client.c), which runs it on a
+ * private loop and names itself with fwd_set_user_agent. They rely on the result classification:
  * FWD_CONNECT_FAILED only when nothing can have reached the peer, so it is safe to retry.
  * CURLE_OPERATION_TIMEDOUT maps to FWD_TIMEOUT ("outcome unknown") once a connection was
  * established, and to FWD_CONNECT_FAILED when the connect timeout fired before it was: then
@@ -98,6 +99,7 @@ struct fwd {
 	uint64_t last_id;
 	CURL *easy_cache[FWD_EASY_CACHE];
 	unsigned n_easy_cache;
+	char *user_agent; /* NULL: the coordinator's own */
 	bool closing;
 	unsigned handles_closing; /* uv_close()d handles whose close callback has not run */
 	void (*done)(void *arg);
@@ -137,6 +139,7 @@ static void maybe_finish(struct fwd *f)
 		return;
 	void (*done)(void *) = f->done;
 	void *arg = f->done_arg;
+	free(f->user_agent);
 	free(f);
 	if (done != NULL)
 		done(arg);
@@ -691,6 +694,26 @@ static bool has_crlf(const char *s)
 	return strpbrk(s, "\r\n") != NULL;
 }
 
+int fwd_set_user_agent(struct fwd *f, const char *user_agent)
+{
+	if (f == NULL || user_agent == NULL || has_crlf(user_agent))
+		return -1;
+	char *copy = strdup(user_agent);
+	if (copy == NULL)
+		return -1;
+	free(f->user_agent);
+	f->user_agent = copy;
+	return 0;
+}
+
+const char *fwd_response_header(const struct fwd_response *resp, const char *name)
+{
+	for (size_t i = 0; resp != NULL && i < resp->n_headers; i++)
+		if (strcasecmp(resp->headers[i].name, name) == 0)
+			return resp->headers[i].value;
+	return NULL;
+}
+
 /* Appends to *list; on failure the list is left intact and false returned. */
 static bool slist_add(struct curl_slist **list, const char *line)
 {
@@ -850,12 +873,16 @@ int fwd_send_cancellable(struct fwd *f, const struct fwd_request *req, fwd_cb cb
 	/* Cluster traffic is loopback/LAN: an http_proxy in the environment must not apply. */
 	SETOPT(CURLOPT_NOPROXY, "*");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+	/* The path goes out as given. By default curl removes "." and ".." segments, and a
+	 * forwarded write of key "a/../b" (sent by the client as a%2F..%2Fb) would write "b". */
+	SETOPT(CURLOPT_PATH_AS_IS, 1L);
 	x->at_most_once = req->fresh_connection;
 	SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
 	SETOPT(CURLOPT_PREREQDATA, x);
 	SETOPT(CURLOPT_TIMEOUT_MS, (long)timeout);
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)connect_timeout);
-	SETOPT(CURLOPT_USERAGENT, "cloudless-coordinator/" CLOUDLESS_VERSION);
+	SETOPT(CURLOPT_USERAGENT,
+	       f->user_agent != NULL ? f->user_agent : "cloudless-coordinator/" CLOUDLESS_VERSION);
 	SETOPT(CURLOPT_HTTPHEADER, x->req_headers);
 	SETOPT(CURLOPT_WRITEFUNCTION, on_body);
 	SETOPT(CURLOPT_WRITEDATA, x);

@@ -57,11 +57,18 @@ struct fwd_response {
 	double seconds; /* total time */
 };
 
+/* The value of the first response header called `name` (any case), or NULL. */
+const char *fwd_response_header(const struct fwd_response *resp, const char *name);
+
 /* Called exactly once per fwd_send, never from inside fwd_send. The response and everything
  * it points to is freed when the callback returns. */
 typedef void (*fwd_cb)(const struct fwd_response *resp, void *arg);
 
 int fwd_init(struct fwd **out, uv_loop_t *loop);
+/* The User-Agent of every later request (copied; "cloudless-coordinator/VERSION" until set),
+ * so a leader's logs and metrics can tell the CLI or an agent from a forwarding follower.
+ * Returns -1 (keeping the old one) when it holds CR or LF or memory runs out. */
+int fwd_set_user_agent(struct fwd *f, const char *user_agent);
 /* Copies everything from req. Returns 0, or -1 if the request could not be started (the
  * callback is then not called). */
 int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg);

@@ -374,6 +374,21 @@ static void test_methods_and_bodies(struct fwd *f)
 	result_clear(&r);
 }
 
+/* The path reaches the server as given: dot segments are a key's bytes, not directions. */
+static void test_path_as_is(struct fwd *f)
+{
+	static const char *const paths[] = {"/kv/a/../b", "/kv/.", "/kv/..", "/kv/x/./y/"};
+	struct result r = {0};
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		struct fwd_request req = {
+		    .method = "PUT", .url = url(paths[i]), .body = "v", .body_len = 1};
+		do_req(f, &req, &r);
+		CHECK_EQ_INT(r.result, FWD_OK);
+		CHECK_EQ_STR(result_header(&r, "X-Echo-Path"), paths[i]);
+	}
+	result_clear(&r);
+}
+
 /* fwd_send copies everything: the caller's buffers may be gone right after it returns. */
 static void test_request_copied(struct fwd *f)
 {
@@ -450,6 +465,52 @@ static void test_headers_and_status(struct fwd *f)
 		CHECK(strncmp(r.hdr_names[i], "HTTP/", 5) != 0);
 	}
 	CHECK(result_header(&r, "Content-Length") != NULL);
+	result_clear(&r);
+}
+
+/* fwd_response_header while the response is alive: any case, the first of its name. */
+struct header_lookup {
+	int calls;
+	char test[16], echo_method[16];
+	bool missing_is_null;
+};
+
+static void lookup_cb(const struct fwd_response *resp, void *arg)
+{
+	struct header_lookup *h = arg;
+	const char *v = fwd_response_header(resp, "x-TEST");
+	snprintf(h->test, sizeof h->test, "%s", v != NULL ? v : "(null)");
+	v = fwd_response_header(resp, "X-Echo-Method");
+	snprintf(h->echo_method, sizeof h->echo_method, "%s", v != NULL ? v : "(null)");
+	h->missing_is_null = fwd_response_header(resp, "X-Not-There") == NULL &&
+	                     fwd_response_header(NULL, "X-Test") == NULL;
+	h->calls++;
+}
+
+static void test_response_header(struct fwd *f)
+{
+	struct header_lookup h = {0};
+	struct fwd_request req = {.method = "DELETE", .url = url("/h")};
+	CHECK_EQ_INT(send_req(f, &req, lookup_cb, &h), 0);
+	CHECK(run_until(&h.calls, 1, 10000));
+	CHECK_EQ_STR(h.test, "v");
+	CHECK_EQ_STR(h.echo_method, "DELETE");
+	CHECK(h.missing_is_null);
+}
+
+/* Another binary (cloudlessctl, the agent) names itself; a bad value changes nothing. */
+static void test_user_agent(struct fwd *f)
+{
+	struct result r = {0};
+	struct fwd_request req = {.method = "GET", .url = url("/ua")};
+	CHECK_EQ_INT(fwd_set_user_agent(f, "cloudlessctl/test"), 0);
+	do_req(f, &req, &r);
+	CHECK_EQ_STR(result_header(&r, "X-Got-User-Agent"), "cloudlessctl/test");
+	CHECK_EQ_INT(fwd_set_user_agent(f, "evil\r\nX-Echo-Injected: 1"), -1);
+	CHECK_EQ_INT(fwd_set_user_agent(f, NULL), -1);
+	do_req(f, &req, &r);
+	CHECK_EQ_STR(result_header(&r, "X-Got-User-Agent"), "cloudlessctl/test");
+	CHECK(result_header(&r, "X-Got-X-Echo-Injected") == NULL);
 	result_clear(&r);
 }
 
@@ -958,7 +1019,9 @@ int main(void)
 	CHECK_EQ_INT(fwd_init(&f, &loop), 0);
 	test_methods_and_bodies(f);
 	test_request_copied(f);
+	test_path_as_is(f);
 	test_headers_and_status(f);
+	test_response_header(f);
 	test_invalid_requests(f);
 	test_timeout(f);
 	test_connect_refused(f);
@@ -967,6 +1030,7 @@ int main(void)
 	test_resend_refused_after_send(f);
 	test_concurrent(f);
 	test_cancel(f);
+	test_user_agent(f);
 	/* Idle pooled connections and all: closing releases every handle. */
 	closed_calls = 0;
 	fwd_close(f, on_closed, &closed_calls);
