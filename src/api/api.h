@@ -45,6 +45,10 @@ struct api {
 	uint64_t disk_free;       /* bytes free then */
 	uint64_t start_ms;
 	struct api_batcher batcher;
+	/* What api_publish_headers last published. */
+	bool published, pub_known;
+	raft_id pub_leader;
+	uint64_t pub_index;
 };
 
 enum api_op_kind { API_OP_WRITE, API_OP_READ, API_OP_CHANGE, API_OP_FORWARD };
@@ -88,6 +92,9 @@ void api_handle_metrics_listener(struct http_request *req, void *arg);
 void api_request_complete(struct http_request *req, unsigned status, double seconds, void *arg);
 /* http prepare hook: the common headers on every response (see api_common_headers). */
 void api_prepare(struct http_request *req, void *arg);
+/* The common headers for the answers the HTTP servers' own threads give (400, 413, 503...):
+ * published when leader or applied index changed. Called once per loop iteration. */
+void api_publish_headers(struct api *a, struct http_server *const *servers, size_t n);
 
 /* ---- shared between route files ---- */
 

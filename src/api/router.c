@@ -78,6 +78,7 @@ void api_cancel_all(struct api *a)
 	while (op != NULL) {
 		struct api_op *next = op->next;
 		if (op->req != NULL) {
+			http_response_header(op->req, "Retry-After", "1");
 			http_problem(op->req, 503, "shutting-down",
 			             "the coordinator is shutting down");
 			op->req = NULL;
@@ -106,8 +107,39 @@ void api_common_headers(struct api *a, struct http_request *req)
 void api_prepare(struct http_request *req, void *arg)
 {
 	/* Every response carries the common headers, including the ones answered before any
-	 * route runs (400 on bad input, 404, 405, and the server's own 413). */
+	 * route runs (400 on bad input, 404, 405). */
 	api_common_headers(arg, req);
+}
+
+void api_publish_headers(struct api *a, struct http_server *const *servers, size_t n)
+{
+	const struct fsm_member *m = NULL;
+	raft_id id = 0;
+	bool known = node_leader(a->node, &m, &id, NULL);
+	uint64_t index = a->node->fsm.applied_index;
+	if (a->published && known == a->pub_known && id == a->pub_leader && index == a->pub_index)
+		return;
+	a->published = true;
+	a->pub_known = known;
+	a->pub_leader = id;
+	a->pub_index = index;
+	char idx[24];
+	snprintf(idx, sizeof idx, "%llu", (unsigned long long)index);
+	const char *pairs[8];
+	size_t k = 0;
+	pairs[k++] = CLOUDLESS_HDR_KNOWN_LEADER;
+	pairs[k++] = known ? "true" : "false";
+	if (known && m != NULL) {
+		pairs[k++] = CLOUDLESS_HDR_LEADER;
+		pairs[k++] = m->node_id;
+	}
+	pairs[k++] = CLOUDLESS_HDR_SERVED_BY;
+	pairs[k++] = a->cfg->node_id;
+	pairs[k++] = CLOUDLESS_HDR_INDEX;
+	pairs[k++] = idx;
+	for (size_t i = 0; i < n; i++)
+		if (servers[i] != NULL)
+			http_server_set_headers(servers[i], pairs, k / 2);
 }
 
 void api_problem_leader(struct api *a, struct http_request *req, unsigned status, const char *slug,
@@ -167,6 +199,7 @@ static void route(struct api *a, struct http_request *req, bool metrics_only)
 {
 	const char *path = http_request_path(req);
 	if (a->closing) {
+		http_response_header(req, "Retry-After", "1");
 		http_problem(req, 503, "shutting-down", "the coordinator is shutting down");
 		return;
 	}

@@ -26,6 +26,7 @@ struct server {
 	struct http_server *metrics_http;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t stop_timer; /* bounds the leadership hand-over */
+	uv_check_t publish;    /* api_publish_headers once per loop iteration */
 	struct raft_transfer transfer;
 	bool stopping;
 	bool closing;
@@ -43,6 +44,7 @@ static void node_closed(struct node *n)
 	struct server *s = (struct server *)((char *)n - offsetof(struct server, node));
 	fwd_close(s->fwd, fwd_closed, s);
 	s->fwd = NULL;
+	uv_close((uv_handle_t *)&s->publish, NULL);
 	http_server_close(s->http);
 	s->http = NULL;
 	if (s->metrics_http != NULL)
@@ -127,6 +129,13 @@ static void on_failed(void *arg)
 	begin_shutdown(s, "raft-unavailable");
 }
 
+static void publish_cb(uv_check_t *h)
+{
+	struct server *s = h->data;
+	struct http_server *servers[] = {s->http, s->metrics_http};
+	api_publish_headers(&s->api, servers, 2);
+}
+
 static int start_http(struct server *s, struct http_server **out, const char *addr,
                       http_handler_fn handler, const char *flag)
 {
@@ -136,7 +145,14 @@ static int start_http(struct server *s, struct http_server **out, const char *ad
 	                                .handler = handler,
 	                                .complete = api_request_complete,
 	                                .prepare = api_prepare,
-	                                .arg = &s->api};
+	                                .arg = &s->api,
+	                                .max_connections = s->cfg->http_max_connections,
+	                                .max_connections_per_ip =
+	                                    s->cfg->http_max_connections_per_ip,
+	                                .max_buffered = s->cfg->http_max_buffered,
+	                                .header_timeout_ms = s->cfg->http_header_timeout_ms,
+	                                .body_timeout_ms = s->cfg->http_body_timeout_ms,
+	                                .idle_timeout_ms = s->cfg->http_idle_timeout_ms};
 	if (http_server_init(out, &s->loop, &o, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s %s: %s\n", flag, addr, err);
 		return -1;
@@ -181,6 +197,10 @@ static int start(struct server *s)
 	    start_http(s, &s->metrics_http, c->metrics_addr, api_handle_metrics_listener,
 	               "--metrics-addr") != 0)
 		return -1;
+	uv_check_init(&s->loop, &s->publish);
+	s->publish.data = s;
+	uv_check_start(&s->publish, publish_cb);
+	publish_cb(&s->publish);
 	if (node_start(&s->node, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s\n", err);
 		return -1;
