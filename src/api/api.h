@@ -25,9 +25,11 @@ struct api_batcher {
 	unsigned n;
 	size_t bytes;               /* encoded size of the queued items, roughly */
 	char *leader_addr;          /* where the queued items go */
+	uint64_t leader_id;         /* and the raft id of that leader */
 	unsigned inflight;          /* batches sent, not yet answered */
 	uint64_t unsupported_until; /* the leader answered 404: forward one by one until then */
 	fwd_cb cb;                  /* each item's answer goes here (proxy.c's forward callback) */
+	struct batch_out *sent;     /* batches in flight (batch.c) */
 };
 
 struct api {
@@ -49,6 +51,7 @@ struct api {
 	bool published, pub_known;
 	raft_id pub_leader;
 	uint64_t pub_index;
+	raft_id followed; /* the leader api_follow_leader last saw */
 };
 
 enum api_op_kind { API_OP_WRITE, API_OP_READ, API_OP_CHANGE, API_OP_FORWARD };
@@ -62,9 +65,14 @@ struct api_op {
 	uint64_t deadline_ms;     /* monotonic */
 	uint64_t no_leader_until; /* give up waiting for a leader after this (503) */
 	bool safe_to_retry; /* idempotency key or CAS: may be re-sent after an unknown outcome */
-	bool maybe_applied; /* an earlier attempt was re-sent after an unknown outcome */
-	unsigned attempts;
-	bool busy;    /* a raft/forward/membership callback is still outstanding */
+	bool maybe_applied; /* an earlier attempt was re-sent after an unknown outcome (writes) */
+	unsigned attempts;  /* sends to a leader (proxy.c caps them, with backoff) */
+	unsigned unknown_retries; /* re-sends after an attempt whose outcome is unknown */
+	uint64_t resend_at;       /* no re-send to the same leader before this (backoff) */
+	raft_id sent_to;          /* the leader the latest attempt went to */
+	bool fwd_single;          /* forwarded on its own (not in a batch), transfer in flight */
+	bool leader_moved;        /* its forward was canceled because leadership moved on */
+	bool busy;                /* a raft/forward/membership callback is still outstanding */
 	bool retried; /* re-sent after an attempt whose outcome is unknown (X-Cloudless-Retry) */
 	uv_timer_t timer; /* waiting for a leader */
 	bool timer_open;
@@ -113,6 +121,11 @@ void api_respond_raft_error(struct api *a, struct http_request *req, int rv, boo
 /* Parses ?timeout (default cfg forward timeout); -1 after answering 400. */
 int api_request_deadline(struct api *a, struct http_request *req, uint64_t *deadline_ms);
 
+/* proxy.c: forwards that wait on a leader that is no longer the one this node knows are
+ * canceled: re-sent at once when safe (Idempotency-Key, CAS, reads), answered 503
+ * leadership-lost otherwise, instead of waiting out the forward timeout on a leader that is
+ * paused or cut off. Called once per loop iteration. */
+void api_follow_leader(struct api *a);
 /* proxy.c: run op->local here if we lead, else forward / redirect / wait for a leader. */
 void api_dispatch_to_leader(struct api_op *op);
 /* Polls for a (new) leader, then dispatches again; 503/504 when none comes in time. */
@@ -136,6 +149,9 @@ size_t api_forward_headers(struct api_op *op, struct fwd_header *h);
 bool api_batch_forward(struct api_op *op, const struct fsm_member *leader, fwd_cb cb);
 /* Shutdown: answers queued ops through their callback with FWD_CANCELED. */
 void api_batch_cancel(struct api *a);
+/* Leadership moved to `leader`: queued writes (never sent) are dispatched again, batches in
+ * flight to another leader are canceled (their ops see FWD_CANCELED with leader_moved). */
+void api_batch_follow_leader(struct api *a, raft_id leader);
 void api_route_forward_batch(struct api *a, struct http_request *req);
 
 /* route files */

@@ -26,7 +26,7 @@ struct server {
 	struct http_server *metrics_http;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t stop_timer; /* bounds the leadership hand-over */
-	uv_check_t publish;    /* api_publish_headers once per loop iteration */
+	uv_check_t publish;    /* api_publish_headers, api_follow_leader: once per iteration */
 	struct raft_transfer transfer;
 	bool stopping;
 	bool closing;
@@ -134,6 +134,7 @@ static void publish_cb(uv_check_t *h)
 	struct server *s = h->data;
 	struct http_server *servers[] = {s->http, s->metrics_http};
 	api_publish_headers(&s->api, servers, 2);
+	api_follow_leader(&s->api);
 }
 
 static int start_http(struct server *s, struct http_server **out, const char *addr,

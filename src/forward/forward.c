@@ -902,6 +902,19 @@ unsigned fwd_inflight(const struct fwd *f)
 	return f->n_xfers;
 }
 
+unsigned fwd_cancel(struct fwd *f, void *arg)
+{
+	if (f == NULL || f->closing)
+		return 0;
+	for (struct fwd_xfer *x = f->xfers; x != NULL; x = x->next)
+		if (x->arg == arg) {
+			/* One only: the callback may start a new request with the same arg. */
+			xfer_complete(x, CURLE_OK, true);
+			return 1;
+		}
+	return 0;
+}
+
 void fwd_close(struct fwd *f, void (*done)(void *arg), void *arg)
 {
 	if (f == NULL)

@@ -65,6 +65,10 @@ int fwd_init(struct fwd **out, uv_loop_t *loop);
 int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg);
 /* Number of requests in flight. */
 unsigned fwd_inflight(const struct fwd *f);
+/* Cancels the request in flight that was started with `arg`: its callback runs with
+ * FWD_CANCELED before this returns (the peer may or may not have received it). 1 when there
+ * was one, 0 otherwise. */
+unsigned fwd_cancel(struct fwd *f, void *arg);
 /* Cancels in-flight requests (their callbacks run with FWD_CANCELED before this returns),
  * then closes the uv handles; `done` runs once they are closed and the struct is freed. */
 void fwd_close(struct fwd *f, void (*done)(void *arg), void *arg);
