@@ -30,12 +30,26 @@ static void set_index_header(struct http_request *req, uint64_t index)
 	http_response_header(req, CLOUDLESS_HDR_INDEX, v);
 }
 
-/* 1 stale, 0 linearizable, -1 after answering 400. */
+/* 1 stale, 0 linearizable, -1 after answering 400. ?stale is the short form of
+ * ?consistency=stale ("", "true"; "false" means linearizable); giving both is a 400. */
 static int parse_consistency(struct http_request *req)
 {
 	const char *c = http_request_query(req, "consistency");
+	const char *st = http_request_query(req, "stale");
+	if (c != NULL && st != NULL) {
+		http_problem(req, 400, "bad-parameter", "give consistency or stale, not both");
+		return -1;
+	}
+	if (st != NULL) {
+		if (st[0] == '\0' || strcmp(st, "true") == 0)
+			return 1;
+		if (strcmp(st, "false") == 0)
+			return 0;
+		http_problem(req, 400, "bad-parameter", "stale takes no value, or true or false");
+		return -1;
+	}
 	if (c == NULL)
-		return http_request_query(req, "stale") != NULL ? 1 : 0;
+		return 0;
 	if (strcmp(c, "stale") == 0)
 		return 1;
 	if (strcmp(c, "linearizable") == 0 || strcmp(c, "consistent") == 0)
@@ -396,10 +410,12 @@ static int parse_list(struct http_request *req, struct list_params *p)
 		             LIST_MAX_LIMIT);
 		return -1;
 	}
-	if (cont != NULL && (text_base64_decode(cont, strlen(cont), &p->start) != 0 ||
-	                     p->start.len == 0 || p->start.len > COMMAND_MAX_KEY + 1)) {
+	if (cont != NULL && api_decode_continue(cont, p->prefix, &p->start) != 0) {
 		buf_close(&p->start);
-		http_problem(req, 400, "bad-parameter", "continue is not a token this API issued");
+		http_problem(req, 400, "bad-parameter",
+		             "continue is not a token this API issued for this listing (prefix "
+		             "\"%s\")",
+		             p->prefix);
 		return -1;
 	}
 	return 0;
@@ -434,7 +450,7 @@ static void respond_list(struct api *a, struct http_request *req, bool stale)
 			/* The next page starts exactly at this key. */
 			struct buf tok;
 			buf_init(&tok);
-			text_base64_encode(k + 2, kl - 2, &tok);
+			api_encode_continue(p.prefix, k + 2, kl - 2, &tok);
 			next = json_stringn(tok.data, tok.len);
 			buf_close(&tok);
 			break;

@@ -195,9 +195,41 @@ int api_request_deadline(struct api *a, struct http_request *req, uint64_t *dead
 	return 0;
 }
 
+/* Parameters and headers the API reads: each may be given once. "First one wins" would let
+ * two parties read one request differently (?cas=1&cas=67 passed where ?cas=67&cas=1 did
+ * not), so a repeat is a 400 naming it, whatever the route. */
+static const char *const SINGLE_PARAMS[] = {"timeout",  "consistency", "stale",    "cas",
+                                            "prefix",   "limit",       "continue", "json",
+                                            "redirect", "digest",      "mode",     NULL};
+static const char *const SINGLE_HEADERS[] = {"Content-Type",
+                                             "Authorization",
+                                             CLOUDLESS_HDR_IDEMPOTENCY_KEY,
+                                             CLOUDLESS_HDR_FORWARDED_BY,
+                                             CLOUDLESS_HDR_RETRY,
+                                             NULL};
+
+static bool check_repeats(struct http_request *req)
+{
+	for (int i = 0; SINGLE_PARAMS[i] != NULL; i++)
+		if (http_request_query_count(req, SINGLE_PARAMS[i]) > 1) {
+			http_problem(req, 400, "bad-parameter",
+			             "parameter %s is given more than once", SINGLE_PARAMS[i]);
+			return false;
+		}
+	for (int i = 0; SINGLE_HEADERS[i] != NULL; i++)
+		if (http_request_header_count(req, SINGLE_HEADERS[i]) > 1) {
+			http_problem(req, 400, "bad-header", "header %s is given more than once",
+			             SINGLE_HEADERS[i]);
+			return false;
+		}
+	return true;
+}
+
 static void route(struct api *a, struct http_request *req, bool metrics_only)
 {
 	const char *path = http_request_path(req);
+	if (!check_repeats(req))
+		return;
 	if (a->closing) {
 		http_response_header(req, "Retry-After", "1");
 		http_problem(req, 503, "shutting-down", "the coordinator is shutting down");
