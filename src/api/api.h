@@ -19,6 +19,15 @@
 #include "metrics/metrics.h"
 #include "raft/node.h"
 
+/* A maximum over a sliding window of 10-20 s (this one and the previous 10 s): what a scrape
+ * right after a burst should see, without one bad second standing for ever. */
+struct api_window_max {
+	double cur, prev;
+	uint64_t since_ns;
+};
+void api_window_max_note(struct api_window_max *w, double v);
+double api_window_max_get(struct api_window_max *w);
+
 /* Writes a follower holds while earlier batches to the leader are in flight (batch.c). */
 struct api_batcher {
 	struct api_op *head, *tail; /* queued, in arrival order (api_op.batch_next) */
@@ -52,6 +61,9 @@ struct api {
 	raft_id pub_leader;
 	uint64_t pub_index;
 	raft_id followed; /* the leader api_follow_leader last saw */
+	/* The longest loop lag and AppendEntries send interval of the last 10-20 s
+	 * (cloudless_loop_lag_max_seconds, cloudless_raft_append_send_interval_max_seconds). */
+	struct api_window_max loop_lag_max, append_interval_max;
 };
 
 enum api_op_kind { API_OP_WRITE, API_OP_READ, API_OP_CHANGE, API_OP_FORWARD };

@@ -27,6 +27,10 @@ struct server {
 	uv_signal_t sigterm, sigint;
 	uv_timer_t stop_timer; /* bounds the leadership hand-over */
 	uv_check_t publish;    /* api_publish_headers, api_follow_leader: once per iteration */
+	uv_timer_t lag_timer;  /* measures how late the loop runs timers (cloudless_loop_lag_*) */
+	uint64_t lag_last_ns;
+	bool was_leader; /* append_sent: leading since leader_since_ns */
+	uint64_t leader_since_ns;
 	struct raft_transfer transfer;
 	bool stopping;
 	bool closing;
@@ -45,6 +49,7 @@ static void node_closed(struct node *n)
 	fwd_close(s->fwd, fwd_closed, s);
 	s->fwd = NULL;
 	uv_close((uv_handle_t *)&s->publish, NULL);
+	uv_close((uv_handle_t *)&s->lag_timer, NULL);
 	http_server_close(s->http);
 	s->http = NULL;
 	if (s->metrics_http != NULL)
@@ -137,6 +142,43 @@ static void publish_cb(uv_check_t *h)
 	api_follow_leader(&s->api);
 }
 
+#define LAG_TICK_MS 10
+
+static void lag_tick(uv_timer_t *t)
+{
+	struct server *s = t->data;
+	uint64_t now = uv_hrtime();
+	if (s->lag_last_ns != 0) {
+		double lag = (double)(now - s->lag_last_ns) / 1e9 - LAG_TICK_MS / 1000.0;
+		if (lag < 0)
+			lag = 0;
+		metrics_observe(s->metrics, "cloudless_loop_lag_seconds", NULL, lag);
+		api_window_max_note(&s->api.loop_lag_max, lag);
+	}
+	s->lag_last_ns = now;
+}
+
+static void append_sent(void *arg, raft_id id, uint64_t since_ns)
+{
+	struct server *s = arg;
+	uint64_t now = uv_hrtime();
+	(void)id;
+	if (!node_is_leader(&s->node)) {
+		s->was_leader = false;
+		return;
+	}
+	if (!s->was_leader) {
+		s->was_leader = true;
+		s->leader_since_ns = now;
+	}
+	/* The previous send to this peer from an earlier term says nothing about this one. */
+	if (since_ns == 0 || since_ns > now - s->leader_since_ns)
+		return;
+	double v = (double)since_ns / 1e9;
+	metrics_observe(s->metrics, "cloudless_raft_append_send_interval_seconds", NULL, v);
+	api_window_max_note(&s->api.append_interval_max, v);
+}
+
 static int start_http(struct server *s, struct http_server **out, const char *addr,
                       http_handler_fn handler, const char *flag)
 {
@@ -198,6 +240,10 @@ static int start(struct server *s)
 	    start_http(s, &s->metrics_http, c->metrics_addr, api_handle_metrics_listener,
 	               "--metrics-addr") != 0)
 		return -1;
+	transport_watch_sends(&s->node.transport, append_sent, s);
+	uv_timer_init(&s->loop, &s->lag_timer);
+	s->lag_timer.data = s;
+	uv_timer_start(&s->lag_timer, lag_tick, LAG_TICK_MS, LAG_TICK_MS);
 	uv_check_init(&s->loop, &s->publish);
 	s->publish.data = s;
 	uv_check_start(&s->publish, publish_cb);
