@@ -140,6 +140,16 @@ static void answer_item(struct batch_out *bo, uint32_t i, const struct fwd_batch
 	buf_close(&s);
 }
 
+/* Empties the queue; returns what it held (linked by batch_next). */
+static struct api_op *queue_take(struct api_batcher *q)
+{
+	struct api_op *op = q->head;
+	q->head = q->tail = NULL;
+	q->n = 0;
+	q->bytes = 0;
+	return op;
+}
+
 static void batch_send(struct api *a);
 
 static void batch_free(struct batch_out *bo)
@@ -231,15 +241,12 @@ static void batch_send(struct api *a)
 	buf_init(&body);
 	buf_init(&url);
 	fwd_batch_begin(&body, q->n);
-	for (struct api_op *op = q->head; op != NULL; op = op->batch_next) {
+	for (struct api_op *op = queue_take(q); op != NULL; op = op->batch_next) {
 		bo->ops[bo->n++] = op;
 		encode_item(op, &body);
 		if (op->deadline_ms < deadline)
 			deadline = op->deadline_ms;
 	}
-	q->head = q->tail = NULL;
-	q->n = 0;
-	q->bytes = 0;
 	buf_printf(&url, "http://%s%s", q->leader_addr, BATCH_PATH);
 	struct fwd_header h[] = {{"Content-Type", FWD_BATCH_CONTENT_TYPE},
 	                         {CLOUDLESS_HDR_FORWARDED_BY, a->cfg->node_id}};
@@ -309,10 +316,7 @@ void api_batch_follow_leader(struct api *a, raft_id leader)
 	struct api_batcher *q = &a->batcher;
 	/* Queued writes were never sent: dispatch them again, they go to the new leader. */
 	if (q->n > 0 && q->leader_id != leader) {
-		struct api_op *op = q->head;
-		q->head = q->tail = NULL;
-		q->n = 0;
-		q->bytes = 0;
+		struct api_op *op = queue_take(q);
 		while (op != NULL) {
 			struct api_op *next = op->batch_next;
 			op->busy = false;
@@ -346,10 +350,7 @@ void api_batch_cancel(struct api *a)
 {
 	struct api_batcher *q = &a->batcher;
 	struct fwd_response r = {.result = FWD_CANCELED, .error = "shutting down"};
-	struct api_op *op = q->head;
-	q->head = q->tail = NULL;
-	q->n = 0;
-	q->bytes = 0;
+	struct api_op *op = queue_take(q);
 	while (op != NULL) {
 		struct api_op *next = op->batch_next;
 		q->cb(&r, op);

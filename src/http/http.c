@@ -389,11 +389,9 @@ static void linger(struct http_conn *c)
 	conn_read_start(c);
 }
 
-static void on_write(uv_write_t *w, int status)
+/* A write is over (done, failed or never started): what it carried goes. */
+static void write_free(struct http_conn *c, struct http_write *wr)
 {
-	struct http_write *wr = (struct http_write *)w;
-	struct http_conn *c = wr->c;
-	bool close = wr->close;
 	if (wr->req != NULL) {
 		uncharge(c);
 		http_request_free(wr->req);
@@ -402,6 +400,14 @@ static void on_write(uv_write_t *w, int status)
 	}
 	free(wr->data);
 	free(wr);
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+	struct http_write *wr = (struct http_write *)w;
+	struct http_conn *c = wr->c;
+	bool close = wr->close;
+	write_free(c, wr);
 	if (c->closing)
 		return;
 	if (status < 0) {
@@ -428,14 +434,7 @@ static void conn_write(struct http_conn *c, struct http_write *wr, uv_buf_t *buf
 	arm(c, C_WRITE, c->s->o.idle_timeout_ms);
 	int rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, bufs, n, on_write);
 	if (rv != 0) {
-		if (wr->req != NULL) {
-			uncharge(c);
-			http_request_free(wr->req);
-			if (c->req == wr->req)
-				c->req = NULL;
-		}
-		free(wr->data);
-		free(wr);
+		write_free(c, wr);
 		conn_close(c);
 	}
 }

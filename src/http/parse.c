@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/text.h"
+
 static void fail(struct http_parse_error *err, unsigned status, const char *detail)
 {
 	err->status = status;
@@ -371,17 +373,6 @@ void http_chunked_init(struct http_chunked *c)
 	memset(c, 0, sizeof *c);
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static long chunk_fail(struct http_parse_error *err, const char *detail)
 {
 	fail(err, 400, detail);
@@ -397,7 +388,7 @@ long http_chunked_feed(struct http_chunked *c, const char *in, size_t len, struc
 		char ch = in[i];
 		switch (c->state) {
 		case CH_SIZE: {
-			int d = hex_digit(ch);
+			int d = text_hex_value(ch);
 			if (d >= 0) {
 				if (++c->digits > 16 || c->left > (UINT64_MAX >> 4)) {
 					snprintf(err->detail, sizeof err->detail,

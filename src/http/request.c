@@ -14,6 +14,7 @@
 #include "http/internal.h"
 #include "http/problem.h"
 #include "log/log.h"
+#include "util/text.h"
 
 void *http_xmalloc(size_t n)
 {
@@ -80,17 +81,6 @@ void http_request_free(struct http_request *req)
 
 /* ---- decoding ---------------------------------------------------------------------- */
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s in place. "%00" becomes C0 80, an overlong encoding that is never valid
  * UTF-8, so key and prefix validation refuse it with 400 rather than "PUT /v1/kv/a%00b"
  * silently writing key "a". A '%' not followed by two hex digits stays as it is. */
@@ -98,8 +88,8 @@ static void unescape_no_nul(char *s)
 {
 	char *w = s;
 	for (const char *r = s; *r != '\0';) {
-		int hi = r[0] == '%' ? hex_value(r[1]) : -1;
-		int lo = hi >= 0 ? hex_value(r[2]) : -1;
+		int hi = r[0] == '%' ? text_hex_value(r[1]) : -1;
+		int lo = hi >= 0 ? text_hex_value(r[2]) : -1;
 		if (lo < 0) {
 			*w++ = *r++;
 			continue;
@@ -168,19 +158,34 @@ const char *http_request_path(const struct http_request *req)
 	return req->path;
 }
 
+/* The first pair named `name` (NULL when none) and how many there are. Query parameter names
+ * are case-sensitive, header names are not. */
+static const struct http_header *find_pair(const struct http_header *h, size_t n, const char *name,
+                                           bool nocase, unsigned *count)
+{
+	const struct http_header *first = NULL;
+	unsigned k = 0;
+	for (size_t i = 0; i < n; i++)
+		if ((nocase ? strcasecmp(h[i].name, name) : strcmp(h[i].name, name)) == 0) {
+			if (first == NULL)
+				first = &h[i];
+			k++;
+		}
+	if (count != NULL)
+		*count = k;
+	return first;
+}
+
 const char *http_request_query(const struct http_request *req, const char *name)
 {
-	for (size_t i = 0; i < req->n_args; i++)
-		if (strcmp(req->args[i].name, name) == 0)
-			return req->args[i].value != NULL ? req->args[i].value : "";
-	return NULL;
+	const struct http_header *a = find_pair(req->args, req->n_args, name, false, NULL);
+	return a == NULL ? NULL : a->value != NULL ? a->value : "";
 }
 
 unsigned http_request_query_count(const struct http_request *req, const char *name)
 {
-	unsigned n = 0;
-	for (size_t i = 0; i < req->n_args; i++)
-		n += strcmp(req->args[i].name, name) == 0;
+	unsigned n;
+	find_pair(req->args, req->n_args, name, false, &n);
 	return n;
 }
 
@@ -222,17 +227,15 @@ const char *http_request_query_string(struct http_request *req)
 
 const char *http_request_header(const struct http_request *req, const char *name)
 {
-	for (size_t i = 0; i < req->n_req_headers; i++)
-		if (strcasecmp(req->req_headers[i].name, name) == 0)
-			return req->req_headers[i].value;
-	return NULL;
+	const struct http_header *h =
+	    find_pair(req->req_headers, req->n_req_headers, name, true, NULL);
+	return h != NULL ? h->value : NULL;
 }
 
 unsigned http_request_header_count(const struct http_request *req, const char *name)
 {
-	unsigned n = 0;
-	for (size_t i = 0; i < req->n_req_headers; i++)
-		n += strcasecmp(req->req_headers[i].name, name) == 0;
+	unsigned n;
+	find_pair(req->req_headers, req->n_req_headers, name, true, &n);
 	return n;
 }
 
