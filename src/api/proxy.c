@@ -78,8 +78,10 @@ static bool is_write(const struct api_op *op)
 static void note_unknown_outcome(struct api_op *op)
 {
 	op->unknown_retries++;
-	if (is_write(op))
+	if (is_write(op)) {
 		op->maybe_applied = true;
+		op->retried = true; /* X-Cloudless-Retry: "already done" is success (membership) */
+	}
 }
 
 /* A failed attempt: try again after the backoff, or at once if the leader changes. */
@@ -217,8 +219,10 @@ static void leader_moved(struct api_op *op)
 	op->leader_moved = false;
 	count_forward(op->api, "leader_moved", -1);
 	if (!is_write(op) || op->safe_to_retry) {
-		if (is_write(op))
+		if (is_write(op)) {
 			op->maybe_applied = true;
+			op->retried = true;
+		}
 		api_dispatch_to_leader(op);
 		return;
 	}

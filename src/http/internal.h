@@ -52,6 +52,10 @@ struct http_request {
 	/* The response serialized by the loop for the server thread. */
 	char *out_head;
 	size_t out_head_len;
+	/* The connection's socket, which the loop may write the answer to itself (http.c,
+	 * "direct write"), -1 when it may not; and how much of the answer it wrote. */
+	int fd;
+	size_t sent;
 
 	struct http_request *prev, *next; /* the loop's pending list */
 	struct http_request *qnext;       /* the queues between the threads */

@@ -50,6 +50,7 @@ struct http_request *http_request_alloc(void)
 	}
 	buf_init(&req->body);
 	req->start_ns = uv_hrtime();
+	req->fd = -1;
 	return req;
 }
 
