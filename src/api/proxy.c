@@ -457,23 +457,31 @@ void api_fail_maybe_applied(struct api_op *op)
 	finish_problem(op, 503, "leadership-lost", MAYBE_APPLIED);
 }
 
+static bool moves_with_leader(const struct api_op *op, raft_id leader)
+{
+	return op->fwd_single && op->sent_to != leader && op->kind != API_OP_CHANGE;
+}
+
 void api_follow_leader(struct api *a)
 {
 	raft_id lid = 0;
 	if (a->closing || !node_leader(a->node, NULL, &lid, NULL) || lid == a->followed)
 		return;
 	a->followed = lid;
-	/* Collected first: a canceled op may be answered and freed, or sent again. */
+	/* Collected first: a canceled op may be answered and freed, or sent again. Membership
+	 * changes are left to finish where they went: the old leader hands leadership over
+	 * itself and then answers "retry elsewhere" (membership.c), and a new leader asked at
+	 * once, before it heard from its voters, would refuse for want of a reachable quorum. */
 	unsigned n = 0;
 	for (struct api_op *op = a->ops; op != NULL; op = op->next)
-		n += op->fwd_single && op->sent_to != lid;
+		n += moves_with_leader(op, lid);
 	if (n > 0) {
 		struct api_op **moved = calloc(n, sizeof *moved);
 		if (moved == NULL)
 			abort();
 		unsigned k = 0;
 		for (struct api_op *op = a->ops; op != NULL && k < n; op = op->next)
-			if (op->fwd_single && op->sent_to != lid) {
+			if (moves_with_leader(op, lid)) {
 				op->leader_moved = true;
 				moved[k++] = op;
 			}

@@ -175,6 +175,9 @@ def test_parameters_and_tokens(make):
          400, "bad-parameter", "continue"),
         ("garbled token", req("GET /v1/kv/?prefix=p/&continue=AAAA HTTP/1.1", host),
          400, "bad-parameter", "continue"),
+        # A 2.5 KB target with 300 parameters is an ordinary request: answered, not dropped.
+        ("300 parameters", req("GET /v1/kv/nokey?consistency=stale&%s HTTP/1.1" % "&".join(
+            "q%d=v" % i for i in range(300)), host), 404, "not-found", "not found"),
     ]
     for node in (leader, follower):
         for name, data, status, slug, word in cases:
