@@ -295,7 +295,8 @@ def test_slow_or_stalled_senders_are_cut_off(make):
     ]
     for name, data, drip, status in cases:
         took, got = timed(data, drip)
-        assert scaled(0.4) <= took <= scaled(3), (name, took)
+        # Not before the deadline (a server property, unscaled), and soon after it.
+        assert 0.4 <= took <= scaled(3), (name, took)
         if status is None:
             assert got == b"", (name, got)
             continue
@@ -303,7 +304,7 @@ def test_slow_or_stalled_senders_are_cut_off(make):
         assert len(rs) == 1 and rs[0].status == status, (name, rs)
     # An idle keep-alive connection is closed after --http-idle-timeout-ms.
     took, got = timed(b"GET /raft/health HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert scaled(1.3) <= took <= scaled(4), took
+    assert 1.3 <= took <= scaled(4), took
     assert [r.status for r in parse_responses(got)] == [200], got
 
 
