@@ -534,17 +534,14 @@ static void on_conn_timer(uv_timer_t *t)
 	struct http_conn *c = t->data;
 	struct http_server *s = c->s;
 	char detail[128];
+	bool head = c->state == C_HEAD;
 	switch (c->state) {
 	case C_HEAD:
-		snprintf(detail, sizeof detail,
-		         "the request head did not arrive within %u ms (--http-header-timeout-ms)",
-		         s->o.header_timeout_ms);
-		conn_refuse(c, 408, "request-timeout", detail);
-		return;
 	case C_BODY:
-		snprintf(detail, sizeof detail,
-		         "the request body did not arrive within %u ms (--http-body-timeout-ms)",
-		         s->o.body_timeout_ms);
+		snprintf(detail, sizeof detail, "the request %s did not arrive within %u ms (%s)",
+		         head ? "head" : "body",
+		         head ? s->o.header_timeout_ms : s->o.body_timeout_ms,
+		         head ? "--http-header-timeout-ms" : "--http-body-timeout-ms");
 		conn_refuse(c, 408, "request-timeout", detail);
 		return;
 	case C_WAIT:
