@@ -298,7 +298,9 @@ static void respond_value(struct api *a, struct http_request *req, const char *k
 		buf_close(&b64);
 		http_respond_json(req, 200, o);
 	} else {
-		http_respond(req, 200, "application/octet-stream", kv.value, kv.value_len);
+		/* The value fsm_kv_get allocated goes out as it is: no second copy of 512 KiB. */
+		http_respond_take(req, 200, "application/octet-stream", kv.value, kv.value_len);
+		kv.value = NULL;
 	}
 	fsm_kv_free(&kv);
 }
