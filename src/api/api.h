@@ -20,15 +20,26 @@
 #include "metrics/metrics.h"
 #include "raft/node.h"
 
+/* A maximum over a sliding window of 10-20 s (this one and the previous 10 s): what a scrape
+ * right after a burst should see, without one bad second standing for ever. */
+struct api_window_max {
+	double cur, prev;
+	uint64_t since_ns;
+};
+void api_window_max_note(struct api_window_max *w, double v);
+double api_window_max_get(struct api_window_max *w);
+
 /* Writes a follower holds while earlier batches to the leader are in flight (batch.c). */
 struct api_batcher {
 	struct api_op *head, *tail; /* queued, in arrival order (api_op.batch_next) */
 	unsigned n;
 	size_t bytes;               /* encoded size of the queued items, roughly */
 	char *leader_addr;          /* where the queued items go */
+	uint64_t leader_id;         /* and the raft id of that leader */
 	unsigned inflight;          /* batches sent, not yet answered */
 	uint64_t unsupported_until; /* the leader answered 404: forward one by one until then */
 	fwd_cb cb;                  /* each item's answer goes here (proxy.c's forward callback) */
+	struct batch_out *sent;     /* batches in flight (batch.c) */
 };
 
 struct api {
@@ -52,6 +63,14 @@ struct api {
 	 * random name, and a counter. */
 	char incarnation[17];
 	uint64_t forward_keys;
+	/* What api_publish_headers last published. */
+	bool published, pub_known;
+	raft_id pub_leader;
+	uint64_t pub_index;
+	raft_id followed; /* the leader api_follow_leader last saw */
+	/* The longest loop lag and AppendEntries send interval of the last 10-20 s
+	 * (cloudless_loop_lag_max_seconds, cloudless_raft_append_send_interval_max_seconds). */
+	struct api_window_max loop_lag_max, append_interval_max;
 };
 
 enum api_op_kind { API_OP_WRITE, API_OP_READ, API_OP_CHANGE, API_OP_FORWARD };
@@ -64,19 +83,25 @@ struct api_op {
 	enum api_op_kind kind;
 	uint64_t deadline_ms;     /* monotonic */
 	uint64_t no_leader_until; /* give up waiting for a leader after this (503) */
+	uv_timer_t timer;         /* waiting for a leader */
+	bool timer_open;
 	/* May be re-sent after an attempt with an unknown outcome, because that cannot apply it
 	 * twice: an Idempotency-Key, a CAS with a non-zero index (modify indexes only grow), or
 	 * an internal key (internal_key). A create-only CAS (cas=0) is not: a delete in between
 	 * lets a retry create the key again. */
 	bool safe_to_retry;
-	bool maybe_applied; /* an earlier attempt was re-sent after an unknown outcome */
-	unsigned attempts;
-	bool busy; /* a raft/forward/membership callback is still outstanding */
+	bool maybe_applied; /* an earlier attempt was re-sent after an unknown outcome (writes) */
+	unsigned attempts;  /* sends to a leader (proxy.c caps them, with backoff) */
+	unsigned unknown_retries; /* re-sends after an attempt whose outcome is unknown */
+	uint64_t resend_at;       /* no re-send to the same leader before this (backoff) */
+	raft_id sent_to;          /* the leader the latest attempt went to */
+	bool fwd_single;          /* forwarded on its own (not in a batch), transfer in flight */
+	uint64_t fwd_id;          /* that transfer (fwd_cancel) */
+	bool leader_moved;        /* its forward was canceled because leadership moved on */
+	bool busy;                /* a raft/forward/membership callback is still outstanding */
 	/* Re-sent after an attempt whose outcome is unknown (X-Cloudless-Retry): a membership
 	 * change, or on the leader a follower's internally keyed write. */
 	bool retried;
-	uv_timer_t timer; /* waiting for a leader */
-	bool timer_open;
 	void (*local)(struct api_op *op); /* serve on this node once it is the leader */
 	char *key;                        /* kv key (decoded) for kv ops */
 	size_t key_len;
@@ -122,6 +147,9 @@ void api_handle_metrics_listener(struct http_request *req, void *arg);
 void api_request_complete(struct http_request *req, unsigned status, double seconds, void *arg);
 /* http prepare hook: the common headers on every response (see api_common_headers). */
 void api_prepare(struct http_request *req, void *arg);
+/* The common headers for the answers the HTTP servers' own threads give (400, 413, 503...):
+ * published when leader or applied index changed. Called once per loop iteration. */
+void api_publish_headers(struct api *a, struct http_server *const *servers, size_t n);
 
 /* ---- shared between route files ---- */
 
@@ -140,6 +168,11 @@ void api_respond_raft_error(struct api *a, struct http_request *req, int rv, boo
 /* Parses ?timeout (default cfg forward timeout); -1 after answering 400. */
 int api_request_deadline(struct api *a, struct http_request *req, uint64_t *deadline_ms);
 
+/* proxy.c: forwards that wait on a leader that is no longer the one this node knows are
+ * canceled: re-sent at once when safe (Idempotency-Key, CAS, reads), answered 503
+ * leadership-lost otherwise, instead of waiting out the forward timeout on a leader that is
+ * paused or cut off. Called once per loop iteration. */
+void api_follow_leader(struct api *a);
 /* proxy.c: run op->local here if we lead, else forward / redirect / wait for a leader. */
 void api_dispatch_to_leader(struct api_op *op);
 /* Polls for a (new) leader, then dispatches again; 503/504 when none comes in time. */
@@ -166,6 +199,9 @@ size_t api_forward_headers(struct api_op *op, struct fwd_header *h);
 bool api_batch_forward(struct api_op *op, const struct fsm_member *leader, fwd_cb cb);
 /* Shutdown: answers queued ops through their callback with FWD_CANCELED. */
 void api_batch_cancel(struct api *a);
+/* Leadership moved to `leader`: queued writes (never sent) are dispatched again, batches in
+ * flight to another leader are canceled (their ops see FWD_CANCELED with leader_moved). */
+void api_batch_follow_leader(struct api *a, raft_id leader);
 void api_route_forward_batch(struct api *a, struct http_request *req);
 
 /* route files */

@@ -47,7 +47,30 @@ struct batch_out {
 	struct api *a;
 	struct api_op **ops;
 	uint32_t n;
+	uint64_t leader;               /* raft id it went to */
+	uint64_t xfer;                 /* its transfer (fwd_cancel) */
+	struct batch_out *prev, *next; /* api_batcher.sent */
 };
+
+static void sent_add(struct api_batcher *q, struct batch_out *bo)
+{
+	bo->prev = NULL;
+	bo->next = q->sent;
+	if (q->sent != NULL)
+		q->sent->prev = bo;
+	q->sent = bo;
+}
+
+static void sent_remove(struct api_batcher *q, struct batch_out *bo)
+{
+	if (bo->prev != NULL)
+		bo->prev->next = bo->next;
+	else if (q->sent == bo)
+		q->sent = bo->next;
+	if (bo->next != NULL)
+		bo->next->prev = bo->prev;
+	bo->prev = bo->next = NULL;
+}
 
 /* The item's encoded size (encode_item), so a batch never exceeds the leader's --max-body
  * (assumed equal to ours): the leader would refuse the whole batch with 413. */
@@ -122,6 +145,16 @@ static void answer_item(struct batch_out *bo, uint32_t i, const struct fwd_batch
 	buf_close(&s);
 }
 
+/* Empties the queue; returns what it held (linked by batch_next). */
+static struct api_op *queue_take(struct api_batcher *q)
+{
+	struct api_op *op = q->head;
+	q->head = q->tail = NULL;
+	q->n = 0;
+	q->bytes = 0;
+	return op;
+}
+
 static void batch_send(struct api *a);
 
 static void batch_free(struct batch_out *bo)
@@ -149,6 +182,7 @@ static void batch_done(const struct fwd_response *r, void *arg)
 	struct batch_out *bo = arg;
 	struct api *a = bo->a;
 	a->batcher.inflight--;
+	sent_remove(&a->batcher, bo);
 	if (r->result != FWD_OK || (r->status != 200 && r->status != 404)) {
 		answer_all(bo, r);
 	} else if (r->status == 404) {
@@ -212,15 +246,12 @@ static void batch_send(struct api *a)
 	buf_init(&body);
 	buf_init(&url);
 	fwd_batch_begin(&body, q->n);
-	for (struct api_op *op = q->head; op != NULL; op = op->batch_next) {
+	for (struct api_op *op = queue_take(q); op != NULL; op = op->batch_next) {
 		bo->ops[bo->n++] = op;
 		encode_item(op, &body);
 		if (op->deadline_ms < deadline)
 			deadline = op->deadline_ms;
 	}
-	q->head = q->tail = NULL;
-	q->n = 0;
-	q->bytes = 0;
 	buf_printf(&url, "http://%s%s", q->leader_addr, BATCH_PATH);
 	struct fwd_header h[] = {{"Content-Type", FWD_BATCH_CONTENT_TYPE},
 	                         {CLOUDLESS_HDR_FORWARDED_BY, a->cfg->node_id}};
@@ -234,10 +265,13 @@ static void batch_send(struct api *a)
 	                         /* Never re-sent by curl: see fwd_request. */
 	                         .fresh_connection = true};
 	q->inflight++;
+	bo->leader = q->leader_id;
+	sent_add(q, bo);
 	metrics_counter_add(a->metrics, "cloudless_forward_batches_total", NULL, 1);
 	metrics_counter_add(a->metrics, "cloudless_forward_batch_items_total", NULL, bo->n);
-	if (fwd_send(a->fwd, &fr, batch_done, bo) != 0) {
+	if (fwd_send_cancellable(a->fwd, &fr, batch_done, bo, &bo->xfer) != 0) {
 		q->inflight--;
+		sent_remove(q, bo);
 		answer_result(bo, FWD_CONNECT_FAILED, "cannot start the forward", 0);
 		batch_free(bo);
 	}
@@ -267,6 +301,7 @@ bool api_batch_forward(struct api_op *op, const struct fsm_member *leader, fwd_c
 		q->leader_addr = strdup(leader->http_addr);
 		if (q->leader_addr == NULL)
 			abort();
+		q->leader_id = leader->raft_id;
 	}
 	op->attempts++;
 	op->busy = true;
@@ -283,14 +318,47 @@ bool api_batch_forward(struct api_op *op, const struct fsm_member *leader, fwd_c
 	return true;
 }
 
+void api_batch_follow_leader(struct api *a, raft_id leader)
+{
+	struct api_batcher *q = &a->batcher;
+	/* Queued writes were never sent: dispatch them again, they go to the new leader. */
+	if (q->n > 0 && q->leader_id != leader) {
+		struct api_op *op = queue_take(q);
+		while (op != NULL) {
+			struct api_op *next = op->batch_next;
+			op->busy = false;
+			op->attempts--;
+			api_dispatch_to_leader(op);
+			op = next;
+		}
+	}
+	/* Batches in flight to another leader: collected first (by transfer id, which a batch
+	 * freed meanwhile cannot alias), each cancel may send more. */
+	unsigned n = 0;
+	for (struct batch_out *bo = q->sent; bo != NULL; bo = bo->next)
+		n += bo->leader != leader;
+	if (n == 0)
+		return;
+	uint64_t *moved = calloc(n, sizeof *moved);
+	if (moved == NULL)
+		abort();
+	unsigned k = 0;
+	for (struct batch_out *bo = q->sent; bo != NULL && k < n; bo = bo->next)
+		if (bo->leader != leader) {
+			for (uint32_t i = 0; i < bo->n; i++)
+				bo->ops[i]->leader_moved = true;
+			moved[k++] = bo->xfer;
+		}
+	for (unsigned i = 0; i < k; i++)
+		fwd_cancel(a->fwd, moved[i]);
+	free(moved);
+}
+
 void api_batch_cancel(struct api *a)
 {
 	struct api_batcher *q = &a->batcher;
 	struct fwd_response r = {.result = FWD_CANCELED, .error = "shutting down"};
-	struct api_op *op = q->head;
-	q->head = q->tail = NULL;
-	q->n = 0;
-	q->bytes = 0;
+	struct api_op *op = queue_take(q);
 	while (op != NULL) {
 		struct api_op *next = op->batch_next;
 		q->cb(&r, op);

@@ -248,3 +248,44 @@ bool api_check_write_params(struct http_request *req, bool *has_cas, uint64_t *c
 	}
 	return true;
 }
+
+/* ---- listing continue tokens ---- */
+
+#define CONTINUE_VERSION 1
+
+void api_encode_continue(const char *prefix, const char *key, size_t key_len, struct buf *out)
+{
+	struct buf raw;
+	size_t plen = strlen(prefix);
+	buf_init(&raw);
+	buf_put_u8(&raw, CONTINUE_VERSION);
+	buf_put_u8(&raw, (uint8_t)(plen >> 8));
+	buf_put_u8(&raw, (uint8_t)(plen & 0xff));
+	buf_append(&raw, prefix, plen);
+	buf_append(&raw, key, key_len);
+	text_base64_encode(raw.data, raw.len, out);
+	buf_close(&raw);
+}
+
+int api_decode_continue(const char *token, const char *prefix, struct buf *start)
+{
+	struct buf raw;
+	size_t plen = strlen(prefix);
+	int rv = -1;
+	buf_init(&raw);
+	if (text_base64_decode(token, strlen(token), &raw) == 0 && raw.len >= 3 &&
+	    (uint8_t)raw.data[0] == CONTINUE_VERSION) {
+		size_t tp = (size_t)(uint8_t)raw.data[1] << 8 | (uint8_t)raw.data[2];
+		size_t klen = raw.len - 3 >= tp ? raw.len - 3 - tp : 0;
+		const char *key = raw.data + 3 + tp;
+		/* The page starts inside the listing: at a key that has the prefix. */
+		if (tp == plen && raw.len - 3 >= tp && memcmp(raw.data + 3, prefix, plen) == 0 &&
+		    klen > 0 && klen <= COMMAND_MAX_KEY && klen >= plen &&
+		    memcmp(key, prefix, plen) == 0) {
+			buf_append(start, key, klen);
+			rv = 0;
+		}
+	}
+	buf_close(&raw);
+	return rv;
+}

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "http/http.h"
+#include "util/buf.h"
 
 #include "raft/node.h"
 
@@ -34,6 +35,11 @@ bool api_allow_method(struct http_request *req, const char *allowed);
  * Idempotency-Key (api/proxy.c): honoured only with X-Cloudless-Forwarded-By and never next
  * to a client's key. *out NULL when there is none; false after answering 400. */
 bool api_forward_key(struct http_request *req, const char *idem, const char **out);
+/* Listing continue tokens carry the listing they belong to (its prefix) and the key the next
+ * page starts at: base64 of 0x01, the prefix length (u16), the prefix, the key. Decoding fails
+ * (-1) for anything else: garbled, another version, another prefix, or a key outside it. */
+void api_encode_continue(const char *prefix, const char *key, size_t key_len, struct buf *out);
+int api_decode_continue(const char *token, const char *prefix, struct buf *start);
 /* The ?cas parameter and Idempotency-Key header of a write: false after answering 400. */
 bool api_check_write_params(struct http_request *req, bool *has_cas, uint64_t *cas);
 

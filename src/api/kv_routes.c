@@ -34,12 +34,26 @@ static void set_index_header(struct http_request *req, uint64_t index)
 	http_response_header(req, CLOUDLESS_HDR_INDEX, v);
 }
 
-/* 1 stale, 0 linearizable, -1 after answering 400. */
+/* 1 stale, 0 linearizable, -1 after answering 400. ?stale is the short form of
+ * ?consistency=stale ("", "true"; "false" means linearizable); giving both is a 400. */
 static int parse_consistency(struct http_request *req)
 {
 	const char *c = http_request_query(req, "consistency");
+	const char *st = http_request_query(req, "stale");
+	if (c != NULL && st != NULL) {
+		http_problem(req, 400, "bad-parameter", "give consistency or stale, not both");
+		return -1;
+	}
+	if (st != NULL) {
+		if (st[0] == '\0' || strcmp(st, "true") == 0)
+			return 1;
+		if (strcmp(st, "false") == 0)
+			return 0;
+		http_problem(req, 400, "bad-parameter", "stale takes no value, or true or false");
+		return -1;
+	}
 	if (c == NULL)
-		return http_request_query(req, "stale") != NULL ? 1 : 0;
+		return 0;
 	if (strcmp(c, "stale") == 0)
 		return 1;
 	if (strcmp(c, "linearizable") == 0 || strcmp(c, "consistent") == 0)
@@ -334,7 +348,9 @@ static void respond_value(struct api *a, struct http_request *req, const char *k
 		buf_close(&b64);
 		http_respond_json(req, 200, o);
 	} else {
-		http_respond(req, 200, "application/octet-stream", kv.value, kv.value_len);
+		/* The value fsm_kv_get allocated goes out as it is: no second copy of 512 KiB. */
+		http_respond_take(req, 200, "application/octet-stream", kv.value, kv.value_len);
+		kv.value = NULL;
 	}
 	fsm_kv_free(&kv);
 }
@@ -446,10 +462,12 @@ static int parse_list(struct http_request *req, struct list_params *p)
 		             LIST_MAX_LIMIT);
 		return -1;
 	}
-	if (cont != NULL && (text_base64_decode(cont, strlen(cont), &p->start) != 0 ||
-	                     p->start.len == 0 || p->start.len > COMMAND_MAX_KEY + 1)) {
+	if (cont != NULL && api_decode_continue(cont, p->prefix, &p->start) != 0) {
 		buf_close(&p->start);
-		http_problem(req, 400, "bad-parameter", "continue is not a token this API issued");
+		http_problem(req, 400, "bad-parameter",
+		             "continue is not a token this API issued for this listing (prefix "
+		             "\"%s\")",
+		             p->prefix);
 		return -1;
 	}
 	return 0;
@@ -484,7 +502,7 @@ static void respond_list(struct api *a, struct http_request *req, bool stale)
 			/* The next page starts exactly at this key. */
 			struct buf tok;
 			buf_init(&tok);
-			text_base64_encode(k + 2, kl - 2, &tok);
+			api_encode_continue(p.prefix, k + 2, kl - 2, &tok);
 			next = json_stringn(tok.data, tok.len);
 			buf_close(&tok);
 			break;

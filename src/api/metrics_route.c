@@ -12,6 +12,8 @@
 
 static const double LATENCY_BUCKETS[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                          0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
+static const double LAG_BUCKETS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075,
+                                     0.1,   0.15,   0.2,   0.3,  0.5,   1,    2.5};
 
 void api_metrics_define(struct metrics *m)
 {
@@ -75,6 +77,39 @@ void api_metrics_define(struct metrics *m)
 	metrics_counter_touch(m, "cloudless_raft_leader_changes_seen_total", NULL);
 	metrics_counter_touch(m, "cloudless_raft_proposals_total", NULL);
 	metrics_counter_touch(m, "cloudless_raft_proposal_batches_total", NULL);
+	size_t nl = sizeof LAG_BUCKETS / sizeof LAG_BUCKETS[0];
+	metrics_define(m, "cloudless_loop_lag_seconds", METRICS_HISTOGRAM,
+	               "How late the event loop ran a 10 ms timer: time raft's timers and I/O "
+	               "waited behind other work.",
+	               LAG_BUCKETS, nl);
+	metrics_define(m, "cloudless_raft_append_send_interval_seconds", METRICS_HISTOGRAM,
+	               "Time between two AppendEntries (heartbeats included) sent to the same peer "
+	               "while leader.",
+	               LAG_BUCKETS, nl);
+}
+
+#define WINDOW_NS (10ull * 1000 * 1000 * 1000)
+
+static void window_roll(struct api_window_max *w, uint64_t now)
+{
+	if (now - w->since_ns < WINDOW_NS)
+		return;
+	w->prev = now - w->since_ns < 2 * WINDOW_NS ? w->cur : 0;
+	w->cur = 0;
+	w->since_ns = now;
+}
+
+void api_window_max_note(struct api_window_max *w, double v)
+{
+	window_roll(w, uv_hrtime());
+	if (v > w->cur)
+		w->cur = v;
+}
+
+double api_window_max_get(struct api_window_max *w)
+{
+	window_roll(w, uv_hrtime());
+	return w->cur > w->prev ? w->cur : w->prev;
 }
 
 static void sync_counter(struct metrics *m, const char *name, const char *labels, uint64_t total)
@@ -115,6 +150,14 @@ static void write_raft_gauges(struct api *a, struct buf *out)
 	                    NULL, lid != 0);
 	metrics_write_gauge(out, "cloudless_raft_term", "Current raft term.", NULL,
 	                    (double)n->raft.current_term);
+	metrics_write_gauge(out, "cloudless_loop_lag_max_seconds",
+	                    "Longest event loop lag (see cloudless_loop_lag_seconds) in the last "
+	                    "10-20 s.",
+	                    NULL, api_window_max_get(&a->loop_lag_max));
+	metrics_write_gauge(
+	    out, "cloudless_raft_append_send_interval_max_seconds",
+	    "Longest time between two AppendEntries to one peer in the last 10-20 s.", NULL,
+	    api_window_max_get(&a->append_interval_max));
 	metrics_write_gauge(out, "cloudless_raft_commit_index",
 	                    "Highest log index this node knows to be committed (at least what its "
 	                    "store has applied, also right after a restart).",

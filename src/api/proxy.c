@@ -18,7 +18,13 @@
  * own: a re-sent attempt is answered with the first attempt's result, exactly as the first
  * answer would have been (no replay header), and is never applied twice. Whatever is not safe
  * gets 503 saying the outcome is unknown; a passed deadline is 504. Forwarded requests are
- * marked so a second non-leader never forwards again (no loops). */
+ * marked so a second non-leader never forwards again (no loops). Reads are always safe.
+ *
+ * Retries cannot multiply: one request is sent at most API_MAX_ATTEMPTS times, re-sent after
+ * an unknown outcome at most API_MAX_UNKNOWN_RETRIES times, and a re-send to the same leader
+ * waits a backoff that doubles from RETRY_BACKOFF_MS; only a change of leader skips the wait.
+ * An answer from the leader (any 4xx included) is relayed, never retried. "May have been
+ * applied" is said of writes only: a read changes nothing. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +42,13 @@
  * the new leader is known within a heartbeat, and every millisecond here is a gap clients
  * of the followers see (graceful restart). */
 #define LEADER_POLL_MS 3
+/* Backoff between two sends of one request to the same leader. */
+#define RETRY_BACKOFF_MS     5
+#define RETRY_BACKOFF_MAX_MS 160
+/* Sends of one request in all (a failover takes a few: the dead leader refuses, the next one
+ * may still be electing), and re-sends after an unknown outcome among them. */
+#define API_MAX_ATTEMPTS        8
+#define API_MAX_UNKNOWN_RETRIES 2
 
 static void count_forward(struct api *a, const char *result, double seconds)
 {
@@ -64,9 +77,59 @@ static void finish_problem(struct api_op *op, unsigned status, const char *slug,
 	api_op_release(op);
 }
 
+static bool is_write(const struct api_op *op)
+{
+	return op->kind != API_OP_READ;
+}
+
+/* The request was (or may have been) received by a leader whose answer we lost: from now on
+ * "nothing was applied" is no longer true of a write. */
+static void note_unknown_outcome(struct api_op *op)
+{
+	op->unknown_retries++;
+	if (is_write(op)) {
+		op->maybe_applied = true;
+		op->retried = true; /* X-Cloudless-Retry: "already done" is success (membership) */
+	}
+}
+
+/* A failed attempt: try again after the backoff, or at once if the leader changes. */
+static void retry_later(struct api_op *op)
+{
+	unsigned shift = op->attempts > 0 ? op->attempts - 1 : 0;
+	uint64_t backoff = shift >= 6 ? RETRY_BACKOFF_MAX_MS : (uint64_t)RETRY_BACKOFF_MS << shift;
+	if (backoff > RETRY_BACKOFF_MAX_MS)
+		backoff = RETRY_BACKOFF_MAX_MS;
+	op->resend_at = clock_mono_ms() + backoff;
+	api_wait_for_leader(op);
+}
+
+static bool leader_changed_since_send(struct api_op *op)
+{
+	raft_id lid = 0;
+	return node_leader(op->api->node, NULL, &lid, NULL) && lid != op->sent_to;
+}
+
 static void wait_cb(uv_timer_t *t)
 {
-	api_dispatch_to_leader(t->data);
+	struct api_op *op = t->data;
+	if (op->req != NULL && clock_mono_ms() < op->resend_at && !leader_changed_since_send(op)) {
+		api_wait_for_leader(op);
+		return;
+	}
+	api_dispatch_to_leader(op);
+}
+
+static void finish_timeout(struct api_op *op, const char *what)
+{
+	char detail[256];
+	snprintf(detail, sizeof detail, "%s%s", what,
+	         is_write(op) && (op->maybe_applied || op->attempts > 0)
+	             ? "; the write may or may not have been applied (retry with an "
+	               "Idempotency-Key to be safe)"
+	             : "");
+	count_forward(op->api, "timeout", -1);
+	finish_problem(op, 504, "timeout", detail);
 }
 
 /* No usable leader right now: poll for one until our patience or the deadline runs out. */
@@ -77,14 +140,21 @@ void api_wait_for_leader(struct api_op *op)
 	if (op->no_leader_until == 0)
 		op->no_leader_until = now + 3 * (uint64_t)a->cfg->election_ms;
 	if (now >= op->deadline_ms) {
-		count_forward(a, "timeout", -1);
-		finish_problem(op, 504, "timeout",
-		               "the request deadline passed while waiting for a leader");
+		finish_timeout(op, "the request deadline passed while waiting for a leader");
 		return;
 	}
 	if (now >= op->no_leader_until) {
 		count_forward(a, "no_leader", -1);
 		finish_problem(op, 503, "no-leader", "no leader is known; retry later");
+		return;
+	}
+	if (op->attempts >= API_MAX_ATTEMPTS) {
+		char detail[160];
+		snprintf(detail, sizeof detail,
+		         "the leader did not take the request in %u attempts; retry later",
+		         op->attempts);
+		count_forward(a, "gave_up", -1);
+		finish_problem(op, 503, "no-leader", detail);
 		return;
 	}
 	if (!op->timer_open) {
@@ -155,22 +225,42 @@ static bool refutes_only_this_attempt(const struct api_op *op, const struct fwd_
 	       strstr(r->body, CLOUDLESS_PROBLEM_BASE "cas-mismatch") != NULL;
 }
 
+/* The forward was canceled because another node leads now (api_follow_leader). */
+static void leader_moved(struct api_op *op)
+{
+	op->leader_moved = false;
+	count_forward(op->api, "leader_moved", -1);
+	if (!is_write(op) || op->safe_to_retry) {
+		if (is_write(op)) {
+			op->maybe_applied = true;
+			op->retried = true;
+		}
+		api_dispatch_to_leader(op);
+		return;
+	}
+	finish_problem(op, 503, "leadership-lost",
+	               "leadership moved while the request waited on the previous leader; it may "
+	               "or may not have been applied (retry with an Idempotency-Key to be safe)");
+}
+
 static void forward_cb(const struct fwd_response *r, void *arg)
 {
 	struct api_op *op = arg;
 	struct api *a = op->api;
 	op->busy = false;
+	op->fwd_single = false;
 	if (op->req == NULL) {
 		api_op_release(op);
 		return;
 	}
+	bool may_retry = op->safe_to_retry && op->unknown_retries < API_MAX_UNKNOWN_RETRIES;
 	switch (r->result) {
 	case FWD_OK:
-		if (refused_unapplied(r) || (leadership_lost(r) && op->safe_to_retry)) {
+		if (refused_unapplied(r) || (leadership_lost(r) && may_retry)) {
 			if (leadership_lost(r))
-				op->maybe_applied = true;
+				note_unknown_outcome(op);
 			count_forward(a, "retry", r->seconds);
-			api_wait_for_leader(op);
+			retry_later(op);
 			return;
 		}
 		count_forward(a, "ok", r->seconds);
@@ -182,22 +272,38 @@ static void forward_cb(const struct fwd_response *r, void *arg)
 		return;
 	case FWD_CONNECT_FAILED:
 		count_forward(a, "connect_failed", r->seconds);
-		api_wait_for_leader(op);
+		retry_later(op);
 		return;
 	case FWD_TIMEOUT:
-		count_forward(a, "timeout", r->seconds);
-		finish_problem(op, 504, "timeout", "forwarding to the leader timed out");
+		finish_timeout(op, "forwarding to the leader timed out");
 		return;
 	case FWD_CANCELED:
+		if (op->leader_moved) {
+			leader_moved(op);
+			return;
+		}
 		count_forward(a, "canceled", r->seconds);
+		http_response_header(op->req, "Retry-After", "1");
 		finish_problem(op, 503, "shutting-down", "the coordinator is shutting down");
 		return;
 	case FWD_FAILED:
 	default:
 		count_forward(a, "failed", r->seconds);
-		if (op->safe_to_retry) {
-			op->maybe_applied = true;
-			api_wait_for_leader(op);
+		if (!is_write(op) && op->unknown_retries < API_MAX_UNKNOWN_RETRIES) {
+			op->unknown_retries++;
+			retry_later(op);
+			return;
+		}
+		if (!is_write(op)) {
+			finish_problem(
+			    op, 503, "no-leader",
+			    "the connection to the leader broke before it answered; a read "
+			    "changes nothing, so it is safe to retry");
+			return;
+		}
+		if (may_retry) {
+			note_unknown_outcome(op);
+			retry_later(op);
 			return;
 		}
 		finish_problem(
@@ -330,6 +436,7 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 	struct api *a = op->api;
 	struct fwd_header h[API_FORWARD_HEADERS];
 	attach_internal_key(op);
+	op->sent_to = leader->raft_id;
 	if (api_batch_forward(op, leader, forward_cb))
 		return;
 	size_t nh = api_forward_headers(op, h);
@@ -339,7 +446,12 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 	size_t body_len = 0;
 	const char *body = http_request_body(op->req, &body_len);
 	uint64_t now = clock_mono_ms();
-	struct fwd_request fr = {.method = http_request_method(op->req),
+	/* HEAD goes as GET: the leader's answer then carries the body whose length HEAD must
+	 * report, and the HTTP server drops the body itself. */
+	const char *method = http_request_method(op->req);
+	if (strcmp(method, "HEAD") == 0)
+		method = "GET";
+	struct fwd_request fr = {.method = method,
 	                         .url = url.data,
 	                         .headers = h,
 	                         .n_headers = nh,
@@ -355,8 +467,10 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 	                             op->kind == API_OP_WRITE && op->idem_key == NULL};
 	op->attempts++;
 	op->busy = true;
-	if (fwd_send(a->fwd, &fr, forward_cb, op) != 0) {
+	op->fwd_single = true;
+	if (fwd_send_cancellable(a->fwd, &fr, forward_cb, op, &op->fwd_id) != 0) {
 		op->busy = false;
+		op->fwd_single = false;
 		finish_problem(op, 503, "no-leader", "cannot forward the request to the leader");
 	}
 	buf_close(&url);
@@ -371,7 +485,7 @@ void api_dispatch_to_leader(struct api_op *op)
 		return;
 	}
 	if (clock_mono_ms() >= op->deadline_ms) {
-		finish_problem(op, 504, "timeout", "the request deadline passed");
+		finish_timeout(op, "the request deadline passed");
 		return;
 	}
 	if (node_is_leader(n)) {
@@ -401,10 +515,11 @@ void api_retry_or_fail(struct api_op *op, int raft_status)
 {
 	struct api *a = op->api;
 	bool forwarded = http_request_header(op->req, CLOUDLESS_HDR_FORWARDED_BY) != NULL;
-	if (op->safe_to_retry && !forwarded && !a->closing && clock_mono_ms() < op->deadline_ms) {
+	if (op->safe_to_retry && !forwarded && !a->closing && clock_mono_ms() < op->deadline_ms &&
+	    op->unknown_retries < API_MAX_UNKNOWN_RETRIES) {
 		log_info("Retrying write after leadership change", "attempt=%u status=%s",
 		         op->attempts, raft_strerror(raft_status));
-		op->maybe_applied = true;
+		note_unknown_outcome(op);
 		api_wait_for_leader(op);
 		return;
 	}
@@ -419,4 +534,43 @@ void api_retry_or_fail(struct api_op *op, int raft_status)
 void api_fail_maybe_applied(struct api_op *op)
 {
 	finish_problem(op, 503, "leadership-lost", MAYBE_APPLIED);
+}
+
+static bool moves_with_leader(const struct api_op *op, raft_id leader)
+{
+	return op->fwd_single && op->sent_to != leader && op->kind != API_OP_CHANGE;
+}
+
+void api_follow_leader(struct api *a)
+{
+	raft_id lid = 0;
+	if (a->closing || a->removed || !node_leader(a->node, NULL, &lid, NULL) ||
+	    lid == a->followed)
+		return;
+	a->followed = lid;
+	/* Collected first, by transfer id: a canceled op may be answered and freed, or sent
+	 * again (a new transfer, which a stale id cannot cancel). Membership
+	 * changes are left to finish where they went: the old leader hands leadership over
+	 * itself and then answers "retry elsewhere" (membership.c), and a new leader asked at
+	 * once, before it heard from its voters, would refuse for want of a reachable quorum. */
+	unsigned n = 0;
+	for (struct api_op *op = a->ops; op != NULL; op = op->next)
+		n += moves_with_leader(op, lid);
+	if (n > 0) {
+		uint64_t *moved = calloc(n, sizeof *moved);
+		if (moved == NULL)
+			abort();
+		unsigned k = 0;
+		for (struct api_op *op = a->ops; op != NULL && k < n; op = op->next)
+			if (moves_with_leader(op, lid)) {
+				op->leader_moved = true;
+				moved[k++] = op->fwd_id;
+			}
+		log_info("Leader changed: moving forwards off the previous leader", "forwards=%u",
+		         k);
+		for (unsigned i = 0; i < k; i++)
+			fwd_cancel(a->fwd, moved[i]);
+		free(moved);
+	}
+	api_batch_follow_leader(a, lid);
 }

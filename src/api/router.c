@@ -127,7 +127,7 @@ void api_prepare(struct http_request *req, void *arg)
 {
 	struct api *a = arg;
 	/* Every response carries the common headers, including the ones answered before any
-	 * route runs (400 on bad input, 404, 405, and the server's own 413). */
+	 * route runs (400 on bad input, 404, 405, and the HTTP server's own refusals). */
 	if (a->removed) {
 		/* The node is closed: nothing to read from it. */
 		http_response_header(req, CLOUDLESS_HDR_SERVED_BY, a->cfg->node_id);
@@ -136,6 +136,38 @@ void api_prepare(struct http_request *req, void *arg)
 		return;
 	}
 	api_common_headers(a, req);
+}
+
+void api_publish_headers(struct api *a, struct http_server *const *servers, size_t n)
+{
+	const struct fsm_member *m = NULL;
+	raft_id id = 0;
+	/* A removed node has nothing to say about the cluster (api_prepare). */
+	bool known = !a->removed && node_leader(a->node, &m, &id, NULL);
+	uint64_t index = a->removed ? 0 : a->node->fsm.applied_index;
+	if (a->published && known == a->pub_known && id == a->pub_leader && index == a->pub_index)
+		return;
+	a->published = true;
+	a->pub_known = known;
+	a->pub_leader = id;
+	a->pub_index = index;
+	char idx[24];
+	snprintf(idx, sizeof idx, "%llu", (unsigned long long)index);
+	const char *pairs[8];
+	size_t k = 0;
+	pairs[k++] = CLOUDLESS_HDR_KNOWN_LEADER;
+	pairs[k++] = known ? "true" : "false";
+	if (known && m != NULL) {
+		pairs[k++] = CLOUDLESS_HDR_LEADER;
+		pairs[k++] = m->node_id;
+	}
+	pairs[k++] = CLOUDLESS_HDR_SERVED_BY;
+	pairs[k++] = a->cfg->node_id;
+	pairs[k++] = CLOUDLESS_HDR_INDEX;
+	pairs[k++] = idx;
+	for (size_t i = 0; i < n; i++)
+		if (servers[i] != NULL)
+			http_server_set_headers(servers[i], pairs, k / 2);
 }
 
 void api_problem_leader(struct api *a, struct http_request *req, unsigned status, const char *slug,
@@ -191,6 +223,40 @@ int api_request_deadline(struct api *a, struct http_request *req, uint64_t *dead
 	return 0;
 }
 
+/* Parameters and headers the API reads: each may be given once. "First one wins" would let
+ * two parties read one request differently (?cas=1&cas=67 passed where ?cas=67&cas=1 did
+ * not), so a repeat is a 400 naming it, whatever the route. */
+static const char *const SINGLE_PARAMS[] = {
+    "timeout",  "consistency", "stale",  "cas",   "prefix",   "limit", "continue",
+    "json",     "redirect",    "digest", "mode",  "index",    "wait",  "namespace",
+    "selector", "state",       "zone",   "agent", "workload", NULL};
+static const char *const SINGLE_HEADERS[] = {"Content-Type",
+                                             "Authorization",
+                                             "If-Match",
+                                             CLOUDLESS_HDR_IDEMPOTENCY_KEY,
+                                             CLOUDLESS_HDR_FORWARDED_BY,
+                                             CLOUDLESS_HDR_FORWARD_KEY,
+                                             CLOUDLESS_HDR_START_BY,
+                                             CLOUDLESS_HDR_RETRY,
+                                             NULL};
+
+static bool check_repeats(struct http_request *req)
+{
+	for (int i = 0; SINGLE_PARAMS[i] != NULL; i++)
+		if (http_request_query_count(req, SINGLE_PARAMS[i]) > 1) {
+			http_problem(req, 400, "bad-parameter",
+			             "parameter %s is given more than once", SINGLE_PARAMS[i]);
+			return false;
+		}
+	for (int i = 0; SINGLE_HEADERS[i] != NULL; i++)
+		if (http_request_header_count(req, SINGLE_HEADERS[i]) > 1) {
+			http_problem(req, 400, "bad-header", "header %s is given more than once",
+			             SINGLE_HEADERS[i]);
+			return false;
+		}
+	return true;
+}
+
 static void route(struct api *a, struct http_request *req, bool metrics_only)
 {
 	const char *path = http_request_path(req);
@@ -198,7 +264,10 @@ static void route(struct api *a, struct http_request *req, bool metrics_only)
 		api_route_removed_mode(a, req, metrics_only);
 		return;
 	}
+	if (!check_repeats(req))
+		return;
 	if (a->closing) {
+		http_response_header(req, "Retry-After", "1");
 		http_problem(req, 503, "shutting-down", "the coordinator is shutting down");
 		return;
 	}

@@ -146,6 +146,29 @@ static const struct flags_option options[] = {
      "cannot keep up) is removed from the configuration again and its join answered 504."},
     {"--connect-retry-ms", "CLOUDLESS_CONNECT_RETRY_MS", K_UINT_POS, F(connect_retry_ms), "MS",
      "100", NULL, "Delay before retrying a failed connection to a peer."},
+    /* The HTTP server's limits (src/http/http.h). Nothing a well-behaved client does comes near
+     * them; they bound what a misbehaving or hostile one can make a node hold. */
+    {"--http-max-connections", "CLOUDLESS_HTTP_MAX_CONNECTIONS", K_UINT_POS,
+     F(http_max_connections), "N", "10000", NULL,
+     "Most HTTP connections open at once; more are closed as soon as they are accepted."},
+    {"--http-max-connections-per-ip", "CLOUDLESS_HTTP_MAX_CONNECTIONS_PER_IP", K_UINT_POS,
+     F(http_max_connections_per_ip), "N", "1024", NULL,
+     "Most HTTP connections open at once from one client address; more are closed at once."},
+    {"--http-max-buffered", "CLOUDLESS_HTTP_MAX_BUFFERED", K_SIZE, F(http_max_buffered), "BYTES",
+     "64m", NULL,
+     "Request bodies larger than 64 KiB share this much memory; one that does not fit is "
+     "refused with 503 before it is read. Same units as --max-body."},
+    {"--http-header-timeout-ms", "CLOUDLESS_HTTP_HEADER_TIMEOUT_MS", K_UINT_POS,
+     F(http_header_timeout_ms), "MS", "10000", NULL,
+     "A request head must arrive within this many milliseconds of its first byte (408 after), "
+     "and a new connection must start one within it."},
+    {"--http-body-timeout-ms", "CLOUDLESS_HTTP_BODY_TIMEOUT_MS", K_UINT_POS,
+     F(http_body_timeout_ms), "MS", "10000", NULL,
+     "A request body must arrive within this many milliseconds of its head (408 after)."},
+    {"--http-idle-timeout-ms", "CLOUDLESS_HTTP_IDLE_TIMEOUT_MS", K_UINT_POS,
+     F(http_idle_timeout_ms), "MS", "120000", NULL,
+     "An idle keep-alive HTTP connection is closed after this many milliseconds; so is one "
+     "whose client stops reading an answer."},
 };
 
 #pragma GCC diagnostic pop

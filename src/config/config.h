@@ -47,6 +47,18 @@ struct config {
 	unsigned
 	    catch_up_timeout_ms;   /* --catch-up-timeout-ms, CLOUDLESS_CATCH_UP_TIMEOUT_MS, 60000 */
 	unsigned connect_retry_ms; /* --connect-retry-ms, CLOUDLESS_CONNECT_RETRY_MS, default 100 */
+	/* HTTP server limits (http/http.h): */
+	unsigned http_max_connections; /* --http-max-connections, CLOUDLESS_HTTP_MAX_CONNECTIONS,
+	                                  default 10000 */
+	unsigned http_max_connections_per_ip; /* --http-max-connections-per-ip,
+	                                         CLOUDLESS_HTTP_MAX_CONNECTIONS_PER_IP, 1024 */
+	size_t http_max_buffered; /* --http-max-buffered, CLOUDLESS_HTTP_MAX_BUFFERED, 64 MiB */
+	unsigned http_header_timeout_ms; /* --http-header-timeout-ms,
+	                                    CLOUDLESS_HTTP_HEADER_TIMEOUT_MS, default 10000 */
+	unsigned http_body_timeout_ms;   /* --http-body-timeout-ms, CLOUDLESS_HTTP_BODY_TIMEOUT_MS,
+	                                    default 10000 */
+	unsigned http_idle_timeout_ms;   /* --http-idle-timeout-ms, CLOUDLESS_HTTP_IDLE_TIMEOUT_MS,
+	                                    default 120000 */
 };
 
 enum config_result {

@@ -30,6 +30,11 @@ struct server {
 	struct http_server *metrics_http;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t stop_timer; /* bounds the leadership hand-over */
+	uv_check_t publish;    /* api_publish_headers, api_follow_leader: once per iteration */
+	uv_timer_t lag_timer;  /* measures how late the loop runs timers (cloudless_loop_lag_*) */
+	uint64_t lag_last_ns;
+	bool was_leader; /* append_sent: leading since leader_since_ns */
+	uint64_t leader_since_ns;
 	struct raft_transfer transfer;
 	bool stopping;
 	bool closing;
@@ -48,6 +53,8 @@ static void close_listeners(struct server *s)
 	if (s->fwd != NULL)
 		fwd_close(s->fwd, fwd_closed, s);
 	s->fwd = NULL;
+	uv_close((uv_handle_t *)&s->publish, NULL);
+	uv_close((uv_handle_t *)&s->lag_timer, NULL);
 	http_server_close(s->http);
 	s->http = NULL;
 	if (s->metrics_http != NULL)
@@ -165,6 +172,51 @@ static void on_failed(void *arg)
 	begin_shutdown(s, s->exit_code == 2 ? "refused-to-start" : "raft-unavailable");
 }
 
+static void publish_cb(uv_check_t *h)
+{
+	struct server *s = h->data;
+	struct http_server *servers[] = {s->http, s->metrics_http};
+	api_publish_headers(&s->api, servers, 2);
+	api_follow_leader(&s->api);
+}
+
+#define LAG_TICK_MS 10
+
+static void lag_tick(uv_timer_t *t)
+{
+	struct server *s = t->data;
+	uint64_t now = uv_hrtime();
+	if (s->lag_last_ns != 0) {
+		double lag = (double)(now - s->lag_last_ns) / 1e9 - LAG_TICK_MS / 1000.0;
+		if (lag < 0)
+			lag = 0;
+		metrics_observe(s->metrics, "cloudless_loop_lag_seconds", NULL, lag);
+		api_window_max_note(&s->api.loop_lag_max, lag);
+	}
+	s->lag_last_ns = now;
+}
+
+static void append_sent(void *arg, raft_id id, uint64_t since_ns)
+{
+	struct server *s = arg;
+	uint64_t now = uv_hrtime();
+	(void)id;
+	if (!node_is_leader(&s->node)) {
+		s->was_leader = false;
+		return;
+	}
+	if (!s->was_leader) {
+		s->was_leader = true;
+		s->leader_since_ns = now;
+	}
+	/* The previous send to this peer from an earlier term says nothing about this one. */
+	if (since_ns == 0 || since_ns > now - s->leader_since_ns)
+		return;
+	double v = (double)since_ns / 1e9;
+	metrics_observe(s->metrics, "cloudless_raft_append_send_interval_seconds", NULL, v);
+	api_window_max_note(&s->api.append_interval_max, v);
+}
+
 static int start_http(struct server *s, struct http_server **out, const char *addr,
                       http_handler_fn handler, const char *flag)
 {
@@ -174,7 +226,14 @@ static int start_http(struct server *s, struct http_server **out, const char *ad
 	                                .handler = handler,
 	                                .complete = api_request_complete,
 	                                .prepare = api_prepare,
-	                                .arg = &s->api};
+	                                .arg = &s->api,
+	                                .max_connections = s->cfg->http_max_connections,
+	                                .max_connections_per_ip =
+	                                    s->cfg->http_max_connections_per_ip,
+	                                .max_buffered = s->cfg->http_max_buffered,
+	                                .header_timeout_ms = s->cfg->http_header_timeout_ms,
+	                                .body_timeout_ms = s->cfg->http_body_timeout_ms,
+	                                .idle_timeout_ms = s->cfg->http_idle_timeout_ms};
 	if (http_server_init(out, &s->loop, &o, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s %s: %s\n", flag, addr, err);
 		return -1;
@@ -200,6 +259,9 @@ static int start_removed(struct server *s)
 	    start_http(s, &s->metrics_http, c->metrics_addr, api_handle_metrics_listener,
 	               "--metrics-addr") != 0)
 		return -1;
+	/* Once: what the HTTP thread's own refusals carry never changes in this mode. */
+	struct http_server *servers[] = {s->http, s->metrics_http};
+	api_publish_headers(&s->api, servers, 2);
 	return 0;
 }
 
@@ -212,6 +274,11 @@ static int start(struct server *s)
 		return -1;
 	}
 	api_metrics_define(s->metrics);
+	/* Initialised here, started below: close_listeners closes them in every mode. */
+	uv_check_init(&s->loop, &s->publish);
+	s->publish.data = s;
+	uv_timer_init(&s->loop, &s->lag_timer);
+	s->lag_timer.data = s;
 	struct identity id;
 	int found = identity_load(&id, c->data_dir, c->node_id, err, sizeof err);
 	if (found < 0) {
@@ -256,6 +323,10 @@ static int start(struct server *s)
 	    start_http(s, &s->metrics_http, c->metrics_addr, api_handle_metrics_listener,
 	               "--metrics-addr") != 0)
 		return -1;
+	transport_watch_sends(&s->node.transport, append_sent, s);
+	uv_timer_start(&s->lag_timer, lag_tick, LAG_TICK_MS, LAG_TICK_MS);
+	uv_check_start(&s->publish, publish_cb);
+	publish_cb(&s->publish);
 	if (node_start(&s->node, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s\n", err);
 		return -1;

@@ -944,7 +944,7 @@ bool fwd_cancel(struct fwd *f, uint64_t id)
 {
 	if (f == NULL || f->closing || id == 0)
 		return false;
-	/* Linear, but only owners that shut down cancel, and they run few requests. */
+	/* Linear: cancellations are rare (shutdown, a leader change) and few are in flight. */
 	for (struct fwd_xfer *x = f->xfers; x != NULL; x = x->next) {
 		if (x->id == id) {
 			xfer_complete(x, CURLE_OK, true);

@@ -1,289 +1,1014 @@
-/* http: the coordinator's HTTP/1.1 server, libmicrohttpd run from the libuv loop (see http.h).
+/* http: the HTTP/1.1 server (see http.h): sockets on a thread of its own, handlers on the
+ * caller's loop.
  *
- * How the two event systems meet: MHD is started in "external epoll" mode (no MHD threads).
- * Its epoll fd, which aggregates the listen socket, every connection socket and MHD's
- * inter-thread wakeup fd, is watched by one uv_poll_t; whenever it is readable we call
- * MHD_run(). After every MHD_run() one uv_timer_t is re-armed from MHD_get_timeout() so
- * connection timeouts and data MHD already holds in its buffers are processed even when no
- * socket becomes readable.
+ * Two threads, two libuv loops. The server thread owns the listener and every connection:
+ * it reads, parses strictly (parse.c), buffers the body and refuses by itself what it must
+ * (problem+json with the published headers, then a lingering close). The loop thread owns the
+ * handlers: a complete request crosses to it through `in` (a list under `mu`) and the `wake`
+ * uv_async; its answer crosses back through `out` and `hwake`. A request is owned by exactly
+ * one side at a time (internal.h), so nothing but the two lists and a few flags is shared.
  *
- * Request life cycle (MHD 0.9.75 access-handler protocol):
- *   1. first call, *con_cls == NULL: allocate our request, reject an oversized Content-Length;
- *   2. calls with *upload_data_size > 0: append the chunk to the body buffer;
- *   3. call with *upload_data_size == 0: body complete, run the handler once. If it answered,
- *      queue the response right away; otherwise suspend the connection (it is then invisible
- *      to MHD's polling and timeouts) and count it as pending;
- *   4. http_respond() on a suspended request stores the response, resumes the connection and
- *      kicks the loop; MHD then calls the access handler again (step 3) and we queue it;
- *   5. MHD_OPTION_NOTIFY_COMPLETED: report to opts->complete and free the request.
+ * Why a thread: handlers run on the raft loop, and with the sockets on that loop too a burst
+ * of large pipelined reads kept it busy for seconds, long enough for the followers to elect a
+ * new leader (issue 18, docs/architecture.md). Now the loop only runs handlers, at most
+ * HTTP_DRAIN_MAX of them or HTTP_DRAIN_NS of work per wakeup; the rest wait for the next
+ * iteration, after raft's timers and I/O had their turn. Why not libmicrohttpd any more: see
+ * parse.c and docs/architecture.md.
  *
- * Everything here runs on the loop thread; nothing is locked. */
+ * A connection carries one request at a time. While the loop holds its request the server
+ * stops reading it; the next pipelined request is parsed once the answer is written. So the
+ * memory a connection pins is its head buffer (at most HTTP_MAX_HEAD), one body (at most
+ * max_body; bodies over HTTP_SMALL_BODY share max_buffered) and one answer.
+ *
+ * Direct write: while the loop holds a request, nothing on the server thread touches its
+ * connection (not reading, no write queued, no timer, never closed: a failure found then only
+ * marks it `broken`), so the loop writes the answer to the socket itself, non-blocking, and
+ * hands the server thread only what did not fit. That takes the second thread hop off every
+ * answer's latency (at one client, writes through a follower cross four of them); the server
+ * thread then only frees the request and resumes reading. */
 #include "http/http.h"
 
-#include <errno.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <stdarg.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
-#include <microhttpd.h>
-
+#include "http/internal.h"
+#include "http/parse.h"
+#include "http/problem.h"
 #include "log/log.h"
-#include "util/buf.h"
 
-/* How long http_server_close keeps running MHD so answered requests (including the 503s it
- * just produced) reach their clients before the daemon is stopped. */
+/* Loop-side budget per wakeup: requests handed to handlers, and time spent on them. */
+#define HTTP_DRAIN_MAX 64
+#define HTTP_DRAIN_NS  (2 * 1000 * 1000)
+/* Bodies up to this size are not charged to max_buffered: a KV write is never refused because
+ * large uploads fill the budget. */
+#define HTTP_SMALL_BODY (64 * 1024)
+/* The head buffer grows in steps of this. */
+#define HTTP_READ_STEP 4096
+/* Lingering close (as nginx's lingering_close): after the last answer the write side is shut
+ * and what the client still sends is read and dropped for a while, so that its unread bytes do
+ * not make the kernel reset the connection and destroy the answer before it is read. */
+#define HTTP_LINGER_MS    1000
+#define HTTP_LINGER_BYTES (1024 * 1024)
+/* Shutdown: how long connections in the middle of a request get to receive their 503, and how
+ * long an idle one must have been quiet to be closed before that. */
 #define HTTP_CLOSE_FLUSH_MS 1000
-/* Upper bound of one MHD_run_wait() inside that flush. */
-#define HTTP_CLOSE_STEP_MS 10
-/* Each connection's memory pool (request line, headers, read and write buffers). MHD zeroes
- * the whole pool after every request on a kept-alive connection: at MHD's default of 32 KiB
- * that memset was the leader's largest single cost under write load (8% of its CPU). 16 KiB
- * still takes request header blocks up to about 9 KB (larger ones get 431); bodies are read
- * through it in chunks and are not limited by it. */
-#define HTTP_CONNECTION_MEMORY (16 * 1024)
-/* A chunked upload that overflows max_body is read and thrown away so the client still gets
- * its 413 (MHD 0.9.75 cannot queue a response while a body is being received). Past this
- * many bytes we stop being polite and drop the connection. */
-#define HTTP_DISCARD_MIN (1024 * 1024)
+#define HTTP_CLOSE_IDLE_MS  100
+/* Client errors are logged once per this interval, with how many were not. */
+#define HTTP_LOG_EVERY_MS 10000
+#define HTTP_IP_BUCKETS   1024
 
-struct http_header {
-	char *name;
-	char *value;
+enum conn_state {
+	C_IDLE,   /* between requests (or before the first) */
+	C_HEAD,   /* reading a request head */
+	C_BODY,   /* reading its body */
+	C_WAIT,   /* the loop holds the request */
+	C_WRITE,  /* writing the answer */
+	C_LINGER, /* answered for the last time: draining before the close */
 };
 
-struct http_request {
+struct http_ip {
+	struct http_ip *next;
+	int family;
+	unsigned char addr[16];
+	unsigned count;
+};
+
+struct http_conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_shutdown_t shut;
 	struct http_server *s;
-	struct MHD_Connection *conn;
-	char *method;
-	char *path;
-	char *query_string; /* built on first use */
-	char peer[64];      /* "" until first use */
-	struct buf body;
-	uint64_t start_ns;
-	const char *tag;
-	void *data;
+	struct http_conn *prev, *next;
+	struct http_ip *ip;
+	enum conn_state state;
+	char *rbuf;
+	size_t rlen, rcap;
+	struct http_head_scan scan;
+	struct http_request *req; /* being read, or held by the loop (C_WAIT) */
+	struct http_framing fr;
+	struct http_chunked chunk;
+	uint64_t body_left;
+	size_t reserved;   /* bytes of req's body charged to s->buffered */
+	uint64_t state_ms; /* uv_now when the state began */
+	size_t lingered;
+	unsigned handles; /* uv handles not closed yet */
+	unsigned writes;  /* uv_write requests in flight */
+	bool broken;      /* a write failed while the loop held the request: close on its answer */
+	bool closing;     /* conn_close ran */
+	bool dead;        /* closed while the loop held its request: freed with the answer */
+	char peer[64];
+};
 
-	/* The response: filled by http_respond, handed to MHD by queue_stored(). */
-	struct http_header *headers;
-	size_t nheaders;
-	char *content_type;
-	char *resp_body;
-	size_t resp_len;
-	unsigned status;
-	struct MHD_Response *refused; /* built, but MHD refused it once; see queue_stored() */
-
-	size_t discarded;       /* body bytes thrown away after overflowing max_body */
-	unsigned queued_status; /* status actually queued to MHD, 0 if none */
-	bool too_large;
-	bool handled;   /* handler has been called */
-	bool answered;  /* http_respond has been called */
-	bool suspended; /* MHD_suspend_connection in effect; on the pending list */
-	bool flushing;  /* answered but not yet completed (counted in s->inflight) */
-
-	/* Pending (suspended) list, so close can answer them. */
-	struct http_request *prev;
-	struct http_request *next;
-
-	/* A synthetic request (s and conn NULL, see http_request_synthetic) keeps what MHD
-	 * would otherwise hold: its headers and decoded query arguments (value NULL for a bare
-	 * "?flag"), and whom to tell when it is answered. */
-	struct http_header *req_headers;
-	size_t n_req_headers;
-	struct http_header *args;
-	size_t n_args;
-	http_answered_fn on_answered;
-	void *answered_arg;
+struct http_write {
+	uv_write_t w;
+	struct http_conn *c;
+	struct http_request *req; /* an answer from the loop: freed when written */
+	char *data;               /* an answer of the server thread's own */
+	bool close;
 };
 
 struct http_server {
+	/* ---- fixed after init ---- */
 	uv_loop_t *loop;
-	struct MHD_Daemon *daemon;
-	uv_poll_t poll;
-	uv_timer_t timer;
-	int open_handles; /* uv handles not yet closed; the struct is freed when this hits 0 */
-
-	http_handler_fn handler;
-	http_complete_fn complete;
-	http_handler_fn prepare;
-	void *arg;
-	size_t max_body;
+	struct http_server_options o;
 	unsigned port;
+	char addr[128];
 
+	/* ---- loop thread ---- */
+	uv_async_t wake;
 	struct http_request *pending_head;
 	unsigned pending;
-	unsigned inflight; /* answered, not completed: what close waits for */
+	bool in_drain;
+	bool close_requested;
+	bool closed;
 
-	bool in_run;          /* inside MHD_run: MHD must not be re-entered */
-	bool kick;            /* run MHD again as soon as possible */
-	bool close_requested; /* http_server_close was called from inside MHD_run */
-	bool closing;
+	/* ---- shared, under mu ---- */
+	pthread_mutex_t mu;
+	struct http_request *in_head, *in_tail;   /* to the loop */
+	struct http_request *out_head, *out_tail; /* to the server thread */
+	char *snap;   /* "Name: value\r\n" lines for the server thread's own answers */
+	bool closing; /* new requests get 503 shutting-down, answers close their connection */
+	bool stop;    /* the server thread winds down */
 
-	/* Last MHD diagnostic, so a failed start can say why (e.g. bind errors). */
-	char mhd_msg[256];
+	/* ---- server thread ---- */
+	pthread_t thread;
+	uv_loop_t hloop;
+	uv_async_t hwake;
+	uv_tcp_t listener;
+	uv_check_t unlisten;
+	uv_timer_t stop_timer;
+	bool stopping;
+	uint64_t stop_ms;
+	struct http_conn *conns;
+	unsigned n_conns;
+	struct http_ip *ips[HTTP_IP_BUCKETS];
+	size_t buffered;
+	uint64_t err_logged_ms;
+	unsigned err_suppressed;
+	bool err_logged;
 };
 
-static void server_arm(struct http_server *s);
-static void server_shutdown(struct http_server *s);
+static void conn_process(struct http_conn *c);
+static void conn_close(struct http_conn *c);
+static void conn_read_start(struct http_conn *c);
 
-/* ---- small helpers ------------------------------------------------------------------ */
+/* ---- the two queues --------------------------------------------------------------- */
 
-static char *xstrdup(const char *str)
+static void queue_push(struct http_request **head, struct http_request **tail,
+                       struct http_request *req)
 {
-	char *p = strdup(str);
-	if (p == NULL) {
-		/* Same policy as buf.c: a coordinator that cannot allocate a header cannot make
-		 * progress safely. */
-		log_error("http out of memory", "bytes=%zu", strlen(str) + 1);
-		abort();
+	req->qnext = NULL;
+	if (*tail != NULL)
+		(*tail)->qnext = req;
+	else
+		*head = req;
+	*tail = req;
+}
+
+static struct http_request *queue_pop(struct http_request **head, struct http_request **tail)
+{
+	struct http_request *req = *head;
+	if (req != NULL) {
+		*head = req->qnext;
+		if (*head == NULL)
+			*tail = NULL;
+		req->qnext = NULL;
 	}
-	return p;
-}
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	if (p == NULL) {
-		log_error("http out of memory", "bytes=%zu", n);
-		abort();
-	}
-	return p;
-}
-
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	struct http_server *s = cls;
-	char msg[sizeof s->mhd_msg];
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	size_t n = strlen(msg);
-	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-		msg[--n] = '\0';
-	memcpy(s->mhd_msg, msg, n + 1);
-	/* While MHD_start_daemon runs (no daemon yet) the message is only kept: a failed start
-	 * reports it once in http_server_init's error, which the caller prints as the one line on
-	 * stderr; a start that succeeds logs it afterwards. */
-	if (s->daemon == NULL)
-		return;
-	/* MHD reports client misbehaviour (resets, malformed requests) here too; that is worth
-	 * seeing but is not an error of ours. */
-	log_warn("http library message", "port=%u msg=\"%s\"", s->port, msg);
-}
-
-/* ---- driving MHD from the loop ------------------------------------------------------ */
-
-static void server_run(struct http_server *s)
-{
-	if (s->in_run || s->closing)
-		return;
-	s->in_run = true;
-	s->kick = false;
-	if (MHD_run(s->daemon) != MHD_YES)
-		log_error("http MHD_run failed", "port=%u", s->port);
-	s->in_run = false;
-	if (s->close_requested) {
-		server_shutdown(s);
-		return;
-	}
-	server_arm(s);
-}
-
-static void on_timer(uv_timer_t *t)
-{
-	server_run(t->data);
-}
-
-static void on_poll(uv_poll_t *p, int status, int events)
-{
-	struct http_server *s = p->data;
-	(void)events;
-	if (status < 0)
-		/* Nothing sensible to do but keep running MHD: it sees the real socket errors. */
-		log_error("http poll error", "port=%u err=%s", s->port, uv_strerror(status));
-	server_run(s);
-}
-
-/* Re-arms the timer after MHD_run: MHD's own deadline, or "now" when kicked. */
-static void server_arm(struct http_server *s)
-{
-	MHD_UNSIGNED_LONG_LONG ms = 0;
-	if (!s->kick && MHD_get_timeout(s->daemon, &ms) != MHD_YES) {
-		/* No timeout pending and nothing buffered: only socket activity matters. */
-		uv_timer_stop(&s->timer);
-		return;
-	}
-	if (s->kick)
-		ms = 0;
-	int rv = uv_timer_start(&s->timer, on_timer, (uint64_t)ms, 0);
-	if (rv != 0)
-		log_error("http timer start failed", "port=%u err=%s", s->port, uv_strerror(rv));
-}
-
-/* Makes sure MHD runs soon (after a resume, which MHD only acts on inside MHD_run). Inside
- * MHD_run only a flag is set: server_run re-arms the timer to 0 when MHD returns. */
-static void server_kick(struct http_server *s)
-{
-	s->kick = true;
-	if (s->in_run || s->closing)
-		return;
-	int rv = uv_timer_start(&s->timer, on_timer, 0, 0);
-	if (rv != 0)
-		log_error("http timer start failed", "port=%u err=%s", s->port, uv_strerror(rv));
-}
-
-/* ---- requests ----------------------------------------------------------------------- */
-
-static struct http_request *request_new(struct http_server *s, struct MHD_Connection *conn,
-                                        const char *url, const char *method)
-{
-	struct http_request *req = calloc(1, sizeof *req);
-	if (req == NULL) {
-		log_error("http out of memory", "bytes=%zu", sizeof *req);
-		abort();
-	}
-	req->s = s;
-	req->conn = conn;
-	req->method = xstrdup(method);
-	req->path = xstrdup(url);
-	req->start_ns = uv_hrtime();
-	buf_init(&req->body);
 	return req;
 }
 
-static void free_pairs(struct http_header *h, size_t n)
+/* Server thread: hands a request to the loop. */
+static void to_loop(struct http_server *s, struct http_request *req)
 {
-	for (size_t i = 0; i < n; i++) {
-		free(h[i].name);
-		free(h[i].value);
-	}
-	free(h);
+	pthread_mutex_lock(&s->mu);
+	queue_push(&s->in_head, &s->in_tail, req);
+	pthread_mutex_unlock(&s->mu);
+	uv_async_send(&s->wake);
 }
 
-static void request_free(struct http_request *req)
+static bool server_closing(struct http_server *s)
 {
-	free_pairs(req->req_headers, req->n_req_headers);
-	free_pairs(req->args, req->n_args);
-	for (size_t i = 0; i < req->nheaders; i++) {
-		free(req->headers[i].name);
-		free(req->headers[i].value);
-	}
-	free(req->headers);
-	free(req->content_type);
-	free(req->resp_body);
-	if (req->refused != NULL)
-		MHD_destroy_response(req->refused);
-	free(req->query_string);
-	free(req->method);
-	free(req->path);
-	buf_close(&req->body);
-	free(req);
+	pthread_mutex_lock(&s->mu);
+	bool closing = s->closing;
+	pthread_mutex_unlock(&s->mu);
+	return closing;
 }
+
+void http_server_set_headers(struct http_server *s, const char *const *pairs, size_t n)
+{
+	struct buf b;
+	buf_init(&b);
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&b, "%s: %s\r\n", pairs[2 * i], pairs[2 * i + 1]);
+	char *snap = b.len > 0 ? buf_detach(&b, NULL) : NULL;
+	buf_close(&b);
+	pthread_mutex_lock(&s->mu);
+	char *old = s->snap;
+	s->snap = snap;
+	pthread_mutex_unlock(&s->mu);
+	free(old);
+}
+
+/* ---- server thread: logging and limits --------------------------------------------- */
+
+/* Client misbehaviour is worth seeing but must not flood the log: one line per
+ * HTTP_LOG_EVERY_MS, saying how many were not logged. */
+static void client_error(struct http_server *s, const struct http_conn *c, unsigned status,
+                         const char *detail)
+{
+	uint64_t now = uv_now(&s->hloop);
+	if (s->err_logged && now - s->err_logged_ms < HTTP_LOG_EVERY_MS) {
+		s->err_suppressed++;
+		return;
+	}
+	log_warn("http client error", "port=%u peer=%s status=%u detail=\"%s\" not_logged=%u",
+	         s->port, c != NULL ? c->peer : "-", status, detail, s->err_suppressed);
+	s->err_logged = true;
+	s->err_logged_ms = now;
+	s->err_suppressed = 0;
+}
+
+static unsigned ip_hash(const struct sockaddr_storage *ss, int *family, unsigned char *addr)
+{
+	size_t n = 0;
+	*family = ss->ss_family;
+	memset(addr, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		memcpy(addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+		n = 4;
+	} else if (ss->ss_family == AF_INET6) {
+		memcpy(addr, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+		n = 16;
+	}
+	unsigned h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ addr[i]) * 16777619u;
+	return h % HTTP_IP_BUCKETS;
+}
+
+static struct http_ip *ip_get(struct http_server *s, const struct sockaddr_storage *ss)
+{
+	int family;
+	unsigned char addr[16];
+	unsigned h = ip_hash(ss, &family, addr);
+	for (struct http_ip *ip = s->ips[h]; ip != NULL; ip = ip->next)
+		if (ip->family == family && memcmp(ip->addr, addr, 16) == 0)
+			return ip;
+	struct http_ip *ip = calloc(1, sizeof *ip);
+	if (ip == NULL)
+		abort();
+	ip->family = family;
+	memcpy(ip->addr, addr, 16);
+	ip->next = s->ips[h];
+	s->ips[h] = ip;
+	return ip;
+}
+
+static void ip_put(struct http_server *s, struct http_ip *ip)
+{
+	if (--ip->count > 0)
+		return;
+	struct sockaddr_storage ss = {.ss_family = (sa_family_t)ip->family};
+	if (ip->family == AF_INET)
+		memcpy(&((struct sockaddr_in *)&ss)->sin_addr, ip->addr, 4);
+	else if (ip->family == AF_INET6)
+		memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, ip->addr, 16);
+	int family;
+	unsigned char addr[16];
+	struct http_ip **p = &s->ips[ip_hash(&ss, &family, addr)];
+	while (*p != ip)
+		p = &(*p)->next;
+	*p = ip->next;
+	free(ip);
+}
+
+static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "unknown";
+	unsigned port = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		uv_ip4_name(a, host, sizeof host);
+		port = ntohs(a->sin_port);
+		snprintf(out, len, "%s:%u", host, port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		uv_ip6_name(a, host, sizeof host);
+		port = ntohs(a->sin6_port);
+		snprintf(out, len, "[%s]:%u", host, port);
+	} else {
+		snprintf(out, len, "unknown");
+	}
+}
+
+/* Bodies over HTTP_SMALL_BODY are charged to max_buffered; false when `total` bytes of body
+ * (the declared length, or what a chunked body reached) would not fit. */
+static bool charge(struct http_conn *c, size_t total)
+{
+	struct http_server *s = c->s;
+	size_t want = total > HTTP_SMALL_BODY ? total : 0;
+	if (want <= c->reserved)
+		return true;
+	if (s->buffered - c->reserved + want > s->o.max_buffered)
+		return false;
+	s->buffered += want - c->reserved;
+	c->reserved = want;
+	return true;
+}
+
+static void uncharge(struct http_conn *c)
+{
+	c->s->buffered -= c->reserved;
+	c->reserved = 0;
+}
+
+/* ---- server thread: connections ---------------------------------------------------- */
+
+static void arm(struct http_conn *c, enum conn_state state, unsigned ms);
+
+static void conn_free(struct http_conn *c)
+{
+	free(c->rbuf);
+	free(c);
+}
+
+static void conn_handle_closed(uv_handle_t *h)
+{
+	struct http_conn *c = h->data;
+	if (--c->handles > 0 || c->dead)
+		return;
+	conn_free(c);
+}
+
+/* Unlinks the connection and closes its handles; the struct goes with the last close
+ * callback, or with the loop's answer when the loop still holds its request. */
+static void conn_close(struct http_conn *c)
+{
+	struct http_server *s = c->s;
+	if (c->closing)
+		return;
+	if (c->state == C_WAIT && !s->stopping) {
+		/* The loop may be writing to the socket: close when its answer comes back. */
+		c->broken = true;
+		return;
+	}
+	c->closing = true;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	s->n_conns--;
+	if (c->ip != NULL)
+		ip_put(s, c->ip);
+	c->ip = NULL;
+	if (c->state == C_WAIT) {
+		c->dead = true; /* the request is the loop's; the answer frees both */
+	} else {
+		uncharge(c);
+		http_request_free(c->req);
+		c->req = NULL;
+	}
+	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+static void on_shutdown(uv_shutdown_t *r, int status)
+{
+	(void)r;
+	(void)status;
+}
+
+static void linger(struct http_conn *c)
+{
+	c->state = C_LINGER;
+	c->lingered = 0;
+	c->rlen = 0;
+	arm(c, C_LINGER, HTTP_LINGER_MS);
+	if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+		conn_close(c);
+		return;
+	}
+	conn_read_start(c);
+}
+
+/* A write is over (done, failed or never started): what it carried goes. */
+static void write_free(struct http_conn *c, struct http_write *wr)
+{
+	if (wr->req != NULL) {
+		uncharge(c);
+		http_request_free(wr->req);
+		if (c->req == wr->req)
+			c->req = NULL;
+	}
+	free(wr->data);
+	free(wr);
+}
+
+static void answer_done(struct http_conn *c, bool close, int status);
+
+static void on_write(uv_write_t *w, int status)
+{
+	struct http_write *wr = (struct http_write *)w;
+	struct http_conn *c = wr->c;
+	bool close = wr->close;
+	c->writes--;
+	write_free(c, wr);
+	answer_done(c, close, status);
+}
+
+/* The answer is out: the next request, or the close. */
+static void answer_done(struct http_conn *c, bool close, int status)
+{
+	if (c->closing)
+		return;
+	if (status < 0) {
+		conn_close(c);
+		return;
+	}
+	if (close || c->s->stopping) {
+		linger(c);
+		return;
+	}
+	c->state = C_IDLE;
+	memset(&c->scan, 0, sizeof c->scan);
+	arm(c, C_IDLE, c->s->o.idle_timeout_ms);
+	conn_read_start(c);
+	conn_process(c);
+}
+
+static void conn_write(struct http_conn *c, struct http_write *wr, uv_buf_t *bufs, unsigned n)
+{
+	wr->c = c;
+	c->state = C_WRITE;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	/* A client that does not read its answers is cut off like an idle one. */
+	arm(c, C_WRITE, c->s->o.idle_timeout_ms);
+	int rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, bufs, n, on_write);
+	if (rv != 0) {
+		write_free(c, wr);
+		conn_close(c);
+		return;
+	}
+	c->writes++;
+}
+
+/* The server thread's own answer: problem+json, the published headers, then a close. The
+ * request (or a stand-in when the head could not be parsed) goes to the loop for complete. */
+static void conn_refuse(struct http_conn *c, unsigned status, const char *slug, const char *detail)
+{
+	struct http_server *s = c->s;
+	struct buf body, out;
+	char date[48];
+	client_error(s, c, status, detail);
+	buf_init(&body);
+	buf_init(&out);
+	http_problem_body(&body, status, slug, detail);
+	http_date(date, sizeof date);
+	buf_printf(&out,
+	           "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: application/problem+json\r\n"
+	           "Content-Length: %zu\r\nConnection: close\r\n",
+	           status, http_reason(status), date, body.len);
+	if (status == 503)
+		buf_puts(&out, "Retry-After: 1\r\n");
+	pthread_mutex_lock(&s->mu);
+	if (s->snap != NULL)
+		buf_puts(&out, s->snap);
+	pthread_mutex_unlock(&s->mu);
+	buf_puts(&out, "\r\n");
+	struct http_request *req = c->req;
+	bool head = req != NULL && req->head;
+	if (!head)
+		buf_append(&out, body.data, body.len);
+	buf_close(&body);
+	c->req = NULL;
+	uncharge(c);
+	if (req == NULL) {
+		req = http_request_alloc();
+		req->method = http_xstrdup("");
+		req->path = http_xstrdup("");
+		snprintf(req->peer, sizeof req->peer, "%s", c->peer);
+	}
+	req->s = s;
+	req->early = true;
+	req->answered = true;
+	req->status = status;
+	to_loop(s, req);
+
+	struct http_write *wr = calloc(1, sizeof *wr);
+	if (wr == NULL)
+		abort();
+	wr->close = true;
+	size_t len = out.len;
+	wr->data = buf_detach(&out, NULL);
+	buf_close(&out);
+	uv_buf_t b = uv_buf_init(wr->data, (unsigned)len);
+	conn_write(c, wr, &b, 1);
+}
+
+static void refuse_err(struct http_conn *c, const struct http_parse_error *err)
+{
+	const char *slug = err->status == 413   ? "too-large"
+	                   : err->status == 414 ? "uri-too-long"
+	                   : err->status == 431 ? "header-too-large"
+	                   : err->status == 417 ? "expectation-failed"
+	                   : err->status == 501 ? "not-implemented"
+	                   : err->status == 505 ? "http-version"
+	                                        : "bad-request";
+	conn_refuse(c, err->status, slug, err->detail);
+}
+
+static void on_conn_timer(uv_timer_t *t)
+{
+	struct http_conn *c = t->data;
+	struct http_server *s = c->s;
+	char detail[128];
+	bool head = c->state == C_HEAD;
+	switch (c->state) {
+	case C_HEAD:
+	case C_BODY:
+		snprintf(detail, sizeof detail, "the request %s did not arrive within %u ms (%s)",
+		         head ? "head" : "body",
+		         head ? s->o.header_timeout_ms : s->o.body_timeout_ms,
+		         head ? "--http-header-timeout-ms" : "--http-body-timeout-ms");
+		conn_refuse(c, 408, "request-timeout", detail);
+		return;
+	case C_WAIT:
+		return;
+	case C_IDLE:
+	case C_WRITE:
+	case C_LINGER:
+		conn_close(c);
+		return;
+	}
+}
+
+static void arm(struct http_conn *c, enum conn_state state, unsigned ms)
+{
+	(void)state;
+	c->state_ms = uv_now(&c->s->hloop);
+	uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+}
+
+static void dispatch(struct http_conn *c)
+{
+	c->state = C_WAIT;
+	uv_timer_stop(&c->timer);
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	c->req->on_loop = false;
+	/* Direct write only with nothing queued on the socket (a 100 Continue not yet out). */
+	uv_os_fd_t fd = -1;
+	if (c->writes == 0 && uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+		fd = -1;
+	c->req->fd = c->writes == 0 ? fd : -1;
+	to_loop(c->s, c->req);
+}
+
+static void on_continue_written(uv_write_t *w, int status)
+{
+	struct http_conn *c = w->data;
+	free(w);
+	c->writes--;
+	if (status < 0 && !c->closing)
+		conn_close(c);
+}
+
+/* Not conn_write: the connection goes on reading the body meanwhile. */
+static void send_continue(struct http_conn *c)
+{
+	static char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	uv_write_t *w = calloc(1, sizeof *w);
+	if (w == NULL)
+		abort();
+	w->data = c;
+	uv_buf_t b = uv_buf_init(msg, sizeof msg - 1);
+	if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_continue_written) != 0) {
+		free(w);
+		conn_close(c);
+		return;
+	}
+	c->writes++;
+}
+
+/* Builds the request from a parsed head; the head's bytes stay valid until consumed. */
+static struct http_request *build_request(struct http_conn *c, const struct http_head *h,
+                                          const char *path, size_t path_len, const char *query,
+                                          size_t query_len)
+{
+	struct http_request *req = http_request_alloc();
+	req->s = c->s;
+	req->conn = c;
+	req->method = http_dup_n(h->method, h->method_len);
+	req->path = http_decode_path(path, path_len);
+	req->head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
+	snprintf(req->peer, sizeof req->peer, "%s", c->peer);
+	http_request_parse_query(req, query, query_len);
+	if (h->n_fields > 0) {
+		req->req_headers = http_xmalloc(h->n_fields * sizeof *req->req_headers);
+		for (unsigned i = 0; i < h->n_fields; i++) {
+			req->req_headers[i].name =
+			    http_dup_n(h->fields[i].name, h->fields[i].name_len);
+			req->req_headers[i].value =
+			    http_dup_n(h->fields[i].value, h->fields[i].value_len);
+		}
+		req->n_req_headers = h->n_fields;
+	}
+	return req;
+}
+
+static void consume(struct http_conn *c, size_t n)
+{
+	memmove(c->rbuf, c->rbuf + n, c->rlen - n);
+	c->rlen -= n;
+}
+
+/* Makes room for exactly the declared body (buf_reserve would round up to a power of 2). */
+static void reserve_body(struct http_request *req, size_t len)
+{
+	if (req->body.cap >= len + 1)
+		return;
+	char *p = realloc(req->body.data, len + 1);
+	if (p == NULL)
+		abort();
+	req->body.data = p;
+	req->body.cap = len + 1;
+	p[req->body.len] = '\0';
+}
+
+/* false when the connection was refused or closed. */
+static bool head_complete(struct http_conn *c, size_t end)
+{
+	struct http_server *s = c->s;
+	struct http_head h;
+	struct http_parse_error err = {0};
+	const char *path, *query;
+	size_t path_len, query_len;
+	size_t start = c->scan.start;
+	if (http_parse_head(c->rbuf + start, end - start, &h, &err) != 0) {
+		refuse_err(c, &err);
+		return false;
+	}
+	if (http_target_split(h.target, h.target_len, &path, &path_len, &query, &query_len) != 0) {
+		err.status = 400;
+		snprintf(err.detail, sizeof err.detail,
+		         "the request target must be a path (/...) or an absolute http URL");
+		refuse_err(c, &err);
+		return false;
+	}
+	c->req = build_request(c, &h, path, path_len, query, query_len);
+	int fr = http_head_framing(&h, s->o.max_body, &c->fr, &err);
+	consume(c, end);
+	if (fr != 0) {
+		refuse_err(c, &err);
+		return false;
+	}
+	c->req->keep_alive = c->fr.keep_alive;
+	if (server_closing(s)) {
+		conn_refuse(c, 503, "shutting-down", "the coordinator is shutting down");
+		return false;
+	}
+	if (c->fr.body == HTTP_BODY_NONE) {
+		dispatch(c);
+		return true;
+	}
+	size_t declared = c->fr.body == HTTP_BODY_LENGTH ? (size_t)c->fr.length : 0;
+	if (!charge(c, declared)) {
+		conn_refuse(c, 503, "server-busy",
+		            "the server holds too much request data (--http-max-buffered); retry "
+		            "later");
+		return false;
+	}
+	c->state = C_BODY;
+	arm(c, C_BODY, s->o.body_timeout_ms);
+	if (c->fr.expect_continue && c->rlen == 0)
+		send_continue(c);
+	if (c->fr.body == HTTP_BODY_LENGTH) {
+		reserve_body(c->req, declared);
+		size_t n = c->rlen < declared ? c->rlen : declared;
+		buf_append(&c->req->body, c->rbuf, n);
+		consume(c, n);
+		c->body_left = declared - n;
+		if (c->body_left == 0)
+			dispatch(c);
+		return true;
+	}
+	http_chunked_init(&c->chunk);
+	return true;
+}
+
+/* Chunked bodies come through rbuf; Content-Length ones straight into the body (alloc_cb). */
+static bool body_progress(struct http_conn *c)
+{
+	if (c->fr.body == HTTP_BODY_LENGTH)
+		return false; /* read_cb completes it */
+	struct http_parse_error err = {0};
+	bool done = false;
+	long n = http_chunked_feed(&c->chunk, c->rbuf, c->rlen, &c->req->body, c->s->o.max_body,
+	                           &done, &err);
+	if (n < 0) {
+		refuse_err(c, &err);
+		return false;
+	}
+	consume(c, (size_t)n);
+	if (!charge(c, c->req->body.len)) {
+		conn_refuse(c, 503, "server-busy",
+		            "the server holds too much request data (--http-max-buffered); retry "
+		            "later");
+		return false;
+	}
+	if (done)
+		dispatch(c);
+	return false;
+}
+
+static void conn_process(struct http_conn *c)
+{
+	struct http_parse_error err = {0};
+	while (!c->closing) {
+		switch (c->state) {
+		case C_IDLE:
+			if (c->rlen == 0)
+				return;
+			c->state = C_HEAD;
+			memset(&c->scan, 0, sizeof c->scan);
+			arm(c, C_HEAD, c->s->o.header_timeout_ms);
+			break;
+		case C_HEAD: {
+			long end = http_head_end(c->rbuf, c->rlen, &c->scan, &err);
+			if (end < 0) {
+				refuse_err(c, &err);
+				return;
+			}
+			if (end == 0 || !head_complete(c, (size_t)end))
+				return;
+			break;
+		}
+		case C_BODY:
+			if (!body_progress(c))
+				return;
+			break;
+		default:
+			return;
+		}
+	}
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+	struct http_conn *c = h->data;
+	(void)suggested;
+	if (c->state == C_BODY && c->fr.body == HTTP_BODY_LENGTH && c->req != NULL) {
+		struct buf *body = &c->req->body;
+		*b = uv_buf_init(body->data + body->len, (unsigned)c->body_left);
+		return;
+	}
+	if (c->state == C_LINGER)
+		c->rlen = 0;
+	if (c->rcap - c->rlen < HTTP_READ_STEP) {
+		size_t cap = c->rcap + HTTP_READ_STEP * (c->rcap < 4 * HTTP_READ_STEP ? 1 : 4);
+		char *p = realloc(c->rbuf, cap);
+		if (p == NULL) {
+			*b = uv_buf_init(NULL, 0);
+			return;
+		}
+		c->rbuf = p;
+		c->rcap = cap;
+	}
+	*b = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
+{
+	struct http_conn *c = st->data;
+	(void)b;
+	if (nread == 0 || c->closing)
+		return;
+	if (nread < 0) {
+		if (c->state == C_HEAD || c->state == C_BODY)
+			log_debug("http client left mid-request", "peer=%s error=%s", c->peer,
+			          uv_strerror((int)nread));
+		conn_close(c);
+		return;
+	}
+	if (c->state == C_LINGER) {
+		c->lingered += (size_t)nread;
+		c->rlen = 0;
+		if (c->lingered > HTTP_LINGER_BYTES)
+			conn_close(c);
+		return;
+	}
+	if (c->state == C_BODY && c->fr.body == HTTP_BODY_LENGTH) {
+		struct buf *body = &c->req->body;
+		body->len += (size_t)nread;
+		body->data[body->len] = '\0';
+		c->body_left -= (uint64_t)nread;
+		if (c->body_left == 0)
+			dispatch(c);
+		return;
+	}
+	c->rlen += (size_t)nread;
+	conn_process(c);
+}
+
+static void conn_read_start(struct http_conn *c)
+{
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
+		conn_close(c);
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+	struct http_server *s = l->data;
+	if (status < 0) {
+		log_warn("http accept failed", "port=%u error=%s", s->port, uv_strerror(status));
+		return;
+	}
+	struct http_conn *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		abort();
+	c->s = s;
+	uv_tcp_init(&s->hloop, &c->tcp);
+	uv_timer_init(&s->hloop, &c->timer);
+	c->tcp.data = c->timer.data = c;
+	c->handles = 2;
+	c->next = s->conns;
+	if (s->conns != NULL)
+		s->conns->prev = c;
+	s->conns = c;
+	s->n_conns++;
+	if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
+		conn_close(c);
+		return;
+	}
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	memset(&ss, 0, sizeof ss);
+	uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
+	peer_name(&ss, c->peer, sizeof c->peer);
+	c->ip = ip_get(s, &ss);
+	c->ip->count++;
+	const char *why = NULL;
+	if (s->n_conns > s->o.max_connections)
+		why = "too many connections (--http-max-connections)";
+	else if (c->ip->count > s->o.max_connections_per_ip)
+		why = "too many connections from one address (--http-max-connections-per-ip)";
+	if (why != NULL) {
+		/* Refused at once: a client over the limit learns it now instead of waiting. */
+		client_error(s, c, 0, why);
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->state = C_IDLE;
+	/* A new connection must start its request within the header timeout. */
+	arm(c, C_IDLE, s->o.header_timeout_ms);
+	conn_read_start(c);
+}
+
+/* ---- server thread: answers from the loop, shutdown -------------------------------- */
+
+static bool answer_has_body(const struct http_request *req)
+{
+	return !req->head && req->resp_len > 0 && req->status != 204 && req->status != 304;
+}
+
+static void write_answer(struct http_request *req)
+{
+	struct http_conn *c = req->conn;
+	if (c->dead) {
+		c->s->buffered -= c->reserved;
+		http_request_free(req);
+		conn_free(c);
+		return;
+	}
+	c->req = NULL;
+	size_t body_len = answer_has_body(req) ? req->resp_len : 0;
+	size_t total = req->out_head_len + body_len, sent = req->sent;
+	if (c->broken || sent == total) {
+		/* Written by the loop already (or the connection failed meanwhile). */
+		bool close = !req->keep_alive;
+		uncharge(c);
+		http_request_free(req);
+		c->state = C_WRITE;
+		answer_done(c, close, c->broken ? UV_EPIPE : 0);
+		return;
+	}
+	struct http_write *wr = calloc(1, sizeof *wr);
+	if (wr == NULL)
+		abort();
+	wr->req = req; /* the write owns it now */
+	wr->close = !req->keep_alive;
+	uv_buf_t b[2];
+	unsigned n = 0;
+	if (sent < req->out_head_len)
+		b[n++] = uv_buf_init(req->out_head + sent, (unsigned)(req->out_head_len - sent));
+	if (body_len > 0) {
+		size_t off = sent > req->out_head_len ? sent - req->out_head_len : 0;
+		b[n++] = uv_buf_init(req->resp_body + off, (unsigned)(body_len - off));
+	}
+	conn_write(c, wr, b, n);
+}
+
+static void stop_tick(uv_timer_t *t)
+{
+	struct http_server *s = t->data;
+	uint64_t now = uv_now(&s->hloop);
+	bool late = now - s->stop_ms >= HTTP_CLOSE_FLUSH_MS;
+	for (struct http_conn *c = s->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		uint64_t since = c->state_ms > s->stop_ms ? c->state_ms : s->stop_ms;
+		if (late ||
+		    (c->state == C_IDLE && c->rlen == 0 && now - since >= HTTP_CLOSE_IDLE_MS))
+			conn_close(c);
+	}
+	if (s->conns != NULL)
+		return;
+	uv_close((uv_handle_t *)&s->stop_timer, NULL);
+	uv_close((uv_handle_t *)&s->hwake, NULL);
+}
+
+static void unlisten(uv_check_t *h)
+{
+	struct http_server *s = h->data;
+	uv_close((uv_handle_t *)&s->listener, NULL);
+	uv_close((uv_handle_t *)&s->unlisten, NULL);
+}
+
+/* The loop answered everything it held before it set `stop`; what it has not even seen yet
+ * is answered here, then the listener goes (after this iteration's accepts) and connections
+ * get their last chance to send a request and be told 503 (stop_tick). */
+static void begin_stop(struct http_server *s)
+{
+	s->stopping = true;
+	s->stop_ms = uv_now(&s->hloop);
+	struct http_request *keep_head = NULL, *keep_tail = NULL, *back_head = NULL,
+	                    *back_tail = NULL, *req;
+	pthread_mutex_lock(&s->mu);
+	while ((req = queue_pop(&s->in_head, &s->in_tail)) != NULL)
+		queue_push(req->early ? &keep_head : &back_head,
+		           req->early ? &keep_tail : &back_tail, req);
+	s->in_head = keep_head;
+	s->in_tail = keep_tail;
+	pthread_mutex_unlock(&s->mu);
+	while ((req = queue_pop(&back_head, &back_tail)) != NULL) {
+		struct http_conn *c = req->conn;
+		if (c->dead) {
+			s->buffered -= c->reserved;
+			http_request_free(req);
+			conn_free(c);
+			continue;
+		}
+		c->state = C_BODY; /* so conn_refuse treats it as the connection's request */
+		c->req = req;
+		conn_refuse(c, 503, "shutting-down", "the coordinator is shutting down");
+	}
+	uv_check_init(&s->hloop, &s->unlisten);
+	s->unlisten.data = s;
+	uv_check_start(&s->unlisten, unlisten);
+	uv_timer_init(&s->hloop, &s->stop_timer);
+	s->stop_timer.data = s;
+	uv_timer_start(&s->stop_timer, stop_tick, 10, 10);
+}
+
+static void on_hwake(uv_async_t *a)
+{
+	struct http_server *s = a->data;
+	struct http_request *head, *tail, *req;
+	pthread_mutex_lock(&s->mu);
+	head = s->out_head;
+	tail = s->out_tail;
+	s->out_head = s->out_tail = NULL;
+	bool stop = s->stop;
+	pthread_mutex_unlock(&s->mu);
+	while ((req = queue_pop(&head, &tail)) != NULL)
+		write_answer(req);
+	if (stop && !s->stopping)
+		begin_stop(s);
+}
+
+static void *thread_main(void *arg)
+{
+	struct http_server *s = arg;
+	sigset_t all;
+	/* Signals are the loop thread's business; a write to a dead peer is EPIPE here. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	uv_run(&s->hloop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+/* ---- loop thread --------------------------------------------------------------------- */
 
 static void pending_remove(struct http_server *s, struct http_request *req)
 {
@@ -294,6 +1019,7 @@ static void pending_remove(struct http_server *s, struct http_request *req)
 	if (req->next != NULL)
 		req->next->prev = req->prev;
 	req->prev = req->next = NULL;
+	req->on_loop = false;
 	s->pending--;
 }
 
@@ -304,248 +1030,206 @@ static void pending_add(struct http_server *s, struct http_request *req)
 	if (s->pending_head != NULL)
 		s->pending_head->prev = req;
 	s->pending_head = req;
+	req->on_loop = true;
 	s->pending++;
 }
 
-/* Answers with an RFC 7807 body. Only fixed ASCII strings and numbers go in, so no JSON
- * escaping is needed. */
-static void respond_problem(struct http_request *req, unsigned status, const char *type,
-                            const char *title, const char *detail)
+static void complete(struct http_server *s, struct http_request *req)
 {
-	char body[512];
-	int n = snprintf(body, sizeof body,
-	                 "{\"type\":\"https://cloudless.dev/problems/%s\",\"title\":\"%s\","
-	                 "\"status\":%u,\"detail\":\"%s\"}",
-	                 type, title, status, detail);
-	if (n < 0 || (size_t)n >= sizeof body)
-		n = snprintf(body, sizeof body, "{\"status\":%u}", status);
-	http_respond(req, status, "application/problem+json", body, (size_t)n);
+	if (s->o.complete != NULL)
+		s->o.complete(req, req->status, (double)(uv_hrtime() - req->start_ns) / 1e9,
+		              s->o.arg);
 }
 
-static void respond_too_large(struct http_request *req)
+static bool skip_header(const char *name)
 {
-	char detail[96];
-	snprintf(detail, sizeof detail, "request body exceeds %zu bytes", req->s->max_body);
-	respond_problem(req, 413, "too-large", "Payload Too Large", detail);
+	static const char *const mine[] = {"Content-Length", "Connection", "Transfer-Encoding",
+	                                   "Date", NULL};
+	for (int i = 0; mine[i] != NULL; i++)
+		if (strcasecmp(name, mine[i]) == 0)
+			return true;
+	return false;
 }
 
-/* Hands the stored response to MHD. Only valid inside the access handler. */
-static enum MHD_Result queue_stored(struct http_request *req)
+void http_server_answered(struct http_request *req)
 {
-	struct MHD_Response *resp = req->refused;
-	bool retry = resp != NULL;
-	req->refused = NULL;
-	if (retry) {
-		/* built on the refused attempt */
-	} else if (req->resp_len > 0) {
-		/* MHD takes ownership and free()s the body once sent. */
-		resp = MHD_create_response_from_buffer(req->resp_len, req->resp_body,
-		                                       MHD_RESPMEM_MUST_FREE);
-		if (resp != NULL)
-			req->resp_body = NULL;
-	} else {
-		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-	}
-	if (resp == NULL) {
-		log_error("http create response failed", "method=%s path=%s status=%u len=%zu",
-		          req->method, req->path, req->status, req->resp_len);
-		return MHD_NO;
-	}
-	if (req->content_type != NULL && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-	                                                         req->content_type) != MHD_YES)
-		log_error("http response header rejected", "method=%s path=%s name=%s", req->method,
-		          req->path, MHD_HTTP_HEADER_CONTENT_TYPE);
-	for (size_t i = 0; i < req->nheaders; i++) {
-		const struct http_header *h = &req->headers[i];
-		/* The content_type argument wins over a header set by hand. */
-		if (req->content_type != NULL &&
-		    strcasecmp(h->name, MHD_HTTP_HEADER_CONTENT_TYPE) == 0)
-			continue;
-		if (MHD_add_response_header(resp, h->name, h->value) != MHD_YES)
-			log_error("http response header rejected", "method=%s path=%s name=%s",
-			          req->method, req->path, h->name);
-	}
-	enum MHD_Result rv = MHD_queue_response(req->conn, req->status, resp);
-	if (rv != MHD_YES && !retry) {
-		/* MHD 0.9.75 also calls the access handler with *upload_data_size == 0 before the
-		 * request is complete (after "100 Continue" for a request without a body when the
-		 * next pipelined request is already buffered) and refuses a response in that state.
-		 * It calls again once the request is complete: keep the response for that call
-		 * (once) rather than drop the connection unanswered. */
-		req->refused = resp;
-		return MHD_YES;
-	}
-	/* The connection holds its own reference once queued. */
-	MHD_destroy_response(resp);
-	if (rv != MHD_YES) {
-		log_error("http queue response failed", "method=%s path=%s status=%u", req->method,
-		          req->path, req->status);
-		return MHD_NO;
-	}
-	req->queued_status = req->status;
-	return MHD_YES;
-}
-
-static bool content_length_too_large(struct http_request *req)
-{
-	const char *cl =
-	    MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	if (cl == NULL)
-		return false;
-	/* MHD has already rejected a malformed Content-Length with 400; an overflow means
-	 * "huge". */
-	errno = 0;
-	char *end;
-	unsigned long long n = strtoull(cl, &end, 10);
-	if (errno == ERANGE)
-		return true;
-	return n > req->s->max_body;
-}
-
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version, const char *upload_data,
-                                 size_t *upload_data_size, void **con_cls)
-{
-	struct http_server *s = cls;
-	struct http_request *req = *con_cls;
-	(void)version;
-
-	if (req == NULL) {
-		req = request_new(s, conn, url, method);
-		*con_cls = req;
-		if (s->prepare != NULL)
-			s->prepare(req, s->arg);
-		if (content_length_too_large(req)) {
-			/* Answering before the body is read makes MHD skip it (and close the
-			 * connection afterwards); with "Expect: 100-continue" the client never
-			 * sends it at all. */
-			req->too_large = true;
-			respond_too_large(req);
-			return queue_stored(req);
-		}
-		return MHD_YES;
-	}
-
-	if (*upload_data_size != 0) {
-		size_t n = *upload_data_size;
-		*upload_data_size = 0;
-		if (!req->too_large && n > s->max_body - req->body.len) {
-			req->too_large = true;
-			req->discarded = req->body.len;
-			buf_close(&req->body);
-		}
-		if (!req->too_large) {
-			buf_append(&req->body, upload_data, n);
-			return MHD_YES;
-		}
-		req->discarded += n;
-		size_t cap = s->max_body > HTTP_DISCARD_MIN ? s->max_body : HTTP_DISCARD_MIN;
-		if (req->discarded - s->max_body > cap) {
-			log_warn("http oversized upload dropped",
-			         "method=%s path=%s peer=%s bytes=%zu", req->method, req->path,
-			         http_request_peer(req), req->discarded);
-			return MHD_NO;
-		}
-		return MHD_YES;
-	}
-
-	/* The body is complete (or we were resumed). */
-	if (req->queued_status != 0)
-		return MHD_YES;
-	if (!req->answered) {
-		if (req->too_large) {
-			respond_too_large(req);
-		} else if (s->closing) {
-			/* No new work once close has begun: a handler that suspended now would
-			 * leave a connection MHD_stop_daemon cannot deal with. */
-			respond_problem(req, 503, "unavailable", "Service Unavailable",
-			                "server shutting down");
-		} else if (!req->handled) {
-			req->handled = true;
-			s->handler(req, s->arg);
-		}
-	}
-	if (req->answered)
-		return queue_stored(req);
-	if (!req->suspended) {
-		MHD_suspend_connection(conn);
-		req->suspended = true;
-		pending_add(s, req);
-	}
-	return MHD_YES;
-}
-
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
-	struct http_server *s = cls;
-	struct http_request *req = *con_cls;
-	(void)conn;
-	if (req == NULL)
-		return;
-	*con_cls = NULL;
-	if (req->suspended) {
-		/* Cannot happen (MHD never completes a suspended connection); keep the
-		 * bookkeeping right anyway rather than leave a dangling list entry. */
-		log_error("http suspended request completed", "method=%s path=%s toe=%d",
-		          req->method, req->path, (int)toe);
+	struct http_server *s = req->s;
+	char date[48];
+	if (req->on_loop)
 		pending_remove(s, req);
-	}
-	if (req->flushing)
-		s->inflight--;
-	if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
-		log_debug("http request terminated", "method=%s path=%s status=%u toe=%d",
-		          req->method, req->path, req->queued_status, (int)toe);
-	if (s->complete != NULL) {
-		double secs = (double)(uv_hrtime() - req->start_ns) / 1e9;
-		s->complete(req, req->queued_status, secs, s->arg);
-	}
-	request_free(req);
-}
-
-/* MHD's own unescaping turns "%00" into a NUL byte, and the path reaches us as a C string:
- * "PUT /v1/kv/a%00b" would silently write key "a" (a query value would be cut short the same
- * way). Decode "%00" instead as C0 80, an overlong encoding that is never valid UTF-8, so key
- * and prefix validation refuse it with 400. Everything else decodes as in MHD_http_unescape
- * (a '%' not followed by two hex digits stays as it is). */
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static size_t unescape_no_nul(void *cls, struct MHD_Connection *conn, char *s)
-{
-	(void)cls;
-	(void)conn;
-	char *w = s;
-	for (const char *r = s; *r != '\0';) {
-		int hi = r[0] == '%' ? hex_value(r[1]) : -1;
-		int lo = hi >= 0 ? hex_value(r[2]) : -1;
-		if (lo < 0) {
-			*w++ = *r++;
+	if (server_closing(s))
+		req->keep_alive = false;
+	struct buf h;
+	buf_init(&h);
+	http_date(date, sizeof date);
+	buf_printf(&h, "HTTP/1.1 %u %s\r\nDate: %s\r\n", req->status, http_reason(req->status),
+	           date);
+	if (req->content_type != NULL)
+		buf_printf(&h, "Content-Type: %s\r\n", req->content_type);
+	if (req->status != 204 && req->status != 304)
+		buf_printf(&h, "Content-Length: %zu\r\n", req->resp_len);
+	for (size_t i = 0; i < req->nheaders; i++) {
+		const struct http_header *x = &req->headers[i];
+		if (skip_header(x->name) ||
+		    (req->content_type != NULL && strcasecmp(x->name, "Content-Type") == 0))
 			continue;
-		}
-		unsigned char c = (unsigned char)(hi << 4 | lo);
-		if (c == 0) {
-			/* Fits: three input bytes become two. */
-			*w++ = (char)0xC0;
-			*w++ = (char)0x80;
-		} else {
-			*w++ = (char)c;
-		}
-		r += 3;
+		buf_printf(&h, "%s: %s\r\n", x->name, x->value);
 	}
-	*w = '\0';
-	return (size_t)(w - s);
+	if (!req->keep_alive)
+		buf_puts(&h, "Connection: close\r\n");
+	buf_puts(&h, "\r\n");
+	req->out_head_len = h.len;
+	req->out_head = buf_detach(&h, NULL);
+	buf_close(&h);
+	if (req->fd >= 0) {
+		/* Direct write (see the top of the file). */
+		struct iovec iov[2] = {{req->out_head, req->out_head_len},
+		                       {req->resp_body, req->resp_len}};
+		struct msghdr m = {.msg_iov = iov, .msg_iovlen = answer_has_body(req) ? 2 : 1};
+		ssize_t n = sendmsg(req->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		req->sent = n > 0 ? (size_t)n : 0;
+	}
+	/* Before the hand-over: the request belongs to the server thread afterwards. */
+	complete(s, req);
+	pthread_mutex_lock(&s->mu);
+	queue_push(&s->out_head, &s->out_tail, req);
+	pthread_mutex_unlock(&s->mu);
+	uv_async_send(&s->hwake);
 }
 
-/* ---- server life cycle -------------------------------------------------------------- */
+static void respond_shutting_down(struct http_request *req)
+{
+	struct buf b;
+	buf_init(&b);
+	http_problem_body(&b, 503, "shutting-down", "the coordinator is shutting down");
+	http_response_header(req, "Retry-After", "1");
+	http_respond(req, 503, "application/problem+json", b.data, b.len);
+	buf_close(&b);
+}
+
+static void server_close_now(struct http_server *s);
+
+static void handle(struct http_server *s, struct http_request *req)
+{
+	if (req->early) {
+		complete(s, req);
+		http_request_free(req);
+		return;
+	}
+	pending_add(s, req);
+	if (s->close_requested) {
+		respond_shutting_down(req);
+		return;
+	}
+	if (s->o.prepare != NULL)
+		s->o.prepare(req, s->o.arg);
+	s->o.handler(req, s->o.arg);
+}
+
+static void on_wake(uv_async_t *a)
+{
+	struct http_server *s = a->data;
+	uint64_t start = uv_hrtime();
+	bool more = false;
+	s->in_drain = true;
+	for (unsigned n = 0; n < HTTP_DRAIN_MAX && uv_hrtime() - start < HTTP_DRAIN_NS; n++) {
+		pthread_mutex_lock(&s->mu);
+		struct http_request *req = queue_pop(&s->in_head, &s->in_tail);
+		more = s->in_head != NULL;
+		pthread_mutex_unlock(&s->mu);
+		if (req == NULL)
+			break;
+		handle(s, req);
+	}
+	s->in_drain = false;
+	if (s->close_requested) {
+		server_close_now(s);
+		return;
+	}
+	/* The rest waits for the next iteration: raft's timers and I/O come first. */
+	if (more)
+		uv_async_send(&s->wake);
+}
+
+static void drain_early(struct http_server *s)
+{
+	struct http_request *req;
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		req = queue_pop(&s->in_head, &s->in_tail);
+		pthread_mutex_unlock(&s->mu);
+		if (req == NULL)
+			return;
+		if (req->early) {
+			complete(s, req);
+			http_request_free(req);
+		} else {
+			pending_add(s, req);
+			respond_shutting_down(req);
+		}
+	}
+}
+
+static void on_wake_closed(uv_handle_t *h)
+{
+	struct http_server *s = h->data;
+	pthread_mutex_destroy(&s->mu);
+	free(s->snap);
+	free(s);
+}
+
+static void server_close_now(struct http_server *s)
+{
+	if (s->closed)
+		return;
+	s->closed = true;
+	s->close_requested = false;
+	unsigned held = s->pending;
+	pthread_mutex_lock(&s->mu);
+	s->closing = true;
+	pthread_mutex_unlock(&s->mu);
+	while (s->pending_head != NULL)
+		respond_shutting_down(s->pending_head);
+	drain_early(s);
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_mutex_unlock(&s->mu);
+	uv_async_send(&s->hwake);
+	/* Bounded by HTTP_CLOSE_FLUSH_MS (stop_tick). */
+	pthread_join(s->thread, NULL);
+	int rv = uv_loop_close(&s->hloop);
+	if (rv != 0)
+		log_warn("http server loop closed with handles open", "port=%u error=%s", s->port,
+		         uv_strerror(rv));
+	s->in_drain = true; /* close must not be re-entered from complete */
+	drain_early(s);
+	log_info("http server stopped", "port=%u answered_pending=%u", s->port, held);
+	uv_close((uv_handle_t *)&s->wake, on_wake_closed);
+}
+
+void http_server_close(struct http_server *s)
+{
+	if (s == NULL || s->closed)
+		return;
+	if (s->in_drain) {
+		/* Called from a handler: finish once the drain returns. */
+		s->close_requested = true;
+		return;
+	}
+	server_close_now(s);
+}
+
+unsigned http_server_port(const struct http_server *s)
+{
+	return s->port;
+}
+
+unsigned http_server_pending(const struct http_server *s)
+{
+	return s->pending;
+}
+
+/* ---- start-up -------------------------------------------------------------------------- */
 
 /* Splits "host:port" / "[v6]:port" / ":port" and resolves it for bind(). */
 static int parse_addr(const char *addr, struct addrinfo **out, char *err, size_t errlen)
@@ -592,11 +1276,44 @@ static int parse_addr(const char *addr, struct addrinfo **out, char *err, size_t
 	return 0;
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void defaults(struct http_server_options *o)
 {
-	struct http_server *s = h->data;
-	if (--s->open_handles == 0)
-		free(s);
+	if (o->max_connections == 0)
+		o->max_connections = 10000;
+	if (o->max_connections_per_ip == 0)
+		o->max_connections_per_ip = 1024;
+	if (o->max_buffered == 0)
+		o->max_buffered = 64u * 1024 * 1024;
+	if (o->header_timeout_ms == 0)
+		o->header_timeout_ms = 10000;
+	if (o->body_timeout_ms == 0)
+		o->body_timeout_ms = 10000;
+	if (o->idle_timeout_ms == 0)
+		o->idle_timeout_ms = 120000;
+}
+
+/* Binds on the server thread's loop, from this thread (it does not run yet). */
+static int listen_on(struct http_server *s, const char *addr, char *err, size_t errlen)
+{
+	struct addrinfo *ai;
+	uv_tcp_init(&s->hloop, &s->listener);
+	s->listener.data = s;
+	if (parse_addr(addr, &ai, err, errlen) != 0)
+		return -1;
+	int rv = uv_tcp_bind(&s->listener, ai->ai_addr, 0);
+	freeaddrinfo(ai);
+	if (rv == 0)
+		rv = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+	if (rv != 0) {
+		snprintf(err, errlen, "cannot start http server on %s: %s", addr, uv_strerror(rv));
+		return -1;
+	}
+	struct sockaddr_storage ss;
+	int len = sizeof ss;
+	uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &len);
+	s->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+	                                   : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return 0;
 }
 
 int http_server_init(struct http_server **out, uv_loop_t *loop,
@@ -607,467 +1324,44 @@ int http_server_init(struct http_server **out, uv_loop_t *loop,
 		snprintf(err, errlen, "http server needs an address and a handler");
 		return -1;
 	}
-	struct addrinfo *ai;
-	if (parse_addr(opts->addr, &ai, err, errlen) != 0)
-		return -1;
-
 	struct http_server *s = calloc(1, sizeof *s);
 	if (s == NULL) {
-		freeaddrinfo(ai);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	s->loop = loop;
-	s->handler = opts->handler;
-	s->complete = opts->complete;
-	s->prepare = opts->prepare;
-	s->arg = opts->arg;
-	s->max_body = opts->max_body;
-
-	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-	if (ai->ai_family == AF_INET6)
-		flags |= MHD_USE_IPv6; /* MHD picks the socket family from the flags */
-	uint16_t port = 0;
-	if (ai->ai_family == AF_INET)
-		port = ntohs(((struct sockaddr_in *)ai->ai_addr)->sin_port);
-	else if (ai->ai_family == AF_INET6)
-		port = ntohs(((struct sockaddr_in6 *)ai->ai_addr)->sin6_port);
-	/* The logger goes first: MHD only routes messages about later options through it. */
-	s->daemon = MHD_start_daemon(
-	    flags, port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
-	    MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)10000,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)HTTP_CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-	    MHD_OPTION_UNESCAPE_CALLBACK, unescape_no_nul, NULL, MHD_OPTION_END);
-	freeaddrinfo(ai);
-	if (s->daemon == NULL) {
-		snprintf(err, errlen, "cannot start http server on %s: %s", opts->addr,
-		         s->mhd_msg[0] ? s->mhd_msg : "libmicrohttpd refused to start");
+	s->o = *opts;
+	s->o.addr = NULL;
+	snprintf(s->addr, sizeof s->addr, "%s", opts->addr);
+	defaults(&s->o);
+	pthread_mutex_init(&s->mu, NULL);
+	uv_loop_init(&s->hloop);
+	uv_async_init(&s->hloop, &s->hwake, on_hwake);
+	s->hwake.data = s;
+	if (listen_on(s, opts->addr, err, errlen) != 0) {
+		uv_close((uv_handle_t *)&s->listener, NULL);
+		uv_close((uv_handle_t *)&s->hwake, NULL);
+		uv_run(&s->hloop, UV_RUN_DEFAULT);
+		uv_loop_close(&s->hloop);
+		pthread_mutex_destroy(&s->mu);
 		free(s);
 		return -1;
 	}
-
-	const union MHD_DaemonInfo *info =
-	    MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	s->port = info != NULL ? info->port : port;
-	if (s->mhd_msg[0] != '\0')
-		log_warn("http library message", "port=%u msg=\"%s\"", s->port, s->mhd_msg);
-	info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
-	int efd = info != NULL ? info->epoll_fd : -1;
-	if (efd < 0) {
-		snprintf(err, errlen, "http server on %s: no epoll fd from libmicrohttpd",
-		         opts->addr);
-		MHD_stop_daemon(s->daemon);
-		free(s);
-		return -1;
-	}
-
-	/* uv_poll_init leaves nothing registered when it fails, so a plain free is enough. */
-	int rv = uv_poll_init(loop, &s->poll, efd);
+	uv_async_init(loop, &s->wake, on_wake);
+	s->wake.data = s;
+	int rv = pthread_create(&s->thread, NULL, thread_main, s);
 	if (rv != 0) {
-		snprintf(err, errlen, "http server on %s: uv_poll_init: %s", opts->addr,
-		         uv_strerror(rv));
-		MHD_stop_daemon(s->daemon);
-		free(s);
+		snprintf(err, errlen, "http server on %s: cannot start its thread: %s", opts->addr,
+		         strerror(rv));
+		uv_close((uv_handle_t *)&s->listener, NULL);
+		uv_close((uv_handle_t *)&s->hwake, NULL);
+		uv_run(&s->hloop, UV_RUN_DEFAULT);
+		uv_loop_close(&s->hloop);
+		s->closed = true;
+		uv_close((uv_handle_t *)&s->wake, on_wake_closed);
 		return -1;
 	}
-	s->poll.data = s;
-	uv_timer_init(loop, &s->timer);
-	s->timer.data = s;
-	s->open_handles = 2;
-
-	rv = uv_poll_start(&s->poll, UV_READABLE, on_poll);
-	if (rv != 0) {
-		snprintf(err, errlen, "http server on %s: uv_poll_start: %s", opts->addr,
-		         uv_strerror(rv));
-		s->closing = true;
-		MHD_stop_daemon(s->daemon);
-		/* Freed by on_handle_closed once the loop runs. */
-		uv_close((uv_handle_t *)&s->poll, on_handle_closed);
-		uv_close((uv_handle_t *)&s->timer, on_handle_closed);
-		return -1;
-	}
-	/* MHD may already want to run (it has a deadline for the first accept). */
-	server_arm(s);
 	log_info("http server listening", "addr=%s port=%u", opts->addr, s->port);
 	*out = s;
 	return 0;
-}
-
-static void server_shutdown(struct http_server *s)
-{
-	s->closing = true;
-	s->close_requested = false;
-	/* The poll must go before MHD closes its epoll fd; the run below needs neither. */
-	uv_close((uv_handle_t *)&s->poll, on_handle_closed);
-	uv_timer_stop(&s->timer);
-	uv_close((uv_handle_t *)&s->timer, on_handle_closed);
-
-	/* Stop accepting; the caller of MHD_quiesce_daemon owns the returned socket. */
-	MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
-
-	unsigned answered = s->pending;
-	while (s->pending_head != NULL)
-		respond_problem(s->pending_head, 503, "unavailable", "Service Unavailable",
-		                "server shutting down");
-
-	/* Let MHD send what is queued, resumed or still being written, bounded so a slow
-	 * client cannot hold up shutdown. MHD_stop_daemon asserts if any connection is still
-	 * suspended; none is: every pending one was just resumed and nothing new can suspend
-	 * (the access handler answers 503 itself while closing). */
-	s->in_run = true;
-	uint64_t deadline = uv_hrtime() + (uint64_t)HTTP_CLOSE_FLUSH_MS * 1000000u;
-	while (s->inflight > 0 && uv_hrtime() < deadline)
-		if (MHD_run_wait(s->daemon, HTTP_CLOSE_STEP_MS) != MHD_YES) {
-			log_error("http MHD_run_wait failed", "port=%u", s->port);
-			break;
-		}
-	if (s->inflight > 0)
-		log_warn("http responses cut off by shutdown", "port=%u count=%u", s->port,
-		         s->inflight);
-	MHD_stop_daemon(s->daemon);
-	s->daemon = NULL;
-	s->in_run = false;
-	if (lfd != MHD_INVALID_SOCKET)
-		close(lfd);
-	log_info("http server stopped", "port=%u answered_pending=%u", s->port, answered);
-}
-
-void http_server_close(struct http_server *s)
-{
-	if (s == NULL || s->closing)
-		return;
-	if (s->in_run) {
-		/* Called from a handler or complete callback: MHD cannot be stopped from inside
-		 * MHD_run, so finish once it returns. */
-		s->close_requested = true;
-		return;
-	}
-	server_shutdown(s);
-}
-
-unsigned http_server_port(const struct http_server *s)
-{
-	return s->port;
-}
-
-unsigned http_server_pending(const struct http_server *s)
-{
-	return s->pending;
-}
-
-/* ---- request accessors -------------------------------------------------------------- */
-
-const char *http_request_method(const struct http_request *req)
-{
-	return req->method;
-}
-
-const char *http_request_path(const struct http_request *req)
-{
-	return req->path;
-}
-
-const char *http_request_query(const struct http_request *req, const char *name)
-{
-	const char *value = NULL;
-	if (req->conn == NULL) {
-		for (size_t i = 0; i < req->n_args; i++)
-			if (strcmp(req->args[i].name, name) == 0)
-				return req->args[i].value != NULL ? req->args[i].value : "";
-		return NULL;
-	}
-	/* The _n variant tells "?flag" (present, NULL value) apart from absent. */
-	if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name),
-	                                  &value, NULL) != MHD_YES)
-		return NULL;
-	return value != NULL ? value : "";
-}
-
-static void percent_encode(struct buf *b, const char *p, size_t n)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '.' || c == '_' || c == '~') {
-			buf_put_u8(b, c);
-		} else {
-			char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-			buf_append(b, esc, sizeof esc);
-		}
-	}
-}
-
-static enum MHD_Result add_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     size_t key_size, const char *value, size_t value_size)
-{
-	struct buf *b = cls;
-	(void)kind;
-	if (b->len > 0)
-		buf_put_u8(b, '&');
-	percent_encode(b, key, key_size);
-	if (value != NULL) {
-		buf_put_u8(b, '=');
-		percent_encode(b, value, value_size);
-	}
-	return MHD_YES;
-}
-
-const char *http_request_query_string(struct http_request *req)
-{
-	if (req->query_string == NULL) {
-		struct buf b;
-		buf_init(&b);
-		if (req->conn == NULL)
-			for (size_t i = 0; i < req->n_args; i++)
-				add_query_arg(&b, MHD_GET_ARGUMENT_KIND, req->args[i].name,
-				              strlen(req->args[i].name), req->args[i].value,
-				              req->args[i].value ? strlen(req->args[i].value) : 0);
-		else
-			MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, add_query_arg,
-			                            &b);
-		req->query_string = b.len > 0 ? buf_detach(&b, NULL) : xstrdup("");
-		buf_close(&b);
-	}
-	return req->query_string;
-}
-
-const char *http_request_header(const struct http_request *req, const char *name)
-{
-	if (req->conn == NULL) {
-		for (size_t i = 0; i < req->n_req_headers; i++)
-			if (strcasecmp(req->req_headers[i].name, name) == 0)
-				return req->req_headers[i].value;
-		return NULL;
-	}
-	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
-}
-
-const char *http_request_body(const struct http_request *req, size_t *len)
-{
-	if (len != NULL)
-		*len = req->body.len;
-	/* buf keeps its data NUL-terminated, so text bodies can be used as strings. */
-	return req->body.data != NULL ? req->body.data : "";
-}
-
-const char *http_request_peer(struct http_request *req)
-{
-	if (req->peer[0] != '\0')
-		return req->peer;
-	if (req->conn == NULL) {
-		snprintf(req->peer, sizeof req->peer, "synthetic");
-		return req->peer;
-	}
-	const union MHD_ConnectionInfo *ci =
-	    MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
-	char host[INET6_ADDRSTRLEN], serv[8];
-	socklen_t salen = 0;
-	if (sa != NULL && sa->sa_family == AF_INET)
-		salen = sizeof(struct sockaddr_in);
-	else if (sa != NULL && sa->sa_family == AF_INET6)
-		salen = sizeof(struct sockaddr_in6);
-	if (salen == 0 || getnameinfo(sa, salen, host, sizeof host, serv, sizeof serv,
-	                              NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-		snprintf(req->peer, sizeof req->peer, "unknown");
-		return req->peer;
-	}
-	if (sa->sa_family == AF_INET6)
-		snprintf(req->peer, sizeof req->peer, "[%s]:%s", host, serv);
-	else
-		snprintf(req->peer, sizeof req->peer, "%s:%s", host, serv);
-	return req->peer;
-}
-
-void http_request_set_tag(struct http_request *req, const char *tag)
-{
-	req->tag = tag;
-}
-
-const char *http_request_tag(const struct http_request *req)
-{
-	return req->tag;
-}
-
-void http_request_set_data(struct http_request *req, void *data)
-{
-	req->data = data;
-}
-
-void *http_request_data(const struct http_request *req)
-{
-	return req->data;
-}
-
-/* ---- responses ---------------------------------------------------------------------- */
-
-void http_response_header(struct http_request *req, const char *name, const char *value)
-{
-	if (req->answered) {
-		log_warn("http header after respond ignored", "method=%s path=%s name=%s",
-		         req->method, req->path, name);
-		return;
-	}
-	/* Replace rather than repeat: the api sets its common headers when a request arrives
-	 * and again, with fresher values, when it answers (or relays the leader's). */
-	for (size_t i = 0; i < req->nheaders; i++) {
-		if (strcasecmp(req->headers[i].name, name) == 0) {
-			char *v = xstrdup(value);
-			free(req->headers[i].value);
-			req->headers[i].value = v;
-			return;
-		}
-	}
-	struct http_header *h = realloc(req->headers, (req->nheaders + 1) * sizeof *h);
-	if (h == NULL) {
-		log_error("http out of memory", "bytes=%zu", (req->nheaders + 1) * sizeof *h);
-		abort();
-	}
-	req->headers = h;
-	h[req->nheaders].name = xstrdup(name);
-	h[req->nheaders].value = xstrdup(value);
-	req->nheaders++;
-}
-
-void http_respond(struct http_request *req, unsigned status, const char *content_type,
-                  const void *body, size_t len)
-{
-	struct http_server *s = req->s;
-	if (req->answered) {
-		log_warn("http duplicate respond ignored", "method=%s path=%s status=%u first=%u",
-		         req->method, req->path, status, req->status);
-		return;
-	}
-	req->answered = true;
-	req->status = status;
-	req->content_type = content_type != NULL ? xstrdup(content_type) : NULL;
-	if (len > 0) {
-		req->resp_body = xmalloc(len);
-		memcpy(req->resp_body, body, len);
-	}
-	req->resp_len = len;
-	if (s == NULL) {
-		req->on_answered(req, req->answered_arg);
-		return;
-	}
-	req->flushing = true;
-	s->inflight++;
-	if (req->suspended) {
-		/* Queued when MHD calls the access handler again after the resume. */
-		req->suspended = false;
-		pending_remove(s, req);
-		MHD_resume_connection(req->conn);
-		server_kick(s);
-	}
-}
-
-bool http_request_answered(const struct http_request *req)
-{
-	return req->answered;
-}
-
-/* ---- synthetic requests ------------------------------------------------------------- */
-
-static char *dup_n(const char *p, size_t n)
-{
-	char *s = xmalloc(n + 1);
-	memcpy(s, p, n);
-	s[n] = '\0';
-	return s;
-}
-
-/* One query component, decoded as MHD decodes GET arguments ('+' is a space, then percent
- * escapes, "%00" as in unescape_no_nul). */
-static char *decode_component(const char *p, size_t n)
-{
-	char *s = dup_n(p, n);
-	for (char *c = s; *c != '\0'; c++)
-		if (*c == '+')
-			*c = ' ';
-	unescape_no_nul(NULL, NULL, s);
-	return s;
-}
-
-static void parse_query(struct http_request *req, const char *q, size_t len)
-{
-	const char *end = q + len;
-	while (q < end) {
-		const char *amp = memchr(q, '&', (size_t)(end - q));
-		const char *stop = amp != NULL ? amp : end;
-		const char *eq = memchr(q, '=', (size_t)(stop - q));
-		if (stop > q) {
-			struct http_header *a = realloc(req->args, (req->n_args + 1) * sizeof *a);
-			if (a == NULL)
-				abort();
-			req->args = a;
-			a[req->n_args].name = decode_component(q, (size_t)((eq ? eq : stop) - q));
-			a[req->n_args].value =
-			    eq != NULL ? decode_component(eq + 1, (size_t)(stop - eq - 1)) : NULL;
-			req->n_args++;
-		}
-		q = stop + 1;
-	}
-}
-
-struct http_request *http_request_synthetic(const struct http_synthetic *in,
-                                            http_answered_fn on_answered, void *arg)
-{
-	struct http_request *req = calloc(1, sizeof *req);
-	if (req == NULL)
-		abort();
-	req->method = dup_n(in->method, in->method_len);
-	req->path = dup_n(in->path, in->path_len);
-	req->start_ns = uv_hrtime();
-	buf_init(&req->body);
-	buf_append(&req->body, in->body, in->body_len);
-	parse_query(req, in->query, in->query_len);
-	if (in->n_headers > 0) {
-		req->req_headers = xmalloc(in->n_headers * sizeof *req->req_headers);
-		for (size_t i = 0; i < in->n_headers; i++) {
-			req->req_headers[i].name =
-			    dup_n(in->headers[i].name, in->headers[i].name_len);
-			req->req_headers[i].value =
-			    dup_n(in->headers[i].value, in->headers[i].value_len);
-		}
-		req->n_req_headers = in->n_headers;
-	}
-	req->on_answered = on_answered;
-	req->answered_arg = arg;
-	return req;
-}
-
-void http_request_synthetic_free(struct http_request *req)
-{
-	if (req != NULL && req->conn == NULL)
-		request_free(req);
-}
-
-unsigned http_response_status(const struct http_request *req)
-{
-	return req->status;
-}
-
-const char *http_response_content_type(const struct http_request *req)
-{
-	return req->content_type;
-}
-
-const char *http_response_body(const struct http_request *req, size_t *len)
-{
-	*len = req->resp_len;
-	return req->resp_body != NULL ? req->resp_body : "";
-}
-
-size_t http_response_header_count(const struct http_request *req)
-{
-	return req->nheaders;
-}
-
-void http_response_header_at(const struct http_request *req, size_t i, const char **name,
-                             const char **value)
-{
-	*name = req->headers[i].name;
-	*value = req->headers[i].value;
 }

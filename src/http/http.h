@@ -1,14 +1,19 @@
-/* http: an HTTP/1.1 server (libmicrohttpd) driven entirely from a libuv loop.
+/* http: the coordinator's HTTP/1.1 server. Sockets are served on a thread of their own; every
+ * handler runs on the caller's libuv loop (the raft loop).
  *
- * libmicrohttpd runs in its "external epoll" mode: its epoll fd is watched with a uv_poll
- * handle and MHD_run() is called from the loop, so every handler runs on the loop thread
- * and may call raft directly. A handler either answers at once (http_respond inside the
- * handler) or returns without answering: the connection is then suspended and resumed when
- * http_respond is called later from any loop callback (apply, barrier, forward). No thread
- * ever blocks on a commit.
+ * The server thread runs its own libuv loop: it accepts connections, reads and strictly parses
+ * requests (http/parse.h), buffers each whole body, and answers by itself whatever it refuses
+ * (400, 408, 413, 414, 417, 431, 501, 503, 505: problem+json with the headers last published by
+ * http_server_set_headers, then a close). A complete request is handed to the loop through a
+ * queue and a uv_async; the loop runs at most a bounded amount of handler work per iteration,
+ * so a flood of requests never keeps raft's timers and I/O waiting. A handler either answers
+ * at once (http_respond inside the handler) or later from any loop callback (apply, barrier,
+ * forward); no thread ever blocks on a commit. A connection carries one request at a time:
+ * the next pipelined request is parsed once the previous answer is on its way, and nothing
+ * more is read meanwhile, so a client cannot make the server buffer without bound.
  *
- * The server buffers the whole request body (up to max_body; larger bodies are answered 413
- * problem+json by the server itself, the handler never sees them). */
+ * Everything in this header is called on the loop thread, except http_server_set_headers,
+ * which may be called from any thread. */
 #ifndef CLOUDLESS_HTTP_HTTP_H
 #define CLOUDLESS_HTTP_HTTP_H
 
@@ -20,8 +25,8 @@ struct http_server;
 struct http_request;
 
 typedef void (*http_handler_fn)(struct http_request *req, void *arg);
-/* Called once per request after its response is sent (or the connection died). `status` is
- * 0 when no response was ever queued. */
+/* Called on the loop once per request when it is answered (the answer is then on its way to
+ * the client), also for requests the server thread refused by itself. */
 typedef void (*http_complete_fn)(struct http_request *req, unsigned status, double seconds,
                                  void *arg);
 
@@ -30,34 +35,53 @@ struct http_server_options {
 	size_t max_body;  /* bytes; larger uploads get 413 */
 	http_handler_fn handler;
 	http_complete_fn complete; /* optional */
-	/* Optional: called once per request as soon as its headers are in, before the body is
-	 * read, the handler runs or the server answers by itself (413, 503 while closing), so
-	 * headers it adds reach every response. */
+	/* Optional: called on the loop for every request just before its handler, so headers it
+	 * adds reach every answer the handler gives. (Answers the server thread gives itself carry
+	 * the http_server_set_headers headers instead.) */
 	http_handler_fn prepare;
 	void *arg; /* passed to handler, complete and prepare */
+
+	/* Limits; 0 takes the default shown. */
+	unsigned max_connections;        /* 10000; more are closed at once */
+	unsigned max_connections_per_ip; /* 1024; more from one address are closed at once */
+	size_t max_buffered; /* 64 MiB: request bodies over 64 KiB share this; one that does not
+	                        fit is refused with 503 before it is read */
+	unsigned header_timeout_ms; /* 10000: a request head must arrive within this (408) */
+	unsigned body_timeout_ms;   /* 10000: and its body within this after the head (408) */
+	unsigned idle_timeout_ms;   /* 120000: an idle keep-alive connection is closed after */
 };
 
 /* Binds and starts serving. On failure returns -1 and writes a one-line reason to err. */
 int http_server_init(struct http_server **out, uv_loop_t *loop,
                      const struct http_server_options *opts, char *err, size_t errlen);
-/* Answers every still-pending request with 503, stops listening and frees the server. The
- * caller must not touch any http_request afterwards. */
+/* Answers every request still held with 503 shutting-down (Retry-After, Connection: close),
+ * then closes the listener, lets connections that are in the middle of a request get their
+ * 503 too (bounded by about a second), closes the rest and frees the server. The caller must
+ * not touch any http_request afterwards. */
 void http_server_close(struct http_server *s);
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(const struct http_server *s);
 /* Requests whose handler has run but which have not been answered yet. */
 unsigned http_server_pending(const struct http_server *s);
+/* Headers ("Name", "value" pairs) the server thread adds to the answers it gives by itself.
+ * Copied; replaces the previous set. Thread-safe. */
+void http_server_set_headers(struct http_server *s, const char *const *pairs, size_t n);
 
-/* Request accessors: valid from the handler call until the request completes. */
+/* Request accessors: valid from the handler call until the request is answered. */
 const char *http_request_method(const struct http_request *req);
 /* The path, percent-decoded, without the query string. */
 const char *http_request_path(const struct http_request *req);
-/* A decoded query parameter; NULL when absent, "" when present without a value. */
+/* A decoded query parameter (the first of that name); NULL when absent, "" when present
+ * without a value. */
 const char *http_request_query(const struct http_request *req, const char *name);
+/* How many times query parameter `name` occurs. */
+unsigned http_request_query_count(const struct http_request *req, const char *name);
 /* The query string re-encoded ("a=1&b"), "" when there is none. Owned by the request. */
 const char *http_request_query_string(struct http_request *req);
-/* Case-insensitive header lookup; NULL when absent. */
+/* Case-insensitive header lookup (the first of that name); NULL when absent. */
 const char *http_request_header(const struct http_request *req, const char *name);
+/* How many header fields are named `name` (case-insensitive). */
+unsigned http_request_header_count(const struct http_request *req, const char *name);
 const char *http_request_body(const struct http_request *req, size_t *len);
 /* Peer address as "ip:port" (for logs). */
 const char *http_request_peer(struct http_request *req);
@@ -73,9 +97,14 @@ void *http_request_data(const struct http_request *req);
  * call before http_respond. Both strings are copied. */
 void http_response_header(struct http_request *req, const char *name, const char *value);
 /* Sends the response (body copied). Call exactly once per request, from the handler or
- * later from any callback on the loop thread; extra calls are ignored. */
+ * later from any callback on the loop thread; extra calls are ignored. The request must not
+ * be used afterwards. A HEAD request gets the headers of this response without its body. */
 void http_respond(struct http_request *req, unsigned status, const char *content_type,
                   const void *body, size_t len);
+/* The same, taking ownership of a malloc'd body (freed with free()): no copy of a large
+ * value. */
+void http_respond_take(struct http_request *req, unsigned status, const char *content_type,
+                       void *body, size_t len);
 /* True once http_respond has been called. */
 bool http_request_answered(const struct http_request *req);
 

@@ -280,6 +280,54 @@ static void iface_close(struct raft_uv_transport *iface, raft_uv_transport_close
 	t->tcp.close(&t->tcp, tcp_closed);
 }
 
+/* raft_io has no user pointer free for us (raft_uv uses impl, raft may use data): the few
+ * transports of a process that watch their sends are found by their io. */
+static struct transport *watched[4];
+
+static int watched_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+                        raft_io_send_cb cb)
+{
+	struct transport *t = NULL;
+	for (size_t i = 0; i < sizeof watched / sizeof watched[0] && t == NULL; i++)
+		if (watched[i] != NULL && watched[i]->io == io)
+			t = watched[i];
+	if (t == NULL)
+		abort(); /* io->send was replaced for this io only */
+	if (m->type == RAFT_IO_APPEND_ENTRIES && t->on_append_sent != NULL && !t->stopped) {
+		uint64_t now = uv_hrtime(), since = 0;
+		struct transport_last_send *slot = NULL;
+		for (size_t i = 0; i < sizeof t->last_send / sizeof t->last_send[0]; i++) {
+			struct transport_last_send *l = &t->last_send[i];
+			if (l->id == m->server_id || (slot == NULL && l->id == 0))
+				slot = l;
+			if (l->id == m->server_id)
+				break;
+		}
+		if (slot != NULL) {
+			since = slot->id == m->server_id ? now - slot->at_ns : 0;
+			slot->id = m->server_id;
+			slot->at_ns = now;
+		}
+		t->on_append_sent(t->on_append_sent_arg, m->server_id, since);
+	}
+	return t->io_send(io, req, m, cb);
+}
+
+void transport_watch_sends(struct transport *t, transport_sent_cb cb, void *arg)
+{
+	for (size_t i = 0; i < sizeof watched / sizeof watched[0]; i++)
+		if (watched[i] == NULL || watched[i] == t) {
+			watched[i] = t;
+			t->on_append_sent = cb;
+			t->on_append_sent_arg = arg;
+			if (t->io->send != watched_send) {
+				t->io_send = t->io->send;
+				t->io->send = watched_send;
+			}
+			return;
+		}
+}
+
 int transport_init(struct transport *t, uv_loop_t *loop, struct raft_io *io)
 {
 	memset(t, 0, sizeof *t);
@@ -304,6 +352,11 @@ void transport_stop(struct transport *t)
 
 void transport_close(struct transport *t)
 {
+	for (size_t i = 0; i < sizeof watched / sizeof watched[0]; i++)
+		if (watched[i] == t)
+			watched[i] = NULL;
+	if (t->io_send != NULL && t->io->send == watched_send)
+		t->io->send = t->io_send;
 	transport_stop(t);
 	raft_uv_tcp_close(&t->tcp);
 }

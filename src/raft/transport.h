@@ -30,6 +30,9 @@ struct transport_watch; /* transport.c */
 
 /* The peer `id` closed the connection raft_uv held to it (its process exited or restarted). */
 typedef void (*transport_peer_closed_cb)(void *arg, raft_id id);
+/* An AppendEntries (heartbeat or entries) went to peer `id`, `since_ns` after the previous one
+ * to it (0 for the first). */
+typedef void (*transport_sent_cb)(void *arg, raft_id id, uint64_t since_ns);
 
 struct transport {
 	struct raft_uv_transport iface; /* what raft_uv_init is given */
@@ -42,6 +45,15 @@ struct transport {
 	transport_peer_closed_cb on_peer_closed; /* optional */
 	void *on_peer_closed_arg;
 	bool stopped; /* raft_io is closing: watch and send nothing more */
+	/* transport_watch_sends: the real io->send, and whom to tell about AppendEntries sends. */
+	int (*io_send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+	               raft_io_send_cb cb);
+	transport_sent_cb on_append_sent;
+	void *on_append_sent_arg;
+	struct transport_last_send {
+		raft_id id;
+		uint64_t at_ns;
+	} last_send[16];
 };
 
 /* Initialise the wrapper around a fresh raft_uv_tcp transport on the loop; io is the raft_io
@@ -51,6 +63,11 @@ int transport_init(struct transport *t, uv_loop_t *loop, struct raft_io *io);
 /* Stop watching (the duplicated descriptors would keep closed sockets open) and sending
  * placeholders: call before raft_close. */
 void transport_stop(struct transport *t);
+
+/* Reports every AppendEntries raft sends through io (call after raft_init): how regularly the
+ * leader's heartbeats go out is what keeps followers from electing another leader, so it is
+ * worth watching (cloudless_raft_append_send_interval_seconds). */
+void transport_watch_sends(struct transport *t, transport_sent_cb cb, void *arg);
 
 /* Release everything; call after raft_uv_close has completed (like raft_uv_tcp_close). */
 void transport_close(struct transport *t);

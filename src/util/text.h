@@ -18,6 +18,8 @@ void text_base64_encode(const void *data, size_t len, struct buf *out);
 int text_base64_decode(const char *s, size_t len, struct buf *out);
 /* Decimal digits only, no sign, no overflow. */
 int text_parse_u64(const char *s, uint64_t *out);
+/* The value of one hex digit, -1 for anything else. */
+int text_hex_value(char c);
 /* "250", "250ms", "2s", "1m", "1h" -> milliseconds (1..3600000). */
 int text_parse_duration_ms(const char *s, unsigned *out);
 

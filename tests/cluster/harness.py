@@ -332,3 +332,97 @@ def run(tests):
                 c.close()
     print("%d passed, %d failed" % (passed, failed), flush=True)
     sys.exit(1 if failed else 0)
+
+
+# -- raw HTTP: the exact bytes, no client library in between --
+
+def raw_exchange(addr, data, timeout=3.0, shut_write=False):
+    """Sends `data` as-is on a fresh connection and reads until the server closes it or
+    `timeout` passes. Returns (bytes received, closed_by_server)."""
+    host, port = addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=scaled(timeout))
+    try:
+        try:
+            s.sendall(data)
+            if shut_write:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server may refuse and close before it has read everything
+        chunks, closed = [], False
+        deadline = time.monotonic() + scaled(timeout)
+        while time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                break
+            except OSError:
+                closed = True
+                break
+            if not b:
+                closed = True
+                break
+            chunks.append(b)
+        return b"".join(chunks), closed
+    finally:
+        s.close()
+
+
+class RawResponse:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # list of (name, value) as sent
+        self.body = body
+
+    def header(self, name):
+        vals = [v for k, v in self.headers if k.lower() == name.lower()]
+        return vals[0] if vals else None
+
+    def count(self, name):
+        return sum(1 for k, _ in self.headers if k.lower() == name.lower())
+
+    def json(self):
+        return json.loads(self.body.decode())
+
+    def __repr__(self):
+        return "<raw %d %r %r>" % (self.status, self.headers, self.body[:200])
+
+
+def parse_responses(data, head=False):
+    """Splits received bytes into HTTP/1.1 responses, strictly: a status line, CRLF-terminated
+    header lines, a blank line and exactly Content-Length body bytes (none for 1xx, or when
+    `head`). Raises ValueError on anything else, so a doubled status line, an HTML page
+    without a length or trailing garbage all fail. Returns the list of responses."""
+    out, pos = [], 0
+    while pos < len(data):
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0:
+            raise ValueError("incomplete response head: %r" % data[pos:pos + 200])
+        lines = data[pos:end].split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or parts[0] != b"HTTP/1.1" or not parts[1].isdigit() or len(parts[1]) != 3:
+            raise ValueError("bad status line %r" % lines[0])
+        status = int(parts[1])
+        headers = []
+        for ln in lines[1:]:
+            if b":" not in ln or ln[:1] in (b" ", b"\t"):
+                raise ValueError("bad header line %r" % ln)
+            k, v = ln.split(b":", 1)
+            if k != k.strip() or not k:
+                raise ValueError("bad header name %r" % ln)
+            headers.append((k.decode(), v.strip().decode()))
+        pos = end + 4
+        r = RawResponse(status, headers, b"")
+        if 100 <= status < 200:
+            out.append(r)
+            continue
+        if r.count("Content-Length") != 1 or r.header("Transfer-Encoding") is not None:
+            raise ValueError("response without exactly one Content-Length: %r" % r)
+        n = int(r.header("Content-Length"))
+        if not head:
+            if pos + n > len(data):
+                raise ValueError("body shorter than Content-Length: %r" % r)
+            r.body = data[pos:pos + n]
+            pos += n
+        out.append(r)
+    return out

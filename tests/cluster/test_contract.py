@@ -20,7 +20,7 @@ import threading
 import tempfile
 from urllib.parse import quote
 
-from harness import free_port, request, run, scaled, wait_for
+from harness import free_port, parse_responses, raw_exchange, request, run, scaled, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SPEC = os.path.join(ROOT, "openapi", "openapi.yaml")
@@ -68,6 +68,30 @@ class Recorder:
             expected = expect if isinstance(expect, tuple) else (expect,)
             assert r.status in expected, "%s %s: expected %s, got %r" % (method, path, expect, r)
         return r
+
+    def send_raw(self, node, method, path, data, expect):
+        """Raw bytes (what no HTTP client library would send), recorded like send."""
+        got, _ = raw_exchange(node.http_addr, data, timeout=scaled(5))
+        rs = [r for r in parse_responses(got) if r.status >= 200]
+        assert len(rs) == 1 and rs[0].status == expect, "%s %s: expected %s, got %r" % (
+            method, path, expect, rs)
+        self.exchanges.append({"method": method, "path": path, "status": rs[0].status,
+                               "headers": {k.lower(): v for k, v in rs[0].headers},
+                               "body_b64": base64.b64encode(rs[0].body).decode()})
+
+    def refused_before_routing(self, node, method, path):
+        """414, 417, 431 and 501 are answered on any operation before routing (documented
+        wherever 413 is): provoke each on this one."""
+        line = "%s %s HTTP/1.1\r\nHost: x\r\n" % (method, path)
+        long_path = path + ("&" if "?" in path else "?") + "pad=" + "a" * 9000
+        self.send_raw(node, method, path, ("%s %s HTTP/1.1\r\nHost: x\r\n\r\n"
+                                           % (method, long_path)).encode(), 414)
+        self.send_raw(node, method, path, (line + "Expect: nothing\r\nContent-Length: 1"
+                                           "\r\n\r\nv").encode(), 417)
+        self.send_raw(node, method, path, (line + "X-Pad: " + "p" * 40000 + "\r\n\r\n").encode(),
+                      431)
+        self.send_raw(node, method, path, (line + "Transfer-Encoding: gzip\r\n\r\nv").encode(),
+                      501)
 
     def validate(self):
         dump = os.environ.get("CLOUDLESS_CONTRACT_DUMP")
@@ -147,9 +171,13 @@ def exercise_kv(rec, ld, f):
         rec.send(n, "GET", "/v1/kv/?consistency=bad", expect=400)
         # Bodies over --max-body, on every operation.
         rec.send(n, "PUT", "/v1/kv/x", big(MAX_BODY + 1), expect=413)
+        rec.refused_before_routing(n, "PUT", "/v1/kv/x")
         rec.send(n, "GET", "/v1/kv/x", big(MAX_BODY + 1), expect=413)
+        rec.refused_before_routing(n, "GET", "/v1/kv/x")
         rec.send(n, "DELETE", "/v1/kv/x", big(MAX_BODY + 1), expect=413)
+        rec.refused_before_routing(n, "DELETE", "/v1/kv/x")
         rec.send(n, "GET", "/v1/kv/", big(MAX_BODY + 1), expect=413)
+        rec.refused_before_routing(n, "GET", "/v1/kv/")
     # ?redirect: 307 from the follower, served directly by the leader.
     for method, path, body in (("GET", "/v1/kv/contract/with/slashes?redirect", None),
                                ("PUT", "/v1/kv/contract/r?redirect", "v"),
@@ -170,6 +198,7 @@ def exercise_ops(rec, nodes):
         rec.send(n, "GET", "/metrics", expect=200)
         for path in ("/raft/status", "/raft/health", "/metrics"):
             rec.send(n, "GET", path, big(MAX_BODY + 1), expect=413)
+            rec.refused_before_routing(n, "GET", path)
         # Methods a path does not take, and paths that do not exist.
         for method, path in (("POST", "/v1/kv/x"), ("PATCH", "/v1/kv/x"), ("PUT", "/v1/kv/"),
                              ("DELETE", "/v1/kv/"), ("POST", "/raft/status"),
@@ -196,6 +225,7 @@ def exercise_membership(rec, c, ld, f):
         rec.send(n, "POST", "/raft/transfer-leader", {"node_id": ld.node_id}, expect=200)
         for path in ("/raft/join", "/raft/remove", "/raft/transfer-leader"):
             rec.send(n, "POST", path, big(MAX_BODY + 1), expect=413)
+            rec.refused_before_routing(n, "POST", path)
     rec.send(f, "POST", "/raft/join?redirect", me, expect=307)
     rec.send(f, "POST", "/raft/remove?redirect", {"node_id": "no-such-node"}, expect=307)
     rec.send(f, "POST", "/raft/transfer-leader?redirect", "", expect=307)
@@ -395,6 +425,7 @@ def exercise_forward(rec, ld, f):
                  {"Content-Type": "application/json"}, expect=415)
         rec.send(n, "GET", "/raft/forward", expect=405)
         rec.send(n, "POST", "/raft/forward", big(MAX_BODY + 1), ctype, expect=413)
+        rec.refused_before_routing(n, "POST", "/raft/forward")
 
 
 def check(rec):

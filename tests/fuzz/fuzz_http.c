@@ -1,12 +1,11 @@
 /* fuzz_http: raw bytes from a TCP client into the coordinator's HTTP server.
  *
- * A real http_server (libmicrohttpd in external-epoll mode, driven by a uv loop exactly as in
- * the coordinator) listens on 127.0.0.1 for the whole process. Each input is written as-is
+ * A real http_server (its socket thread, and handlers on a uv loop exactly as in the
+ * coordinator) listens on 127.0.0.1 for the whole process. Each input is written as-is
  * over a fresh loopback connection; the loop runs until the server closes the connection or,
  * with everything sent, read by the server and nothing left to answer, the exchange has been
- * quiet for a millisecond; then the client resets the connection. (No FIN: libmicrohttpd 0.9.75 in
- * epoll mode misses a FIN that arrives in the same read as request bytes, or while it is writing,
- * and would hold the connection until its 120 s idle timeout.) An input containing "reset"
+ * quiet for a few milliseconds; then the client resets the connection (no TIME_WAIT entries
+ * piling up at thousands of connections a second). An input containing "reset"
  * resets the connection as soon as a request is waiting for its deferred answer, so the
  * answer goes to a dead connection. The handler is a stand-in for api/router.c that walks the
  * same validation path without a raft node: method checks with 405 + Allow, key validation
@@ -16,11 +15,14 @@
  * and "?async" requests are answered from a later loop callback, so the suspend/resume path
  * runs too.
  *
- * Properties: no crash or leak; no request left unanswered (suspended) for seconds; no
- * descriptors piling up; the handler sees exactly Content-Length body bytes; an answered
- * request's response reaches the client unless the client left first; responses come in
- * request order with the status the server reports; and every JSON response is well formed,
- * a problem+json body being an object with the numeric status of its status line. */
+ * Properties: no crash or leak; no request left unanswered for seconds; no descriptors piling
+ * up; the handler sees exactly Content-Length body bytes; an answered request's response
+ * reaches the client unless the client left first; the bytes received parse as a sequence of
+ * whole HTTP/1.1 responses and nothing else (one status line, exactly one Content-Length, a
+ * body of that length; no doubled head, no HTML page, no trailing bytes), each carrying the
+ * X-Cloudless-* header, in request order with the status the server reports; every error is
+ * problem+json; and every JSON response is well formed, a problem+json body being an object
+ * with the numeric status of its status line. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -51,7 +53,7 @@
 #define MAX_BODY    1024 /* small, so fuzz inputs reach the 413 paths */
 #define DEADLINE_MS 5000 /* a request still unanswered after this is a hang */
 #define MAX_DONE    64
-#define QUIET_NS    (1000 * 1000) /* see the top of the file */
+#define QUIET_NS    (3 * 1000 * 1000) /* see the top of the file */
 
 static bool method_is(struct http_request *req, const char *m)
 {
@@ -183,8 +185,7 @@ static void route_list(struct http_request *req)
 		return;
 	}
 	buf_init(&start);
-	if (cont != NULL && (text_base64_decode(cont, strlen(cont), &start) != 0 ||
-	                     start.len == 0 || start.len > COMMAND_MAX_KEY + 1)) {
+	if (cont != NULL && api_decode_continue(cont, prefix, &start) != 0) {
 		buf_close(&start);
 		http_problem(req, 400, "bad-parameter", "continue is not a token this API issued");
 		return;
@@ -311,6 +312,9 @@ static void setup(void)
 		fprintf(stderr, "http_server_init: %s\n", err);
 		abort();
 	}
+	/* What the server thread's own answers carry, as api_publish_headers publishes it. */
+	static const char *const pub[] = {"X-Cloudless-Served-By", "fuzz"};
+	http_server_set_headers(srv, pub, 1);
 	atexit(teardown);
 }
 
@@ -454,48 +458,71 @@ static void check_json_body(unsigned status, bool problem, const char *body, siz
 	json_decref(v);
 }
 
-/* Walks the responses on the connection. Ours (every one our server queued carries the header
- * prepare() adds) are matched in order with the requests the server completed; MHD's own
- * error pages have no entry there. */
-static void check_responses(const char *p, size_t len)
+static unsigned header_count(const char *head, size_t len, const char *name)
+{
+	unsigned n = 0;
+	size_t vl;
+	const char *p = head, *end = head + len, *v;
+	while (p < end && (v = find_header(p, (size_t)(end - p), name, &vl)) != NULL) {
+		n++;
+		p = v + vl;
+	}
+	return n;
+}
+
+/* Walks the responses on the connection: every byte must belong to one whole response, each
+ * matched in order with a request the server completed. `complete` when the client stayed to
+ * the end (nothing may be cut off then). */
+static void check_responses(const char *p, size_t len, bool whole)
 {
 	size_t pos = 0;
 	unsigned idx = 0;
 	while (pos < len) {
 		const char *hend = memmem(p + pos, len - pos, "\r\n\r\n", 4);
+		FUZZ_ASSERT(hend != NULL || !whole, "%zu bytes that are not a response head: %.*s",
+		            len - pos, (int)(len - pos > 120 ? 120 : len - pos), p + pos);
 		if (hend == NULL)
 			break;
 		size_t hlen = (size_t)(hend - (p + pos));
 		const char *h = p + pos;
 		unsigned status = 0;
-		FUZZ_ASSERT(hlen >= 12 && memcmp(h, "HTTP/1.", 7) == 0 &&
-		                sscanf(h + 9, "%3u", &status) == 1,
+		FUZZ_ASSERT(hlen >= 12 && memcmp(h, "HTTP/1.1 ", 9) == 0 &&
+		                sscanf(h + 9, "%3u", &status) == 1 && h[12] == ' ',
 		            "bad status line: %.*s", (int)(hlen > 80 ? 80 : hlen), h);
 		pos += hlen + 4;
 		if (status < 200)
 			continue; /* 100 Continue */
+		FUZZ_ASSERT(header_count(h, hlen, "Content-Length") == 1 &&
+		                header_count(h, hlen, "Transfer-Encoding") == 0,
+		            "status %u: not exactly one Content-Length: %.*s", status,
+		            (int)(hlen > 300 ? 300 : hlen), h);
+		FUZZ_ASSERT(header_count(h, hlen, "X-Cloudless-Served-By") == 1,
+		            "status %u without X-Cloudless-Served-By: %.*s", status,
+		            (int)(hlen > 300 ? 300 : hlen), h);
 		size_t vl = 0, bl = 0;
 		const char *ct = find_header(h, hlen, "Content-Type", &vl);
 		bool json =
 		    ct != NULL && ((vl == 16 && memcmp(ct, "application/json", 16) == 0) ||
 		                   (vl == 24 && memcmp(ct, "application/problem+json", 24) == 0));
 		bool problem = json && vl == 24;
+		FUZZ_ASSERT(status < 400 || problem, "error %u is not problem+json: %.*s", status,
+		            (int)(hlen > 300 ? 300 : hlen), h);
 		const char *cl = find_header(h, hlen, "Content-Length", &vl);
 		if (cl != NULL)
 			bl = strtoul(cl, NULL, 10);
 		bool head = false;
-		if (find_header(h, hlen, "X-Cloudless-Served-By", &vl) != NULL) {
-			/* (A completion may trail its last byte; past MAX_DONE none are kept.) */
-			if (idx < ndone) {
-				FUZZ_ASSERT(done[idx].status == status,
-				            "response %u has status %u, server says %u", idx,
-				            status, done[idx].status);
-				head = done[idx].head;
-			}
-			idx++;
+		/* (A completion may trail its last byte; past MAX_DONE none are kept.) */
+		if (idx < ndone) {
+			FUZZ_ASSERT(done[idx].status == status,
+			            "response %u has status %u, server says %u", idx, status,
+			            done[idx].status);
+			head = done[idx].head;
 		}
+		idx++;
 		if (head || status == 204 || status == 304)
 			bl = 0;
+		FUZZ_ASSERT(bl <= len - pos || !whole, "status %u: body cut off (%zu of %zu bytes)",
+		            status, len - pos, bl);
 		if (bl > len - pos)
 			break; /* cut off */
 		if (json && !head)
@@ -605,7 +632,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fprintf(stderr, "---- %zu bytes received%s\n%.*s\n----\n", c.in.len,
 		        c.eof ? ", closed by the server" : "", (int)c.in.len,
 		        c.in.data ? c.in.data : "");
-	check_responses(c.in.data, c.in.len);
+	check_responses(c.in.data, c.in.len, !reset);
 	buf_close(&c.in);
 	check_fds();
 	return 0;

@@ -1,4 +1,5 @@
-/* gen_seeds: writes the binary seed corpora of fuzz_command and fuzz_snapshot.
+/* gen_seeds: writes the binary seed corpora of fuzz_command and fuzz_snapshot, and the
+ * request-edge seeds of fuzz_http (edge-*: the framing cases of issue 19).
  *
  *   build-fuzz/tests/fuzz/gen_seeds tests/fuzz/corpus
  *
@@ -210,6 +211,63 @@ static void raw_image(const char *name, uint64_t index, const char *const kv[], 
 	buf_close(&img);
 }
 
+/* Raw requests at the edges of HTTP/1.1 framing, each followed by a pipelined request that
+ * must never run (fuzz_http's MAX_BODY is 1024). */
+#define SMUG "PUT /v1/kv/smug HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nX"
+#define SEED(name, lit)                              \
+	{                                            \
+		name, lit SMUG, sizeof(lit SMUG) - 1 \
+	}
+static const struct {
+	const char *name;
+	const char *data;
+	size_t len;
+} http_seeds[] = {
+    SEED("edge-two-content-lengths", "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                                     "3\r\nContent-Length: 5\r\n\r\nabcde"),
+    SEED("edge-space-before-colon", "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nContent-Length : "
+                                    "5\r\n\r\nabcde"),
+    SEED("edge-length-and-chunked",
+         "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: "
+         "4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n"),
+    SEED("edge-nul-in-header", "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\nContent-Length: "
+                               "1\r\n\r\nv"),
+    SEED("edge-no-host", "PUT /v1/kv/a HTTP/1.1\r\nContent-Length: 1\r\n\r\nv"),
+    SEED("edge-length-huge", "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                             "99999999999999999999999\r\n\r\n"),
+    SEED("edge-length-2-64", "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                             "18446744073709551616\r\n\r\n"),
+    SEED("edge-length-negative", "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
+    SEED("edge-length-list", "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: 1, "
+                             "1\r\n\r\nv"),
+    SEED("edge-chunked-over-max", "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+                                  "chunked\r\nExpect: 100-continue\r\n\r\n400\r\n"
+                                  "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+                                  "\r\n401\r\nx\r\n0\r\n\r\n"),
+    SEED("edge-te-gzip-chunked", "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, "
+                                 "chunked\r\n\r\n1\r\nv\r\n0\r\n\r\n"),
+    SEED("edge-te-identity", "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+                             "identity\r\n\r\nv"),
+    SEED("edge-expect-foo", "PUT /v1/kv/a HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: "
+                            "1\r\n\r\nv"),
+    SEED("edge-obs-fold", "GET /v1/kv/a HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n"),
+    SEED("edge-bare-lf", "GET /v1/kv/a HTTP/1.1\nHost: x\n\n"),
+    SEED("edge-http-2", "GET /v1/kv/a HTTP/2.0\r\nHost: x\r\n\r\n"),
+    SEED("edge-absolute-form", "GET http://x/v1/kv/a?consistency=stale HTTP/1.1\r\nHost: "
+                               "x\r\n\r\n"),
+    SEED("edge-head", "HEAD /v1/kv/a HTTP/1.1\r\nHost: x\r\n\r\n"),
+    SEED("edge-dup-params", "PUT /v1/kv/a?cas=1&cas=67 HTTP/1.1\r\nHost: x\r\nIdempotency-Key: "
+                            "a\r\nIdempotency-Key: b\r\nContent-Length: 1\r\n\r\nv"),
+    SEED("edge-foreign-continue", "GET /v1/kv/?prefix=p/&limit=2&continue=AQACcS9xLzE= "
+                                  "HTTP/1.1\r\nHost: x\r\n\r\n"),
+};
+
+static void http_seeds_write(void)
+{
+	for (size_t i = 0; i < sizeof http_seeds / sizeof http_seeds[0]; i++)
+		write_file("fuzz_http", http_seeds[i].name, http_seeds[i].data, http_seeds[i].len);
+}
+
 int main(int argc, char **argv)
 {
 	char err[256];
@@ -221,6 +279,7 @@ int main(int argc, char **argv)
 	}
 	root = argv[1];
 	fuzz_log_setup();
+	http_seeds_write();
 	const char *dir = fuzz_tmpdir("gen-seeds");
 	if (fsm_init(&f, dir, err, sizeof err) != 0) {
 		fprintf(stderr, "fsm_init: %s\n", err);

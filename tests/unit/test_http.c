@@ -1,7 +1,9 @@
 /* test_http: the http module against real HTTP traffic.
  *
- * The server runs on a uv loop on the main thread, exactly as in the coordinator; a client
- * thread drives it with libcurl (easy for sequential cases, multi for the concurrency case).
+ * The server's handlers run on a uv loop on the main thread and its sockets on its own thread,
+ * exactly as in the coordinator; a client thread drives it with libcurl (easy for sequential
+ * cases, multi for the concurrency case). Handlers must only ever run on the loop thread, and
+ * at most HTTP_DRAIN_MAX (64) of them per loop iteration, however many requests wait.
  * To keep testlib's counters single-threaded, the client thread does all CHECKs while the
  * main thread only records what the handlers saw; main checks those after joining. */
 #include "http/http.h"
@@ -38,7 +40,20 @@ static struct {
 	unsigned hold_pending;   /* http_server_pending just before close */
 	int hold_answered;       /* http_request_answered(held) before close (must be 0) */
 	char query[512];         /* what /query saw */
+	int wrong_thread;        /* handler calls off the loop thread */
+	unsigned max_per_iter;   /* most handler calls in one loop iteration */
 } seen;
+
+static pthread_t loop_thread;
+static uv_check_t iter_check;
+static unsigned iter, iter_seen, iter_calls;
+
+/* Runs once per loop iteration: handler calls are counted per iteration. */
+static void on_iter(uv_check_t *h)
+{
+	(void)h;
+	iter++;
+}
 
 static struct http_request *gathered[CONCURRENT];
 static int ngathered;
@@ -80,6 +95,7 @@ static void close_test_handles(void)
 {
 	uv_close((uv_handle_t *)&gather_timer, NULL);
 	uv_close((uv_handle_t *)&hold_timer, NULL);
+	uv_close((uv_handle_t *)&iter_check, NULL);
 }
 
 static void on_hold(uv_timer_t *t)
@@ -97,6 +113,14 @@ static void handler(struct http_request *req, void *arg)
 {
 	const char *path = http_request_path(req);
 	(void)arg;
+	if (!pthread_equal(pthread_self(), loop_thread))
+		seen.wrong_thread++;
+	if (iter != iter_seen) {
+		iter_seen = iter;
+		iter_calls = 0;
+	}
+	if (++iter_calls > seen.max_per_iter)
+		seen.max_per_iter = iter_calls;
 	http_request_set_tag(req, path[0] == '/' ? "route" : "odd");
 
 	if (strcmp(path, "/sync") == 0) {
@@ -145,6 +169,10 @@ static void handler(struct http_request *req, void *arg)
 		const char *m = http_request_method(req);
 		http_respond(req, 200, "text/plain", m, strlen(m));
 	} else if (strcmp(path, "/gather") == 0) {
+		/* Keep the loop busy once, so the other requests pile up in the queue meanwhile:
+		 * the drain must still hand them to handlers at most 64 per iteration. */
+		if (ngathered == 0)
+			usleep(300 * 1000);
 		gathered[ngathered++] = req;
 		if (ngathered == CONCURRENT)
 			uv_timer_start(&gather_timer, on_gather, 0, 0);
@@ -638,7 +666,13 @@ static void test_close_with_pending(const char *path)
 	get(c, path, &r);
 	CHECK_EQ_INT(r.status, 503);
 	CHECK_EQ_STR(r.ctype, "application/problem+json");
-	CHECK(strstr(r.body.data ? r.body.data : "", "server shutting down") != NULL);
+	CHECK(strstr(r.body.data ? r.body.data : "", "shutting down") != NULL);
+	{
+		/* Told when to come back, and that this connection is done. */
+		char h[32];
+		CHECK_EQ_STR(resp_header(&r, "Retry-After", h, sizeof h), "1");
+		CHECK_EQ_STR(resp_header(&r, "Connection", h, sizeof h), "close");
+	}
 	resp_close(&r);
 	curl_easy_cleanup(c);
 }
@@ -732,8 +766,14 @@ static void run_scenario(void *(*client)(void *), const char *name)
 	}
 	port = http_server_port(srv);
 	CHECK(port != 0);
+	/* What the server thread's own answers (413 and the like) carry. */
+	static const char *const pub[] = {"X-Prepared", "yes"};
+	http_server_set_headers(srv, pub, 1);
 	uv_timer_init(&loop, &gather_timer);
 	uv_timer_init(&loop, &hold_timer);
+	uv_check_init(&loop, &iter_check);
+	uv_check_start(&iter_check, on_iter);
+	loop_thread = pthread_self();
 	if (client == client_close_inside)
 		/* Unused in this scenario, and nothing else would close them. */
 		close_test_handles();
@@ -751,10 +791,13 @@ static void run_scenario(void *(*client)(void *), const char *name)
 	CHECK_EQ_INT(seen.completes, requests_sent);
 	CHECK_EQ_INT(seen.bad_complete, 0);
 	CHECK_EQ_INT(seen.complete_503_hold, 1);
+	CHECK_EQ_INT(seen.wrong_thread, 0);
+	CHECK(seen.max_per_iter >= 1 && seen.max_per_iter <= 64);
 	if (client == client_main) {
 		CHECK_EQ_INT(seen.calls_big, 0);
 		CHECK_EQ_INT(seen.complete_413, 2);
 		CHECK_EQ_INT(seen.gather_pending, CONCURRENT);
+		CHECK_EQ_INT(seen.max_per_iter, 64);
 		CHECK_EQ_INT(seen.hold_pending, 1);
 		CHECK_EQ_INT(seen.hold_answered, 0);
 	}
