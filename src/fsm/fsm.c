@@ -247,6 +247,30 @@ int fsm_cluster_id(struct fsm *f, char *out, size_t size)
 	return 0;
 }
 
+int fsm_reset_cluster(struct fsm *f, const char *cluster_id, char *err, size_t errlen)
+{
+	struct store_iter it;
+	struct store_batch b;
+	store_batch_init(&b);
+	store_iter_init(&it, &f->store, NULL, "n/", 2, NULL, 0);
+	for (; store_iter_valid(&it); store_iter_next(&it)) {
+		size_t kl;
+		const char *k = store_iter_key(&it, &kl);
+		store_batch_delete(&b, k, kl);
+	}
+	if (store_iter_close(&it) != 0) {
+		store_batch_close(&b);
+		snprintf(err, errlen, "cannot read the member records");
+		return -1;
+	}
+	store_batch_put(&b, KEY_CLUSTER_ID, strlen(KEY_CLUSTER_ID), cluster_id, strlen(cluster_id));
+	int rv = store_write(&f->store, &b, true, err, errlen);
+	store_batch_close(&b);
+	if (rv == 0)
+		f->members_version++;
+	return rv;
+}
+
 void fsm_members_each(struct fsm *f, int (*fn)(const struct fsm_member *m, void *arg), void *arg)
 {
 	struct store_iter it;
@@ -263,32 +287,58 @@ void fsm_members_each(struct fsm *f, int (*fn)(const struct fsm_member *m, void 
 	store_iter_close(&it);
 }
 
-uint64_t fsm_digest(struct fsm *f, uint64_t *n_keys)
+void fsm_digest_init(struct fsm_digest *d)
 {
-	uint64_t h = COMMAND_HASH_INIT;
-	uint64_t n = 0;
+	memset(d, 0, sizeof *d);
+	d->state = d->data = COMMAND_HASH_INIT;
+}
+
+static uint64_t digest_record(uint64_t h, const char *k, size_t kl, const char *v, size_t vl)
+{
+	uint8_t lens[16];
+	put_be64(lens, kl);
+	put_be64(lens + 8, vl);
+	h = command_hash(h, lens, sizeof lens);
+	h = command_hash(h, k, kl);
+	return command_hash(h, v, vl);
+}
+
+void fsm_digest_add(struct fsm_digest *d, const char *k, size_t kl, const char *v, size_t vl)
+{
+	/* m/ holds what the rest implies (index, count), except the internal floor. */
+	if (kl >= 2 && k[0] == 'm' && k[1] == '/' &&
+	    key_cmp(k, kl, KEY_INTERNAL_FLOOR, sizeof KEY_INTERNAL_FLOOR - 1) != 0)
+		return;
+	d->state = digest_record(d->state, k, kl, v, vl);
+	d->state_keys++;
+	/* The cluster's own members and id are not data a backup carries (raft/offline.c). */
+	if (kl >= 2 && (k[0] == 'n' || k[0] == 'g') && k[1] == '/')
+		return;
+	d->data = digest_record(d->data, k, kl, v, vl);
+	d->data_keys++;
+}
+
+void fsm_digests(struct fsm *f, struct fsm_digest *out)
+{
 	struct store_iter it;
+	fsm_digest_init(out);
 	store_iter_init(&it, &f->store, NULL, "", 0, NULL, 0);
 	for (; store_iter_valid(&it); store_iter_next(&it)) {
 		size_t kl, vl;
 		const char *k = store_iter_key(&it, &kl);
-		/* m/ holds what the rest implies (index, count), except the internal floor. */
-		if (kl >= 2 && k[0] == 'm' && k[1] == '/' &&
-		    key_cmp(k, kl, KEY_INTERNAL_FLOOR, sizeof KEY_INTERNAL_FLOOR - 1) != 0)
-			continue;
 		const char *v = store_iter_value(&it, &vl);
-		uint8_t lens[16];
-		put_be64(lens, kl);
-		put_be64(lens + 8, vl);
-		h = command_hash(h, lens, sizeof lens);
-		h = command_hash(h, k, kl);
-		h = command_hash(h, v, vl);
-		n++;
+		fsm_digest_add(out, k, kl, v, vl);
 	}
 	store_iter_close(&it);
+}
+
+uint64_t fsm_digest(struct fsm *f, uint64_t *n_keys)
+{
+	struct fsm_digest d;
+	fsm_digests(f, &d);
 	if (n_keys != NULL)
-		*n_keys = n;
-	return h;
+		*n_keys = d.state_keys;
+	return d.state;
 }
 
 /* ---- apply ---- */
@@ -965,7 +1015,7 @@ static int iface_snapshot_async(struct raft_fsm *iface, struct raft_buffer *bufs
 	 * briefly holds two copies. The state changes little between snapshots. */
 	if (f->snap_size > 0)
 		buf_reserve(&out, f->snap_size + f->snap_size / 8);
-	if (fsm_snapshot_write(&f->snap, f->snap_index, &out) != 0) {
+	if (fsm_snapshot_write(&f->snap, f->snap_index, &out, NULL) != 0) {
 		buf_close(&out);
 		return RAFT_IOERR;
 	}

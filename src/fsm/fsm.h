@@ -162,13 +162,38 @@ int fsm_member_get(struct fsm *f, const char *node_id, struct fsm_member *out);
 int fsm_cluster_id(struct fsm *f, char *out, size_t size);
 /* Calls fn for every member in node_id order; stops early when fn returns non-zero. */
 void fsm_members_each(struct fsm *f, int (*fn)(const struct fsm_member *m, void *arg), void *arg);
-/* A 64-bit digest of the replicated data (kv, members, idempotency records) excluding the
- * applied index, so nodes at the same index compare equal. */
+/* Digests of the replicated state, excluding what m/ says the rest implies (applied index,
+ * counts), so nodes at the same index compare equal:
+ *   state  every record: kv, members, cluster id, idempotency records, domain;
+ *   data   the same without the cluster's own member records and id (n/, g/): what a backup
+ *          carries into the cluster restored from it (raft/offline.c gives that one new
+ *          members and a new id), so a restored cluster's data digest equals its backup's.
+ * fsm_digest_add takes every record in key order (it skips m/ itself). */
+struct fsm_digest {
+	uint64_t state, data;
+	uint64_t state_keys, data_keys; /* records each covers */
+};
+void fsm_digest_init(struct fsm_digest *d);
+void fsm_digest_add(struct fsm_digest *d, const char *k, size_t kl, const char *v, size_t vl);
+/* Both digests of the live store (walks all of it). */
+void fsm_digests(struct fsm *f, struct fsm_digest *out);
+/* The state digest alone, and how many records it covers (n_keys may be NULL). */
 uint64_t fsm_digest(struct fsm *f, uint64_t *n_keys);
 
+/* Makes the store the first state of a new cluster (a restore, raft/offline.c): every member
+ * record is deleted and the cluster id becomes `cluster_id`, in one synced batch. The applied
+ * index and everything else stay, so the data digest does not change. -1 with a reason. */
+int fsm_reset_cluster(struct fsm *f, const char *cluster_id, char *err, size_t errlen);
+
 /* Snapshot image codec (snapshot.c): writes every key of `snap` after a header carrying the
- * index; parse validates an untrusted image completely before anything is changed. */
-int fsm_snapshot_write(const struct store_snap *snap, uint64_t index, struct buf *out);
+ * index, and with `digest` (may be NULL) computes the digests of exactly what it wrote; safe
+ * on any thread (RocksDB reads of a pinned snapshot). check validates an untrusted image
+ * completely (header, checksum, every record) and gives its index and record count; restore
+ * checks it the same way before anything is changed. */
+int fsm_snapshot_write(const struct store_snap *snap, uint64_t index, struct buf *out,
+                       struct fsm_digest *digest);
+int fsm_snapshot_check(const void *data, size_t len, uint64_t *index, uint64_t *count, char *err,
+                       size_t errlen);
 int fsm_snapshot_restore(struct fsm *f, const void *data, size_t len, char *err, size_t errlen);
 
 #endif

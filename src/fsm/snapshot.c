@@ -1,11 +1,15 @@
-/* snapshot: the raft snapshot image of the store, and restoring one.
+/* snapshot: the image of the store at one applied index, and restoring one.
  *
- * Image layout (big-endian):
+ * The same image is raft's snapshot (InstallSnapshot, fsm.c), a backup (GET /v1/snapshot,
+ * api/snapshot_route.c) and what `cloudless-coordinator restore` seeds a new cluster with
+ * (raft/offline.c). Layout (big-endian):
  *   "CLSNAP01" | u64 index | u64 count | count x (u32 klen | key | u32 vlen | value) | u64 fnv
  * Keys are in byte order, each once. The trailing FNV-1a hash covers every byte before it.
  * Restore parses and checks the whole image first and only then replaces the store in a
  * single WriteBatch (delete everything, put everything, set m/applied), so a torn or hostile
- * image never leaves a half state. */
+ * image never leaves a half state; fsm_snapshot_check is that check alone, for a file an
+ * operator hands us. Writing can compute the state digests of exactly what it wrote, so a
+ * backup carries the digests of its own content, not of a store that moved on meanwhile. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +20,13 @@
 
 static const char MAGIC[8] = {'C', 'L', 'S', 'N', 'A', 'P', '0', '1'};
 
-int fsm_snapshot_write(const struct store_snap *snap, uint64_t index, struct buf *out)
+int fsm_snapshot_write(const struct store_snap *snap, uint64_t index, struct buf *out,
+                       struct fsm_digest *digest)
 {
 	struct store_iter it;
 	uint64_t count = 0;
+	if (digest != NULL)
+		fsm_digest_init(digest);
 	buf_append(out, MAGIC, sizeof MAGIC);
 	buf_put_u64(out, index);
 	size_t count_at = out->len;
@@ -36,6 +43,8 @@ int fsm_snapshot_write(const struct store_snap *snap, uint64_t index, struct buf
 		buf_append(out, k, kl);
 		buf_put_u32(out, (uint32_t)vl);
 		buf_append(out, v, vl);
+		if (digest != NULL)
+			fsm_digest_add(digest, k, kl, v, vl);
 		count++;
 	}
 	/* A read error part-way would make a short image that still checks out: fail instead. */
@@ -124,33 +133,74 @@ static int walk_records(struct buf_reader *r, uint64_t count, struct store_batch
 	return 0;
 }
 
-int fsm_snapshot_restore(struct fsm *f, const void *data, size_t len, char *err, size_t errlen)
+/* A whole image checked: its header, and every record walked. */
+struct image {
+	uint64_t index, count;
+	struct buf_reader body; /* the records */
+	struct image_idem idem;
+};
+
+static int image_parse(const void *data, size_t len, struct image *im, char *err, size_t errlen)
 {
 	struct buf_reader r;
 	const uint8_t *magic;
-	uint64_t index, count, sum;
-	struct image_idem idem;
+	uint64_t sum;
+	/* The magic first: a file that is not an image at all gets the plainest message. */
+	if (len == 0) {
+		snprintf(err, errlen, "the snapshot image is empty");
+		return -1;
+	}
+	if (len < sizeof MAGIC || memcmp(data, MAGIC, sizeof MAGIC) != 0) {
+		snprintf(err, errlen,
+		         "not a Cloudless snapshot image (it does not start with %.8s)", MAGIC);
+		return -1;
+	}
 	if (len < sizeof MAGIC + 24) {
-		snprintf(err, errlen, "snapshot image too short (%zu bytes)", len);
+		snprintf(err, errlen, "snapshot image too short (%zu bytes): truncated", len);
 		return -1;
 	}
 	buf_reader_init(&r, (const uint8_t *)data + len - 8, 8);
 	buf_get_u64(&r, &sum);
 	if (sum != command_hash(COMMAND_HASH_INIT, data, len - 8)) {
-		snprintf(err, errlen, "snapshot image checksum mismatch");
+		snprintf(err, errlen,
+		         "snapshot image checksum mismatch (%zu bytes): the file is corrupt or "
+		         "truncated",
+		         len);
 		return -1;
 	}
 	buf_reader_init(&r, data, len - 8);
-	if (buf_get_bytes(&r, sizeof MAGIC, &magic) != 0 || memcmp(magic, MAGIC, sizeof MAGIC) ||
-	    buf_get_u64(&r, &index) != 0 || buf_get_u64(&r, &count) != 0) {
+	if (buf_get_bytes(&r, sizeof MAGIC, &magic) != 0 || buf_get_u64(&r, &im->index) != 0 ||
+	    buf_get_u64(&r, &im->count) != 0) {
 		snprintf(err, errlen, "snapshot image has a bad header");
 		return -1;
 	}
-	struct buf_reader body = r;
-	if (walk_records(&r, count, NULL, &idem) != 0 || r.left != 0) {
+	im->body = r;
+	if (walk_records(&r, im->count, NULL, &im->idem) != 0 || r.left != 0) {
 		snprintf(err, errlen, "snapshot image records are malformed");
 		return -1;
 	}
+	return 0;
+}
+
+int fsm_snapshot_check(const void *data, size_t len, uint64_t *index, uint64_t *count, char *err,
+                       size_t errlen)
+{
+	struct image im;
+	if (image_parse(data, len, &im, err, errlen) != 0)
+		return -1;
+	*index = im.index;
+	*count = im.count;
+	return 0;
+}
+
+int fsm_snapshot_restore(struct fsm *f, const void *data, size_t len, char *err, size_t errlen)
+{
+	struct image im;
+	if (image_parse(data, len, &im, err, errlen) != 0)
+		return -1;
+	uint64_t index = im.index, count = im.count;
+	struct buf_reader body = im.body;
+	struct image_idem idem;
 	if (index <= f->applied_index) {
 		/* Start-up: raft hands us its latest snapshot, but RocksDB already holds a newer
 		 * state; the entries after the snapshot up to applied_index will be skipped. */

@@ -105,7 +105,7 @@ static void setup(void)
 	struct store_snap snap;
 	store_snap_take(&snap, &fsm.store);
 	buf_init(&base_image);
-	FUZZ_ASSERT(fsm_snapshot_write(&snap, fsm.applied_index, &base_image) == 0,
+	FUZZ_ASSERT(fsm_snapshot_write(&snap, fsm.applied_index, &base_image, NULL) == 0,
 	            "baseline image");
 	store_snap_release(&snap);
 	base_digest = fsm_digest(&fsm, &base_keys);

@@ -179,7 +179,7 @@ static void snapshot_seed(struct fsm *f, const char *name)
 	buf_init(&img);
 	buf_put_u8(&img, 0); /* fuzz_snapshot's flag byte: keep the checksum as written */
 	store_snap_take(&snap, &f->store);
-	fsm_snapshot_write(&snap, f->applied_index, &img);
+	fsm_snapshot_write(&snap, f->applied_index, &img, NULL);
 	store_snap_release(&snap);
 	write_file("fuzz_snapshot", name, img.data, img.len);
 	/* The same image with the "fix the checksum" flag, whose mutations stay parseable. */

@@ -356,7 +356,7 @@ static void test_rebuild_and_agreement(void)
 	struct buf img;
 	buf_init(&img);
 	store_snap_take(&snap, &a.f.store);
-	CHECK_EQ_INT(fsm_snapshot_write(&snap, a.f.applied_index + 10, &img), 0);
+	CHECK_EQ_INT(fsm_snapshot_write(&snap, a.f.applied_index + 10, &img, NULL), 0);
 	store_snap_release(&snap);
 	struct env c = {0};
 	env_open(&c);

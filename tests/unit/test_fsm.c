@@ -895,7 +895,7 @@ static void snapshot_image(struct fsm *f, struct buf *img)
 	struct store_snap snap;
 	buf_init(img);
 	store_snap_take(&snap, &f->store);
-	CHECK_EQ_INT(fsm_snapshot_write(&snap, f->applied_index, img), 0);
+	CHECK_EQ_INT(fsm_snapshot_write(&snap, f->applied_index, img, NULL), 0);
 	store_snap_release(&snap);
 }
 
@@ -1176,7 +1176,7 @@ static void test_snapshot_corruption(void)
 	img_record(&h, "k/x", 3, "0123456789012345678901234", 25);
 	img_seal(&h);
 	CHECK_EQ_INT(fsm_snapshot_restore(&b, h.data, h.len, err, sizeof err), -1);
-	CHECK(strstr(err, "header") != NULL);
+	CHECK(strstr(err, "not a Cloudless snapshot image") != NULL);
 	/* Bad checksum (a correct image with the checksum off by one). */
 	memcpy(copy, img.data, img.len);
 	copy[img.len - 1] ^= 0x80;
@@ -1259,6 +1259,127 @@ static void test_snapshot_corruption(void)
 }
 
 /* The raft_fsm callbacks as raft drives them (f->raft NULL: the index is applied_index). */
+/* A file an operator hands to `restore` is checked without any store: every kind of damage is
+ * refused with its own message, and a good image gives its index and record count. */
+static void test_snapshot_check(void)
+{
+	struct env e;
+	struct fsm f;
+	env_make(&e);
+	open_fsm(&f, &e);
+	put(&f, 1, "k1", "v1");
+	put(&f, 2, "k2", "v2");
+	member_set(&f, 3, "n", 1, "r", "h");
+	struct buf img;
+	snapshot_image(&f, &img);
+	char err[256] = "";
+	uint64_t index = 0, count = 0;
+	CHECK_EQ_INT(fsm_snapshot_check(img.data, img.len, &index, &count, err, sizeof err), 0);
+	CHECK_EQ_INT(index, 3);
+	CHECK_EQ_INT(count, 3); /* k1, k2, n/n (m/applied travels in the header) */
+	struct {
+		size_t len;
+		size_t flip; /* flip the byte at this offset, SIZE_MAX: none */
+		const char *magic;
+		const char *says;
+	} cases[] = {
+	    {0, SIZE_MAX, NULL, "is empty"},
+	    {5, SIZE_MAX, NULL, "not a Cloudless snapshot image"},
+	    {20, SIZE_MAX, NULL, "too short"},
+	    {img.len - 1, SIZE_MAX, NULL, "checksum mismatch"},
+	    {img.len, img.len / 2, NULL, "checksum mismatch"},
+	    {img.len, img.len - 1, NULL, "checksum mismatch"},
+	    {img.len, SIZE_MAX, "CLSNAP02", "not a Cloudless snapshot image"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *copy = malloc(img.len);
+		memcpy(copy, img.data, img.len);
+		if (cases[i].flip != SIZE_MAX)
+			copy[cases[i].flip] ^= 0x01;
+		if (cases[i].magic != NULL)
+			memcpy(copy, cases[i].magic, 8);
+		err[0] = '\0';
+		CHECK_EQ_INT(
+		    fsm_snapshot_check(copy, cases[i].len, &index, &count, err, sizeof err), -1);
+		CHECK(strstr(err, cases[i].says) != NULL);
+		free(copy);
+	}
+	/* Records that are wrong although the checksum is right: the same check as restore's. */
+	struct buf h;
+	buf_init(&h);
+	img_begin(&h, 9, 2);
+	img_record(&h, "k/b", 3, "x", 1);
+	img_record(&h, "k/a", 3, "x", 1); /* out of order */
+	img_seal(&h);
+	CHECK_EQ_INT(fsm_snapshot_check(h.data, h.len, &index, &count, err, sizeof err), -1);
+	CHECK(strstr(err, "malformed") != NULL);
+	buf_close(&h);
+	buf_close(&img);
+	fsm_close(&f);
+	env_remove(&e);
+}
+
+/* The data digest leaves out exactly the cluster's own records (n/, g/); an image's digests
+ * are those of the store it was written from; and resetting a store for a new cluster changes
+ * n/ and g/ only, in one batch, keeping the applied index and the data digest. */
+static void test_data_digest_and_reset(void)
+{
+	struct env e;
+	struct fsm f;
+	env_make(&e);
+	open_fsm(&f, &e);
+	put(&f, 1, "k1", "v1");
+	struct fsm_digest d0, d1, d2;
+	fsm_digests(&f, &d0);
+	CHECK(d0.state == fsm_digest(&f, NULL) && d0.state == d0.data);
+	CHECK_EQ_INT(d0.state_keys, 1);
+	member_set(&f, 2, "n1", 1, "r1", "h1");
+	struct command c;
+	memset(&c, 0, sizeof c);
+	c.type = COMMAND_CLUSTER_SET;
+	c.cluster_id = S("0123456789abcdef0123456789abcdef");
+	CHECK_EQ_INT(apply_cmd(&f, 3, &c), FSM_MEMBER_OK);
+	fsm_digests(&f, &d1);
+	CHECK(d1.state != d0.state && d1.data == d0.data);
+	CHECK_EQ_INT(d1.state_keys, 3);
+	CHECK_EQ_INT(d1.data_keys, 1);
+	put(&f, 4, "k2", "v2");
+	fsm_digests(&f, &d2);
+	CHECK(d2.data != d1.data && d2.state != d1.state);
+
+	struct store_snap snap;
+	struct buf img;
+	struct fsm_digest di;
+	buf_init(&img);
+	store_snap_take(&snap, &f.store);
+	CHECK_EQ_INT(fsm_snapshot_write(&snap, f.applied_index, &img, &di), 0);
+	store_snap_release(&snap);
+	CHECK(di.state == d2.state && di.data == d2.data && di.state_keys == d2.state_keys &&
+	      di.data_keys == d2.data_keys);
+
+	char err[256] = "", id[COMMAND_MAX_INCARNATION + 1];
+	uint64_t version = f.members_version;
+	CHECK_EQ_INT(fsm_reset_cluster(&f, "fedcba9876543210fedcba9876543210", err, sizeof err), 0);
+	CHECK(f.members_version != version);
+	CHECK_EQ_INT(f.applied_index, 4);
+	CHECK_EQ_INT(count_prefix(&f, "n/"), 0);
+	CHECK_EQ_INT(fsm_cluster_id(&f, id, sizeof id), 0);
+	CHECK_EQ_STR(id, "fedcba9876543210fedcba9876543210");
+	struct fsm_digest d3;
+	fsm_digests(&f, &d3);
+	CHECK(d3.data == d2.data && d3.state != d2.state);
+	CHECK_EQ_INT(stored_u64(&f, "m/applied"), 4);
+	/* It survives a reopen (a synced batch). */
+	fsm_close(&f);
+	open_fsm(&f, &e);
+	struct fsm_digest d4;
+	fsm_digests(&f, &d4);
+	CHECK(d4.state == d3.state && f.applied_index == 4);
+	buf_close(&img);
+	fsm_close(&f);
+	env_remove(&e);
+}
+
 static void test_snapshot_iface(void)
 {
 	struct env ea, eb;
@@ -1998,6 +2119,8 @@ int main(void)
 	test_digest();
 	test_snapshot_round_trip();
 	test_snapshot_corruption();
+	test_snapshot_check();
+	test_data_digest_and_reset();
 	test_snapshot_iface();
 	test_snapshot_store_ahead_of_raft();
 	TEST_DONE();
