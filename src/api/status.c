@@ -69,6 +69,17 @@ static json_t *servers_json(struct node *n)
 	return arr;
 }
 
+/* The replicated member table (n/ records) by node id: what forwarding and removal checks
+ * use, which a ready leader keeps to the configuration's members (raft/watch.c). */
+static json_t *member_records_json(struct node *n)
+{
+	json_t *arr = json_array();
+	node_refresh_members(n);
+	for (unsigned i = 0; i < n->n_members; i++)
+		json_array_append_new(arr, json_string(n->members[i].node_id));
+	return arr;
+}
+
 static json_t *founders_json(const struct identity *id)
 {
 	json_t *arr = json_array();
@@ -110,6 +121,7 @@ void api_route_status(struct api *a, struct http_request *req)
 	json_object_set_new(o, "http_addr", json_string(n->opts.http_addr));
 	json_object_set_new(o, "incarnation", json_string(n->ident.incarnation));
 	json_object_set_new(o, "cluster_id", json_string(node_cluster_id(n)));
+	json_object_set_new(o, "member_records", member_records_json(n));
 	json_object_set_new(o, "voters", json_integer(node_voters(n)));
 	json_object_set_new(o, "healthy_voters", json_integer(node_healthy_voters(n)));
 	json_object_set_new(o, "failure_tolerance", json_integer(node_failure_tolerance(n)));
@@ -121,12 +133,15 @@ void api_route_status(struct api *a, struct http_request *req)
 	if (n->discovery.active && n->opts.bootstrap_expect > 0)
 		json_object_set_new(o, "forming", forming_json(n));
 	if (http_request_query(req, "digest") != NULL) {
-		uint64_t keys;
+		struct fsm_digest d;
 		char hex[17];
-		snprintf(hex, sizeof hex, "%016llx",
-		         (unsigned long long)fsm_digest(&n->fsm, &keys));
+		fsm_digests(&n->fsm, &d);
+		snprintf(hex, sizeof hex, "%016llx", (unsigned long long)d.state);
 		json_object_set_new(o, "state_digest", json_string(hex));
-		json_object_set_new(o, "state_keys", json_integer((json_int_t)keys));
+		json_object_set_new(o, "state_keys", json_integer((json_int_t)d.state_keys));
+		snprintf(hex, sizeof hex, "%016llx", (unsigned long long)d.data);
+		json_object_set_new(o, "data_digest", json_string(hex));
+		json_object_set_new(o, "data_keys", json_integer((json_int_t)d.data_keys));
 	}
 	api_common_headers(a, req);
 	http_respond_json(req, 200, o);

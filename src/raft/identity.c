@@ -105,6 +105,10 @@ int identity_load(struct identity *id, const char *dir, const char *node_id, cha
 		free(path);
 		if (!absent)
 			return -1;
+		if (node_id == NULL) {
+			memset(id, 0, sizeof *id);
+			return 1;
+		}
 		return fresh(id, node_id, err, errlen) == 0 ? 1 : -1;
 	}
 	memset(id, 0, sizeof *id);
@@ -117,7 +121,16 @@ int identity_load(struct identity *id, const char *dir, const char *node_id, cha
 	load_founders(id, json_object_get(o, "founders"));
 	json_decref(o);
 	int rv = 0;
-	if (id->node_id[0] != '\0' && strcmp(id->node_id, node_id) != 0) {
+	if (node_id == NULL) {
+		/* Taken as it is: one from before incarnations cannot say which data dir it is. */
+		if (id->node_id[0] == '\0' || !identity_valid_hex(id->incarnation)) {
+			snprintf(err, errlen,
+			         "%s names no node id or incarnation (written by a version "
+			         "before them): start the node once with this version first",
+			         path);
+			rv = -1;
+		}
+	} else if (id->node_id[0] != '\0' && strcmp(id->node_id, node_id) != 0) {
 		snprintf(
 		    err, errlen,
 		    "--data-dir %s belongs to node \"%s\", not \"%s\" (use another data dir or "

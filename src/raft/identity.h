@@ -50,7 +50,9 @@ struct identity {
 /* Reads <dir>/identity.json into *id. 0 when it was there, 1 when there is none (*id is then
  * a fresh identity for node_id with a new random incarnation, not yet saved), -1 with a
  * reason in err when it is unreadable or belongs to another node id. A file written before
- * incarnations existed gets one now: its data is intact, so it is the same member. */
+ * incarnations existed gets one now: its data is intact, so it is the same member. With
+ * node_id NULL the file is taken as it is, for whichever node it names (the offline commands,
+ * raft/offline.c): 1 and a zeroed *id when there is none, -1 when it names no incarnation. */
 int identity_load(struct identity *id, const char *dir, const char *node_id, char *err,
                   size_t errlen);
 /* Writes it durably (see above). -1 with a reason in err. */

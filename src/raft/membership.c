@@ -780,6 +780,14 @@ void node_change_submit(struct node *n, struct node_change *c)
 		arm_expiry(n);
 }
 
+bool membership_changing(struct node *n, const char *node_id)
+{
+	for (struct node_change *c = n->mship.head; c != NULL; c = c->next)
+		if (strcmp(c->node_id, node_id) == 0 || strcmp(c->replaced, node_id) == 0)
+			return true;
+	return false;
+}
+
 void membership_init(struct node *n)
 {
 	uv_timer_init(n->loop, &n->mship.timer);

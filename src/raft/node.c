@@ -87,8 +87,8 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, 
 	if (found < 0)
 		goto err_opts;
 	n->bootstrapped_here = n->ident.bootstrapped;
-	n->raft_dir = path_join(opts->data_dir, "raft");
-	char *db_dir = path_join(opts->data_dir, "db");
+	n->raft_dir = path_join(opts->data_dir, NODE_RAFT_DIR);
+	char *db_dir = path_join(opts->data_dir, NODE_DB_DIR);
 	if (ensure_dir(n->raft_dir, err, errlen) != 0) {
 		free(db_dir);
 		goto err_dir;
@@ -530,11 +530,8 @@ bool node_leader(struct node *n, const struct fsm_member **m, raft_id *id, const
 
 /* ---- shutdown ---- */
 
-static void handle_closed(uv_handle_t *h)
+static void finish_close(struct node *n)
 {
-	struct node *n = h->data;
-	if (--n->closing_handles > 0)
-		return;
 	fsm_close(&n->fsm);
 	free(n->members);
 	n->members = NULL;
@@ -542,6 +539,27 @@ static void handle_closed(uv_handle_t *h)
 	free_options(n);
 	if (n->close_cb != NULL)
 		n->close_cb(n);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+	struct node *n = h->data;
+	if (--n->closing_handles > 0)
+		return;
+	n->handles_closed = true;
+	if (n->holds == 0)
+		finish_close(n);
+}
+
+void node_hold(struct node *n)
+{
+	n->holds++;
+}
+
+void node_release(struct node *n)
+{
+	if (--n->holds == 0 && n->handles_closed)
+		finish_close(n);
 }
 
 static void close_handle(struct node *n, uv_handle_t *h)

@@ -25,6 +25,12 @@
 #include "raft/transport.h"
 #include "util/buf.h"
 
+/* A data dir (--data-dir) holds identity.json (identity.h), the raft log and snapshots under
+ * NODE_RAFT_DIR (raft_uv) and the store under NODE_DB_DIR (RocksDB, whose LOCK file tells
+ * whether a process has it open). raft/offline.c writes and rewrites the same layout. */
+#define NODE_RAFT_DIR "raft"
+#define NODE_DB_DIR   "db"
+
 struct node_options {
 	const char *node_id;
 	const char *raft_addr;
@@ -272,6 +278,8 @@ struct node {
 	void *event_arg;
 	void (*close_cb)(struct node *n);
 	unsigned closing_handles;
+	bool handles_closed; /* node_close got that far; the fsm goes when no hold is left */
+	unsigned holds;      /* work off the loop still reading the store (node_hold) */
 };
 
 /* Derives the raft id (stable 63-bit hash) from the human node id. */
@@ -283,6 +291,11 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, 
 int node_start(struct node *n, char *err, size_t errlen);
 /* Closes raft (failing pending requests) and every handle; cb runs when all is released. */
 void node_close(struct node *n, void (*cb)(struct node *n));
+/* Work that reads the store off the loop (a backup image built on a uv worker) holds the
+ * node: node_close then closes the fsm, and calls its cb, only once every hold is released
+ * (on the loop). */
+void node_hold(struct node *n);
+void node_release(struct node *n);
 
 /* Copies `cmd` into a raft buffer and proposes it with the other commands of this loop
  * iteration (propose.c). 0, or a raft error code (RAFT_NOTLEADER, RAFT_NOMEM, ...) in which
@@ -308,6 +321,9 @@ void reads_close(struct node *n);
 void node_change_submit(struct node *n, struct node_change *c);
 /* Leader only: the voter a leadership transfer should target, 0 when there is none. */
 raft_id node_best_voter(struct node *n);
+/* Whether a change queued or running here is about node_id (as the node joining, leaving or
+ * moving, or the member a join replaces): its member record is that change's to write. */
+bool membership_changing(struct node *n, const char *node_id);
 void membership_init(struct node *n);
 void membership_fail_all(struct node *n, unsigned status, const char *why);
 void membership_close(struct node *n);

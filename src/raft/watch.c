@@ -65,13 +65,39 @@ static void propose_member_record(struct node *n, const char *node_id, const cha
 	propose_record(n, &c);
 }
 
+static void propose_member_delete(struct node *n, const struct fsm_member *m)
+{
+	struct command c = {.type = COMMAND_MEMBER_DEL, .raft_id = m->raft_id};
+	c.node_id = (struct command_str){m->node_id, strlen(m->node_id)};
+	log_info("Dropping the record of a node outside the configuration",
+	         "node_id=%s raft_addr=%s", m->node_id, m->raft_addr);
+	propose_record(n, &c);
+}
+
+/* A record whose node is not in the configuration is a leftover: a removal whose leader
+ * lost leadership between raft_remove and the record's deletion, a join that failed between
+ * the two the other way round, or - after `cloudless-coordinator recover` (raft/offline.c)
+ * - every member but this one. Left there, followers would forward to and removal checks
+ * ask nodes that are not members, and status would disagree with itself. A change that is
+ * running or queued here writes its own subject's record, so that one is left to it. */
+static void drop_stale_records(struct node *n)
+{
+	node_refresh_members(n);
+	for (unsigned i = 0; i < n->n_members; i++) {
+		const struct fsm_member *m = &n->members[i];
+		if (node_server_index(n, m->raft_id) < 0 && !membership_changing(n, m->node_id))
+			propose_member_delete(n, m);
+	}
+}
+
 /* Our own record (HTTP address, incarnation) must be in the replicated member table for
  * followers to forward to us and for status to name us; the cluster id must be recorded
- * once (the first leader of a cluster, or of one from before cluster ids); and the other
+ * once (the first leader of a cluster, or of one from before cluster ids); the other
  * founders of a --bootstrap-expect cluster never joined, so their records come from the
- * founders list the bootstrap kept. */
+ * founders list the bootstrap kept; and records of nodes outside the configuration go. */
 static void ensure_records(struct node *n)
 {
+	drop_stale_records(n);
 	if (!record_matches(node_member_by_node_id(n, n->opts.node_id), n->id, n->opts.raft_addr,
 	                    n->opts.http_addr, n->ident.incarnation))
 		propose_member_record(n, n->opts.node_id, n->opts.raft_addr, n->opts.http_addr,
