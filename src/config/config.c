@@ -191,7 +191,7 @@ struct parser {
 #define quote flags_quote
 #define who   flags_who
 
-static bool valid_node_id(const char *s)
+bool config_valid_node_id(const char *s)
 {
 	size_t n = strlen(s);
 	if (n < 1 || n > 64)
@@ -209,6 +209,26 @@ int config_split_hostport(const char *s, char *host, size_t hostlen, unsigned *p
                           bool allow_zero)
 {
 	return flags_split_hostport(s, host, hostlen, port, allow_zero, NULL, 0);
+}
+
+int config_check_raft_addr(const char *value, char *why, size_t whylen)
+{
+	struct in_addr a4;
+	char host[256], q[96];
+	unsigned port;
+	if (flags_split_hostport(value, host, sizeof host, &port, false, why, whylen) != 0)
+		return -1;
+	/* libraft 0.15's TCP transport parses only numeric IPv4, and the address is what peers
+	 * dial, so a name, IPv6 or the wildcard would fail later and worse. */
+	if (inet_pton(AF_INET, host, &a4) != 1)
+		return fail(why, whylen,
+		            "must be a numeric IPv4 address and port (a.b.c.d:port), got %s",
+		            quote(q, sizeof q, value));
+	if (a4.s_addr == htonl(INADDR_ANY))
+		return fail(why, whylen,
+		            "0.0.0.0 cannot be used: peers dial this address, so give this node's "
+		            "own IPv4 address");
+	return 0;
 }
 
 struct join_append {
@@ -243,36 +263,20 @@ static int set_option(const struct flags_option *o, void *target, const char *va
 	static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
 	struct config *c = target;
 	void *field = (char *)c + o->off;
-	char q[96], why[160], host[256];
-	unsigned port;
+	char q[96], why[160];
 
 	switch (o->kind) {
 	case K_NODE_ID:
-		if (!valid_node_id(value))
+		if (!config_valid_node_id(value))
 			return fail(
 			    err, errlen,
 			    "%s: invalid node id %s: use 1-64 characters of A-Z a-z 0-9 . _ -",
 			    name, quote(q, sizeof q, value));
 		return flags_set_string(field, value, err, errlen);
-	case K_RAFT_ADDR: {
-		struct in_addr a4;
-		if (flags_split_hostport(value, host, sizeof host, &port, false, why, sizeof why) !=
-		    0)
+	case K_RAFT_ADDR:
+		if (config_check_raft_addr(value, why, sizeof why) != 0)
 			return fail(err, errlen, "%s: %s", name, why);
-		/* libraft 0.15's TCP transport parses only numeric IPv4, and the address is
-		 * what peers dial, so a name, IPv6 or the wildcard would fail later and worse. */
-		if (inet_pton(AF_INET, host, &a4) != 1)
-			return fail(
-			    err, errlen,
-			    "%s: must be a numeric IPv4 address and port (a.b.c.d:port), got %s",
-			    name, quote(q, sizeof q, value));
-		if (a4.s_addr == htonl(INADDR_ANY))
-			return fail(err, errlen,
-			            "%s: 0.0.0.0 cannot be used: peers dial this address, so give "
-			            "this node's own IPv4 address",
-			            name);
 		return flags_set_string(field, value, err, errlen);
-	}
 	case K_JOIN: {
 		/* --join accumulates over repeated flags. */
 		struct join_append j = {c, name, err, errlen};
@@ -405,7 +409,9 @@ const char *config_usage(void)
 
 	if (built)
 		return usage;
-	flags_text_add(&t, "Usage: cloudless-coordinator --node-id ID [options]\n\n");
+	flags_text_add(&t, "Usage: cloudless-coordinator --node-id ID [options]\n"
+	                   "       cloudless-coordinator restore|recover --help   (offline "
+	                   "commands)\n\n");
 	flags_text_add(
 	    &t, "Runs one member of a Cloudless coordinator cluster: a key-value store\n"
 	        "replicated with raft and served over HTTP. Start every node with the same\n"
@@ -445,7 +451,11 @@ const char *config_usage(void)
 	    "  # The same with environment variables, e.g. in a container:\n"
 	    "  CLOUDLESS_RAFT_ID=n2 CLOUDLESS_RAFT_ADDR=10.0.0.2:7000 \\\n"
 	    "      CLOUDLESS_HTTP_ADDR=10.0.0.2:8080 CLOUDLESS_RAFT_JOIN_ADDR=10.0.0.1:8080 \\\n"
-	    "      cloudless-coordinator\n");
+	    "      cloudless-coordinator\n"
+	    "\n"
+	    "Offline commands, on the data dir of a node that is not running:\n"
+	    "  restore   a new one-node cluster from a backup (GET /v1/snapshot)\n"
+	    "  recover   make the survivor of a lost quorum the only voter\n");
 	built = true;
 	return usage;
 }
@@ -470,13 +480,10 @@ static int ensure_dir(const char *path, char *err, size_t errlen)
 	return fail(err, errlen, "--data-dir: cannot create %s: %s", path, strerror(errno));
 }
 
-int config_prepare_data_dir(const struct config *c, char *err, size_t errlen)
+int config_make_dirs(const char *dir, char *err, size_t errlen)
 {
-	if (c == NULL || c->data_dir == NULL || c->data_dir[0] == '\0')
-		return fail(err, errlen, "--data-dir: no directory given");
-
 	/* mkdir -p: walk the path, making each prefix exist in turn. */
-	char *path = strdup(c->data_dir);
+	char *path = strdup(dir);
 	if (path == NULL)
 		return fail(err, errlen, "--data-dir: out of memory");
 	for (char *p = path + 1;; p++) {
@@ -496,7 +503,14 @@ int config_prepare_data_dir(const struct config *c, char *err, size_t errlen)
 	/* the root "/" or a path of only slashes never went through ensure_dir */
 	int rc = ensure_dir(path, err, errlen);
 	free(path);
-	if (rc != 0)
+	return rc;
+}
+
+int config_prepare_data_dir(const struct config *c, char *err, size_t errlen)
+{
+	if (c == NULL || c->data_dir == NULL || c->data_dir[0] == '\0')
+		return fail(err, errlen, "--data-dir: no directory given");
+	if (config_make_dirs(c->data_dir, err, errlen) != 0)
 		return -1;
 
 	/* access(W_OK) says yes to root on a read-only mount and no to nothing we can see
@@ -513,7 +527,7 @@ int config_prepare_data_dir(const struct config *c, char *err, size_t errlen)
 		return fail(err, errlen, "--data-dir: %s is not writable: %s", c->data_dir,
 		            strerror(e));
 	}
-	rc = 0;
+	int rc = 0;
 	ssize_t w = write(fd, "x", 1);
 	int e = w < 0 ? errno : ENOSPC;
 	if (w != 1)

@@ -76,6 +76,14 @@ void config_close(struct config *c);
 const char *config_usage(void);
 /* Creates data_dir (with parents) if needed and checks it is a writable directory. */
 int config_prepare_data_dir(const struct config *c, char *err, size_t errlen);
+/* Creates dir and its missing parents (mode 0700), failing when a part is not a directory;
+ * the errors name --data-dir. */
+int config_make_dirs(const char *dir, char *err, size_t errlen);
+/* A --node-id: 1-64 characters of A-Z a-z 0-9 . _ - */
+bool config_valid_node_id(const char *s);
+/* A --raft-addr: a numeric IPv4 address (not 0.0.0.0) and a port; -1 with why (no flag name)
+ * otherwise. */
+int config_check_raft_addr(const char *value, char *why, size_t whylen);
 /* Splits "host:port" (IPv4, hostname or [v6]) into host and port; -1 when malformed or the port
  * is not 1..65535 (0 allowed when allow_zero). host must hold at least 256 bytes. */
 int config_split_hostport(const char *s, char *host, size_t hostlen, unsigned *port,
