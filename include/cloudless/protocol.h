@@ -11,6 +11,10 @@
 #define CLOUDLESS_HDR_SERVED_BY    "X-Cloudless-Served-By"
 /* Stale reads: milliseconds since this node last heard from the leader. */
 #define CLOUDLESS_HDR_LAST_CONTACT "X-Cloudless-Last-Contact"
+/* GET /v1/snapshot: the digests of the image's content (/raft/status?digest's state_digest
+ * and data_digest at the image's index, X-Cloudless-Index). */
+#define CLOUDLESS_HDR_STATE_DIGEST "X-Cloudless-State-Digest"
+#define CLOUDLESS_HDR_DATA_DIGEST  "X-Cloudless-Data-Digest"
 /* A write answered from its idempotency record. */
 #define CLOUDLESS_HDR_REPLAY "X-Cloudless-Idempotent-Replay"
 /* Request header: makes a retried write apply at most once. */

@@ -68,6 +68,10 @@ struct api {
 	raft_id pub_leader;
 	uint64_t pub_index;
 	raft_id followed; /* the leader api_follow_leader last saw */
+	/* GET /v1/snapshot (snapshot_route.c): one image is built at a time, the other
+	 * requests wait in order. */
+	bool snap_building;
+	struct api_op *snap_head, *snap_tail;
 	/* The longest loop lag and AppendEntries send interval of the last 10-20 s
 	 * (cloudless_loop_lag_max_seconds, cloudless_raft_append_send_interval_max_seconds). */
 	struct api_window_max loop_lag_max, append_interval_max;
@@ -102,8 +106,10 @@ struct api_op {
 	/* Re-sent after an attempt whose outcome is unknown (X-Cloudless-Retry): a membership
 	 * change, or on the leader a follower's internally keyed write. */
 	bool retried;
-	void (*local)(struct api_op *op); /* serve on this node once it is the leader */
-	char *key;                        /* kv key (decoded) for kv ops */
+	void (*local)(struct api_op *op);          /* serve on this node once it is the leader */
+	void (*read_confirmed)(struct api_op *op); /* api_read_local: the barrier committed */
+	struct api_op *snap_next;                  /* waiting for its backup image (snapshot) */
+	char *key;                                 /* kv key (decoded) for kv ops */
 	size_t key_len;
 	char *idem_key;
 	/* Writes: the internal idempotency key (X-Cloudless-Forward-Key) of a write without one
@@ -160,6 +166,9 @@ void api_op_release(struct api_op *op);
 /* Sets X-Cloudless-Leader, X-Cloudless-Known-Leader, X-Cloudless-Served-By and
  * X-Cloudless-Index (the applied index). */
 void api_common_headers(struct api *a, struct http_request *req);
+/* X-Cloudless-Last-Contact of a stale read: ms since this node heard from the leader (0 on
+ * the leader, -1 when it knows none). */
+void api_last_contact_header(struct api *a, struct http_request *req);
 /* Problem response with leader hint members (leader_id, leader_http_addr) when known. */
 void api_problem_leader(struct api *a, struct http_request *req, unsigned status, const char *slug,
                         const char *detail);
@@ -177,6 +186,10 @@ void api_follow_leader(struct api *a);
 void api_dispatch_to_leader(struct api_op *op);
 /* Polls for a (new) leader, then dispatches again; 503/504 when none comes in time. */
 void api_wait_for_leader(struct api_op *op);
+/* proxy.c: a linearizable read's op->local on the leader: once a barrier proposed now has
+ * committed in our leadership, confirmed(op) answers it (and releases it); a lost leadership
+ * sends it to the new leader, any other raft error is answered here. */
+void api_read_local(struct api_op *op, void (*confirmed)(struct api_op *op));
 /* For ops that failed on this node with an unknown outcome after leadership moved. */
 void api_retry_or_fail(struct api_op *op, int raft_status);
 /* Answers 503 leadership-lost for an op whose earlier attempt may have been applied although
@@ -216,6 +229,7 @@ void api_route_metrics(struct api *a, struct http_request *req);
 void api_route_agents(struct api *a, struct http_request *req, const char *rest);
 void api_route_workloads(struct api *a, struct http_request *req, const char *rest);
 void api_route_replicas(struct api *a, struct http_request *req);
+void api_route_snapshot(struct api *a, struct http_request *req);
 
 /* domain_ops.c: what every workload and agent route does. A write proposes `op_json` (taken)
  * and calls answer(op, fsm code, entry index) once applied, on the leader (followers

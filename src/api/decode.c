@@ -289,3 +289,30 @@ int api_decode_continue(const char *token, const char *prefix, struct buf *start
 	buf_close(&raw);
 	return rv;
 }
+
+int api_parse_consistency(struct http_request *req)
+{
+	const char *c = http_request_query(req, "consistency");
+	const char *st = http_request_query(req, "stale");
+	if (c != NULL && st != NULL) {
+		http_problem(req, 400, "bad-parameter", "give consistency or stale, not both");
+		return -1;
+	}
+	if (st != NULL) {
+		if (st[0] == '\0' || strcmp(st, "true") == 0)
+			return 1;
+		if (strcmp(st, "false") == 0)
+			return 0;
+		http_problem(req, 400, "bad-parameter", "stale takes no value, or true or false");
+		return -1;
+	}
+	if (c == NULL)
+		return 0;
+	if (strcmp(c, "stale") == 0)
+		return 1;
+	if (strcmp(c, "linearizable") == 0 || strcmp(c, "consistent") == 0)
+		return 0;
+	http_problem(req, 400, "bad-parameter",
+	             "consistency must be \"linearizable\" (default) or \"stale\"");
+	return -1;
+}

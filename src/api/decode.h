@@ -40,6 +40,10 @@ bool api_forward_key(struct http_request *req, const char *idem, const char **ou
  * (-1) for anything else: garbled, another version, another prefix, or a key outside it. */
 void api_encode_continue(const char *prefix, const char *key, size_t key_len, struct buf *out);
 int api_decode_continue(const char *token, const char *prefix, struct buf *start);
+/* ?consistency / ?stale of a read: 1 stale, 0 linearizable (the default), -1 after answering
+ * 400. ?stale is the short form of ?consistency=stale ("", "true"; "false" means
+ * linearizable); giving both is a 400. */
+int api_parse_consistency(struct http_request *req);
 /* The ?cas parameter and Idempotency-Key header of a write: false after answering 400. */
 bool api_check_write_params(struct http_request *req, bool *has_cas, uint64_t *cas);
 

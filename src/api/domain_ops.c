@@ -179,14 +179,6 @@ void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, 
 
 /* ---- reads ---- */
 
-static void set_last_contact(struct api_op *op)
-{
-	char v[24];
-	uint64_t lc = node_last_contact_ms(op->api->node);
-	snprintf(v, sizeof v, "%lld", lc == UINT64_MAX ? -1LL : (long long)lc);
-	http_response_header(op->req, CLOUDLESS_HDR_LAST_CONTACT, v);
-}
-
 static void render_now(struct api_op *op)
 {
 	char v[24];
@@ -227,38 +219,9 @@ static void serve(struct api_op *op)
 	render_now(op);
 }
 
-static void read_confirmed(struct node_read *r, int status)
-{
-	struct api_op *op = r->data;
-	op->busy = false;
-	if (op->req == NULL) {
-		api_op_release(op);
-		return;
-	}
-	if (status != 0) {
-		api_wait_for_leader(op);
-		return;
-	}
-	serve(op);
-}
-
 static void read_local(struct api_op *op)
 {
-	op->u.read.cb = read_confirmed;
-	op->u.read.data = op;
-	op->busy = true;
-	int rv = node_read_barrier(op->api->node, &op->u.read);
-	if (rv == 0)
-		return;
-	op->busy = false;
-	if (rv == RAFT_NOTLEADER) {
-		api_wait_for_leader(op);
-		return;
-	}
-	api_common_headers(op->api, op->req);
-	api_respond_raft_error(op->api, op->req, rv, false);
-	op->req = NULL;
-	api_op_release(op);
+	api_read_local(op, serve);
 }
 
 /* ?index and ?wait; -1 after answering 400. */
@@ -324,7 +287,7 @@ void api_domain_read(struct api *a, struct http_request *req, const char *key, c
 	op->deadline_ms = deadline + wait_ms;
 	op->local = read_local;
 	if (stale) {
-		set_last_contact(op);
+		api_last_contact_header(a, req);
 		serve(op);
 		return;
 	}

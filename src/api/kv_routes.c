@@ -34,35 +34,6 @@ static void set_index_header(struct http_request *req, uint64_t index)
 	http_response_header(req, CLOUDLESS_HDR_INDEX, v);
 }
 
-/* 1 stale, 0 linearizable, -1 after answering 400. ?stale is the short form of
- * ?consistency=stale ("", "true"; "false" means linearizable); giving both is a 400. */
-static int parse_consistency(struct http_request *req)
-{
-	const char *c = http_request_query(req, "consistency");
-	const char *st = http_request_query(req, "stale");
-	if (c != NULL && st != NULL) {
-		http_problem(req, 400, "bad-parameter", "give consistency or stale, not both");
-		return -1;
-	}
-	if (st != NULL) {
-		if (st[0] == '\0' || strcmp(st, "true") == 0)
-			return 1;
-		if (strcmp(st, "false") == 0)
-			return 0;
-		http_problem(req, 400, "bad-parameter", "stale takes no value, or true or false");
-		return -1;
-	}
-	if (c == NULL)
-		return 0;
-	if (strcmp(c, "stale") == 0)
-		return 1;
-	if (strcmp(c, "linearizable") == 0 || strcmp(c, "consistent") == 0)
-		return 0;
-	http_problem(req, 400, "bad-parameter",
-	             "consistency must be \"linearizable\" (default) or \"stale\"");
-	return -1;
-}
-
 /* ---- writes ---- */
 
 /* What a write's answer says: the entry that decided it, and for a failure the key's modify
@@ -318,15 +289,8 @@ static void respond_value(struct api *a, struct http_request *req, const char *k
 {
 	struct fsm_kv kv;
 	api_common_headers(a, req);
-	if (stale) {
-		char v[24];
-		uint64_t lc = node_last_contact_ms(a->node);
-		if (lc == UINT64_MAX)
-			snprintf(v, sizeof v, "-1");
-		else
-			snprintf(v, sizeof v, "%llu", (unsigned long long)lc);
-		http_response_header(req, CLOUDLESS_HDR_LAST_CONTACT, v);
-	}
+	if (stale)
+		api_last_contact_header(a, req);
 	int rv = fsm_kv_get(&a->node->fsm, key, strlen(key), &kv);
 	if (rv != 0) {
 		set_index_header(req, a->node->fsm.applied_index);
@@ -357,19 +321,8 @@ static void respond_value(struct api *a, struct http_request *req, const char *k
 
 static void respond_list(struct api *a, struct http_request *req, bool stale);
 
-static void read_confirmed(struct node_read *r, int status)
+static void read_confirmed(struct api_op *op)
 {
-	struct api_op *op = r->data;
-	op->busy = false;
-	if (op->req == NULL) {
-		api_op_release(op);
-		return;
-	}
-	if (status != 0) {
-		/* Reads have no side effects: always safe to try the new leader. */
-		api_wait_for_leader(op);
-		return;
-	}
 	if (op->key != NULL)
 		respond_value(op->api, op->req, op->key, false);
 	else
@@ -380,27 +333,13 @@ static void read_confirmed(struct node_read *r, int status)
 
 static void read_local(struct api_op *op)
 {
-	op->u.read.cb = read_confirmed;
-	op->u.read.data = op;
-	op->busy = true;
-	int rv = node_read_barrier(op->api->node, &op->u.read);
-	if (rv == 0)
-		return;
-	op->busy = false;
-	if (rv == RAFT_NOTLEADER) {
-		api_wait_for_leader(op);
-		return;
-	}
-	api_common_headers(op->api, op->req);
-	api_respond_raft_error(op->api, op->req, rv, false);
-	op->req = NULL;
-	api_op_release(op);
+	api_read_local(op, read_confirmed);
 }
 
 static void kv_read(struct api *a, struct http_request *req, const char *key)
 {
 	uint64_t deadline;
-	int stale = parse_consistency(req);
+	int stale = api_parse_consistency(req);
 	if (stale < 0 || (key != NULL && !api_check_key(req, key)))
 		return;
 	if (stale) {
@@ -527,12 +466,8 @@ static void respond_list(struct api *a, struct http_request *req, bool stale)
 		n++;
 	}
 	store_iter_close(&it);
-	if (stale) {
-		char v[24];
-		uint64_t lc = node_last_contact_ms(a->node);
-		snprintf(v, sizeof v, "%lld", lc == UINT64_MAX ? -1LL : (long long)lc);
-		http_response_header(req, CLOUDLESS_HDR_LAST_CONTACT, v);
-	}
+	if (stale)
+		api_last_contact_header(a, req);
 	http_respond_json(req, 200, json_pack("{s:o, s:o}", "items", items, "continue", next));
 	buf_close(&prefix);
 	buf_close(&start);

@@ -574,3 +574,39 @@ void api_follow_leader(struct api *a)
 	}
 	api_batch_follow_leader(a, lid);
 }
+
+static void barrier_done(struct node_read *r, int status)
+{
+	struct api_op *op = r->data;
+	op->busy = false;
+	if (op->req == NULL) {
+		api_op_release(op);
+		return;
+	}
+	if (status != 0) {
+		/* Reads have no side effects: always safe to try the new leader. */
+		api_wait_for_leader(op);
+		return;
+	}
+	op->read_confirmed(op);
+}
+
+void api_read_local(struct api_op *op, void (*confirmed)(struct api_op *op))
+{
+	op->read_confirmed = confirmed;
+	op->u.read.cb = barrier_done;
+	op->u.read.data = op;
+	op->busy = true;
+	int rv = node_read_barrier(op->api->node, &op->u.read);
+	if (rv == 0)
+		return;
+	op->busy = false;
+	if (rv == RAFT_NOTLEADER) {
+		api_wait_for_leader(op);
+		return;
+	}
+	api_common_headers(op->api, op->req);
+	api_respond_raft_error(op->api, op->req, rv, false);
+	op->req = NULL;
+	api_op_release(op);
+}

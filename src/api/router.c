@@ -123,6 +123,14 @@ void api_common_headers(struct api *a, struct http_request *req)
 	http_response_header(req, CLOUDLESS_HDR_INDEX, index);
 }
 
+void api_last_contact_header(struct api *a, struct http_request *req)
+{
+	char v[24];
+	uint64_t lc = node_last_contact_ms(a->node);
+	snprintf(v, sizeof v, "%lld", lc == UINT64_MAX ? -1LL : (long long)lc);
+	http_response_header(req, CLOUDLESS_HDR_LAST_CONTACT, v);
+}
+
 void api_prepare(struct http_request *req, void *arg)
 {
 	struct api *a = arg;
@@ -321,6 +329,10 @@ static void route(struct api *a, struct http_request *req, bool metrics_only)
 		api_route_agents(a, req, path + 10);
 	} else if (strcmp(path, "/v1/workloads") == 0 || strncmp(path, "/v1/workloads/", 14) == 0) {
 		api_route_workloads(a, req, path + 13);
+	} else if (strcmp(path, "/v1/snapshot") == 0) {
+		http_request_set_tag(req, "/v1/snapshot");
+		if (api_allow_method(req, "GET"))
+			api_route_snapshot(a, req);
 	} else if (strcmp(path, "/v1/replicas") == 0) {
 		api_route_replicas(a, req);
 	} else if (strncmp(path, "/v1/kv/", 7) == 0) {

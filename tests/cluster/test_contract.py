@@ -428,6 +428,23 @@ def exercise_forward(rec, ld, f):
         rec.refused_before_routing(n, "POST", "/raft/forward")
 
 
+def exercise_snapshot(rec, ld, f):
+    """GET /v1/snapshot: the image, linearizable (forwarded by a follower) or stale."""
+    for n in (ld, f):
+        for q in ("", "?stale", "?consistency=stale", "?consistency=linearizable",
+                  "?timeout=30s"):
+            r = rec.send(n, "GET", "/v1/snapshot" + q, expect=200, timeout=30)
+            assert r.body[:8] == b"CLSNAP01", r.body[:16]
+        for q in ("?stale=maybe", "?stale&consistency=stale", "?consistency=eventual",
+                  "?timeout=soon", "?stale&stale"):
+            rec.send(n, "GET", "/v1/snapshot" + q, expect=400)
+        rec.send(n, "GET", "/v1/snapshot", big(MAX_BODY + 1), expect=413)
+        rec.refused_before_routing(n, "GET", "/v1/snapshot")
+        for method in ("POST", "PUT", "DELETE"):
+            rec.send(n, method, "/v1/snapshot", expect=405)
+    rec.send(f, "GET", "/v1/snapshot?redirect", expect=307)
+
+
 def check(rec):
     report = rec.validate()
     errors = report["errors"]
@@ -448,6 +465,7 @@ def test_contract(make):
     exercise_membership(rec, c, ld, f)
     exercise_forward(rec, c.leader(), c.followers()[0])
     exercise_domain(rec, c.leader(), c.followers()[0])
+    exercise_snapshot(rec, c.leader(), c.followers()[0])
 
     # 409 on remove: with one voter down, removing another live one would leave no quorum.
     ld = c.leader()
@@ -471,13 +489,15 @@ def test_contract(make):
             ("POST", "/raft/join", {"node_id": "n9", "raft_addr": "127.0.0.1:1",
                                     "http_addr": "127.0.0.1:2"}, None),
             ("POST", "/raft/remove", {"node_id": f2.node_id}, None),
-            ("POST", "/raft/transfer-leader", "", None)):
+            ("POST", "/raft/transfer-leader", "", None),
+            ("GET", "/v1/snapshot", None, None)):
         rec.send(f1, method, path, body, headers, expect=503, timeout=30)
     for method, path, body in DOMAIN_LEADER_OPS:
         rec.send(f1, method, path, body, expect=503, timeout=30)
     # Stale reads and status still answer.
     rec.send(f1, "GET", "/v1/kv/contract/with/slashes?consistency=stale", expect=200)
     rec.send(f1, "GET", "/v1/kv/?consistency=stale", expect=200)
+    rec.send(f1, "GET", "/v1/snapshot?stale", expect=200)
     rec.send(f1, "GET", "/raft/status", expect=200)
     rec.send(f1, "GET", "/raft/health?mode=live", expect=200)
     c.close()
@@ -492,7 +512,8 @@ def test_contract(make):
                 ("PUT", "/v1/kv/contract/late?timeout=300ms", "v"),
                 ("GET", "/v1/kv/contract/late?timeout=300ms", None),
                 ("DELETE", "/v1/kv/contract/late?timeout=300ms", None),
-                ("GET", "/v1/kv/?timeout=300ms", None)) + tuple(
+                ("GET", "/v1/kv/?timeout=300ms", None),
+                ("GET", "/v1/snapshot?timeout=300ms", None)) + tuple(
                     (m, p + "?timeout=300ms", b) for m, p, b in DOMAIN_LEADER_OPS):
             rec.send(f, method, path, body, expect=504)
     finally:
