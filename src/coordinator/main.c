@@ -1,4 +1,5 @@
-/* cloudless-coordinator: entry point. Parses the configuration and hands over to server.c.
+/* cloudless-coordinator: entry point. Parses the configuration and hands over to server.c,
+ * or runs an offline sub-command (restore, recover: offline.c) on a stopped node's data dir.
  *
  * SIGPIPE is ignored before anything else: libraft's TCP transport writes to peers that may
  * have died, and the default action would kill the survivors of a leader crash.
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "coordinator/offline.h"
 #include "coordinator/server.h"
 #include "log/log.h"
 
@@ -44,6 +46,8 @@ int main(int argc, char *argv[])
 	char err[512];
 	pin_mmap_threshold();
 	signal(SIGPIPE, SIG_IGN);
+	if (offline_is_command(argc, argv))
+		return offline_main(argc, argv);
 	switch (config_parse(&cfg, argc, argv, NULL, err, sizeof err)) {
 	case CONFIG_HELP:
 		fputs(config_usage(), stdout);
