@@ -195,6 +195,11 @@ void api_retry_or_fail(struct api_op *op, int raft_status);
 /* Answers 503 leadership-lost for an op whose earlier attempt may have been applied although
  * the latest one definitely was not (e.g. a re-sent CAS that meets its own change). */
 void api_fail_maybe_applied(struct api_op *op);
+/* A write raft refused (node_propose's answer, or its group commit's when it handed the
+ * command to raft: a proposal's cb with its index still 0): nothing was appended, so this
+ * attempt cannot have been applied. Not the leader any more: wait for the new one; else the
+ * raft error, or leadership-lost when an earlier attempt may have been applied. */
+void api_write_not_proposed(struct api_op *op, int rv);
 
 /* Names this process incarnation for internal idempotency keys (random, never reused). */
 #define API_INTERNAL_KEY_LEN 30

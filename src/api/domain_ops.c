@@ -63,22 +63,6 @@ void api_domain_gone(struct api_op *op, unsigned status, uint64_t index, const c
 
 /* ---- writes ---- */
 
-static void write_not_proposed(struct api_op *op, int rv)
-{
-	if (rv == RAFT_NOTLEADER) {
-		api_wait_for_leader(op);
-		return;
-	}
-	if (op->maybe_applied) {
-		api_fail_maybe_applied(op);
-		return;
-	}
-	api_common_headers(op->api, op->req);
-	api_respond_raft_error(op->api, op->req, rv, false);
-	op->req = NULL;
-	api_op_release(op);
-}
-
 static void write_applied(struct node_propose *p, int status, void *result)
 {
 	struct api_op *op = p->data;
@@ -88,7 +72,7 @@ static void write_applied(struct node_propose *p, int status, void *result)
 		return;
 	}
 	if (status != 0 && p->index == 0) {
-		write_not_proposed(op, status);
+		api_write_not_proposed(op, status);
 		return;
 	}
 	if (status != 0) {
@@ -144,7 +128,7 @@ static void write_local(struct api_op *op)
 	if (rv == 0)
 		return;
 	op->busy = false;
-	write_not_proposed(op, rv);
+	api_write_not_proposed(op, rv);
 }
 
 void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, const char *key,
@@ -253,26 +237,11 @@ static int blocking_params(struct http_request *req, uint64_t *index, uint64_t *
 	return 0;
 }
 
-/* 1 stale, 0 linearizable, -1 after answering 400 (as kv_routes.c). */
-static int consistency(struct http_request *req)
-{
-	const char *c = http_request_query(req, "consistency");
-	if (c == NULL)
-		return http_request_query(req, "stale") != NULL ? 1 : 0;
-	if (strcmp(c, "stale") == 0)
-		return 1;
-	if (strcmp(c, "linearizable") == 0 || strcmp(c, "consistent") == 0)
-		return 0;
-	http_problem(req, 400, "bad-parameter",
-	             "consistency must be \"linearizable\" (default) or \"stale\"");
-	return -1;
-}
-
 void api_domain_read(struct api *a, struct http_request *req, const char *key, const char *topic,
                      void (*render)(struct api_op *op))
 {
 	uint64_t deadline, index, wait_ms;
-	int stale = consistency(req);
+	int stale = api_parse_consistency(req);
 	if (stale < 0 || blocking_params(req, &index, &wait_ms) != 0 ||
 	    api_request_deadline(a, req, &deadline) != 0)
 		return;

@@ -536,6 +536,28 @@ void api_fail_maybe_applied(struct api_op *op)
 	finish_problem(op, 503, "leadership-lost", MAYBE_APPLIED);
 }
 
+/* Answers op with what raft said and releases it. */
+static void answer_raft_error(struct api_op *op, int rv)
+{
+	api_common_headers(op->api, op->req);
+	api_respond_raft_error(op->api, op->req, rv, false);
+	op->req = NULL;
+	api_op_release(op);
+}
+
+void api_write_not_proposed(struct api_op *op, int rv)
+{
+	if (rv == RAFT_NOTLEADER) {
+		api_wait_for_leader(op);
+		return;
+	}
+	if (op->maybe_applied) {
+		api_fail_maybe_applied(op);
+		return;
+	}
+	answer_raft_error(op, rv);
+}
+
 static bool moves_with_leader(const struct api_op *op, raft_id leader)
 {
 	return op->fwd_single && op->sent_to != leader && op->kind != API_OP_CHANGE;
@@ -605,8 +627,5 @@ void api_read_local(struct api_op *op, void (*confirmed)(struct api_op *op))
 		api_wait_for_leader(op);
 		return;
 	}
-	api_common_headers(op->api, op->req);
-	api_respond_raft_error(op->api, op->req, rv, false);
-	op->req = NULL;
-	api_op_release(op);
+	answer_raft_error(op, rv);
 }
