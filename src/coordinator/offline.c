@@ -26,6 +26,12 @@ struct offline_args {
 };
 
 #define A(f) offsetof(struct offline_args, f)
+/* --data-dir, the same for both but for what it is. */
+#define DATA_DIR_OPTION(text)                                                            \
+	{                                                                                \
+		.flag = "--data-dir", .env = "CLOUDLESS_DATA_DIR", .kind = FLAGS_STRING, \
+		.off = A(data_dir), .metavar = "DIR", .required = true, .help = text     \
+	}
 static const struct flags_option restore_opts[] = {
     {.flag = "--from",
      .kind = FLAGS_STRING,
@@ -35,14 +41,8 @@ static const struct flags_option restore_opts[] = {
      .help = "The snapshot to restore: a file saved from GET /v1/snapshot (curl -o FILE). "
              "It is checked completely (header, checksum, every record) before anything "
              "is written."},
-    {.flag = "--data-dir",
-     .env = "CLOUDLESS_DATA_DIR",
-     .kind = FLAGS_STRING,
-     .off = A(data_dir),
-     .metavar = "DIR",
-     .required = true,
-     .help = "The new node's data dir: it must not exist, or be empty. It is built beside "
-             "it and renamed into place when complete."},
+    DATA_DIR_OPTION("The new node's data dir: it must not exist, or be empty. It is built "
+                    "beside it and renamed into place when complete."),
     {.flag = "--node-id",
      .env = "CLOUDLESS_RAFT_ID",
      .kind = K_NODE_ID,
@@ -60,14 +60,9 @@ static const struct flags_option restore_opts[] = {
              "configuration (a numeric IPv4 address and port)."},
 };
 static const struct flags_option recover_opts[] = {
-    {.flag = "--data-dir",
-     .env = "CLOUDLESS_DATA_DIR",
-     .kind = FLAGS_STRING,
-     .off = A(data_dir),
-     .metavar = "DIR",
-     .required = true,
-     .help = "The surviving node's data dir. The node must be stopped."},
+    DATA_DIR_OPTION("The surviving node's data dir. The node must be stopped."),
 };
+#undef DATA_DIR_OPTION
 #undef A
 
 struct offline_command {
