@@ -243,5 +243,8 @@ int api_domain_page(struct http_request *req, const char *listing, unsigned *lim
                     struct buf *start);
 json_t *api_domain_token(const char *listing, const char *next_key);
 void api_metrics_define(struct metrics *m);
+/* The leadership gauges every scrape starts with, the removed mode's included (it has no
+ * raft, hence the plain values). */
+void api_metrics_write_leadership(struct buf *out, bool is_leader, bool has_leader, bool removed);
 
 #endif

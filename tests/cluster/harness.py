@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -426,3 +427,36 @@ def parse_responses(data, head=False):
             pos += n
         out.append(r)
     return out
+
+
+# -- the Prometheus exposition as the users' scripts read it --
+
+# The original test-ha-cluster.sh's leader check, character for character: an unanchored grep
+# that also matches a HELP line such as `# HELP cloudless_coordinator_is_leader 1 if ...`.
+ORIGINAL_LEADER_GREP = 'curl -s http://localhost:%d/metrics | grep -q "cloudless_coordinator_is_leader 1"'
+
+_HELP_VALUE = re.compile(r"(?:^|[\s(])([a-zA-Z_:][a-zA-Z0-9_:]*)\s+([-+]?(?:\d|\.\d|Inf\b|NaN\b))")
+
+
+def original_grep_says_leader(port):
+    """True when the original script's grep counts the node whose /metrics is on port."""
+    return subprocess.run(["bash", "-c", ORIGINAL_LEADER_GREP % port],
+                          stdin=subprocess.DEVNULL).returncode == 0
+
+
+def help_lines_with_values(text):
+    """HELP lines in which a metric name is followed by a value-like token: an unanchored
+    grep for `NAME VALUE` would take them for samples. Names are those of the scrape's own
+    families. Returns the offending lines."""
+    families = {ln.split(" ")[2] for ln in text.splitlines() if ln.startswith("# TYPE ")}
+    series = set(families)
+    for f in families:
+        series |= {f + s for s in ("_bucket", "_sum", "_count", "_total")}
+    bad = []
+    for ln in text.splitlines():
+        if ln.startswith("# HELP "):
+            for name, _ in _HELP_VALUE.findall(ln[len("# HELP "):]):
+                if name in series:
+                    bad.append(ln)
+                    break
+    return bad

@@ -10,7 +10,8 @@ import tempfile
 import threading
 import time
 
-from harness import free_port, run, scaled, wait_for
+from harness import (free_port, help_lines_with_values, original_grep_says_leader, run, scaled,
+                     wait_for)
 
 PROBLEM = "application/problem+json"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -96,6 +97,11 @@ def test_removed_node_stops_being_ready_within_an_election_timeout(make):
     assert time.monotonic() - t0 <= scaled(c.election_ms / 1000.0 + 0.2)
     body = victim.req("GET", "/raft/health").json()
     assert body["type"].endswith("/removed"), body
+    # Its scrape says so, and the users' unanchored leader grep does not count it.
+    text = victim.metrics()
+    assert re.search(r"^cloudless_raft_removed 1$", text, re.M), text
+    assert help_lines_with_values(text) == [], text
+    assert not original_grep_says_leader(int(victim.http_addr.rsplit(":", 1)[1]))
 
 
 def test_membership_deadlines(make):
