@@ -460,3 +460,20 @@ def help_lines_with_values(text):
                     bad.append(ln)
                     break
     return bad
+
+
+# -- YAML: the compose, Prometheus and workflow files --
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+_YAML_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "yaml_json.mjs")
+
+
+def load_yaml(path=None, text=None):
+    """The YAML file at path (or the text) as Python values, through the `yaml` npm package of
+    package.json (the cluster tests use Python's standard library only). Invalid YAML fails the
+    test with the parser's message."""
+    assert shutil.which("node"), "node is needed to read YAML (Debian's nodejs)"
+    p = subprocess.run(["node", _YAML_JSON, path or "-"], input=text, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, "%s: %s" % (path or "YAML text", p.stderr.strip())
+    return json.loads(p.stdout)
