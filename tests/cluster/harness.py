@@ -70,6 +70,39 @@ def free_port():
     raise RuntimeError("no free port below %d" % _EPHEMERAL_LOW)
 
 
+def free_port_block(n):
+    """n consecutive ports, all free right now and below the ephemeral range (see free_port):
+    for scripts that take a BASE_PORT."""
+    low = 10000 if _EPHEMERAL_LOW > 11000 else 1024
+    for _ in range(1000):
+        base = random.randrange(low, _EPHEMERAL_LOW - n)
+        ports = range(base, base + n)
+        if any(p in _handed_out for p in ports):
+            continue
+        if all(port_is_free(p) for p in ports):
+            _handed_out.update(ports)
+            return base
+    raise RuntimeError("no block of %d free ports below %d" % (n, _EPHEMERAL_LOW))
+
+
+def port_is_free(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def listening(port):
+    """Whether something accepts connections on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
