@@ -510,3 +510,31 @@ def load_yaml(path=None, text=None):
                        text=True, timeout=60)
     assert p.returncode == 0, "%s: %s" % (path or "YAML text", p.stderr.strip())
     return json.loads(p.stdout)
+
+
+# -- a binary's --help, as the docs and the compose checks read it --
+
+def help_options(binary):
+    """The options of `binary --help`, in order: [{"flag", "short", "meta", "text", "env",
+    "default"}]. An option starts on a line `  [-x, ]--flag [META]`; the lines under it are its
+    description, whose last sentence is `env NAME; default VALUE` (or `; required`)."""
+    p = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    section = p.stdout.split("\nOptions:\n", 1)[-1]
+    section = re.split(r"\n\S", section, maxsplit=1)[0]  # up to the next heading
+    opts = []
+    for ln in section.splitlines():
+        m = re.match(r"^  (?:(-\w), )?(--[a-z][a-z0-9-]*)(?: ([A-Z][A-Z:\[\],.]*))?(?:\s+(.*))?$", ln)
+        if m:
+            opts.append({"flag": m.group(2), "short": m.group(1), "meta": m.group(3) or "",
+                         "text": m.group(4) or ""})
+        elif opts and ln.strip():
+            opts[-1]["text"] += " " + ln.strip()
+    for o in opts:
+        o["text"] = o["text"].strip()
+        m = re.search(r"\s*env (CLOUDLESS_[A-Z0-9_]+)(?:; (?:default (.*)|(required)))?$", o["text"])
+        o["env"] = m.group(1) if m else None
+        o["default"] = (m.group(2) or ("required" if m.group(3) else "")) if m else ""
+        if m:
+            o["text"] = o["text"][:m.start()].strip()
+    return opts

@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 
-from harness import BIN, ROOT, load_yaml, run
+from harness import BIN, ROOT, help_options, load_yaml, run
 
 COMPOSE_DIR = os.path.join(ROOT, "compose")
 COMPOSE_FILE = os.path.join(COMPOSE_DIR, "docker-compose-ha.yml")
@@ -41,28 +41,6 @@ def services():
 def coordinators(svcs):
     return {k: v for k, v in svcs.items() if v.get("image", "").startswith("cloudless-coordinator")
             and "entrypoint" not in v}
-
-
-def help_of(binary):
-    p = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
-    assert p.returncode == 0, p.stderr
-    return p.stdout
-
-
-def help_flags_and_env(text):
-    """{flag: env variable or None} from a binary's --help: each option line, then the
-    `env NAME` line under it."""
-    out, last = {}, None
-    for ln in text.splitlines():
-        m = re.match(r"^  (?:-\w, )?(--[a-z][a-z0-9-]*)", ln)
-        if m:
-            last = m.group(1)
-            out[last] = None
-            continue
-        m = re.match(r"^\s+env (CLOUDLESS_[A-Z0-9_]+)", ln)
-        if m and last:
-            out[last] = m.group(1)
-    return out
 
 
 def published(svc):
@@ -96,7 +74,7 @@ def test_no_host_port_twice(make):
 
 
 def test_every_variable_is_a_flag(make):
-    flags = help_flags_and_env(help_of(BIN))
+    flags = {o["flag"]: o["env"] for o in help_options(BIN)}
     assert flags.get("--node-id") == "CLOUDLESS_RAFT_ID", flags
     known_env = {v for v in flags.values() if v}
     svcs = coordinators(services())
