@@ -109,7 +109,7 @@ def test_doc_commands_use_real_flags(make):
                             if a.startswith("--"):
                                 assert a.split("=")[0] in known, "%s: %s %s" % (path, tool, a)
                                 checked.add((tool, a.split("=")[0]))
-    assert len(checked) >= 10, checked
+    assert len(checked) >= 6, checked
 
 
 def test_ci_workflow(make):
