@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -154,6 +155,7 @@ pid_t agent_logs_spawn(const struct agent_logs_plan *p, int out_fd, int err_fd)
 	/* A session of its own: no terminal signal reaches it, and the agent's death or a
 	 * signal to the replica's group leaves it to drain what the replica wrote last. */
 	setsid();
+	prctl(PR_SET_NAME, "cloudless-logs"); /* what ps shows instead of the agent's name */
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);

@@ -654,6 +654,25 @@ size_t agent_replicas_size(const struct agent_replicas *r)
 	return r->n;
 }
 
+json_t *agent_replicas_status(const struct agent_replicas *r)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < r->n; i++) {
+		const struct replica *x = r->recs[i];
+		bool alive = agent_phase_has_process(x->phase);
+		json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:i, s:i, s:b}", "id", x->id,
+		                      "workload", x->workload, "epoch", (json_int_t)x->epoch,
+		                      "state", agent_phase_report(x->phase), "phase",
+		                      agent_phase_name(x->phase), "pid", alive ? (int)x->pid : 0,
+		                      "restarts", (int)x->hist.total, "confirmed", x->confirmed);
+		json_object_set_new(o, "exit_code",
+		                    x->has_exit_code && !alive ? json_integer(x->exit_code)
+		                                               : json_null());
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
 int agent_replicas_info(const struct agent_replicas *r, const char *id, uint64_t epoch,
                         struct agent_replica_info *out)
 {

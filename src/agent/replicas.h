@@ -51,6 +51,10 @@ void agent_replicas_reported(struct agent_replicas *r);
 void agent_replicas_count(const struct agent_replicas *r, unsigned by_phase[AGENT_PHASE_COUNT]);
 size_t agent_replicas_size(const struct agent_replicas *r);
 
+/* The table as JSON for GET /status: [{id, workload, epoch, state, phase, pid, restarts,
+ * exit_code, confirmed}] (owned by the caller). */
+json_t *agent_replicas_status(const struct agent_replicas *r);
+
 /* Stops every process (as for `desired: stop`); `done` runs when all have exited. */
 void agent_replicas_stop_all(struct agent_replicas *r, void (*done)(void *arg), void *arg);
 /* Frees the table. Processes keep running (the driver is closed by its owner). */
