@@ -22,7 +22,8 @@ static void respond_agent(struct api_op *op, unsigned status)
 	struct domain *d = op->api->domain;
 	struct dom_agent *ag = dom_agent_get(&d->node->fsm.domain, op->dom_key);
 	if (ag == NULL) {
-		api_domain_problem(op, 404, "not-found", "no agent %s (enroll it first)", op->dom_key);
+		api_domain_problem(op, 404, "not-found", "no agent %s (enroll it first)",
+		                   op->dom_key);
 		return;
 	}
 	api_domain_respond(op, status, view_agent(d, ag, true));
@@ -77,7 +78,8 @@ static void answer_delete(struct api_op *op, unsigned code, uint64_t index)
 		api_domain_problem(op, 500, "internal", "the state machine refused the removal");
 		return;
 	}
-	api_domain_respond(op, 200, json_pack("{s:b, s:I}", "deleted", 1, "index", (json_int_t)index));
+	api_domain_respond(op, 200,
+	                   json_pack("{s:b, s:I}", "deleted", 1, "index", (json_int_t)index));
 }
 
 static void enroll(struct api *a, struct http_request *req)
@@ -130,7 +132,8 @@ static void render_list(struct api_op *op)
 		char id[80];
 		snprintf(id, sizeof id, "%.*s", (int)(kl - 2), k + 2);
 		struct dom_agent *ag = dom_agent_get(&d->node->fsm.domain, id);
-		if (ag == NULL || (state != NULL && strcmp(state, ag->ready ? "ready" : "offline") != 0) ||
+		if (ag == NULL ||
+		    (state != NULL && strcmp(state, ag->ready ? "ready" : "offline") != 0) ||
 		    (zone != NULL && strcmp(zone, ag->zone) != 0))
 			continue;
 		if (json_array_size(items) == limit) {
@@ -151,12 +154,14 @@ static void render_assignments(struct api_op *op)
 	struct domain *d = op->api->domain;
 	struct dom_agent *ag = dom_agent_get(&d->node->fsm.domain, op->dom_key);
 	if (ag == NULL) {
-		api_domain_problem(op, 404, "not-found", "no agent %s (enroll it first)", op->dom_key);
+		api_domain_problem(op, 404, "not-found", "no agent %s (enroll it first)",
+		                   op->dom_key);
 		return;
 	}
 	api_domain_respond(op, 200,
 	                   json_pack("{s:s, s:o, s:I}", "agent", ag->id, "assignments",
-	                             view_assignments(d, ag), "index", (json_int_t)ag->assign_index));
+	                             view_assignments(d, ag), "index",
+	                             (json_int_t)ag->assign_index));
 }
 
 /* On the leader: the heartbeat itself. */
@@ -175,8 +180,8 @@ static void heartbeat_local(struct api_op *op)
 	int rv = domain_heartbeat(op->api->domain, op->dom_key, reports, &answer);
 	json_decref(reports);
 	if (rv == 404) {
-		api_domain_problem(op, 404, "not-found", "agent %s is not enrolled: enroll it again",
-		                   op->dom_key);
+		api_domain_problem(op, 404, "not-found",
+		                   "agent %s is not enrolled: enroll it again", op->dom_key);
 		return;
 	}
 	api_domain_respond(op, 200, answer);
@@ -224,7 +229,8 @@ void api_route_agents(struct api *a, struct http_request *req, const char *rest)
 		}
 		const char *state = http_request_query(req, "state");
 		if (state != NULL && strcmp(state, "ready") != 0 && strcmp(state, "offline") != 0) {
-			http_problem(req, 400, "bad-parameter", "state must be \"ready\" or \"offline\"");
+			http_problem(req, 400, "bad-parameter",
+			             "state must be \"ready\" or \"offline\"");
 			return;
 		}
 		api_domain_read(a, req, NULL, NULL, render_list);
@@ -242,7 +248,8 @@ void api_route_agents(struct api *a, struct http_request *req, const char *rest)
 	id[n] = '\0';
 	if (!spec_agent_id(id)) {
 		http_request_set_tag(req, "/v1/agents/{id}");
-		http_problem(req, 400, "bad-parameter", "agent ids are 1-64 characters of [A-Za-z0-9._-]");
+		http_problem(req, 400, "bad-parameter",
+		             "agent ids are 1-64 characters of [A-Za-z0-9._-]");
 		return;
 	}
 	if (verb[0] == '\0') {
@@ -250,7 +257,8 @@ void api_route_agents(struct api *a, struct http_request *req, const char *rest)
 		if (!api_allow_method(req, "GET, DELETE"))
 			return;
 		if (strcmp(m, "DELETE") == 0)
-			api_domain_write(a, req, json_pack("{s:s, s:s}", "op", "agent.delete", "id", id),
+			api_domain_write(a, req,
+			                 json_pack("{s:s, s:s}", "op", "agent.delete", "id", id),
 			                 id, answer_delete);
 		else
 			api_domain_read(a, req, id, NULL, render_agent);
@@ -267,7 +275,9 @@ void api_route_agents(struct api *a, struct http_request *req, const char *rest)
 	           strcmp(verb, "drain") == 0) {
 		static char tags[3][40] = {"/v1/agents/{id}/cordon", "/v1/agents/{id}/uncordon",
 		                           "/v1/agents/{id}/drain"};
-		http_request_set_tag(req, verb[0] == 'c' ? tags[0] : verb[0] == 'u' ? tags[1] : tags[2]);
+		http_request_set_tag(req, verb[0] == 'c'   ? tags[0]
+		                          : verb[0] == 'u' ? tags[1]
+		                                           : tags[2]);
 		if (api_allow_method(req, "POST"))
 			flag(a, req, id, verb);
 	} else {

@@ -138,7 +138,7 @@ void api_fail_maybe_applied(struct api_op *op);
 
 /* The request headers a forwarded request carries (both single and batched forwarding);
  * returns how many were written to h (at most API_FORWARD_HEADERS). */
-#define API_FORWARD_HEADERS 8
+#define API_FORWARD_HEADERS 10
 size_t api_forward_headers(struct api_op *op, struct fwd_header *h);
 
 /* batch.c: forwarding writes to the leader in batches (follower side), and the leader's
@@ -171,15 +171,15 @@ void api_route_replicas(struct api *a, struct http_request *req);
  * bad common parameters. */
 void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, const char *key,
                       void (*answer)(struct api_op *op, unsigned code, uint64_t index));
-void api_domain_read(struct api *a, struct http_request *req, const char *key,
-                     const char *topic, void (*render)(struct api_op *op));
+void api_domain_read(struct api *a, struct http_request *req, const char *key, const char *topic,
+                     void (*render)(struct api_op *op));
 /* Runs on the leader (no raft entry): heartbeats. */
 void api_domain_leader_call(struct api *a, struct http_request *req, const char *key,
                             void (*render)(struct api_op *op));
 /* Answers op (a JSON value, taken) with the common headers, then releases it. */
 void api_domain_respond(struct api_op *op, unsigned status, json_t *body);
-void api_domain_problem(struct api_op *op, unsigned status, const char *slug, const char *fmt,
-                        ...) __attribute__((format(printf, 4, 5)));
+void api_domain_problem(struct api_op *op, unsigned status, const char *slug, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* ?limit and ?continue for domain listings; the token is bound to `listing`. -1 after
  * answering 400. start gets the key to resume at ("" = the first). */
 int api_domain_page(struct http_request *req, const char *listing, unsigned *limit,

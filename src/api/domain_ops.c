@@ -34,8 +34,7 @@ void api_domain_respond(struct api_op *op, unsigned status, json_t *body)
 	api_op_release(op);
 }
 
-void api_domain_problem(struct api_op *op, unsigned status, const char *slug, const char *fmt,
-                        ...)
+void api_domain_problem(struct api_op *op, unsigned status, const char *slug, const char *fmt, ...)
 {
 	char detail[400];
 	va_list ap;
@@ -87,7 +86,8 @@ static void write_applied(struct node_propose *p, int status, void *result)
 	if (fsm_result_replayed(result)) {
 		struct fsm_idem rec;
 		http_response_header(op->req, CLOUDLESS_HDR_REPLAY, "true");
-		if (fsm_idem_get(&op->api->node->fsm, op->idem_key, strlen(op->idem_key), &rec) == 0)
+		if (fsm_idem_get(&op->api->node->fsm, op->idem_key, strlen(op->idem_key), &rec) ==
+		    0)
 			index = rec.index;
 	}
 	op->dom_answer(op, code, index);
@@ -178,7 +178,8 @@ static void serve(struct api_op *op)
 	if (op->dom_topic[0] != '\0' && op->dom_wait_ms > 0 &&
 	    watch_topic_index(d, op->dom_topic) <= op->dom_index) {
 		op->busy = true;
-		op->watch = watch_add(d, op->dom_topic, op->dom_index, op->dom_wait_ms, watch_cb, op);
+		op->watch =
+		    watch_add(d, op->dom_topic, op->dom_index, op->dom_wait_ms, watch_cb, op);
 		return;
 	}
 	api_common_headers(op->api, op->req);
@@ -229,7 +230,8 @@ static int blocking_params(struct http_request *req, uint64_t *index, uint64_t *
 	*wait_ms = 0;
 	if (i == NULL) {
 		if (w != NULL) {
-			http_problem(req, 400, "bad-parameter", "wait needs index (a blocking query)");
+			http_problem(req, 400, "bad-parameter",
+			             "wait needs index (a blocking query)");
 			return -1;
 		}
 		return 0;
@@ -262,8 +264,8 @@ static int consistency(struct http_request *req)
 	return -1;
 }
 
-void api_domain_read(struct api *a, struct http_request *req, const char *key,
-                     const char *topic, void (*render)(struct api_op *op))
+void api_domain_read(struct api *a, struct http_request *req, const char *key, const char *topic,
+                     void (*render)(struct api_op *op))
 {
 	uint64_t deadline, index, wait_ms;
 	int stale = consistency(req);
@@ -329,9 +331,10 @@ int api_domain_page(struct http_request *req, const char *listing, unsigned *lim
 	const char *next = json_string_value(json_object_get(tok, "k"));
 	if (of == NULL || next == NULL || strcmp(of, listing) != 0) {
 		json_decref(tok);
-		http_problem(req, 400, "bad-parameter",
-		             "continue is not a token of this listing (it came from another one, or "
-		             "is garbled)");
+		http_problem(
+		    req, 400, "bad-parameter",
+		    "continue is not a token of this listing (it came from another one, or "
+		    "is garbled)");
 		return -1;
 	}
 	buf_append(start, next, strlen(next));

@@ -47,9 +47,10 @@ void api_metrics_define(struct metrics *m)
 	               "Agent heartbeats this node answered as leader (none of them a raft entry "
 	               "unless something changed).",
 	               NULL, 0);
-	metrics_define(m, "cloudless_agent_enrollments_total", METRICS_COUNTER,
-	               "Agent enrollments answered, by result (created, updated, unchanged, invalid).",
-	               NULL, 0);
+	metrics_define(
+	    m, "cloudless_agent_enrollments_total", METRICS_COUNTER,
+	    "Agent enrollments answered, by result (created, updated, unchanged, invalid).", NULL,
+	    0);
 	metrics_define(m, "cloudless_scheduling_decisions_total", METRICS_COUNTER,
 	               "Scheduler proposals answered, by result: placed, pending (nothing fits), "
 	               "refused (the state moved under the plan; planned again).",
@@ -182,9 +183,9 @@ static void sync_entries(struct api *a)
 	static const struct {
 		int type;
 		const char *name;
-	} kinds[] = {{COMMAND_KV_PUT, "kv_put"},         {COMMAND_KV_DELETE, "kv_delete"},
-	             {COMMAND_MEMBER_SET, "member"},     {COMMAND_MEMBER_DEL, "member_delete"},
-	             {COMMAND_MEMBER_PUT, "member"},     {COMMAND_CLUSTER_SET, "cluster_id"}};
+	} kinds[] = {{COMMAND_KV_PUT, "kv_put"},     {COMMAND_KV_DELETE, "kv_delete"},
+	             {COMMAND_MEMBER_SET, "member"}, {COMMAND_MEMBER_DEL, "member_delete"},
+	             {COMMAND_MEMBER_PUT, "member"}, {COMMAND_CLUSTER_SET, "cluster_id"}};
 	struct fsm *f = &a->node->fsm;
 	char labels[80];
 	uint64_t member = 0;
@@ -232,7 +233,8 @@ static void write_domain_gauges(struct api *a, struct buf *out)
 	metrics_write_gauge_header(out, "cloudless_replicas",
 	                           "Replica records, by the state their agent last reported.");
 	for (int i = 0; i < DOM_R_NSTATES; i++) {
-		snprintf(labels, sizeof labels, "state=\"%s\"", dom_rstate_name((enum dom_rstate)i));
+		snprintf(labels, sizeof labels, "state=\"%s\"",
+		         dom_rstate_name((enum dom_rstate)i));
 		metrics_write_sample(out, "cloudless_replicas", labels, dom->n_by_state[i]);
 	}
 }

@@ -235,7 +235,7 @@ static void redirect(struct api_op *op, const struct fsm_member *leader)
 size_t api_forward_headers(struct api_op *op, struct fwd_header *h)
 {
 	static const char *const pass[] = {"Content-Type", "Authorization",
-	                                   CLOUDLESS_HDR_IDEMPOTENCY_KEY, "Accept"};
+	                                   CLOUDLESS_HDR_IDEMPOTENCY_KEY, "Accept", "If-Match"};
 	size_t nh = 0;
 	for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
 		const char *v = http_request_header(op->req, pass[i]);

@@ -57,7 +57,8 @@ static void version_mismatch(struct api_op *op)
 	http_problem_extra(op->req, 412, "version-mismatch",
 	                   json_pack("{s:I}", "current_version", (json_int_t)cur),
 	                   "If-Match named another version; workload %s is at version %llu%s",
-	                   op->dom_key, (unsigned long long)cur, cur == 0 ? " (it does not exist)" : "");
+	                   op->dom_key, (unsigned long long)cur,
+	                   cur == 0 ? " (it does not exist)" : "");
 	op->req = NULL;
 	api_op_release(op);
 }
@@ -74,9 +75,10 @@ static void answer_put(struct api_op *op, unsigned code, uint64_t index)
 		break;
 	case FSM_CAS_MISMATCH:
 		if (json_is_true(json_object_get(op->dom_op, "create")))
-			api_domain_problem(op, 409, "exists",
-			                   "workload %s exists; replace it with PUT /v1/workloads/%s",
-			                   op->dom_key, op->dom_key);
+			api_domain_problem(
+			    op, 409, "exists",
+			    "workload %s exists; replace it with PUT /v1/workloads/%s", op->dom_key,
+			    op->dom_key);
 		else
 			version_mismatch(op);
 		break;
@@ -93,8 +95,9 @@ static void answer_delete(struct api_op *op, unsigned code, uint64_t index)
 	if (code == FSM_OK_DELETED) {
 		api_common_headers(op->api, op->req);
 		set_index(op->req, index);
-		http_respond_json(op->req, 200, json_pack("{s:b, s:I}", "deleted", 1, "index",
-		                                          (json_int_t)index));
+		http_respond_json(
+		    op->req, 200,
+		    json_pack("{s:b, s:I}", "deleted", 1, "index", (json_int_t)index));
 		op->req = NULL;
 		api_op_release(op);
 	} else if (code == FSM_CAS_MISMATCH) {
@@ -133,8 +136,8 @@ static int if_match(struct http_request *req, json_t *op)
 	return 0;
 }
 
-static void put_workload(struct api *a, struct http_request *req, const char *ns,
-                         const char *name, bool create)
+static void put_workload(struct api *a, struct http_request *req, const char *ns, const char *name,
+                         bool create)
 {
 	char err[256], key[160];
 	size_t len = 0;
@@ -165,7 +168,8 @@ static bool selected(const struct dom_workload *w, const char *sel_key, const ch
 {
 	if (sel_key[0] == '\0')
 		return true;
-	const char *v = json_string_value(json_object_get(json_object_get(w->doc, "labels"), sel_key));
+	const char *v =
+	    json_string_value(json_object_get(json_object_get(w->doc, "labels"), sel_key));
 	return v != NULL && strcmp(v, sel_val) == 0;
 }
 
@@ -200,7 +204,8 @@ static void render_list(struct api_op *op)
 	json_t *items = json_array();
 	json_t *next = json_null();
 	struct store_iter it;
-	store_iter_init(&it, &d->node->fsm.store, NULL, prefix, strlen(prefix), from.data, from.len);
+	store_iter_init(&it, &d->node->fsm.store, NULL, prefix, strlen(prefix), from.data,
+	                from.len);
 	for (; store_iter_valid(&it); store_iter_next(&it)) {
 		size_t kl;
 		const char *k = store_iter_key(&it, &kl);
@@ -232,8 +237,8 @@ static void scale(struct api *a, struct http_request *req, const char *key)
 		http_problem(req, 400, "bad-request", "%s", err);
 		return;
 	}
-	json_t *op = json_pack("{s:s, s:s, s:i}", "op", "workload.scale", "key", key, "replicas",
-	                       (int)n);
+	json_t *op =
+	    json_pack("{s:s, s:s, s:i}", "op", "workload.scale", "key", key, "replicas", (int)n);
 	if (if_match(req, op) != 0) {
 		json_decref(op);
 		return;
@@ -369,7 +374,8 @@ void api_route_replicas(struct api *a, struct http_request *req)
 	if (wl != NULL) {
 		const char *slash = strchr(wl, '/');
 		char ns[80], name[80];
-		if (slash == NULL || (size_t)(slash - wl) >= sizeof ns || strlen(slash + 1) >= sizeof name) {
+		if (slash == NULL || (size_t)(slash - wl) >= sizeof ns ||
+		    strlen(slash + 1) >= sizeof name) {
 			http_problem(req, 400, "bad-parameter", "workload must be namespace/name");
 			return;
 		}

@@ -22,7 +22,7 @@ struct config {
 	char *metrics_addr; /* --metrics-addr, CLOUDLESS_METRICS_ADDR; NULL = no second listener */
 	char *data_dir;     /* --data-dir, CLOUDLESS_DATA_DIR, default ./data */
 	bool bootstrap;     /* --bootstrap, CLOUDLESS_BOOTSTRAP=true|1|yes */
-	unsigned bootstrap_expect; /* --bootstrap-expect, CLOUDLESS_BOOTSTRAP_EXPECT, 0 = off */
+	unsigned bootstrap_expect;   /* --bootstrap-expect, CLOUDLESS_BOOTSTRAP_EXPECT, 0 = off */
 	char *join[CONFIG_MAX_JOIN]; /* --join a,b,c, CLOUDLESS_RAFT_JOIN_ADDR (HTTP host:port) */
 	size_t n_join;
 	unsigned heartbeat_ms; /* --heartbeat-ms, CLOUDLESS_HEARTBEAT_MS, default 50 */
@@ -44,7 +44,8 @@ struct config {
 	unsigned idempotency_max; /* --idempotency-max, CLOUDLESS_IDEMPOTENCY_MAX, default 100000 */
 	unsigned agent_timeout_ms;   /* --agent-timeout-ms, CLOUDLESS_AGENT_TIMEOUT_MS, 3000 */
 	unsigned agent_heartbeat_ms; /* --agent-heartbeat-ms, CLOUDLESS_AGENT_HEARTBEAT_MS, 1000 */
-	unsigned catch_up_timeout_ms; /* --catch-up-timeout-ms, CLOUDLESS_CATCH_UP_TIMEOUT_MS, 60000 */
+	unsigned
+	    catch_up_timeout_ms;   /* --catch-up-timeout-ms, CLOUDLESS_CATCH_UP_TIMEOUT_MS, 60000 */
 	unsigned connect_retry_ms; /* --connect-retry-ms, CLOUDLESS_CONNECT_RETRY_MS, default 100 */
 };
 

@@ -9,8 +9,8 @@
 #include "log/log.h"
 #include "util/clock.h"
 
-#define TICK_MS        50
-#define FULL_PLAN_MS   1000
+#define TICK_MS      50
+#define FULL_PLAN_MS 1000
 
 static void kick_cb(uv_timer_t *t)
 {

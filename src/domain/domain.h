@@ -64,8 +64,8 @@ struct dom_watches {
 struct dom_live {
 	uint64_t deadline_ms; /* monotonic */
 	uint64_t last_ms;
-	bool proposing;       /* a state transition is in flight */
-	json_t *reported;     /* the replicas its last heartbeat listed */
+	bool proposing;   /* a state transition is in flight */
+	json_t *reported; /* the replicas its last heartbeat listed */
 };
 
 struct domain {
@@ -76,8 +76,8 @@ struct domain {
 	bool leading; /* we are the ready leader and have set up the leader's state */
 
 	/* liveness.c */
-	struct hmap live; /* agent id -> struct dom_live */
-	json_t *reports;  /* replica reports waiting for the next entry */
+	struct hmap live;     /* agent id -> struct dom_live */
+	json_t *reports;      /* replica reports waiting for the next entry */
 	struct hmap reported; /* replica id -> the state last queued or sent for it */
 	bool reports_inflight;
 	uint64_t last_sweep_ms;
@@ -89,8 +89,8 @@ struct domain {
 	uint64_t last_full_plan_ms;
 
 	struct dom_watches watches;
-	uv_timer_t tick;  /* leadership, liveness sweep, periodic planning */
-	uv_timer_t kick;  /* plan and flush reports soon after applies */
+	uv_timer_t tick; /* leadership, liveness sweep, periodic planning */
+	uv_timer_t kick; /* plan and flush reports soon after applies */
 	bool kicked;
 
 	/* counters for /metrics */
@@ -143,8 +143,8 @@ uint64_t watch_topic_index(struct domain *d, const char *topic);
 /* A watcher that calls cb once: fired=true when topic's index passes index, false after
  * wait_ms or on close. The watcher is freed after cb (do not keep it); watch_cancel instead
  * drops it without calling cb. */
-struct dom_watch *watch_add(struct domain *d, const char *topic, uint64_t index,
-                            uint64_t wait_ms, dom_watch_cb cb, void *data);
+struct dom_watch *watch_add(struct domain *d, const char *topic, uint64_t index, uint64_t wait_ms,
+                            dom_watch_cb cb, void *data);
 void watch_cancel(struct dom_watch *w);
 void watch_fire(struct domain *d, const char *topic, uint64_t index);
 void watch_close_all(struct domain *d);

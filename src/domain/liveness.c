@@ -16,7 +16,7 @@
 #include "log/log.h"
 #include "util/clock.h"
 
-#define SWEEP_MS        100
+#define SWEEP_MS          100
 #define REPORTS_PER_ENTRY 2000
 
 struct live_prop {
@@ -190,11 +190,13 @@ static void queue(struct domain *d, const char *agent, json_t *rep)
 static bool differs(const struct dom_replica *r, json_t *rep)
 {
 	int state = dom_rstate_parse(json_string_value(json_object_get(rep, "state")));
-	json_t *ec = json_object_get(rep, "exit_code"), *have = json_object_get(r->doc, "exit_code");
+	json_t *ec = json_object_get(rep, "exit_code"),
+	       *have = json_object_get(r->doc, "exit_code");
 	json_int_t restarts = json_integer_value(json_object_get(rep, "restarts"));
 	if (!r->run)
 		return state == DOM_R_STOPPED || state == DOM_R_EXITED || state == DOM_R_FAILED;
-	return state != (int)r->state || restarts != json_integer_value(json_object_get(r->doc, "restarts")) ||
+	return state != (int)r->state ||
+	       restarts != json_integer_value(json_object_get(r->doc, "restarts")) ||
 	       json_is_integer(ec) != json_is_integer(have) ||
 	       (json_is_integer(ec) && json_integer_value(ec) != json_integer_value(have));
 }
@@ -231,9 +233,9 @@ static void compare_reports(struct domain *d, struct dom_agent *a, json_t *repor
 	for (struct dom_replica *r = a->replicas; r != NULL; r = r->anext) {
 		if (r->run || listed(reports, r->id))
 			continue;
-		json_t *rep = json_pack("{s:s, s:I, s:s, s:n, s:i}", "id", r->id, "epoch",
-		                        (json_int_t)r->epoch, "state", "stopped", "exit_code",
-		                        "restarts", 0);
+		json_t *rep =
+		    json_pack("{s:s, s:I, s:s, s:n, s:i}", "id", r->id, "epoch",
+		              (json_int_t)r->epoch, "state", "stopped", "exit_code", "restarts", 0);
 		queue(d, a->id, rep);
 		json_decref(rep);
 	}

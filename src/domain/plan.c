@@ -195,8 +195,8 @@ static void request_init(struct request *q, const struct dom_workload *w)
 		q->zones[i] = json_string_value(json_array_get(zones, i));
 	q->req.zones = q->zones;
 	const char *strategy = json_string_value(json_object_get(pl, "strategy"));
-	q->req.strategy = strategy != NULL && strcmp(strategy, "binpack") == 0 ? SCHED_BINPACK
-	                                                                        : SCHED_SPREAD;
+	q->req.strategy =
+	    strategy != NULL && strcmp(strategy, "binpack") == 0 ? SCHED_BINPACK : SCHED_SPREAD;
 }
 
 static void request_close(struct request *q)
@@ -282,7 +282,8 @@ static void place_slot(struct run *run, const struct dom_workload *w, struct req
 			cur->used_mem += r->mem;
 			cur->same_workload++;
 		}
-		const char *have = r != NULL ? json_string_value(json_object_get(r->doc, "pending_reason")) : NULL;
+		const char *have =
+		    r != NULL ? json_string_value(json_object_get(r->doc, "pending_reason")) : NULL;
 		if (have != NULL && strcmp(have, res.reason) == 0)
 			return;
 		op = json_pack("{s:s, s:s, s:I, s:s}", "op", "replica.pending", "id", id, "epoch",
@@ -336,8 +337,8 @@ static void tend_agents(struct domain *d)
 			for (struct dom_replica *r = a->replicas; r != NULL; r = r->anext) {
 				if (r->run || hmap_get(&d->inflight, r->id) != NULL)
 					continue;
-				json_t *op = json_pack("{s:s, s:s, s:I}", "op", "replica.forget", "id",
-				                       r->id, "epoch", (json_int_t)r->epoch);
+				json_t *op = json_pack("{s:s, s:s, s:I}", "op", "replica.forget",
+				                       "id", r->id, "epoch", (json_int_t)r->epoch);
 				propose(d, op, r->id, r->workload, P_OTHER);
 				json_decref(op);
 			}

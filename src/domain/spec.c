@@ -102,14 +102,16 @@ static json_t *string_map(json_t *o, const char *field, bool env, size_t max_ent
 	{
 		if (env ? !env_key(k) : !label_key(k)) {
 			fail(err, errlen,
-			     env ? "field \"%s\": \"%.64s\" is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"
+			     env ? "field \"%s\": \"%.64s\" is not a variable name "
+			           "([A-Za-z_][A-Za-z0-9_]*)"
 			         : "field \"%s\": key \"%.64s\" must be 1-63 characters of "
 			           "[A-Za-z0-9._/-]",
 			     field, k);
 			return NULL;
 		}
 		if (!plain_string(v, max_value)) {
-			fail(err, errlen, "field \"%s\": the value of \"%.64s\" must be a string of at most "
+			fail(err, errlen,
+			     "field \"%s\": the value of \"%.64s\" must be a string of at most "
 			     "%zu bytes",
 			     field, k, max_value);
 			return NULL;
@@ -171,7 +173,8 @@ static json_t *command(json_t *o, char *err, size_t errlen)
 {
 	json_t *c = json_object_get(o, "command");
 	if (c == NULL || json_is_null(c)) {
-		fail(err, errlen, "missing command (an array of strings: the program and its arguments)");
+		fail(err, errlen,
+		     "missing command (an array of strings: the program and its arguments)");
 		return NULL;
 	}
 	if (!json_is_array(c) || json_array_size(c) == 0 || json_array_size(c) > SPEC_MAX_COMMAND) {
@@ -183,8 +186,9 @@ static json_t *command(json_t *o, char *err, size_t errlen)
 	json_array_foreach(c, i, v)
 	{
 		if (!plain_string(v, SPEC_MAX_ARG) || json_string_length(v) == 0) {
-			fail(err, errlen, "command[%zu] must be a non-empty string of at most %d bytes",
-			     i, SPEC_MAX_ARG);
+			fail(err, errlen,
+			     "command[%zu] must be a non-empty string of at most %d bytes", i,
+			     SPEC_MAX_ARG);
 			return NULL;
 		}
 	}
@@ -205,7 +209,8 @@ static json_t *zones(json_t *p, char *err, size_t errlen)
 	json_array_foreach(z, i, v)
 	{
 		if (!plain_string(v, 63) || json_string_length(v) == 0) {
-			fail(err, errlen, "placement.zones[%zu] must be a zone name of 1-63 bytes", i);
+			fail(err, errlen, "placement.zones[%zu] must be a zone name of 1-63 bytes",
+			     i);
 			return NULL;
 		}
 	}
@@ -222,7 +227,8 @@ static json_t *placement(json_t *o, char *err, size_t errlen)
 	json_t *s = json_object_get(p, "strategy");
 	if (s != NULL && !json_is_null(s)) {
 		strategy = json_string_value(s);
-		if (strategy == NULL || (strcmp(strategy, "spread") != 0 && strcmp(strategy, "binpack") != 0)) {
+		if (strategy == NULL ||
+		    (strcmp(strategy, "spread") != 0 && strcmp(strategy, "binpack") != 0)) {
 			fail(err, errlen, "placement.strategy must be \"spread\" or \"binpack\"");
 			return NULL;
 		}
@@ -233,7 +239,8 @@ static json_t *placement(json_t *o, char *err, size_t errlen)
 		json_decref(sel);
 		return NULL;
 	}
-	return json_pack("{s:o, s:o, s:s}", "node_selector", sel, "zones", zs, "strategy", strategy);
+	return json_pack("{s:o, s:o, s:s}", "node_selector", sel, "zones", zs, "strategy",
+	                 strategy);
 }
 
 static json_t *restart(json_t *o, char *err, size_t errlen)
@@ -247,9 +254,11 @@ static json_t *restart(json_t *o, char *err, size_t errlen)
 	json_t *p = json_object_get(r, "policy");
 	if (p != NULL && !json_is_null(p)) {
 		policy = json_string_value(p);
-		if (policy == NULL || (strcmp(policy, "always") != 0 &&
-		                       strcmp(policy, "on-failure") != 0 && strcmp(policy, "never") != 0)) {
-			fail(err, errlen, "restart.policy must be \"always\", \"on-failure\" or \"never\"");
+		if (policy == NULL ||
+		    (strcmp(policy, "always") != 0 && strcmp(policy, "on-failure") != 0 &&
+		     strcmp(policy, "never") != 0)) {
+			fail(err, errlen,
+			     "restart.policy must be \"always\", \"on-failure\" or \"never\"");
 			return NULL;
 		}
 	}
@@ -273,25 +282,27 @@ static int naming(json_t *o, const char *field, const char *from_path, const cha
 		body = json_string_value(v);
 	}
 	if (body != NULL && from_path != NULL && strcmp(body, from_path) != 0)
-		return fail(err, errlen, "field \"%s\" (\"%.63s\") differs from the path (\"%.63s\")",
-		            field, body, from_path);
+		return fail(err, errlen,
+		            "field \"%s\" (\"%.63s\") differs from the path (\"%.63s\")", field,
+		            body, from_path);
 	*out = from_path != NULL ? from_path : body != NULL ? body : def;
 	if (*out == NULL)
 		return fail(err, errlen, "missing %s", field);
 	if (!spec_dns_label(*out))
-		return fail(err, errlen,
-		            "%s \"%.80s\" must be a DNS label: 1-63 characters of [a-z0-9-], starting "
-		            "and ending with a letter or digit",
-		            field, *out);
+		return fail(
+		    err, errlen,
+		    "%s \"%.80s\" must be a DNS label: 1-63 characters of [a-z0-9-], starting "
+		    "and ending with a letter or digit",
+		    field, *out);
 	return 0;
 }
 
 json_t *spec_workload(const char *body, size_t len, const char *ns, const char *name, char *err,
                       size_t errlen)
 {
-	static const char *const allowed[] = {"namespace", "name",    "command",         "env",
-	                                      "image",     "replicas", "resources",       "placement",
-	                                      "restart",   "labels",  "kill_timeout_ms", NULL};
+	static const char *const allowed[] = {
+	    "namespace", "name",      "command", "env",    "image",           "replicas",
+	    "resources", "placement", "restart", "labels", "kill_timeout_ms", NULL};
 	json_t *o = json_parse_object(body, len, err, errlen);
 	if (o == NULL)
 		return NULL;
@@ -392,7 +403,8 @@ json_t *spec_heartbeat(const char *body, size_t len, char *err, size_t errlen)
 		uint64_t epoch = 0, restarts = 0;
 		snprintf(where, sizeof where, "replicas[%zu].", i);
 		if (!json_is_object(r) || json_check_fields(r, item, inner, sizeof inner) != 0) {
-			fail(err, errlen, "replicas[%zu] must be an object of id, epoch, state, "
+			fail(err, errlen,
+			     "replicas[%zu] must be an object of id, epoch, state, "
 			     "exit_code, restarts",
 			     i);
 			goto out;
@@ -411,7 +423,8 @@ json_t *spec_heartbeat(const char *body, size_t len, char *err, size_t errlen)
 		    get_uint(r, "epoch", where, 0, UINT64_MAX >> 1, &epoch, err, errlen) != 0 ||
 		    get_uint(r, "restarts", where, 0, 1u << 30, &restarts, err, errlen) != 0) {
 			if (!known)
-				fail(err, errlen, "%sstate must be one of pending, starting, running, "
+				fail(err, errlen,
+				     "%sstate must be one of pending, starting, running, "
 				     "exited, failed, stopped",
 				     where);
 			else if (ec != NULL && !json_is_null(ec) && !json_is_integer(ec))

@@ -23,9 +23,8 @@ static json_t *replica_spec(struct domain *d, const struct dom_replica *r)
 	if (w == NULL)
 		return NULL;
 	json_t *spec = json_object();
-	static const char *const fields[] = {"command",         "env",         "image",
-	                                     "resources",       "restart",     "kill_timeout_ms",
-	                                     "spec_version"};
+	static const char *const fields[] = {
+	    "command", "env", "image", "resources", "restart", "kill_timeout_ms", "spec_version"};
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
 		json_object_set(spec, fields[i], json_object_get(w->doc, fields[i]));
 	return spec;
@@ -33,8 +32,8 @@ static json_t *replica_spec(struct domain *d, const struct dom_replica *r)
 
 json_t *view_replica(struct domain *d, const struct dom_replica *r, bool with_spec)
 {
-	static const char *const fields[] = {"id",       "workload", "slot",      "agent",
-	                                     "epoch",    "desired",  "state",     "restarts",
+	static const char *const fields[] = {"id",        "workload",       "slot",      "agent",
+	                                     "epoch",     "desired",        "state",     "restarts",
 	                                     "exit_code", "pending_reason", "failed_on", "version"};
 	json_t *o = json_object();
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
@@ -80,7 +79,8 @@ json_t *view_assignments(struct domain *d, const struct dom_agent *a)
 	size_t n = 0;
 	if (list == NULL)
 		abort();
-	for (const struct dom_replica *r = a->replicas; r != NULL && n < a->n_replicas; r = r->anext)
+	for (const struct dom_replica *r = a->replicas; r != NULL && n < a->n_replicas;
+	     r = r->anext)
 		list[n++] = r;
 	qsort(list, n, sizeof *list, cmp_replica);
 	for (size_t i = 0; i < n; i++)
@@ -99,7 +99,8 @@ static json_t *status(struct domain *d, const struct dom_workload *w)
 		if (!placed) {
 			pending++;
 			const char *why =
-			    r != NULL ? json_string_value(json_object_get(r->doc, "pending_reason")) : NULL;
+			    r != NULL ? json_string_value(json_object_get(r->doc, "pending_reason"))
+			              : NULL;
 			if (reason[0] == '\0' && why != NULL)
 				reason = why;
 			continue;

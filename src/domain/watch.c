@@ -62,8 +62,8 @@ static void timer_cb(uv_timer_t *t)
 	finish(t->data, false, true);
 }
 
-struct dom_watch *watch_add(struct domain *d, const char *topic, uint64_t index,
-                            uint64_t wait_ms, dom_watch_cb cb, void *data)
+struct dom_watch *watch_add(struct domain *d, const char *topic, uint64_t index, uint64_t wait_ms,
+                            dom_watch_cb cb, void *data)
 {
 	struct dom_watch *w = calloc(1, sizeof *w);
 	if (w == NULL)

@@ -20,9 +20,9 @@
 #define DOM_MAX_FAILED_ON 8
 
 const char *const dom_op_names[] = {
-    "agent.enroll",    "agent.state",     "agent.flags",    "agent.drained",
-    "agent.delete",    "workload.put",    "workload.delete", "workload.scale",
-    "replica.place",   "replica.pending", "replica.report", "replica.forget",
+    "agent.enroll",  "agent.state",     "agent.flags",     "agent.drained",
+    "agent.delete",  "workload.put",    "workload.delete", "workload.scale",
+    "replica.place", "replica.pending", "replica.report",  "replica.forget",
 };
 
 unsigned dom_n_ops(void)
@@ -576,8 +576,8 @@ static unsigned op_agent_enroll(struct ctx *c, json_t *op)
 	if (id[0] == '\0')
 		return FSM_BAD_COMMAND;
 	struct dom_agent *a = hmap_get(&c->d->agents, id);
-	static const char *const fields[] = {"name", "region", "zone", "labels", "capacity",
-	                                     "heartbeat_interval_ms"};
+	static const char *const fields[] = {"name",   "region",   "zone",
+	                                     "labels", "capacity", "heartbeat_interval_ms"};
 	if (a != NULL && a->ready) {
 		bool same = true;
 		for (size_t i = 0; i < sizeof fields / sizeof fields[0] && same; i++)
@@ -914,8 +914,9 @@ static unsigned op_replica_pending(struct ctx *c, json_t *op)
 		json_object_set_new(doc, "exit_code", json_null());
 		json_object_set_new(doc, "failed_on", json_array());
 		set_uint(doc, "spec_version", w->spec_version);
-		json_object_set_new(doc, "resources", json_pack("{s:i, s:i}", "cpu_millicores", 0,
-		                                                "memory_bytes", 0));
+		json_object_set_new(
+		    doc, "resources",
+		    json_pack("{s:i, s:i}", "cpu_millicores", 0, "memory_bytes", 0));
 	}
 	json_object_set_new(doc, "pending_reason", json_string(reason));
 	set_uint(doc, "version", c->index);
@@ -989,9 +990,9 @@ static unsigned op_replica_forget(struct ctx *c, json_t *op)
 typedef unsigned (*op_fn)(struct ctx *c, json_t *op);
 
 static const op_fn OPS[] = {
-    op_agent_enroll,  op_agent_state,    op_agent_flags,     op_agent_drained,
-    op_agent_delete,  op_workload_put,   op_workload_delete, op_workload_scale,
-    op_replica_place, op_replica_pending, op_replica_report, op_replica_forget,
+    op_agent_enroll,  op_agent_state,     op_agent_flags,     op_agent_drained,
+    op_agent_delete,  op_workload_put,    op_workload_delete, op_workload_scale,
+    op_replica_place, op_replica_pending, op_replica_report,  op_replica_forget,
 };
 
 unsigned dom_apply(struct fsm *f, struct store_batch *b, uint64_t index, uint64_t ts_ms,

@@ -55,13 +55,13 @@ struct dom_replica;
 
 struct dom_agent {
 	char *id;
-	json_t *doc; /* the record as stored (owned) */
-	const char *zone; /* into doc */
+	json_t *doc;                 /* the record as stored (owned) */
+	const char *zone;            /* into doc */
 	uint64_t cpu, mem;           /* capacity */
 	uint64_t used_cpu, used_mem; /* resources of the replicas assigned here to run */
 	bool ready, cordoned, draining, drain_complete;
 	uint64_t version;
-	uint64_t assign_index; /* index of the last change to its assignments */
+	uint64_t assign_index;        /* index of the last change to its assignments */
 	struct dom_replica *replicas; /* assigned here (desired run or stop), a list */
 	unsigned n_replicas;
 };
@@ -99,8 +99,8 @@ enum dom_event {
 typedef void (*dom_hook)(void *arg, enum dom_event ev, const char *key, uint64_t index);
 
 struct dom_stats {
-	uint64_t entries;  /* domain entries applied */
-	uint64_t refused;  /* of them, refused as stale (FSM_CONFLICT) */
+	uint64_t entries; /* domain entries applied */
+	uint64_t refused; /* of them, refused as stale (FSM_CONFLICT) */
 	uint64_t by_op[16];
 };
 

@@ -429,10 +429,11 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 	} else if ((code = idem_check(f, &c)) == 0) {
 		if (c.type == COMMAND_DOMAIN) {
 			bool read_error = false;
-			code = dom_apply(f, &b, index, c.ts_ms, c.value.p, c.value.len, &read_error);
+			code =
+			    dom_apply(f, &b, index, c.ts_ms, c.value.p, c.value.len, &read_error);
 			if (read_error) {
-				/* Fail stop, as on a write error: a replica that took a read error for
-				 * "absent" would silently differ from the others. */
+				/* Fail stop, as on a write error: a replica that took a read error
+				 * for "absent" would silently differ from the others. */
 				store_batch_close(&b);
 				buf_close(&replaced);
 				f->stats.apply_errors++;
@@ -484,7 +485,8 @@ void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t le
 		return NULL;
 	}
 	store_batch_close(&b);
-	if (code != FSM_BAD_COMMAND && c.type < sizeof f->entries_by_type / sizeof f->entries_by_type[0])
+	if (code != FSM_BAD_COMMAND &&
+	    c.type < sizeof f->entries_by_type / sizeof f->entries_by_type[0])
 		f->entries_by_type[c.type]++;
 	f->applied_index = index;
 	f->idem_count = idem_count;

@@ -37,9 +37,9 @@ enum fsm_code {
 	FSM_IDEM_MISMATCH, /* the Idempotency-Key was used before for a different request */
 	FSM_MEMBER_OK,
 	FSM_BAD_COMMAND,
-	FSM_SKIPPED,  /* entry already in the store (replay after restart) */
-	FSM_CONFLICT, /* refused: contradicts the replicated state (another cluster id, a
-	                 placement that no longer fits) */
+	FSM_SKIPPED,      /* entry already in the store (replay after restart) */
+	FSM_CONFLICT,     /* refused: contradicts the replicated state (another cluster id, a
+	                     placement that no longer fits) */
 	FSM_OK_UNCHANGED, /* a domain op that found the state already as asked */
 };
 
@@ -100,8 +100,8 @@ struct fsm {
 	uint64_t idem_count;
 	uint64_t idem_ttl_ms;
 	uint64_t idem_max;
-	uint64_t members_version; /* bumped whenever n/ changes, so callers can refresh caches */
-	struct fsm_domain domain; /* the domain records, mirrored in memory (domain.h) */
+	uint64_t members_version;    /* bumped whenever n/ changes, so callers can refresh caches */
+	struct fsm_domain domain;    /* the domain records, mirrored in memory (domain.h) */
 	uint64_t entries_by_type[8]; /* applied entries by command type (metrics) */
 	struct fsm_stats stats;
 	bool failed; /* a store write failed: no more writes reach the store (see fsm.c) */

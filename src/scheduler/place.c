@@ -5,7 +5,7 @@
 #include <string.h>
 
 static const char *const FILTER_NAMES[SCHED_N_FILTERS] = {
-    "not ready", "cordoned or draining", "zone mismatch", "node selector mismatch",
+    "not ready",        "cordoned or draining", "zone mismatch", "node selector mismatch",
     "insufficient cpu", "insufficient memory",
 };
 

@@ -70,15 +70,18 @@ function validatorAt(pointer) {
   return validators.get(pointer);
 }
 
-// Literal paths before templated ones; a template parameter matches one or more characters
-// (a key may contain '/').
+// Literal paths before templated ones, then the templates with more literal text first. A
+// template parameter matches one path segment, except {key}, which may contain '/'.
 const routes = Object.keys(spec.paths)
   .map((template) => {
     const parts = template.split(/(\{[^}]+\})/);
-    const re = parts.map((p) => (p.startsWith('{') ? '(.+)' : p.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))).join('');
-    return { template, re: new RegExp('^' + re + '$'), literal: !template.includes('{') };
+    const re = parts
+      .map((p) => (p === '{key}' ? '(.+)' : p.startsWith('{') ? '([^/]+)' : p.replace(/[.*+?^$()|[\]\\]/g, '\\$&')))
+      .join('');
+    const literalChars = parts.filter((p) => !p.startsWith('{')).join('').length;
+    return { template, re: new RegExp('^' + re + '$'), literal: !template.includes('{'), literalChars };
   })
-  .sort((a, b) => Number(b.literal) - Number(a.literal));
+  .sort((a, b) => Number(b.literal) - Number(a.literal) || b.literalChars - a.literalChars);
 
 function findRoute(path) {
   return routes.find((r) => r.re.test(path));

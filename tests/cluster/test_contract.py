@@ -235,6 +235,118 @@ def exercise_membership(rec, c, ld, f):
     wait_for("%s to lead" % f.node_id, lambda: c.leader_of() is f)
 
 
+AGENT = {"id": "contract-agent", "zone": "z1", "capacity": {"cpu_millicores": 1000,
+                                                             "memory_bytes": 1 << 30}}
+WORKLOAD = {"namespace": "default", "name": "contract", "command": ["sleep", "1"], "replicas": 1,
+            "resources": {"cpu_millicores": 10, "memory_bytes": 1024}}
+
+# Domain requests that go to the leader, for the no-leader (503) and paused-leader (504)
+# phases: (method, path, body).
+DOMAIN_LEADER_OPS = [
+    ("POST", "/v1/agents", AGENT),
+    ("GET", "/v1/agents", None),
+    ("GET", "/v1/agents/contract-agent", None),
+    ("DELETE", "/v1/agents/contract-agent", None),
+    ("POST", "/v1/agents/contract-agent/heartbeat", {"replicas": []}),
+    ("GET", "/v1/agents/contract-agent/assignments", None),
+    ("POST", "/v1/agents/contract-agent/cordon", None),
+    ("POST", "/v1/agents/contract-agent/uncordon", None),
+    ("POST", "/v1/agents/contract-agent/drain", None),
+    ("POST", "/v1/workloads", WORKLOAD),
+    ("GET", "/v1/workloads", None),
+    ("GET", "/v1/workloads/default/contract", None),
+    ("PUT", "/v1/workloads/default/contract", WORKLOAD),
+    ("DELETE", "/v1/workloads/default/contract", None),
+    ("POST", "/v1/workloads/default/contract/scale", {"replicas": 2}),
+    ("GET", "/v1/replicas", None),
+]
+
+
+def exercise_domain(rec, ld, f):
+    """Agents, workloads and replicas: every success and client-error status."""
+    for n in (ld, f):
+        rec.send(n, "POST", "/v1/agents", AGENT, expect=(200, 201))
+        rec.send(n, "POST", "/v1/agents", AGENT, expect=200)
+    rec.send(ld, "POST", "/v1/agents", dict(AGENT, id="contract-agent-2"), expect=201)
+    rec.send(f, "POST", "/v1/agents?redirect", AGENT, expect=307)
+    rec.send(f, "POST", "/v1/workloads?redirect", WORKLOAD, expect=307)
+    for n in (ld, f):
+        rec.send(n, "POST", "/v1/agents", {"id": "bad id"}, expect=400)
+        rec.send(n, "POST", "/v1/agents", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "GET", "/v1/agents", expect=200)
+        rec.send(n, "GET", "/v1/agents?state=ready&zone=z1&limit=1", expect=200)
+        rec.send(n, "GET", "/v1/agents?consistency=stale", expect=200)
+        rec.send(n, "GET", "/v1/agents?state=sleepy", expect=400)
+        rec.send(n, "GET", "/v1/agents", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "GET", "/v1/agents/contract-agent", expect=200)
+        rec.send(n, "GET", "/v1/agents/nobody", expect=404)
+        rec.send(n, "GET", "/v1/agents/bad%20id", expect=400)
+        rec.send(n, "GET", "/v1/agents/contract-agent", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "POST", "/v1/agents/contract-agent/heartbeat", {"replicas": []}, expect=200)
+        rec.send(n, "POST", "/v1/agents/nobody/heartbeat", {"replicas": []}, expect=404)
+        rec.send(n, "POST", "/v1/agents/contract-agent/heartbeat", {"replicas": 3}, expect=400)
+        rec.send(n, "POST", "/v1/agents/contract-agent/heartbeat", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "GET", "/v1/agents/contract-agent/assignments", expect=200)
+        rec.send(n, "GET", "/v1/agents/contract-agent/assignments?index=1&wait=100ms", expect=200)
+        rec.send(n, "GET", "/v1/agents/nobody/assignments", expect=404)
+        rec.send(n, "GET", "/v1/agents/contract-agent/assignments?index=x", expect=400)
+        rec.send(n, "GET", "/v1/agents/contract-agent/assignments", big(MAX_BODY + 1), expect=413)
+        for verb in ("cordon", "uncordon", "drain", "uncordon"):
+            rec.send(n, "POST", "/v1/agents/contract-agent/" + verb, expect=200)
+            rec.send(n, "POST", "/v1/agents/nobody/" + verb, expect=404)
+            rec.send(n, "POST", "/v1/agents/contract-agent/" + verb, big(MAX_BODY + 1), expect=413)
+        rec.send(n, "DELETE", "/v1/agents/nobody", expect=404)
+        rec.send(n, "DELETE", "/v1/agents/bad%20id", expect=400)
+        rec.send(n, "DELETE", "/v1/agents/contract-agent", big(MAX_BODY + 1), expect=413)
+    rec.send(f, "DELETE", "/v1/agents/contract-agent-2", expect=200)
+    # Workloads.
+    rec.send(f, "POST", "/v1/workloads", WORKLOAD, expect=201)
+    r = rec.send(ld, "GET", "/v1/workloads/default/contract", expect=200)
+    version = json.loads(r.body)["version"]
+    for n in (ld, f):
+        rec.send(n, "POST", "/v1/workloads", WORKLOAD, expect=409)
+        rec.send(n, "POST", "/v1/workloads", {"name": "x"}, expect=400)
+        rec.send(n, "POST", "/v1/workloads", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "GET", "/v1/workloads", expect=200)
+        rec.send(n, "GET", "/v1/workloads?namespace=default&selector=a%3Db&limit=1", expect=200)
+        rec.send(n, "GET", "/v1/workloads?index=1&wait=100ms&consistency=stale", expect=200)
+        rec.send(n, "GET", "/v1/workloads?namespace=Bad", expect=400)
+        rec.send(n, "GET", "/v1/workloads", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "GET", "/v1/workloads/default/contract", expect=200)
+        rec.send(n, "GET", "/v1/workloads/default/contract?index=%d&wait=100ms" % version, expect=200)
+        rec.send(n, "GET", "/v1/workloads/default/nope", expect=404)
+        rec.send(n, "GET", "/v1/workloads/default/Bad", expect=400)
+        rec.send(n, "GET", "/v1/workloads/default/contract", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "PUT", "/v1/workloads/default/contract", WORKLOAD, expect=200)
+        rec.send(n, "PUT", "/v1/workloads/default/contract", WORKLOAD,
+                 headers={"If-Match": '"1"'}, expect=412)
+        rec.send(n, "PUT", "/v1/workloads/default/contract", {"command": 1}, expect=400)
+        rec.send(n, "PUT", "/v1/workloads/default/contract", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "POST", "/v1/workloads/default/contract/scale", {"replicas": 0}, expect=200)
+        rec.send(n, "POST", "/v1/workloads/default/nope/scale", {"replicas": 0}, expect=404)
+        rec.send(n, "POST", "/v1/workloads/default/contract/scale", {"replicas": -1}, expect=400)
+        rec.send(n, "POST", "/v1/workloads/default/contract/scale", {"replicas": 1},
+                 headers={"If-Match": "1"}, expect=412)
+        rec.send(n, "POST", "/v1/workloads/default/contract/scale", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "GET", "/v1/replicas", expect=200)
+        rec.send(n, "GET", "/v1/replicas?agent=contract-agent&consistency=stale", expect=200)
+        rec.send(n, "GET", "/v1/replicas?workload=default/contract", expect=200)
+        rec.send(n, "GET", "/v1/replicas?workload=nope", expect=400)
+        rec.send(n, "GET", "/v1/replicas", big(MAX_BODY + 1), expect=413)
+        rec.send(n, "DELETE", "/v1/workloads/default/nope", expect=404)
+        rec.send(n, "DELETE", "/v1/workloads/Bad/x", expect=400)
+        rec.send(n, "DELETE", "/v1/workloads/default/contract", headers={"If-Match": "1"}, expect=412)
+        rec.send(n, "DELETE", "/v1/workloads/default/contract", big(MAX_BODY + 1), expect=413)
+    rec.send(ld, "PUT", "/v1/workloads/default/contract-2", dict(WORKLOAD, name="contract-2"), expect=201)
+    rec.send(f, "DELETE", "/v1/workloads/default/contract-2", expect=200)
+    for method, path in (("PUT", "/v1/agents"), ("PATCH", "/v1/agents/x"), ("GET", "/v1/agents/x/heartbeat"),
+                         ("DELETE", "/v1/workloads"), ("POST", "/v1/workloads/default/x"),
+                         ("GET", "/v1/workloads/default/x/scale"), ("POST", "/v1/replicas")):
+        rec.send(ld, method, path, expect=405)
+    for path in ("/v1/agents/x/nope", "/v1/workloads/default", "/v1/workloads/a/b/c"):
+        rec.send(ld, "GET", path, expect=404)
+
+
 def batch_body(*items):
     """A forwarded batch (src/forward/batch.h) of (method, path, body) items."""
     def s(b):
@@ -280,6 +392,7 @@ def test_contract(make):
     exercise_ops(rec, c.running())
     exercise_membership(rec, c, ld, f)
     exercise_forward(rec, c.leader(), c.followers()[0])
+    exercise_domain(rec, c.leader(), c.followers()[0])
 
     # 409 on remove: with one voter down, removing another live one would leave no quorum.
     ld = c.leader()
@@ -305,6 +418,8 @@ def test_contract(make):
             ("POST", "/raft/remove", {"node_id": f2.node_id}, None),
             ("POST", "/raft/transfer-leader", "", None)):
         rec.send(f1, method, path, body, headers, expect=503, timeout=30)
+    for method, path, body in DOMAIN_LEADER_OPS:
+        rec.send(f1, method, path, body, expect=503, timeout=30)
     # Stale reads and status still answer.
     rec.send(f1, "GET", "/v1/kv/contract/with/slashes?consistency=stale", expect=200)
     rec.send(f1, "GET", "/v1/kv/?consistency=stale", expect=200)
@@ -322,7 +437,8 @@ def test_contract(make):
                 ("PUT", "/v1/kv/contract/late?timeout=300ms", "v"),
                 ("GET", "/v1/kv/contract/late?timeout=300ms", None),
                 ("DELETE", "/v1/kv/contract/late?timeout=300ms", None),
-                ("GET", "/v1/kv/?timeout=300ms", None)):
+                ("GET", "/v1/kv/?timeout=300ms", None)) + tuple(
+                    (m, p + "?timeout=300ms", b) for m, p, b in DOMAIN_LEADER_OPS):
             rec.send(f, method, path, body, expect=504)
     finally:
         ld.kill(signal.SIGCONT)

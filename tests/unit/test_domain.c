@@ -94,20 +94,21 @@ static void enroll(struct env *e, const char *id, const char *zone, unsigned cpu
 static unsigned put_workload(struct env *e, const char *name, unsigned replicas, unsigned cpu,
                              const char *command)
 {
-	return opf(e,
-	           "{\"op\":\"workload.put\",\"workload\":{\"namespace\":\"default\",\"name\":\"%s\","
-	           "\"command\":[\"%s\"],\"env\":{},\"image\":\"\",\"replicas\":%u,\"resources\":{"
-	           "\"cpu_millicores\":%u,\"memory_bytes\":10},\"placement\":{\"node_selector\":{},"
-	           "\"zones\":[],\"strategy\":\"spread\"},\"restart\":{\"policy\":\"always\","
-	           "\"attempts\":3,\"interval_s\":300,\"delay_ms\":1000},\"kill_timeout_ms\":5000,"
-	           "\"labels\":{}}}",
-	           name, command, replicas, cpu);
+	return opf(
+	    e,
+	    "{\"op\":\"workload.put\",\"workload\":{\"namespace\":\"default\",\"name\":\"%s\","
+	    "\"command\":[\"%s\"],\"env\":{},\"image\":\"\",\"replicas\":%u,\"resources\":{"
+	    "\"cpu_millicores\":%u,\"memory_bytes\":10},\"placement\":{\"node_selector\":{},"
+	    "\"zones\":[],\"strategy\":\"spread\"},\"restart\":{\"policy\":\"always\","
+	    "\"attempts\":3,\"interval_s\":300,\"delay_ms\":1000},\"kill_timeout_ms\":5000,"
+	    "\"labels\":{}}}",
+	    name, command, replicas, cpu);
 }
 
 static unsigned place(struct env *e, const char *id, uint64_t epoch, const char *agent)
 {
-	return opf(e, "{\"op\":\"replica.place\",\"id\":\"%s\",\"epoch\":%llu,\"agent\":\"%s\"}", id,
-	           (unsigned long long)epoch, agent);
+	return opf(e, "{\"op\":\"replica.place\",\"id\":\"%s\",\"epoch\":%llu,\"agent\":\"%s\"}",
+	           id, (unsigned long long)epoch, agent);
 }
 
 static unsigned report(struct env *e, const char *agent, const char *id, uint64_t epoch,
@@ -170,12 +171,14 @@ static void test_workload_versions(void)
 	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.put\",\"create\":true,\"workload\":{\"namespace\":"
 	                     "\"default\",\"name\":\"web\",\"command\":[\"x\"]}}"),
 	             FSM_CAS_MISMATCH);
-	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":3,"
-	                     "\"if_version\":%llu}",
+	CHECK_EQ_INT(opf(&e,
+	                 "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":3,"
+	                 "\"if_version\":%llu}",
 	                 (unsigned long long)v1 + 100),
 	             FSM_CAS_MISMATCH);
-	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":3,"
-	                     "\"if_version\":%llu}",
+	CHECK_EQ_INT(opf(&e,
+	                 "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":3,"
+	                 "\"if_version\":%llu}",
 	                 (unsigned long long)v1),
 	             FSM_OK_UPDATED);
 	w = dom_workload_get(&e.f.domain, "default/web");
@@ -183,7 +186,8 @@ static void test_workload_versions(void)
 	/* A new command is a new spec_version; a new replica count is not. */
 	CHECK_EQ_INT(put_workload(&e, "web", 3, 100, "true"), FSM_OK_UPDATED);
 	CHECK_EQ_INT(dom_workload_get(&e.f.domain, "default/web")->spec_version, e.index);
-	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.delete\",\"key\":\"default/nope\"}"), FSM_NOT_FOUND);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.delete\",\"key\":\"default/nope\"}"),
+	             FSM_NOT_FOUND);
 	env_close(&e, true);
 }
 
@@ -242,7 +246,8 @@ static void test_scale_down_and_delete(void)
 	place(&e, "default/web/1", 0, "a1");
 	opf(&e, "{\"op\":\"replica.pending\",\"id\":\"default/web/2\",\"epoch\":0,\"reason\":\"0/1 "
 	        "agents fit: 1 insufficient cpu\"}");
-	CHECK(replica(&e, "default/web/2") != NULL && replica(&e, "default/web/2")->agent[0] == '\0');
+	CHECK(replica(&e, "default/web/2") != NULL &&
+	      replica(&e, "default/web/2")->agent[0] == '\0');
 	/* Scale to 1: the placed extra is told to stop, the unplaced one is dropped. */
 	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":1}"),
 	             FSM_OK_UPDATED);
@@ -255,7 +260,8 @@ static void test_scale_down_and_delete(void)
 	CHECK_EQ_INT(report(&e, "a1", "default/web/1", r1->epoch, "stopped"), FSM_OK_UPDATED);
 	CHECK(replica(&e, "default/web/1") == NULL);
 	/* Delete: every replica told to stop; the workload record is gone. */
-	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.delete\",\"key\":\"default/web\"}"), FSM_OK_DELETED);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.delete\",\"key\":\"default/web\"}"),
+	             FSM_OK_DELETED);
 	CHECK(dom_workload_get(&e.f.domain, "default/web") == NULL);
 	struct dom_replica *r0 = replica(&e, "default/web/0");
 	CHECK(r0 != NULL && !r0->run);

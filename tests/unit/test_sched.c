@@ -17,8 +17,8 @@ static const struct sched_label SSD_GPU[] = {{"disk", "ssd"}, {"gpu", "yes"}};
 
 static struct sched_agent agent(const char *id, const char *zone, uint64_t cpu, uint64_t mem)
 {
-	return (struct sched_agent){.id = id, .zone = zone, .cpu = cpu, .mem = mem,
-	                            .ready = true, .schedulable = true};
+	return (struct sched_agent){
+	    .id = id, .zone = zone, .cpu = cpu, .mem = mem, .ready = true, .schedulable = true};
 }
 
 static const char *place_id(const struct sched_agent *a, size_t n, const struct sched_request *q,
@@ -30,12 +30,10 @@ static const char *place_id(const struct sched_agent *a, size_t n, const struct 
 
 static void test_filters_and_reasons(void)
 {
-	struct sched_agent a[6] = {agent("a-offline", "z1", 4000, 8 * GB),
-	                           agent("a-cordoned", "z1", 4000, 8 * GB),
-	                           agent("a-zone", "z9", 4000, 8 * GB),
-	                           agent("a-hdd", "z1", 4000, 8 * GB),
-	                           agent("a-cpu", "z1", 100, 8 * GB),
-	                           agent("a-mem", "z1", 4000, 1 * GB)};
+	struct sched_agent a[6] = {
+	    agent("a-offline", "z1", 4000, 8 * GB), agent("a-cordoned", "z1", 4000, 8 * GB),
+	    agent("a-zone", "z9", 4000, 8 * GB),    agent("a-hdd", "z1", 4000, 8 * GB),
+	    agent("a-cpu", "z1", 100, 8 * GB),      agent("a-mem", "z1", 4000, 1 * GB)};
 	a[0].ready = false;
 	a[1].schedulable = false;
 	for (int i = 2; i < 6; i++) {
@@ -44,8 +42,13 @@ static void test_filters_and_reasons(void)
 	}
 	a[3].labels = HDD;
 	const char *zones[] = {"z1", "z2"};
-	struct sched_request q = {.replica_id = "default/web/0", .cpu = 500, .mem = 2 * GB,
-	                          .selector = SSD, .n_selector = 1, .zones = zones, .n_zones = 2};
+	struct sched_request q = {.replica_id = "default/web/0",
+	                          .cpu = 500,
+	                          .mem = 2 * GB,
+	                          .selector = SSD,
+	                          .n_selector = 1,
+	                          .zones = zones,
+	                          .n_zones = 2};
 	struct sched_result res;
 	CHECK(place_id(a, 6, &q, &res) == NULL);
 	CHECK_EQ_STR(res.reason, "0/6 agents fit: 1 not ready, 1 cordoned or draining, 1 zone "
@@ -71,7 +74,8 @@ static void test_filters_and_reasons(void)
 
 static void test_capacity_accounts_for_used(void)
 {
-	struct sched_agent a[2] = {agent("full", "z1", 1000, 4 * GB), agent("free", "z1", 1000, 4 * GB)};
+	struct sched_agent a[2] = {agent("full", "z1", 1000, 4 * GB),
+	                           agent("free", "z1", 1000, 4 * GB)};
 	a[0].used_cpu = 900;
 	struct sched_request q = {.replica_id = "ns/w/0", .cpu = 200, .mem = GB};
 	struct sched_result res;
@@ -127,7 +131,8 @@ static void test_spread_over_zones_then_agents(void)
 	CHECK(strcmp(chosen[0], "a3") == 0 || strcmp(chosen[1], "a3") == 0);
 
 	struct sched_agent b[4] = {agent("b1", "z1", 8000, 8 * GB), agent("b2", "z1", 8000, 8 * GB),
-	                           agent("b3", "z1", 8000, 8 * GB), agent("b4", "z2", 8000, 8 * GB)};
+	                           agent("b3", "z1", 8000, 8 * GB),
+	                           agent("b4", "z2", 8000, 8 * GB)};
 	unsigned c4[4];
 	place_all(b, 4, &q, "default/api", 4, c4, chosen);
 	/* Zones first: z2's single agent takes 2 of 4 (zone loads 2 and 2). */
@@ -138,12 +143,13 @@ static void test_spread_over_zones_then_agents(void)
 
 static void test_binpack_fills_the_fullest(void)
 {
-	struct sched_agent a[3] = {agent("big", "z1", 8000, 8 * GB), agent("half", "z1", 8000, 8 * GB),
+	struct sched_agent a[3] = {agent("big", "z1", 8000, 8 * GB),
+	                           agent("half", "z1", 8000, 8 * GB),
 	                           agent("small", "z1", 2000, 2 * GB)};
 	a[1].used_cpu = 4000;
 	a[1].used_mem = 4 * GB;
-	struct sched_request q = {.replica_id = "ns/db/0", .cpu = 1000, .mem = GB,
-	                          .strategy = SCHED_BINPACK};
+	struct sched_request q = {
+	    .replica_id = "ns/db/0", .cpu = 1000, .mem = GB, .strategy = SCHED_BINPACK};
 	struct sched_result res;
 	/* "small" after placing: 1/2 + 1/2 left = 1.0; "half": 3/8 + 3/8 = 0.75: fullest. */
 	CHECK_EQ_STR(place_id(a, 3, &q, &res), "half");
@@ -157,7 +163,8 @@ static void test_binpack_fills_the_fullest(void)
 
 static void test_selector_and_zones(void)
 {
-	struct sched_agent a[3] = {agent("ssd", "z1", 4000, 4 * GB), agent("gpu", "z2", 4000, 4 * GB),
+	struct sched_agent a[3] = {agent("ssd", "z1", 4000, 4 * GB),
+	                           agent("gpu", "z2", 4000, 4 * GB),
 	                           agent("hdd", "z1", 4000, 4 * GB)};
 	a[0].labels = SSD;
 	a[0].n_labels = 1;
@@ -165,8 +172,8 @@ static void test_selector_and_zones(void)
 	a[1].n_labels = 2;
 	a[2].labels = HDD;
 	a[2].n_labels = 1;
-	struct sched_request q = {.replica_id = "ns/w/0", .cpu = 1, .mem = 1, .selector = &SSD_GPU[1],
-	                          .n_selector = 1};
+	struct sched_request q = {
+	    .replica_id = "ns/w/0", .cpu = 1, .mem = 1, .selector = &SSD_GPU[1], .n_selector = 1};
 	struct sched_result res;
 	CHECK_EQ_STR(place_id(a, 3, &q, &res), "gpu");
 	q.selector = SSD_GPU; /* both labels */
@@ -184,12 +191,13 @@ static void test_selector_and_zones(void)
 
 static void test_avoid_agents_it_failed_on(void)
 {
-	struct sched_agent a[2] = {agent("bad", "z1", 4000, 4 * GB), agent("good", "z1", 4000, 4 * GB)};
+	struct sched_agent a[2] = {agent("bad", "z1", 4000, 4 * GB),
+	                           agent("good", "z1", 4000, 4 * GB)};
 	a[1].used_cpu = 3000; /* "bad" would rank first for spread (more free memory: equal); */
 	a[1].used_mem = 3 * GB;
 	const char *avoid[] = {"bad"};
-	struct sched_request q = {.replica_id = "ns/crash/0", .cpu = 100, .mem = 100,
-	                          .avoid = avoid, .n_avoid = 1};
+	struct sched_request q = {
+	    .replica_id = "ns/crash/0", .cpu = 100, .mem = 100, .avoid = avoid, .n_avoid = 1};
 	struct sched_result res;
 	CHECK_EQ_STR(place_id(a, 2, &q, &res), "good");
 	/* Only the avoided one fits: it is still better than nothing. */

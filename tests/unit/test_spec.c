@@ -24,10 +24,12 @@ static const struct bad BAD_WORKLOADS[] = {
     {"{\"command\":[\"x\"]}", "missing name"},
     {"{\"name\":\"Web\",\"command\":[\"x\"]}", "name \"Web\" must be a DNS label"},
     {"{\"name\":\"-web\",\"command\":[\"x\"]}", "DNS label"},
-    {"{\"name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"command\":[\"x\"]}",
+    {"{\"name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"command\":["
+     "\"x\"]}",
      "DNS label"},
     {"{\"name\":\"web\",\"namespace\":\"a_b\",\"command\":[\"x\"]}", "namespace \"a_b\""},
-    {"{\"name\":\"web\",\"command\":[\"x\"],\"replicas\":1001}", "replicas must be an integer from 0 to 1000"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"replicas\":1001}",
+     "replicas must be an integer from 0 to 1000"},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"replicas\":-1}", "replicas must be"},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"replicas\":\"3\"}", "replicas must be"},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"replicas\":1.5}", "replicas must be"},
@@ -36,15 +38,23 @@ static const struct bad BAD_WORKLOADS[] = {
     {"{\"name\":\"web\",\"command\":[\"x\"],\"env\":{\"1A\":\"v\"}}", "not a variable name"},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"env\":{\"A\":1}}", "the value of \"A\""},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"labels\":{\"a b\":\"v\"}}", "field \"labels\": key"},
-    {"{\"name\":\"web\",\"command\":[\"x\"],\"resources\":{\"cpu\":1}}", "resources: unknown field \"cpu\""},
-    {"{\"name\":\"web\",\"command\":[\"x\"],\"resources\":{\"cpu_millicores\":-5}}", "resources.cpu_millicores"},
-    {"{\"name\":\"web\",\"command\":[\"x\"],\"resources\":7}", "field \"resources\" must be an object"},
-    {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"strategy\":\"random\"}}", "placement.strategy"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"resources\":{\"cpu\":1}}",
+     "resources: unknown field \"cpu\""},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"resources\":{\"cpu_millicores\":-5}}",
+     "resources.cpu_millicores"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"resources\":7}",
+     "field \"resources\" must be an object"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"strategy\":\"random\"}}",
+     "placement.strategy"},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"zones\":\"z1\"}}", "placement.zones"},
-    {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"zones\":[\"\"]}}", "placement.zones[0]"},
-    {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"node_selector\":{\"k\":2}}}", "node_selector"},
-    {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"spread\":true}}", "placement: unknown field"},
-    {"{\"name\":\"web\",\"command\":[\"x\"],\"restart\":{\"policy\":\"sometimes\"}}", "restart.policy"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"zones\":[\"\"]}}",
+     "placement.zones[0]"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"node_selector\":{\"k\":2}}}",
+     "node_selector"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"spread\":true}}",
+     "placement: unknown field"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"restart\":{\"policy\":\"sometimes\"}}",
+     "restart.policy"},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"restart\":{\"attempts\":1001}}", "restart.attempts"},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"restart\":{\"interval_s\":0}}", "restart.interval_s"},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"kill_timeout_ms\":700000}", "kill_timeout_ms"},
@@ -61,8 +71,8 @@ static void test_bad_workloads(void)
 		json_t *w = spec_workload(b->body, strlen(b->body), NULL, NULL, err, sizeof err);
 		CHECK(w == NULL);
 		if (strstr(err, b->needle) == NULL) {
-			fprintf(stderr, "case %zu: %s\n  error \"%s\" lacks \"%s\"\n", i, b->body, err,
-			        b->needle);
+			fprintf(stderr, "case %zu: %s\n  error \"%s\" lacks \"%s\"\n", i, b->body,
+			        err, b->needle);
 			CHECK(0);
 		}
 		json_decref(w);
@@ -80,11 +90,12 @@ static void test_good_workload_defaults(void)
 	json_t *w = spec_workload(body, strlen(body), "prod", "web", err, sizeof err);
 	CHECK(w != NULL);
 	char *s = json_dumps(w, JSON_COMPACT | JSON_SORT_KEYS);
-	CHECK_EQ_STR(s, "{\"command\":[\"sleep\",\"100\"],\"env\":{},\"image\":\"\",\"kill_timeout_ms\":"
-	                "5000,\"labels\":{},\"name\":\"web\",\"namespace\":\"prod\",\"placement\":{"
-	                "\"node_selector\":{},\"strategy\":\"spread\",\"zones\":[]},\"replicas\":1,"
-	                "\"resources\":{\"cpu_millicores\":0,\"memory_bytes\":0},\"restart\":{"
-	                "\"attempts\":3,\"delay_ms\":1000,\"interval_s\":300,\"policy\":\"always\"}}");
+	CHECK_EQ_STR(
+	    s, "{\"command\":[\"sleep\",\"100\"],\"env\":{},\"image\":\"\",\"kill_timeout_ms\":"
+	       "5000,\"labels\":{},\"name\":\"web\",\"namespace\":\"prod\",\"placement\":{"
+	       "\"node_selector\":{},\"strategy\":\"spread\",\"zones\":[]},\"replicas\":1,"
+	       "\"resources\":{\"cpu_millicores\":0,\"memory_bytes\":0},\"restart\":{"
+	       "\"attempts\":3,\"delay_ms\":1000,\"interval_s\":300,\"policy\":\"always\"}}");
 	free(s);
 	json_decref(w);
 	body = "{\"namespace\":\"default\",\"name\":\"db\",\"command\":[\"x\"],\"replicas\":0,"
@@ -93,8 +104,9 @@ static void test_good_workload_defaults(void)
 	w = spec_workload(body, strlen(body), NULL, NULL, err, sizeof err);
 	CHECK(w != NULL);
 	CHECK_EQ_INT(json_integer_value(json_object_get(w, "replicas")), 0);
-	CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(w, "placement"), "strategy")),
-	             "binpack");
+	CHECK_EQ_STR(
+	    json_string_value(json_object_get(json_object_get(w, "placement"), "strategy")),
+	    "binpack");
 	CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(w, "restart"), "policy")),
 	             "never");
 	json_decref(w);
@@ -105,19 +117,25 @@ static void test_enrollment(void)
 	char err[256];
 	static const struct bad bad[] = {
 	    {"{}", "missing required field \"id\""},
-	    {"{\"id\":\"a b\",\"capacity\":{\"cpu_millicores\":1,\"memory_bytes\":1}}", "id must be"},
+	    {"{\"id\":\"a b\",\"capacity\":{\"cpu_millicores\":1,\"memory_bytes\":1}}",
+	     "id must be"},
 	    {"{\"id\":\"a1\"}", "missing capacity"},
-	    {"{\"id\":\"a1\",\"capacity\":{\"cpu_millicores\":0,\"memory_bytes\":1}}", "capacity.cpu_millicores"},
+	    {"{\"id\":\"a1\",\"capacity\":{\"cpu_millicores\":0,\"memory_bytes\":1}}",
+	     "capacity.cpu_millicores"},
 	    {"{\"id\":\"a1\",\"capacity\":{\"cpu_millicores\":1}}", "missing capacity"},
-	    {"{\"id\":\"a1\",\"capacity\":{\"cpu_millicores\":1,\"memory_bytes\":1},\"zone\":7}", "zone"},
-	    {"{\"id\":\"a1\",\"capacity\":{\"cpu_millicores\":1,\"memory_bytes\":1},\"extra\":1}", "unknown field \"extra\""},
+	    {"{\"id\":\"a1\",\"capacity\":{\"cpu_millicores\":1,\"memory_bytes\":1},\"zone\":7}",
+	     "zone"},
+	    {"{\"id\":\"a1\",\"capacity\":{\"cpu_millicores\":1,\"memory_bytes\":1},\"extra\":1}",
+	     "unknown field \"extra\""},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		err[0] = '\0';
-		json_t *e = spec_enrollment(bad[i].body, strlen(bad[i].body), 1000, err, sizeof err);
+		json_t *e =
+		    spec_enrollment(bad[i].body, strlen(bad[i].body), 1000, err, sizeof err);
 		CHECK(e == NULL);
 		if (strstr(err, bad[i].needle) == NULL) {
-			fprintf(stderr, "enroll case %zu: \"%s\" lacks \"%s\"\n", i, err, bad[i].needle);
+			fprintf(stderr, "enroll case %zu: \"%s\" lacks \"%s\"\n", i, err,
+			        bad[i].needle);
 			CHECK(0);
 		}
 	}
@@ -137,11 +155,17 @@ static void test_heartbeat(void)
 	    {"{}", "replicas must be an array"},
 	    {"{\"replicas\":{}}", "replicas must be an array"},
 	    {"{\"replicas\":[1]}", "replicas[0] must be an object"},
-	    {"{\"replicas\":[{\"id\":\"a/b/0\",\"epoch\":3}]}", "replicas[0].missing required field \"state\""},
-	    {"{\"replicas\":[{\"id\":\"a/b/0\",\"epoch\":3,\"state\":\"dancing\"}]}", "replicas[0].state must be one of"},
-	    {"{\"replicas\":[{\"id\":\"a/b/0\",\"state\":\"running\"}]}", "replicas[0].epoch is required"},
-	    {"{\"replicas\":[{\"id\":\"a/b/0\",\"epoch\":-1,\"state\":\"running\"}]}", "replicas[0].epoch"},
-	    {"{\"replicas\":[{\"id\":\"a/b/0\",\"epoch\":1,\"state\":\"running\",\"exit_code\":\"0\"}]}", "exit_code must be an integer or null"},
+	    {"{\"replicas\":[{\"id\":\"a/b/0\",\"epoch\":3}]}",
+	     "replicas[0].missing required field \"state\""},
+	    {"{\"replicas\":[{\"id\":\"a/b/0\",\"epoch\":3,\"state\":\"dancing\"}]}",
+	     "replicas[0].state must be one of"},
+	    {"{\"replicas\":[{\"id\":\"a/b/0\",\"state\":\"running\"}]}",
+	     "replicas[0].epoch is required"},
+	    {"{\"replicas\":[{\"id\":\"a/b/0\",\"epoch\":-1,\"state\":\"running\"}]}",
+	     "replicas[0].epoch"},
+	    {"{\"replicas\":[{\"id\":\"a/b/"
+	     "0\",\"epoch\":1,\"state\":\"running\",\"exit_code\":\"0\"}]}",
+	     "exit_code must be an integer or null"},
 	    {"{\"replicas\":[],\"extra\":1}", "unknown field"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -149,12 +173,14 @@ static void test_heartbeat(void)
 		json_t *h = spec_heartbeat(bad[i].body, strlen(bad[i].body), err, sizeof err);
 		CHECK(h == NULL);
 		if (strstr(err, bad[i].needle) == NULL) {
-			fprintf(stderr, "heartbeat case %zu: \"%s\" lacks \"%s\"\n", i, err, bad[i].needle);
+			fprintf(stderr, "heartbeat case %zu: \"%s\" lacks \"%s\"\n", i, err,
+			        bad[i].needle);
 			CHECK(0);
 		}
 	}
-	const char *good = "{\"replicas\":[{\"id\":\"default/web/0\",\"epoch\":12,\"state\":\"running\","
-	                   "\"exit_code\":null,\"restarts\":2}]}";
+	const char *good =
+	    "{\"replicas\":[{\"id\":\"default/web/0\",\"epoch\":12,\"state\":\"running\","
+	    "\"exit_code\":null,\"restarts\":2}]}";
 	json_t *h = spec_heartbeat(good, strlen(good), err, sizeof err);
 	CHECK(h != NULL && json_array_size(h) == 1);
 	json_decref(h);
