@@ -216,6 +216,18 @@ static void answer_failed(struct agent_client *c, const struct fwd_response *r, 
 	free(hint);
 }
 
+/* The bookkeeping every completion starts with: true when the client was closed (or the
+ * request canceled) and the answer must be dropped. */
+static bool request_done(struct agent_client *c, const struct fwd_response *r)
+{
+	c->pending--;
+	if (c->closing || r->result == FWD_CANCELED) {
+		maybe_free(c);
+		return true;
+	}
+	return false;
+}
+
 /* ---- enrollment ----------------------------------------------------------------------- */
 
 static void on_enrolled(const struct fwd_response *r, void *arg)
@@ -223,12 +235,9 @@ static void on_enrolled(const struct fwd_response *r, void *arg)
 	struct agent_client *c = arg;
 	char err[256];
 	unsigned interval = 0;
-	c->pending--;
 	c->busy = false;
-	if (c->closing || r->result == FWD_CANCELED) {
-		maybe_free(c);
+	if (request_done(c, r))
 		return;
-	}
 	if (r->result != FWD_OK) {
 		failed(c, r->error, NULL);
 		return;
@@ -349,12 +358,9 @@ static void on_heartbeat(const struct fwd_response *r, void *arg)
 	struct agent_client *c = arg;
 	struct agent_answer a;
 	char err[256];
-	c->pending--;
 	c->busy = false;
-	if (c->closing || r->result == FWD_CANCELED) {
-		maybe_free(c);
+	if (request_done(c, r))
 		return;
-	}
 	if (r->result != FWD_OK) {
 		failed(c, r->error, NULL);
 		return;
@@ -417,12 +423,9 @@ static void on_watch(const struct fwd_response *r, void *arg)
 	struct agent_client *c = arg;
 	struct agent_answer a;
 	char err[256];
-	c->pending--;
 	c->watching = false;
-	if (c->closing || r->result == FWD_CANCELED) {
-		maybe_free(c);
+	if (request_done(c, r))
 		return;
-	}
 	/* Failures wait for the next heartbeat: it knows where to go. */
 	if (r->result != FWD_OK || r->status != 200) {
 		log_debug("assignments query failed", "status=%ld error=\"%s\"", r->status,

@@ -20,6 +20,7 @@
 
 #include "config/config.h"
 #include "util/text.h"
+#include "util/errmsg.h"
 
 enum kind {
 	K_ADDRS,  /* coordinators: comma-separated host:port, appended */
@@ -113,20 +114,6 @@ struct parser {
 	size_t errlen;
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err != NULL && errlen > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 /* A value a user typed, in quotes, with anything unprintable escaped: one line always. */
 static const char *quoted(char *dst, size_t size, const char *s)
 {
@@ -167,7 +154,7 @@ static int set_string(struct parser *p, char **field, const char *value)
 {
 	char *copy = strdup(value);
 	if (copy == NULL)
-		return fail(p->err, p->errlen, "out of memory");
+		return errmsg_set(p->err, p->errlen, "out of memory");
 	free(*field);
 	*field = copy;
 	return 0;
@@ -188,11 +175,11 @@ static int each_entry(struct parser *p, const char *name, const char *value,
 		while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
 			n--;
 		if (n == 0)
-			return fail(p->err, p->errlen, "%s: empty entry in %s", name,
-			            quoted(q, sizeof q, value));
+			return errmsg_set(p->err, p->errlen, "%s: empty entry in %s", name,
+			                  quoted(q, sizeof q, value));
 		char *entry = strndup(s, n);
 		if (entry == NULL)
-			return fail(p->err, p->errlen, "out of memory");
+			return errmsg_set(p->err, p->errlen, "out of memory");
 		if (add(p, name, entry) != 0)
 			return -1;
 		if (end == NULL)
@@ -206,15 +193,15 @@ static int add_coordinator(struct parser *p, const char *name, char *entry)
 	char host[256], q[96];
 	unsigned port;
 	if (config_split_hostport(entry, host, sizeof host, &port, false) != 0) {
-		fail(p->err, p->errlen, "%s: not a host:port address: %s", name,
-		     quoted(q, sizeof q, entry));
+		errmsg_set(p->err, p->errlen, "%s: not a host:port address: %s", name,
+		           quoted(q, sizeof q, entry));
 		free(entry);
 		return -1;
 	}
 	if (p->c->n_coordinators == AGENT_CONFIG_MAX_COORDINATORS) {
 		free(entry);
-		return fail(p->err, p->errlen, "%s: too many addresses (at most %d)", name,
-		            AGENT_CONFIG_MAX_COORDINATORS);
+		return errmsg_set(p->err, p->errlen, "%s: too many addresses (at most %d)", name,
+		                  AGENT_CONFIG_MAX_COORDINATORS);
 	}
 	p->c->coordinators[p->c->n_coordinators++] = entry;
 	return 0;
@@ -234,10 +221,11 @@ static int add_label(struct parser *p, const char *name, char *entry)
 	for (size_t i = 0; ok && i < klen; i++)
 		ok = label_key_char(entry[i]);
 	if (!ok) {
-		fail(p->err, p->errlen,
-		     "%s: expected key=value with a key of 1-63 characters of A-Z a-z 0-9 . _ / - "
-		     "and a value of at most 255, got %s",
-		     name, quoted(q, sizeof q, entry));
+		errmsg_set(
+		    p->err, p->errlen,
+		    "%s: expected key=value with a key of 1-63 characters of A-Z a-z 0-9 . _ / - "
+		    "and a value of at most 255, got %s",
+		    name, quoted(q, sizeof q, entry));
 		free(entry);
 		return -1;
 	}
@@ -245,20 +233,20 @@ static int add_label(struct parser *p, const char *name, char *entry)
 	struct agent_config *c = p->c;
 	for (size_t i = 0; i < c->n_labels; i++)
 		if (strcmp(c->label_keys[i], entry) == 0) {
-			fail(p->err, p->errlen, "%s: label %s given twice", name,
-			     quoted(q, sizeof q, entry));
+			errmsg_set(p->err, p->errlen, "%s: label %s given twice", name,
+			           quoted(q, sizeof q, entry));
 			free(entry);
 			return -1;
 		}
 	if (c->n_labels == AGENT_CONFIG_MAX_LABELS) {
 		free(entry);
-		return fail(p->err, p->errlen, "%s: too many labels (at most %d)", name,
-		            AGENT_CONFIG_MAX_LABELS);
+		return errmsg_set(p->err, p->errlen, "%s: too many labels (at most %d)", name,
+		                  AGENT_CONFIG_MAX_LABELS);
 	}
 	char *value = strdup(eq + 1);
 	if (value == NULL) {
 		free(entry);
-		return fail(p->err, p->errlen, "out of memory");
+		return errmsg_set(p->err, p->errlen, "out of memory");
 	}
 	c->label_keys[c->n_labels] = entry; /* the key is the entry's first part */
 	c->label_values[c->n_labels++] = value;
@@ -307,7 +295,7 @@ static int set_option(struct parser *p, size_t i, const char *value, enum origin
 	else
 		snprintf(name, sizeof name, "%s", o->flag);
 	if (value[0] == '\0' && o->kind != K_BOOL)
-		return fail(p->err, p->errlen, "%s: empty value", name);
+		return errmsg_set(p->err, p->errlen, "%s: empty value", name);
 
 	switch (o->kind) {
 	case K_ADDRS:
@@ -316,31 +304,34 @@ static int set_option(struct parser *p, size_t i, const char *value, enum origin
 		return each_entry(p, name, value, add_label);
 	case K_ID:
 		if (!valid_id(value))
-			return fail(p->err, p->errlen,
-			            "%s: invalid id %s: use 1-64 characters of A-Z a-z 0-9 . _ -",
-			            name, quoted(q, sizeof q, value));
+			return errmsg_set(
+			    p->err, p->errlen,
+			    "%s: invalid id %s: use 1-64 characters of A-Z a-z 0-9 . _ -", name,
+			    quoted(q, sizeof q, value));
 		return set_string(p, field, value);
 	case K_NAME:
 	case K_LABEL: {
 		size_t max = o->kind == K_NAME ? 255 : 63;
 		if (strlen(value) > max)
-			return fail(p->err, p->errlen, "%s: longer than %zu characters", name, max);
+			return errmsg_set(p->err, p->errlen, "%s: longer than %zu characters", name,
+			                  max);
 		return set_string(p, field, value);
 	}
 	case K_PATH:
 		return set_string(p, field, value);
 	case K_ADDR:
 		if (config_split_hostport(value, host, sizeof host, &port, false) != 0)
-			return fail(p->err, p->errlen, "%s: not a host:port address: %s", name,
-			            quoted(q, sizeof q, value));
+			return errmsg_set(p->err, p->errlen, "%s: not a host:port address: %s",
+			                  name, quoted(q, sizeof q, value));
 		return set_string(p, field, value);
 	case K_LEVEL: {
 		static const char *const levels[] = {"debug", "info", "warn", "error"};
 		for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++)
 			if (strcasecmp(value, levels[l]) == 0)
 				return set_string(p, field, levels[l]);
-		return fail(p->err, p->errlen, "%s: must be debug, info, warn or error, got %s",
-		            name, quoted(q, sizeof q, value));
+		return errmsg_set(p->err, p->errlen,
+		                  "%s: must be debug, info, warn or error, got %s", name,
+		                  quoted(q, sizeof q, value));
 	}
 	case K_BOOL: {
 		static const char *const yes[] = {"true", "1", "yes"}, *const no[] = {"false", "0",
@@ -351,23 +342,25 @@ static int set_option(struct parser *p, size_t i, const char *value, enum origin
 				return 0;
 			}
 		}
-		return fail(p->err, p->errlen, "%s: not a boolean (true|1|yes|false|0|no): %s",
-		            name, quoted(q, sizeof q, value));
+		return errmsg_set(p->err, p->errlen,
+		                  "%s: not a boolean (true|1|yes|false|0|no): %s", name,
+		                  quoted(q, sizeof q, value));
 	}
 	case K_COUNT:
 	case K_UINT:
 	case K_FILES:
 		rc = text_parse_u64(value, &v);
 		if (rc != 0 || (o->kind != K_UINT && v == 0))
-			return fail(p->err, p->errlen, "%s: not a %s integer: %s", name,
-			            o->kind == K_UINT ? "non-negative" : "positive",
-			            quoted(q, sizeof q, value));
+			return errmsg_set(p->err, p->errlen, "%s: not a %s integer: %s", name,
+			                  o->kind == K_UINT ? "non-negative" : "positive",
+			                  quoted(q, sizeof q, value));
 		if (o->kind == K_FILES && v > 100)
-			return fail(p->err, p->errlen, "%s: at most 100, got %s", name, value);
+			return errmsg_set(p->err, p->errlen, "%s: at most 100, got %s", name,
+			                  value);
 		if (o->kind != K_COUNT && v > 0xffffffffu)
-			return fail(p->err, p->errlen, "%s: too large: %s", name, value);
+			return errmsg_set(p->err, p->errlen, "%s: too large: %s", name, value);
 		if (o->kind == K_COUNT && v > (uint64_t)INT64_MAX)
-			return fail(p->err, p->errlen, "%s: too large: %s", name, value);
+			return errmsg_set(p->err, p->errlen, "%s: too large: %s", name, value);
 		if (o->kind == K_COUNT)
 			*(uint64_t *)field = v;
 		else
@@ -376,17 +369,17 @@ static int set_option(struct parser *p, size_t i, const char *value, enum origin
 	case K_BYTES:
 		rc = parse_bytes(value, &v);
 		if (rc == -2)
-			return fail(p->err, p->errlen, "%s: too large: %s", name,
-			            quoted(q, sizeof q, value));
+			return errmsg_set(p->err, p->errlen, "%s: too large: %s", name,
+			                  quoted(q, sizeof q, value));
 		if (rc != 0)
-			return fail(
+			return errmsg_set(
 			    p->err, p->errlen,
 			    "%s: not a positive size in bytes (e.g. 1048576, 512k, 64m, 2g): %s",
 			    name, quoted(q, sizeof q, value));
 		*(uint64_t *)field = v;
 		return 0;
 	}
-	return fail(p->err, p->errlen, "%s: unknown kind", name);
+	return errmsg_set(p->err, p->errlen, "%s: unknown kind", name);
 }
 
 static const char *env_lookup(char *const envp[], const char *name)
@@ -410,11 +403,12 @@ static int parse_flags(struct parser *p, int argc, char *const argv[])
 		if (strcmp(arg, "--version") == 0)
 			return AGENT_CONFIG_VERSION;
 		if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
-			return fail(p->err, p->errlen,
-			            arg[0] == '-' ? "unknown flag %s (see --help)"
-			                          : "unexpected argument %s: settings are given as "
-			                            "--flag value or --flag=value (see --help)",
-			            quoted(q, sizeof q, arg));
+			return errmsg_set(p->err, p->errlen,
+			                  arg[0] == '-'
+			                      ? "unknown flag %s (see --help)"
+			                      : "unexpected argument %s: settings are given as "
+			                        "--flag value or --flag=value (see --help)",
+			                  quoted(q, sizeof q, arg));
 		const char *eq = strchr(arg, '=');
 		size_t len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
 		size_t i = 0;
@@ -424,8 +418,8 @@ static int parse_flags(struct parser *p, int argc, char *const argv[])
 		if (i == N_OPTIONS) {
 			char flag[64];
 			snprintf(flag, sizeof flag, "%.*s", (int)(len < 60 ? len : 60), arg);
-			return fail(p->err, p->errlen, "unknown flag %s (see --help)",
-			            quoted(q, sizeof q, flag));
+			return errmsg_set(p->err, p->errlen, "unknown flag %s (see --help)",
+			                  quoted(q, sizeof q, flag));
 		}
 		const char *value;
 		if (eq != NULL)
@@ -435,7 +429,7 @@ static int parse_flags(struct parser *p, int argc, char *const argv[])
 		else if (a + 1 < argc && strncmp(argv[a + 1], "--", 2) != 0)
 			value = argv[++a]; /* "--zone --labels x" is a forgotten value */
 		else
-			return fail(p->err, p->errlen, "%s: missing value", options[i].flag);
+			return errmsg_set(p->err, p->errlen, "%s: missing value", options[i].flag);
 		if (set_option(p, i, value, FROM_FLAG) != 0)
 			return -1;
 		p->origin[i] = FROM_FLAG;
@@ -502,7 +496,7 @@ enum agent_config_result agent_config_parse(struct agent_config *c, int argc, ch
 			p.origin[i] = FROM_DEFAULT;
 		}
 	if (rc == 0 && c->node_id == NULL && (c->node_id = hostname_id()) == NULL)
-		rc = fail(err, errlen, "out of memory");
+		rc = errmsg_set(err, errlen, "out of memory");
 	if (rc == 0 && c->cpu_millicores == 0)
 		c->cpu_millicores = agent_config_machine_millicores();
 	if (rc == 0 && c->memory_bytes == 0)

@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +28,7 @@
 #include "agent/proc.h"
 #include "log/log.h"
 #include "util/clock.h"
+#include "util/errmsg.h"
 
 #define DEFAULT_LOG_MAX_BYTES (10u * 1024 * 1024)
 #define DEFAULT_LOG_MAX_FILES 5u
@@ -70,18 +70,6 @@ struct agent_driver {
 	void (*done)(void *arg);
 	void *done_arg;
 };
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 /* ---- lifetime ------------------------------------------------------------------------- */
 
@@ -347,21 +335,22 @@ static int mkdir_p(const char *dir, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
-		return fail(err, errlen, "path too long: %s", dir);
+		return errmsg_set(err, errlen, "path too long: %s", dir);
 	for (char *p = path + 1;; p++) {
 		if (*p != '/' && *p != '\0')
 			continue;
 		char saved = *p;
 		*p = '\0';
 		if (mkdir(path, 0750) != 0 && errno != EEXIST)
-			return fail(err, errlen, "cannot create %s: %s", path, strerror(errno));
+			return errmsg_set(err, errlen, "cannot create %s: %s", path,
+			                  strerror(errno));
 		*p = saved;
 		if (saved == '\0')
 			break;
 	}
 	struct stat sb;
 	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-		return fail(err, errlen, "%s is not a directory", dir);
+		return errmsg_set(err, errlen, "%s is not a directory", dir);
 	return 0;
 }
 
@@ -451,9 +440,9 @@ int agent_driver_spawn(struct agent_driver *d, const struct agent_launch *l, age
 	int rc = -1;
 
 	if (l->argv == NULL || l->argv[0] == NULL || l->argv[0][0] == '\0')
-		return fail(err, errlen, "empty command");
+		return errmsg_set(err, errlen, "empty command");
 	if (find_program(l->argv[0], l->path, file, sizeof file) != 0)
-		return fail(err, errlen, "command not found: %s", l->argv[0]);
+		return errmsg_set(err, errlen, "command not found: %s", l->argv[0]);
 	if (mkdir_p(l->dir, err, errlen) != 0)
 		return -1;
 	if (agent_logs_plan_init(&plan, l->dir, d->o.log_max_bytes, d->o.log_max_files, err,
@@ -461,12 +450,12 @@ int agent_driver_spawn(struct agent_driver *d, const struct agent_launch *l, age
 		return -1;
 	if (pipe2(outp, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0 ||
 	    pipe2(rep, O_CLOEXEC) != 0 || (null = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
-		fail(err, errlen, "cannot create pipes: %s", strerror(errno));
+		errmsg_set(err, errlen, "cannot create pipes: %s", strerror(errno));
 		goto out;
 	}
 	pid_t logger = agent_logs_spawn(&plan, outp[0], errp[0]);
 	if (logger < 0) {
-		fail(err, errlen, "cannot fork the log writer: %s", strerror(errno));
+		errmsg_set(err, errlen, "cannot fork the log writer: %s", strerror(errno));
 		goto out;
 	}
 	close_fd(&outp[0]);
@@ -477,7 +466,7 @@ int agent_driver_spawn(struct agent_driver *d, const struct agent_launch *l, age
 
 	pid_t pid = fork();
 	if (pid < 0) {
-		fail(err, errlen, "cannot fork: %s", strerror(errno));
+		errmsg_set(err, errlen, "cannot fork: %s", strerror(errno));
 		goto out; /* the writer sees EOF once the write ends close below, and exits */
 	}
 	if (pid == 0)
@@ -488,8 +477,8 @@ int agent_driver_spawn(struct agent_driver *d, const struct agent_launch *l, age
 	struct exec_report r;
 	if (read_report(rep[0], &r) != 0) {
 		waitpid(pid, NULL, 0);
-		fail(err, errlen, "%s %s: %s", r.stage == 1 ? "chdir" : "exec",
-		     r.stage == 1 ? l->dir : file, strerror(r.error));
+		errmsg_set(err, errlen, "%s %s: %s", r.stage == 1 ? "chdir" : "exec",
+		           r.stage == 1 ? l->dir : file, strerror(r.error));
 		goto out;
 	}
 	struct agent_proc_stat st;

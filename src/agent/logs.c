@@ -1,29 +1,17 @@
 /* logs: the log-writer process of a replica (see logs.h). */
 #include "agent/logs.h"
+#include "util/errmsg.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 int agent_logs_plan_init(struct agent_logs_plan *p, const char *dir, size_t max_bytes,
                          unsigned max_files, char *err, size_t errlen)
@@ -32,8 +20,8 @@ int agent_logs_plan_init(struct agent_logs_plan *p, const char *dir, size_t max_
 	memset(p, 0, sizeof *p);
 	p->dir_fd = -1;
 	if (max_bytes == 0 || max_files == 0 || max_files > AGENT_LOGS_MAX_FILES)
-		return fail(err, errlen, "log limits out of range (%zu bytes x %u files)",
-		            max_bytes, max_files);
+		return errmsg_set(err, errlen, "log limits out of range (%zu bytes x %u files)",
+		                  max_bytes, max_files);
 	p->max_bytes = max_bytes;
 	p->max_files = max_files;
 	for (int s = 0; s < 2; s++)
@@ -48,7 +36,7 @@ int agent_logs_plan_init(struct agent_logs_plan *p, const char *dir, size_t max_
 	/* Kept at or above 3 so that it never lands on a standard stream of a child. */
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(err, errlen, "cannot open %s: %s", dir, strerror(errno));
+		return errmsg_set(err, errlen, "cannot open %s: %s", dir, strerror(errno));
 	p->dir_fd = fd;
 	return 0;
 }

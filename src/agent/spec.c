@@ -1,23 +1,11 @@
 /* spec: ReplicaSpec decoding (see spec.h). */
 #include "agent/spec.h"
+#include "util/errmsg.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 static char *xstrdup(const char *s)
 {
@@ -36,8 +24,8 @@ static int get_uint(json_t *obj, const char *name, uint64_t max, uint64_t *out, 
 		return 0;
 	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
 	    (uint64_t)json_integer_value(v) > max)
-		return fail(err, errlen, "%s must be an integer from 0 to %llu", name,
-		            (unsigned long long)max);
+		return errmsg_set(err, errlen, "%s must be an integer from 0 to %llu", name,
+		                  (unsigned long long)max);
 	*out = (uint64_t)json_integer_value(v);
 	return 0;
 }
@@ -46,7 +34,7 @@ static int decode_command(json_t *obj, struct agent_spec *s, char *err, size_t e
 {
 	json_t *cmd = json_object_get(obj, "command");
 	if (!json_is_array(cmd) || json_array_size(cmd) == 0)
-		return fail(err, errlen, "command must be a non-empty array of strings");
+		return errmsg_set(err, errlen, "command must be a non-empty array of strings");
 	s->argc = json_array_size(cmd);
 	s->argv = calloc(s->argc + 1, sizeof *s->argv);
 	if (s->argv == NULL)
@@ -54,10 +42,10 @@ static int decode_command(json_t *obj, struct agent_spec *s, char *err, size_t e
 	for (size_t i = 0; i < s->argc; i++) {
 		json_t *a = json_array_get(cmd, i);
 		if (!json_is_string(a) || (i == 0 && json_string_length(a) == 0))
-			return fail(err, errlen, "command[%zu] must be a%s string", i,
-			            i == 0 ? " non-empty" : "");
+			return errmsg_set(err, errlen, "command[%zu] must be a%s string", i,
+			                  i == 0 ? " non-empty" : "");
 		if (strlen(json_string_value(a)) != json_string_length(a))
-			return fail(err, errlen, "command[%zu] holds a NUL byte", i);
+			return errmsg_set(err, errlen, "command[%zu] holds a NUL byte", i);
 		s->argv[i] = xstrdup(json_string_value(a));
 	}
 	return 0;
@@ -73,7 +61,7 @@ static int decode_env(json_t *obj, struct agent_spec *s, char *err, size_t errle
 		return 0;
 	}
 	if (!json_is_object(env))
-		return fail(err, errlen, "env must be an object of strings");
+		return errmsg_set(err, errlen, "env must be an object of strings");
 	s->env = calloc(json_object_size(env) + 1, sizeof *s->env);
 	if (s->env == NULL)
 		abort();
@@ -82,9 +70,10 @@ static int decode_env(json_t *obj, struct agent_spec *s, char *err, size_t errle
 	json_object_foreach(env, k, v)
 	{
 		if (k[0] == '\0' || strchr(k, '=') != NULL)
-			return fail(err, errlen, "env: invalid variable name \"%s\"", k);
+			return errmsg_set(err, errlen, "env: invalid variable name \"%s\"", k);
 		if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-			return fail(err, errlen, "env.%s must be a string without NUL bytes", k);
+			return errmsg_set(err, errlen, "env.%s must be a string without NUL bytes",
+			                  k);
 		size_t n = strlen(k) + 1 + json_string_length(v) + 1;
 		char *e = malloc(n);
 		if (e == NULL)
@@ -103,12 +92,13 @@ static int decode_restart(json_t *obj, struct agent_spec *s, char *err, size_t e
 	if (r == NULL || json_is_null(r))
 		return 0;
 	if (!json_is_object(r))
-		return fail(err, errlen, "restart must be an object");
+		return errmsg_set(err, errlen, "restart must be an object");
 	json_t *policy = json_object_get(r, "policy");
 	if (policy != NULL &&
 	    (!json_is_string(policy) ||
 	     agent_restart_mode_parse(json_string_value(policy), &s->restart.mode) != 0))
-		return fail(err, errlen, "restart.policy must be always, on-failure or never");
+		return errmsg_set(err, errlen,
+		                  "restart.policy must be always, on-failure or never");
 	v = s->restart.attempts;
 	if (get_uint(r, "attempts", 1000, &v, err, errlen) != 0)
 		return -1;
@@ -117,7 +107,7 @@ static int decode_restart(json_t *obj, struct agent_spec *s, char *err, size_t e
 	if (get_uint(r, "interval_s", 86400, &v, err, errlen) != 0)
 		return -1;
 	if (v == 0)
-		return fail(err, errlen, "restart.interval_s must be at least 1");
+		return errmsg_set(err, errlen, "restart.interval_s must be at least 1");
 	s->restart.interval_s = (unsigned)v;
 	return get_uint(r, "delay_ms", 3600000, &s->restart.delay_ms, err, errlen);
 }
@@ -128,7 +118,7 @@ static int decode_resources(json_t *obj, struct agent_spec *s, char *err, size_t
 	if (r == NULL || json_is_null(r))
 		return 0;
 	if (!json_is_object(r))
-		return fail(err, errlen, "resources must be an object");
+		return errmsg_set(err, errlen, "resources must be an object");
 	if (get_uint(r, "cpu_millicores", INT64_MAX, &s->cpu_millicores, err, errlen) != 0)
 		return -1;
 	return get_uint(r, "memory_bytes", INT64_MAX, &s->memory_bytes, err, errlen);
@@ -139,7 +129,7 @@ int agent_spec_decode(json_t *obj, struct agent_spec *out, char *err, size_t err
 	memset(out, 0, sizeof *out);
 	out->kill_timeout_ms = AGENT_SPEC_DEFAULT_KILL_TIMEOUT_MS;
 	if (!json_is_object(obj)) {
-		fail(err, errlen, "spec must be an object");
+		errmsg_set(err, errlen, "spec must be an object");
 		goto fail;
 	}
 	if (decode_command(obj, out, err, errlen) != 0 || decode_env(obj, out, err, errlen) != 0 ||
@@ -150,7 +140,7 @@ int agent_spec_decode(json_t *obj, struct agent_spec *out, char *err, size_t err
 		goto fail;
 	json_t *image = json_object_get(obj, "image");
 	if (image != NULL && !json_is_null(image) && !json_is_string(image)) {
-		fail(err, errlen, "image must be a string");
+		errmsg_set(err, errlen, "image must be a string");
 		goto fail;
 	}
 	out->image = xstrdup(json_is_string(image) ? json_string_value(image) : "");

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,20 +11,9 @@
 #include <unistd.h>
 
 #include "agent/proc.h"
+#include "util/errmsg.h"
 
 #define STATE_VERSION 1
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 static json_t *encode_replica(const struct agent_state_replica *r)
 {
@@ -81,30 +69,30 @@ int agent_state_save(const char *dir, const struct agent_state *st, char *err, s
 	int rc = -1;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		fail(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+		errmsg_set(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	if (write_all(fd, text, strlen(text)) != 0 || write_all(fd, "\n", 1) != 0 ||
 	    fsync(fd) != 0) {
-		fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		errmsg_set(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);
 		goto out;
 	}
 	if (close(fd) != 0) {
-		fail(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		errmsg_set(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
 		unlink(tmp);
 		goto out;
 	}
 	if (rename(tmp, path) != 0) {
-		fail(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+		errmsg_set(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
 		unlink(tmp);
 		goto out;
 	}
 	/* The rename is durable only once the directory entry is. */
 	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0 || fsync(dfd) != 0) {
-		fail(err, errlen, "cannot sync %s: %s", dir, strerror(errno));
+		errmsg_set(err, errlen, "cannot sync %s: %s", dir, strerror(errno));
 		if (dfd >= 0)
 			close(dfd);
 		goto out;
@@ -136,12 +124,12 @@ static int decode_replica(json_t *o, struct agent_state_replica *r, char *err, s
 	                   &id, "workload", &workload, "epoch", &epoch, "phase", &phase, "pid",
 	                   &pid, "start_time", &start, "restarts", &restarts, "restart_times",
 	                   &times, "spec", &spec, "exit_code", &code) != 0)
-		return fail(err, errlen, "replica record: %s", jerr.text);
+		return errmsg_set(err, errlen, "replica record: %s", jerr.text);
 	if (agent_phase_parse(phase, &r->phase) != 0)
-		return fail(err, errlen, "replica %s: unknown phase \"%s\"", id, phase);
+		return errmsg_set(err, errlen, "replica %s: unknown phase \"%s\"", id, phase);
 	if (epoch < 0 || pid < 0 || start < 0 || restarts < 0 || !json_is_array(times) ||
 	    !(json_is_integer(code) || json_is_null(code)))
-		return fail(err, errlen, "replica %s: malformed record", id);
+		return errmsg_set(err, errlen, "replica %s: malformed record", id);
 	r->id = dup_member(o, "id");
 	r->workload = dup_member(o, "workload");
 	r->epoch = (uint64_t)epoch;
@@ -177,11 +165,11 @@ static int decode(json_t *doc, struct agent_state *st, char *err, size_t errlen)
 	json_error_t jerr;
 	if (json_unpack_ex(doc, &jerr, 0, "{s:I, s:s, s:o}", "version", &version, "agent_id",
 	                   &agent_id, "replicas", &arr) != 0)
-		return fail(err, errlen, "%s", jerr.text);
+		return errmsg_set(err, errlen, "%s", jerr.text);
 	if (version != STATE_VERSION)
-		return fail(err, errlen, "unknown version %lld", (long long)version);
+		return errmsg_set(err, errlen, "unknown version %lld", (long long)version);
 	if (!json_is_array(arr))
-		return fail(err, errlen, "replicas is not an array");
+		return errmsg_set(err, errlen, "replicas is not an array");
 	st->agent_id = dup_member(doc, "agent_id");
 	st->replicas = calloc(json_array_size(arr) + 1, sizeof *st->replicas);
 	if (st->replicas == NULL)
@@ -213,7 +201,7 @@ int agent_state_load(const char *dir, struct agent_state *st, char *err, size_t 
 		struct stat sb;
 		if (stat(path, &sb) != 0 && errno == ENOENT)
 			return 0;
-		fail(err, errlen, "%s: %s (moved aside)", path, jerr.text);
+		errmsg_set(err, errlen, "%s: %s (moved aside)", path, jerr.text);
 		move_aside(path);
 		return -1;
 	}
@@ -221,7 +209,7 @@ int agent_state_load(const char *dir, struct agent_state *st, char *err, size_t 
 	json_decref(doc);
 	if (rc != 0) {
 		agent_state_close(st);
-		fail(err, errlen, "%s: %s (moved aside)", path, why);
+		errmsg_set(err, errlen, "%s: %s (moved aside)", path, why);
 		move_aside(path);
 		return -1;
 	}

@@ -1,24 +1,12 @@
 /* wire: encoding and decoding of the agent API's documents (see wire.h). */
 #include "agent/wire.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/json.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
+#include "util/errmsg.h"
 
 static char *xstrdup(const char *s)
 {
@@ -32,7 +20,7 @@ static int get_index(json_t *o, const char *name, uint64_t *out, char *err, size
 {
 	json_t *v = json_object_get(o, name);
 	if (!json_is_integer(v) || json_integer_value(v) < 0)
-		return fail(err, errlen, "%s must be a non-negative integer", name);
+		return errmsg_set(err, errlen, "%s must be a non-negative integer", name);
 	*out = (uint64_t)json_integer_value(v);
 	return 0;
 }
@@ -43,9 +31,9 @@ static int decode_replica(json_t *r, size_t i, struct agent_assignment *a, char 
 	const char *desired = json_string_value(json_object_get(r, "desired"));
 	const char *workload = json_string_value(json_object_get(r, "workload"));
 	if (!json_is_object(r) || id == NULL || id[0] == '\0')
-		return fail(err, errlen, "assignments[%zu].id must be a non-empty string", i);
+		return errmsg_set(err, errlen, "assignments[%zu].id must be a non-empty string", i);
 	if (desired == NULL || (strcmp(desired, "run") != 0 && strcmp(desired, "stop") != 0))
-		return fail(err, errlen, "assignments[%zu].desired must be run or stop", i);
+		return errmsg_set(err, errlen, "assignments[%zu].desired must be run or stop", i);
 	if (get_index(r, "epoch", &a->epoch, err, errlen) != 0)
 		return -1;
 	a->id = xstrdup(id);
@@ -59,7 +47,7 @@ static int decode_replica(json_t *r, size_t i, struct agent_assignment *a, char 
 static int decode_assignment_list(json_t *arr, struct agent_answer *out, char *err, size_t errlen)
 {
 	if (!json_is_array(arr))
-		return fail(err, errlen, "assignments must be an array");
+		return errmsg_set(err, errlen, "assignments must be an array");
 	out->items = calloc(json_array_size(arr) + 1, sizeof *out->items);
 	if (out->items == NULL)
 		abort();
@@ -78,19 +66,20 @@ static int decode_coordinators(json_t *doc, struct agent_answer *out, char *err,
 	if (json_is_string(leader) && json_string_length(leader) > 0)
 		out->leader = xstrdup(json_string_value(leader));
 	else if (leader != NULL && !json_is_null(leader) && !json_is_string(leader))
-		return fail(err, errlen, "leader must be a string or null");
+		return errmsg_set(err, errlen, "leader must be a string or null");
 	json_t *list = json_object_get(doc, "coordinators");
 	if (list == NULL)
 		return 0;
 	if (!json_is_array(list))
-		return fail(err, errlen, "coordinators must be an array");
+		return errmsg_set(err, errlen, "coordinators must be an array");
 	out->coordinators = calloc(json_array_size(list) + 1, sizeof *out->coordinators);
 	if (out->coordinators == NULL)
 		abort();
 	for (size_t i = 0; i < json_array_size(list); i++) {
 		const char *c = json_string_value(json_array_get(list, i));
 		if (c == NULL || c[0] == '\0')
-			return fail(err, errlen, "coordinators[%zu] must be a non-empty string", i);
+			return errmsg_set(err, errlen,
+			                  "coordinators[%zu] must be a non-empty string", i);
 		out->coordinators[out->n_coordinators++] = xstrdup(c);
 	}
 	return 0;
@@ -111,7 +100,8 @@ int agent_wire_decode_heartbeat(const char *body, size_t len, struct agent_answe
 		goto out;
 	if (get_index(doc, "heartbeat_interval_ms", &interval, err, errlen) != 0 || interval == 0 ||
 	    interval > 3600000) {
-		fail(err, errlen, "heartbeat_interval_ms must be an integer from 1 to 3600000");
+		errmsg_set(err, errlen,
+		           "heartbeat_interval_ms must be an integer from 1 to 3600000");
 		goto out;
 	}
 	out->heartbeat_interval_ms = (unsigned)interval;
@@ -165,8 +155,8 @@ int agent_wire_decode_agent(const char *body, size_t len, unsigned *heartbeat_in
 	uint64_t v = 0;
 	int rc = get_index(doc, "heartbeat_interval_ms", &v, err, errlen);
 	if (rc == 0 && (v == 0 || v > 3600000))
-		rc =
-		    fail(err, errlen, "heartbeat_interval_ms must be an integer from 1 to 3600000");
+		rc = errmsg_set(err, errlen,
+		                "heartbeat_interval_ms must be an integer from 1 to 3600000");
 	json_decref(doc);
 	if (rc == 0)
 		*heartbeat_interval_ms = (unsigned)v;

@@ -128,30 +128,14 @@ def wait_for(what, fn, timeout=10.0, interval=0.02):
     raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (scaled(timeout), what, last))
 
 
-class Node:
-    def __init__(self, cluster, node_id):
-        self.cluster = cluster
-        self.node_id = node_id
-        self.raft_addr = "127.0.0.1:%d" % free_port()
-        self.http_addr = "127.0.0.1:%d" % free_port()
-        self.data_dir = os.path.join(cluster.dir, node_id)
-        self.log_path = os.path.join(cluster.dir, node_id + ".log")
+class Process:
+    """One process this harness started (a coordinator or an agent): its command line, its
+    log file (stdout and stderr, appended across restarts) and its lifetime."""
+
+    def __init__(self, log_path):
+        self.log_path = log_path
         self.proc = None
         self.args = []
-
-    # -- process control --
-    def start(self, bootstrap=False, join=None, extra=None):
-        args = [BIN, "--node-id", self.node_id, "--raft-addr", self.raft_addr,
-                "--http-addr", self.http_addr, "--data-dir", self.data_dir,
-                "--heartbeat-ms", str(self.cluster.heartbeat_ms),
-                "--election-ms", str(self.cluster.election_ms)]
-        if bootstrap:
-            args.append("--bootstrap")
-        if join:
-            args += ["--join", ",".join(n.http_addr if isinstance(n, Node) else n for n in join)]
-        args += self.cluster.extra_args + (extra or [])
-        self.args = args
-        return self.start_args(args)
 
     def start_args(self, args):
         log = open(self.log_path, "ab")
@@ -181,15 +165,39 @@ class Node:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def wipe(self):
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
     def log(self):
         try:
             with open(self.log_path, "rb") as f:
                 return f.read().decode(errors="replace")
         except OSError:
             return ""
+
+
+class Node(Process):
+    def __init__(self, cluster, node_id):
+        self.cluster = cluster
+        self.node_id = node_id
+        self.raft_addr = "127.0.0.1:%d" % free_port()
+        self.http_addr = "127.0.0.1:%d" % free_port()
+        self.data_dir = os.path.join(cluster.dir, node_id)
+        Process.__init__(self, os.path.join(cluster.dir, node_id + ".log"))
+
+    # -- process control --
+    def start(self, bootstrap=False, join=None, extra=None):
+        args = [BIN, "--node-id", self.node_id, "--raft-addr", self.raft_addr,
+                "--http-addr", self.http_addr, "--data-dir", self.data_dir,
+                "--heartbeat-ms", str(self.cluster.heartbeat_ms),
+                "--election-ms", str(self.cluster.election_ms)]
+        if bootstrap:
+            args.append("--bootstrap")
+        if join:
+            args += ["--join", ",".join(n.http_addr if isinstance(n, Node) else n for n in join)]
+        args += self.cluster.extra_args + (extra or [])
+        self.args = args
+        return self.start_args(args)
+
+    def wipe(self):
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     # -- HTTP --
     def req(self, method, path, body=None, headers=None, timeout=5.0):
@@ -213,16 +221,21 @@ class Node:
         return "Node(%s)" % self.node_id
 
 
-def proc_start_time(pid):
-    """Field 22 of /proc/PID/stat (None when the process is gone or a zombie): with the pid it
-    names one process, as the agent's state file does."""
+def _stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (field 3 on), None when gone."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             text = f.read()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
+    return text[text.rindex(")") + 2:].split()
+
+
+def proc_start_time(pid):
+    """Field 22 of /proc/PID/stat (None when the process is gone or a zombie): with the pid it
+    names one process, as the agent's state file does."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
         return None
     return int(fields[19])
 
@@ -232,13 +245,10 @@ def proc_alive(pid):
 
 
 def proc_stat(pid):
-    """(state, ppid, pgrp, session) of a live process, None when it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            text = f.read()
-    except OSError:
+    """(state, ppid, pgrp, session) of a process, None when it is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
         return None
-    fields = text[text.rindex(")") + 2:].split()
     return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
 
 
@@ -256,7 +266,7 @@ def proc_environ(pid):
     return env
 
 
-class Agent:
+class Agent(Process):
     """One cloudless-agent process with its data dir and metrics listener."""
 
     def __init__(self, cluster, agent_id, zone=None, labels=None):
@@ -266,9 +276,7 @@ class Agent:
         self.labels = labels
         self.metrics_addr = "127.0.0.1:%d" % free_port()
         self.data_dir = os.path.join(cluster.dir, agent_id)
-        self.log_path = os.path.join(cluster.dir, agent_id + ".log")
-        self.proc = None
-        self.args = []
+        Process.__init__(self, os.path.join(cluster.dir, agent_id + ".log"))
         self.groups = {}  # pgid -> start time of the replicas this agent ran
 
     def start(self, coordinators=None, extra=None):
@@ -283,31 +291,14 @@ class Agent:
         self.args = args + (extra or [])
         return self.restart()
 
-    def restart(self):
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        log.close()
-        return self
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def kill(self, sig=signal.SIGKILL):
         """Signals the agent process only: its replicas keep running."""
         self.remember_groups()
-        if self.alive():
-            self.proc.send_signal(sig)
-            if sig == signal.SIGKILL:
-                self.proc.wait(timeout=10)
-        return self
+        return Process.kill(self, sig)
 
     def stop(self, timeout=10):
         self.remember_groups()
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=scaled(timeout))
+        return Process.stop(self, timeout)
 
     def remember_groups(self):
         """Records the replica groups the state file names (pid and start time)."""
@@ -334,13 +325,6 @@ class Agent:
     def kill_machine(self):
         self.kill()
         self.kill_replicas()
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
 
     def status(self):
         r = request(self.metrics_addr, "GET", "/status", timeout=2)

@@ -21,6 +21,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "agent/proc.h"
+
 static pid_t agent_test_groups[256];
 static size_t agent_test_n_groups;
 static char agent_test_dir[256];
@@ -149,8 +151,9 @@ static inline bool proc_has_env(pid_t pid, const char *entry)
 }
 
 /* Starts `sh -c script` in a session of its own, as an earlier agent would have: the
- * stand-in for a replica that outlived its agent. */
-static inline pid_t spawn_session(const char *script)
+ * stand-in for a replica that outlived its agent. Returns once the child leads its session,
+ * with its start time (proc.h) in *start_time. */
+static inline pid_t spawn_session(const char *script, uint64_t *start_time)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -159,6 +162,13 @@ static inline pid_t spawn_session(const char *script)
 		_exit(127);
 	}
 	track_group(pid);
+	struct agent_proc_stat st = {0};
+	for (int i = 0; i < 2500; i++) {
+		if (agent_proc_read_stat(pid, &st) == 0 && st.session == pid)
+			break;
+		usleep(2000);
+	}
+	*start_time = st.start_time;
 	return pid;
 }
 

@@ -322,17 +322,12 @@ static void test_spawn_errors(void)
 static void test_adopt(bool no_pidfd)
 {
 	struct agent_driver *d = new_driver(no_pidfd, 0, 0);
-	pid_t pid = spawn_session("exec sleep 30");
-	struct agent_proc_stat st;
-	for (int i = 0; i < 500; i++) {
-		if (agent_proc_read_stat(pid, &st) == 0 && st.session == pid)
-			break;
-		usleep(2000);
-	}
+	uint64_t start;
+	pid_t pid = spawn_session("exec sleep 30", &start);
 	struct outcome o = {0};
 	struct agent_proc *p;
-	CHECK(agent_driver_adopt(d, pid, st.start_time + 1, on_exit_cb, &o, &p) == -1);
-	CHECK(agent_driver_adopt(d, pid, st.start_time, on_exit_cb, &o, &p) == 0);
+	CHECK(agent_driver_adopt(d, pid, start + 1, on_exit_cb, &o, &p) == -1);
+	CHECK(agent_driver_adopt(d, pid, start, on_exit_cb, &o, &p) == 0);
 	CHECK(agent_proc_adopted(p));
 	CHECK_EQ_INT(agent_proc_pid(p), pid);
 	/* it dies by someone else's hand; our test process reaps it as its real parent */
@@ -343,14 +338,9 @@ static void test_adopt(bool no_pidfd)
 	CHECK(!o.e.stopped);
 
 	/* Stop of an adopted process signals its group just the same. */
-	pid_t pid2 = spawn_session("exec sleep 30");
-	for (int i = 0; i < 500; i++) {
-		if (agent_proc_read_stat(pid2, &st) == 0 && st.session == pid2)
-			break;
-		usleep(2000);
-	}
+	pid_t pid2 = spawn_session("exec sleep 30", &start);
 	struct outcome o2 = {0};
-	CHECK(agent_driver_adopt(d, pid2, st.start_time, on_exit_cb, &o2, &p) == 0);
+	CHECK(agent_driver_adopt(d, pid2, start, on_exit_cb, &o2, &p) == 0);
 	agent_driver_stop(p, 2000);
 	/* reap it as its parent would; the driver only sees it vanish */
 	for (int i = 0; i < 1000 && waitpid(pid2, NULL, WNOHANG) == 0; i++)

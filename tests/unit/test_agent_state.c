@@ -147,15 +147,10 @@ static bool gone(void *arg)
 
 static void test_adoptable(void)
 {
-	pid_t pid = spawn_session("exec sleep 30");
+	uint64_t start;
+	pid_t pid = spawn_session("exec sleep 30", &start);
 	struct agent_proc_stat st;
-	/* wait until the child has called setsid */
-	for (int i = 0; i < 500; i++) {
-		if (agent_proc_read_stat(pid, &st) == 0 && st.session == pid)
-			break;
-		usleep(2000);
-	}
-	struct agent_state_replica r = {.pid = pid, .start_time = st.start_time};
+	struct agent_state_replica r = {.pid = pid, .start_time = start};
 	CHECK(agent_state_adoptable(&r));
 	r.start_time++; /* the pid now names another process */
 	CHECK(!agent_state_adoptable(&r));
