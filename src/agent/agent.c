@@ -159,8 +159,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	         signum, agent_replicas_size(a->replicas),
 	         a->cfg->stop_replicas_on_exit ? "true" : "false (they keep running)");
 	if (a->cfg->stop_replicas_on_exit) {
-		agent_client_close(a->client);
-		a->client = NULL;
+		/* Heartbeats go on meanwhile, so the coordinators see the replicas stop. */
 		agent_replicas_stop_all(a->replicas, replicas_stopped, a);
 	} else {
 		finish(a);

@@ -14,6 +14,7 @@ What it covers (issue 11, "Done means"):
   uncordon / scale, a crash loop that ends failed and is placed elsewhere.
 """
 import os
+import signal
 import time
 
 from harness import (proc_alive, proc_environ, proc_start_time, proc_stat, run, scaled,
@@ -220,34 +221,90 @@ def test_machine_death(make):
 
 
 def test_agent_restart_readopts(make):
-    """SIGKILL only the agent (its replicas keep running) and restart it within the timeout:
-    the same processes are re-adopted and nothing is restarted."""
+    """Only the agent dies (SIGKILL on a1, SIGTERM on a2; their replicas keep running) and
+    restarts within the timeout: the same processes are re-adopted and nothing restarts."""
     c = start(make, "readopt")
     create(c, "web", 3, SLEEPER)
     procs = wait_steady(c, "web", 3)
     starts = start_times(procs)
-    a1 = c.agents["a1"]
-    mine = {rid: v for rid, v in procs.items() if v[0] == "a1"}
-    a1.kill()  # the agent only
-    assert all(proc_alive(pid) for _, _, pid in mine.values())
-    a1.restart()
+    ending = {"a1": signal.SIGKILL, "a2": signal.SIGTERM}
+    mine = {}
+    for agent_id, sig in ending.items():
+        a = c.agents[agent_id]
+        mine[agent_id] = {rid: v for rid, v in procs.items() if v[0] == agent_id}
+        if sig == signal.SIGKILL:
+            a.kill()
+        else:
+            assert a.stop() == 0
+        assert "Stopping" in a.log() or sig == signal.SIGKILL
+        assert all(proc_alive(pid) for _, _, pid in mine[agent_id].values())
+    for agent_id in ending:
+        c.agents[agent_id].restart()
 
-    def readopted():
-        st = a1.status()
+    def readopted(agent_id):
+        st = c.agents[agent_id].status()
         if not st or not st["connected"]:
             return None
         got = {r["id"]: r for r in st["replicas"]}
         return got if all(rid in got and got[rid]["pid"] == pid and got[rid]["state"] ==
-                          "running" for rid, (_, _, pid) in mine.items()) else None
-    got = wait_for("a1 re-adopting its replicas", readopted, AGENT_TIMEOUT_S)
-    assert all(r["restarts"] == 0 for r in got.values()), got
-    assert "Replica re-adopted" in a1.log()
-    assert a1.metric("cloudless_agent_replica_restarts_total") == 0
+                          "running" for rid, (_, _, pid) in mine[agent_id].items()) else None
+    for agent_id in ending:
+        a = c.agents[agent_id]
+        got = wait_for("%s re-adopting its replicas" % agent_id,
+                       lambda: readopted(agent_id), AGENT_TIMEOUT_S)
+        assert all(r["restarts"] == 0 for r in got.values()), got
+        assert "Replica re-adopted" in a.log()
+        assert a.metric("cloudless_agent_replica_restarts_total") == 0
     # every process, on every agent, is the one that started first
     assert start_times(procs) == starts
     assert one_process_each(c, "web", 3) == procs
-    assert next(a for a in agents_doc(c) if a["id"] == "a1")["state"] == "ready"
+    assert ready_agents(c) == 3
     assert everywhere_running(c, "web", 3)
+
+
+def test_leader_paused(make):
+    """SIGSTOP the leader (it answers nothing, closes nothing): heartbeats pass their deadline,
+    move on, and reach the new leader; no agent goes offline, nothing moves or restarts, also
+    after the old leader is resumed."""
+    c = start(make, "paused")
+    create(c, "web", 3, SLEEPER)
+    procs = wait_steady(c, "web", 3)
+    before = placed(c, "web")
+    leader = c.leader()
+    wait_for("agents heartbeating to the leader", lambda: all(
+        (a.status() or {}).get("coordinator") == leader.http_addr for a in c.agents.values()), 5)
+    failures = {a.agent_id: a.metric("cloudless_agent_heartbeat_failures_total")
+                for a in c.agents.values()}
+    leader.kill(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        others = [n for n in c.nodes.values() if n is not leader]
+        new_leader = wait_for("a new leader", lambda: c.leader_of(others), 10)
+
+        def moved():
+            return all((a.status() or {}).get("connected") and
+                       (a.status() or {}).get("coordinator") != leader.http_addr and
+                       a.metric("cloudless_agent_heartbeat_failures_total") >
+                       failures[a.agent_id] for a in c.agents.values())
+        wait_for("every agent heartbeating past the paused leader", moved, 10)
+        took = time.monotonic() - t0
+        print("leader paused: agents moved on after %.2f s" % took, flush=True)
+        # an interval, the deadline (one more), and the election
+        assert took <= scaled(2 * HEARTBEAT_S + 1.5), took
+        for _ in range(int(scaled(2 * AGENT_TIMEOUT_S) / 0.2)):
+            states = [a["state"] for a in agents_doc(c, node=new_leader)]
+            assert states == ["ready"] * 3, states
+            time.sleep(0.2)
+    finally:
+        leader.kill(signal.SIGCONT)
+    wait_for("the old leader back as a follower", lambda: (leader.status() or {}).get("state")
+             == "follower", 10)
+    for _ in range(int(scaled(AGENT_TIMEOUT_S) / 0.2)):
+        assert ready_agents(c) == 3
+        time.sleep(0.2)
+    assert placed(c, "web") == before
+    assert one_process_each(c, "web", 3) == procs
+    assert restarts_total(c) == 0
 
 
 def test_leader_sigkill(make):
@@ -417,5 +474,5 @@ def test_crash_loop(make):
 
 if __name__ == "__main__":
     run([test_spread_with_env, test_machine_death, test_agent_restart_readopts,
-         test_leader_sigkill, test_all_coordinators_down, test_drain_uncordon_scale,
-         test_crash_loop])
+         test_leader_sigkill, test_leader_paused, test_all_coordinators_down,
+         test_drain_uncordon_scale, test_crash_loop])
