@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/orphans.h"
 #include "agent/reconcile.h"
 #include "agent/restart.h"
 #include "agent/spec.h"
@@ -576,11 +577,34 @@ static void adopt(struct agent_replicas *r, struct replica *x, const struct agen
 	after_exit(x, false, 0, false);
 }
 
+/* A process of ours the state file does not account for (orphans.h). */
+static void found_orphan(const struct agent_orphan *o, void *arg)
+{
+	struct agent_replicas *r = arg;
+	for (size_t i = 0; i < r->n; i++)
+		if (r->recs[i]->proc != NULL && r->recs[i]->pid == o->pid)
+			return; /* known */
+	struct replica *x = rec_find(r, o->replica_id, o->epoch);
+	if (x != NULL && x->proc != NULL)
+		return; /* a second process for a slot we hold: not ours to guess about */
+	struct agent_proc *p;
+	if (x == NULL)
+		x = rec_new(r, o->replica_id, o->workload, o->epoch);
+	if (agent_driver_adopt(r->o.driver, o->pid, o->start_time, on_proc_exit, x, &p) != 0)
+		return;
+	x->proc = p;
+	x->pid = o->pid;
+	x->start_time = o->start_time;
+	set_phase(x, AGENT_PHASE_RUNNING);
+	log_warn("Replica process found without a record: re-adopted",
+	         "id=%s epoch=%llu pid=%d spec=%s", x->id, (unsigned long long)x->epoch,
+	         (int)x->pid, x->has_spec ? "known" : "from the next answer");
+}
+
 int agent_replicas_load(struct agent_replicas *r, char *err, size_t errlen)
 {
 	struct agent_state st;
-	if (agent_state_load(r->o.data_dir, &st, err, errlen) != 0)
-		return -1;
+	int rc = agent_state_load(r->o.data_dir, &st, err, errlen);
 	if (st.n > 0 && st.agent_id != NULL && strcmp(st.agent_id, r->o.agent_id) != 0)
 		log_warn(
 		    "State file belongs to another agent id; its replicas stop unless assigned",
@@ -604,8 +628,11 @@ int agent_replicas_load(struct agent_replicas *r, char *err, size_t errlen)
 			set_phase(x, AGENT_PHASE_PENDING); /* restarted once confirmed */
 	}
 	agent_state_close(&st);
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s/replicas", r->o.data_dir);
+	agent_orphans_scan(r->o.agent_id, dir, found_orphan, r);
 	save(r);
-	return 0;
+	return rc;
 }
 
 /* ---- reports and queries -------------------------------------------------------------- */

@@ -36,8 +36,9 @@ struct agent_replicas_options {
 };
 
 int agent_replicas_init(struct agent_replicas **out, const struct agent_replicas_options *o);
-/* Loads the state file and re-adopts the processes still there. -1 (with err) when the file
- * was unreadable: it was moved aside and the table starts empty; the agent goes on. */
+/* Loads the state file and re-adopts the processes still there, then adopts the replicas of
+ * this agent the file does not account for (orphans.h). -1 (with err) when the file was
+ * unreadable: it was moved aside and only the processes found are held; the agent goes on. */
 int agent_replicas_load(struct agent_replicas *r, char *err, size_t errlen);
 /* Reconciles with a coordinator's answer (heartbeat or assignments). */
 void agent_replicas_apply(struct agent_replicas *r, const struct agent_answer *a);

@@ -262,6 +262,25 @@ def test_agent_restart_readopts(make):
     assert everywhere_running(c, "web", 3)
 
 
+def test_state_file_lost(make):
+    """The agent dies and its state file is lost with it (a wiped data dir, say): restarted,
+    it still finds its running replicas by their identity and re-adopts them, so the
+    coordinators' answer starts no second copy."""
+    c = start(make, "lost")
+    create(c, "web", 3, SLEEPER)
+    procs = wait_steady(c, "web", 3)
+    a3 = c.agents["a3"]
+    mine = {rid: v for rid, v in procs.items() if v[0] == "a3"}
+    a3.kill()
+    os.unlink(os.path.join(a3.data_dir, "state.json"))
+    a3.restart()
+    wait_for("a3 connected", lambda: (a3.status() or {}).get("connected"), 10)
+    assert "Replica process found without a record: re-adopted" in a3.log()
+    assert a3.running() == {rid: (e, pid) for rid, (_, e, pid) in mine.items()}
+    assert one_process_each(c, "web", 3) == procs
+    assert restarts_total(c) == 0
+
+
 def test_leader_paused(make):
     """SIGSTOP the leader (it answers nothing, closes nothing): heartbeats pass their deadline,
     move on, and reach the new leader; no agent goes offline, nothing moves or restarts, also
@@ -474,5 +493,6 @@ def test_crash_loop(make):
 
 if __name__ == "__main__":
     run([test_spread_with_env, test_machine_death, test_agent_restart_readopts,
-         test_leader_sigkill, test_leader_paused, test_all_coordinators_down,
+         test_state_file_lost, test_leader_sigkill, test_leader_paused,
+         test_all_coordinators_down,
          test_drain_uncordon_scale, test_crash_loop])

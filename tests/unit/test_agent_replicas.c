@@ -120,6 +120,33 @@ static bool wait_phase(struct agent_replicas *r, const char *id, uint64_t epoch,
 	return ok;
 }
 
+struct restarted {
+	struct agent_replicas *r;
+	const char *id;
+	uint64_t epoch;
+	pid_t old;
+};
+
+static bool is_restarted(void *arg)
+{
+	struct restarted *w = arg;
+	struct agent_replica_info i;
+	return agent_replicas_info(w->r, w->id, w->epoch, &i) == 0 &&
+	       i.phase == AGENT_PHASE_RUNNING && i.pid != w->old && i.pid > 0;
+}
+
+/* Waits until the replica runs again as another process than old; returns its pid or 0. */
+static pid_t wait_restarted(struct agent_replicas *r, const char *id, uint64_t epoch, pid_t old)
+{
+	struct restarted w = {r, id, epoch, old};
+	if (!run_until(&loop, is_restarted, &w, 5000))
+		return 0;
+	struct agent_replica_info i;
+	agent_replicas_info(r, id, epoch, &i);
+	track_group(i.pid);
+	return i.pid;
+}
+
 static struct agent_replica_info info_of(struct agent_replicas *r, const char *id, uint64_t epoch)
 {
 	struct agent_replica_info info = {0};
@@ -397,6 +424,65 @@ static void test_readopt(void)
 	close_table(d);
 }
 
+/* A process like a replica: its own session, in a slot directory, with an identity. */
+static pid_t spawn_like_replica(const char *cwd, char *const env[])
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		setsid();
+		if (chdir(cwd) != 0)
+			_exit(126);
+		execle("/bin/sleep", "sleep", "30", (char *)NULL, env);
+		_exit(127);
+	}
+	track_group(pid);
+	for (int i = 0; i < 2500 && !proc_has_env(pid, env[0]); i++)
+		usleep(2000);
+	return pid;
+}
+
+/* The state file is lost (a wiped data dir): the replicas still running are found by their
+ * identity and re-adopted, so the first answer restarts nothing and no slot gets a second
+ * process. Processes of another agent id are left alone. */
+static void test_orphans(void)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 32], slot[PATH_MAX + 64];
+	subdir(dir, sizeof dir, "orphans");
+	struct agent_replicas *a = table(dir);
+	struct item items[] = {{"ns/o/0", 4, true, spec("exec sleep 30", "always", 3, 10, 1000)},
+	                       {"ns/o/1", 4, true, spec("exec sleep 30", "always", 3, 10, 1000)}};
+	apply(a, 10, items, 2);
+	pid_t p0 = info_of(a, "ns/o/0", 4).pid, p1 = info_of(a, "ns/o/1", 4).pid;
+	close_table(a);
+	snprintf(path, sizeof path, "%s/state.json", dir);
+	CHECK(unlink(path) == 0);
+	snprintf(slot, sizeof slot, "%s/replicas/ns/o/1", dir);
+	char *other[] = {"CLOUDLESS_AGENT_ID=agent-other", "CLOUDLESS_REPLICA_ID=ns/o/9",
+	                 "CLOUDLESS_WORKLOAD=ns/o", "CLOUDLESS_EPOCH=4", NULL};
+	pid_t decoy = spawn_like_replica(slot, other);
+
+	struct agent_replicas *b = table(dir);
+	char err[256];
+	CHECK(agent_replicas_load(b, err, sizeof err) == 0);
+	CHECK_EQ_INT(agent_replicas_size(b), 2);
+	struct agent_replica_info i0 = info_of(b, "ns/o/0", 4), i1 = info_of(b, "ns/o/1", 4);
+	CHECK(i0.phase == AGENT_PHASE_RUNNING && i0.pid == p0 && !i0.confirmed);
+	CHECK(i1.phase == AGENT_PHASE_RUNNING && i1.pid == p1);
+	CHECK(agent_replicas_info(b, "ns/o/9", 4, &i0) == -1);
+	struct item still[] = {{"ns/o/0", 4, true, spec("exec sleep 30", "always", 3, 10, 1000)}};
+	apply(b, 12, still, 1);
+	CHECK_EQ_INT(info_of(b, "ns/o/0", 4).pid, p0);
+	CHECK_EQ_INT(info_of(b, "ns/o/0", 4).restarts, 0);
+	CHECK(wait_phase(b, "ns/o/1", 4, AGENT_PHASE_STOPPED, 5000));
+	CHECK(!pid_alive(p1));
+	CHECK(pid_alive(decoy)); /* not ours */
+	/* the spec came with the answer: a crash is restarted by its policy */
+	kill(-p0, SIGKILL);
+	CHECK(wait_restarted(b, "ns/o/0", 4, p0) > 0);
+	close_table(b);
+	kill(-decoy, SIGKILL);
+}
+
 static bool stop_done;
 
 static void on_stopped(void *arg)
@@ -439,6 +525,7 @@ int main(void)
 	test_new_epoch();
 	test_policies();
 	test_readopt();
+	test_orphans();
 	test_stop_all();
 	agent_driver_close(driver, NULL, NULL);
 	for (int i = 0; i < 10; i++)
