@@ -35,7 +35,8 @@ struct agent_client {
 	size_t cur;
 	enum phase phase;
 	bool enrolled, connected, failing, closing, busy, watching;
-	unsigned pending; /* requests in flight + the open timer handle */
+	uint64_t watch_index; /* the index the assignments query in flight waits past */
+	unsigned pending;     /* requests in flight + the open timer handle */
 	unsigned interval_ms;
 	unsigned round_failures;
 	unsigned backoff_ms;
@@ -436,16 +437,17 @@ static void on_watch(const struct fwd_response *r, void *arg)
 		log_warn("assignments answer rejected", "error=\"%s\"", err);
 		return;
 	}
-	bool newer = a.index > c->index;
-	if (newer) {
+	if (a.index > c->index) {
 		log_debug("assignments changed", "index=%llu assigned=%zu",
 		          (unsigned long long)a.index, a.n);
 		apply(c, &a, "assignments");
 	}
+	/* A query that fired (its index passed the one asked for, whether or not a heartbeat
+	 * brought the change first) is asked again at once; one that did not (the wait passed,
+	 * or a coordinator that does not block) waits for the next heartbeat: no spinning. */
+	bool fired = a.index > c->watch_index;
 	agent_answer_close(&a);
-	/* Only a change re-arms at once; an unchanged answer (wait passed, or a coordinator
-	 * that does not block) waits for the next heartbeat, so this can never spin. */
-	if (newer)
+	if (fired)
 		start_watch(c);
 }
 
@@ -455,9 +457,9 @@ static void start_watch(struct agent_client *c)
 	if (c->o.watch_wait_s == 0 || c->watching || c->closing || !c->enrolled)
 		return;
 	/* index=0 answers at once; every real change has an index far above 1 */
+	c->watch_index = c->index > 0 ? c->index : 1;
 	snprintf(path, sizeof path, "/v1/agents/%s/assignments?index=%llu&wait=%us&stale",
-	         c->o.agent_id, (unsigned long long)(c->index > 0 ? c->index : 1),
-	         c->o.watch_wait_s);
+	         c->o.agent_id, (unsigned long long)c->watch_index, c->o.watch_wait_s);
 	c->watching = true;
 	if (post(c, "GET", path, NULL, c->o.watch_wait_s * 1000 + c->interval_ms + 2000,
 	         on_watch) != 0)
