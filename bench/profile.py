@@ -38,8 +38,9 @@ p = argparse.ArgumentParser()
 p.add_argument("--tool", choices=["perf", "strace", "none"], default="perf")
 p.add_argument("--concurrency", type=int, default=64)
 p.add_argument("--seconds", type=float, default=10)
-p.add_argument("--target", choices=["leader", "follower"], default="leader",
-               help="the node the tool attaches to")
+p.add_argument("--target", choices=["leader", "follower", "follower2"], default="leader",
+               help="the node the tool attaches to (follower2: the follower that gets no "
+                    "client requests, only the log)")
 p.add_argument("--send-to", choices=["leader", "follower"], default="leader",
                help="the node the writes are sent to (follower: the forwarding path)")
 p.add_argument("--coordinator", default=os.path.join(ROOT, "build-rel", "cloudless-coordinator"))
@@ -59,8 +60,8 @@ c = harness.Cluster("profile", extra_args=ARGS.extra.split())
 try:
     c.start(3)
     ld = c.leader()
-    fol = [n for n in c.running() if n is not ld][0]
-    victim = ld if ARGS.target == "leader" else fol
+    fol, fol2 = [n for n in c.running() if n is not ld][:2]
+    victim = {"leader": ld, "follower": fol, "follower2": fol2}[ARGS.target]
     if ARGS.preload:
         subprocess.run([ARGS.loadgen, "--url", "http://" + ld.http_addr, "--op", "put",
                         "--concurrency", "64", "--requests", str(ARGS.preload), "--prefix", "pre",

@@ -83,7 +83,14 @@ wait_for() { # description, command...
   echo "FAIL: timed out waiting for $what" >&2
   return 1
 }
-leader_index() { for i in 0 1 2; do is_leader "$i" && { echo "$i"; return; }; done; echo -1; }
+leader_index() { for i in 0 1 2; do is_leader "$i" && { echo "$i"; return; }; done; return 1; }
+# The leader's index, once a node says it leads (leadership can move between two checks).
+current_leader() {
+  local l
+  for _ in $(seq 1 300); do l=$(leader_index) && { echo "$l"; return 0; }; sleep 0.1; done
+  echo "FAIL: timed out waiting for a leader" >&2
+  return 1
+}
 
 echo "== starting cluster"
 up
@@ -94,7 +101,7 @@ three_voters_everywhere() {
   done
 }
 wait_for "all three nodes to see three voters" three_voters_everywhere
-l=$(leader_index)
+l=$(current_leader)
 echo "leader: ${services[$l]}"
 
 api=127.0.0.1:${api_ports[0]}
@@ -131,7 +138,8 @@ stop_node "${services[$l]}"
 others=()
 for i in 0 1 2; do ((i != l)) && others+=("$i"); done
 wait_for "a new leader among the other two" one_leader_among "${others[@]}"
-echo "new leader: ${services[$(leader_index)]}"
+n=$(current_leader)
+echo "new leader: ${services[$n]}"
 api=127.0.0.1:${api_ports[${others[0]}]}
 wait_for "every agent heartbeating again after the failover" agents_connected
 wait_for "the three replicas still running" replicas_running

@@ -21,7 +21,7 @@ data=${CLUSTER_DATA:-data}
 off=${CLUSTER_PORT_OFFSET:-0}
 scripts/install-deps.sh
 [[ -d $build ]] || meson setup "$build" --buildtype=release
-ninja -C "$build" cloudless-coordinator cloudless-agent
+ninja -C "$build" cloudless-coordinator cloudless-agent cloudlessctl
 mkdir -p "$data"
 pids=()
 agent_pids=()
@@ -70,4 +70,5 @@ echo "Cloudless cluster running (3 voters, $ready agents ready): http://$first" 
 echo "  curl -X PUT 127.0.0.1:$(port 8082)/v1/kv/hello -d world; curl 127.0.0.1:$(port 8083)/v1/kv/hello"
 echo "  a first workload: see the README; agents at http://127.0.0.1:$(port 9101)/status .. :$(port 9103)"
 echo "  curl $first/raft/status | jq .   (logs: $data/*.log; Ctrl-C to stop)"
+echo "  CLOUDLESS_ENDPOINTS=$join $build/cloudlessctl cluster status"
 wait

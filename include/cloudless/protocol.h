@@ -22,6 +22,11 @@
  * have started, so a leader that reads it late (it was paused) never starts it after the
  * caller was told it would not be. */
 #define CLOUDLESS_HDR_START_BY "X-Cloudless-Start-By"
+/* Between coordinators only: the idempotency key a follower gives a forwarded write that has
+ * none of its own, so that its retries are deduplicated (api/proxy.c). Honoured only together
+ * with X-Cloudless-Forwarded-By, kept apart from clients' Idempotency-Keys by the fsm, and
+ * never echoed in a response. */
+#define CLOUDLESS_HDR_FORWARD_KEY "X-Cloudless-Forward-Key"
 
 /* application/problem+json "type" URIs are this prefix plus a slug (not-found, no-leader,
  * leadership-lost, not-leader, cas-mismatch, ...). */

@@ -17,13 +17,12 @@
 #include "http/problem.h"
 #include "store/store.h"
 
-static void respond_agent(struct api_op *op, unsigned status)
+static void respond_agent(struct api_op *op, unsigned status, uint64_t index)
 {
 	struct domain *d = op->api->domain;
 	struct dom_agent *ag = dom_agent_get(&d->node->fsm.domain, op->dom_key);
 	if (ag == NULL) {
-		api_domain_problem(op, 404, "not-found", "no agent %s (enroll it first)",
-		                   op->dom_key);
+		api_domain_gone(op, status, index, "agent");
 		return;
 	}
 	api_domain_respond(op, status, view_agent(d, ag, true));
@@ -38,19 +37,18 @@ static void count_enrollment(struct api *a, const char *result)
 
 static void answer_enroll(struct api_op *op, unsigned code, uint64_t index)
 {
-	(void)index;
 	switch (code) {
 	case FSM_OK_CREATED:
 		count_enrollment(op->api, "created");
-		respond_agent(op, 201);
+		respond_agent(op, 201, index);
 		break;
 	case FSM_OK_UPDATED:
 		count_enrollment(op->api, "updated");
-		respond_agent(op, 200);
+		respond_agent(op, 200, index);
 		break;
 	case FSM_OK_UNCHANGED:
 		count_enrollment(op->api, "unchanged");
-		respond_agent(op, 200);
+		respond_agent(op, 200, index);
 		break;
 	default:
 		api_domain_problem(op, 500, "internal", "the state machine refused the enrollment");
@@ -59,11 +57,10 @@ static void answer_enroll(struct api_op *op, unsigned code, uint64_t index)
 
 static void answer_agent(struct api_op *op, unsigned code, uint64_t index)
 {
-	(void)index;
 	if (code == FSM_NOT_FOUND)
 		api_domain_problem(op, 404, "not-found", "no agent %s", op->dom_key);
 	else if (code == FSM_OK_UPDATED || code == FSM_OK_UNCHANGED)
-		respond_agent(op, 200);
+		respond_agent(op, 200, index);
 	else
 		api_domain_problem(op, 500, "internal", "the state machine refused the change");
 }
@@ -101,7 +98,7 @@ static void enroll(struct api *a, struct http_request *req)
 
 static void render_agent(struct api_op *op)
 {
-	respond_agent(op, 200);
+	respond_agent(op, 200, 0);
 }
 
 static void render_list(struct api_op *op)

@@ -48,6 +48,10 @@ struct api {
 	uint64_t start_ms;
 	struct api_batcher batcher;
 	struct domain *domain; /* workloads and agents (set by the server) */
+	/* Internal idempotency keys for forwarded writes (proxy.c): this process incarnation's
+	 * random name, and a counter. */
+	char incarnation[17];
+	uint64_t forward_keys;
 };
 
 enum api_op_kind { API_OP_WRITE, API_OP_READ, API_OP_CHANGE, API_OP_FORWARD };
@@ -60,24 +64,34 @@ struct api_op {
 	enum api_op_kind kind;
 	uint64_t deadline_ms;     /* monotonic */
 	uint64_t no_leader_until; /* give up waiting for a leader after this (503) */
-	bool safe_to_retry; /* idempotency key or CAS: may be re-sent after an unknown outcome */
+	/* May be re-sent after an attempt with an unknown outcome, because that cannot apply it
+	 * twice: an Idempotency-Key, a CAS with a non-zero index (modify indexes only grow), or
+	 * an internal key (internal_key). A create-only CAS (cas=0) is not: a delete in between
+	 * lets a retry create the key again. */
+	bool safe_to_retry;
 	bool maybe_applied; /* an earlier attempt was re-sent after an unknown outcome */
 	unsigned attempts;
-	bool busy;    /* a raft/forward/membership callback is still outstanding */
-	bool retried; /* re-sent after an attempt whose outcome is unknown (X-Cloudless-Retry) */
+	bool busy; /* a raft/forward/membership callback is still outstanding */
+	/* Re-sent after an attempt whose outcome is unknown (X-Cloudless-Retry): a membership
+	 * change, or on the leader a follower's internally keyed write. */
+	bool retried;
 	uv_timer_t timer; /* waiting for a leader */
 	bool timer_open;
 	void (*local)(struct api_op *op); /* serve on this node once it is the leader */
 	char *key;                        /* kv key (decoded) for kv ops */
 	size_t key_len;
 	char *idem_key;
+	/* Writes: the internal idempotency key (X-Cloudless-Forward-Key) of a write without one
+	 * of its own: made up here when forwarding it, or the forwarding follower's. */
+	char *internal_key;
 	unsigned change_kind;
 	struct api_op *batch_next; /* in api_batcher's queue */
 	char start_by_wall[24];    /* X-Cloudless-Start-By of a forwarded change */
 	/* Domain requests (domain_ops.c): the op to propose, how to answer once applied or
 	 * read, and a blocking query's watcher. */
 	json_t *dom_op;
-	char *dom_key; /* what the answer is about: agent id, workload key, ... */
+	char *dom_key;     /* what the answer is about: agent id, workload key, ... */
+	bool dom_replayed; /* answered from an idempotency record (a retry of an applied write) */
 	void (*dom_answer)(struct api_op *op, unsigned code, uint64_t index);
 	void (*dom_render)(struct api_op *op);
 	char dom_topic[320]; /* blocking query: the topic, "" when not blocking */
@@ -136,6 +150,9 @@ void api_retry_or_fail(struct api_op *op, int raft_status);
  * the latest one definitely was not (e.g. a re-sent CAS that meets its own change). */
 void api_fail_maybe_applied(struct api_op *op);
 
+/* Names this process incarnation for internal idempotency keys (random, never reused). */
+#define API_INTERNAL_KEY_LEN 30
+void api_name_incarnation(struct api *a);
 /* The request headers a forwarded request carries (both single and batched forwarding);
  * returns how many were written to h (at most API_FORWARD_HEADERS). */
 #define API_FORWARD_HEADERS 10
@@ -180,6 +197,10 @@ void api_domain_leader_call(struct api *a, struct http_request *req, const char 
 void api_domain_respond(struct api_op *op, unsigned status, json_t *body);
 void api_domain_problem(struct api_op *op, unsigned status, const char *slug, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The answer to a write that rendered a resource now gone: only a retried write (dom_replayed)
+ * whose resource was deleted after its first attempt meets this. The first attempt's status
+ * and index, with {key, index, exists: false}; 404 for anything else. */
+void api_domain_gone(struct api_op *op, unsigned status, uint64_t index, const char *what);
 /* ?limit and ?continue for domain listings; the token is bound to `listing`. -1 after
  * answering 400. start gets the key to resume at ("" = the first). */
 int api_domain_page(struct http_request *req, const char *listing, unsigned *limit,

@@ -14,6 +14,10 @@
  * retries when the leader refused or lost leadership, relays otherwise. A batch that fails
  * as a whole (connect error, timeout, broken connection) hands every item the same outcome,
  * which proxy.c already knows how to answer safely (only writes safe to retry are re-sent).
+ * Every item is safe to re-send: proxy.c gives each write that has neither an
+ * Idempotency-Key nor a CAS on a non-zero index an internal idempotency key before it gets
+ * here, and the item carries it among its headers (api_forward_headers), so the leader's fsm
+ * answers a re-sent item with its first result instead of applying it again.
  *
  * Only kv writes with the default deadline are batched; a write with its own ?timeout, a
  * large body, reads and membership changes are forwarded one by one. Wire format:

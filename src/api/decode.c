@@ -210,6 +210,25 @@ bool api_allow_method(struct http_request *req, const char *allowed)
 	return false;
 }
 
+/* The internal key a follower gave the forwarded write (proxy.c): only from a forward, never
+ * next to a client's own key. NULL when there is none; false after answering 400. */
+bool api_forward_key(struct http_request *req, const char *idem, const char **out)
+{
+	const char *k = http_request_header(req, CLOUDLESS_HDR_FORWARD_KEY);
+	*out = NULL;
+	if (k == NULL || http_request_header(req, CLOUDLESS_HDR_FORWARDED_BY) == NULL)
+		return true;
+	if (idem != NULL || !api_valid_idem_key(k)) {
+		http_problem(req, 400, "bad-header",
+		             CLOUDLESS_HDR_FORWARD_KEY " must be 1 to %d visible ASCII characters, "
+		                                       "on a write without an Idempotency-Key",
+		             COMMAND_MAX_IDEM);
+		return false;
+	}
+	*out = k;
+	return true;
+}
+
 bool api_check_write_params(struct http_request *req, bool *has_cas, uint64_t *cas)
 {
 	const char *cas_s = http_request_query(req, "cas");

@@ -30,6 +30,10 @@ bool api_check_key(struct http_request *req, const char *key);
 /* True when the request's method is in the comma-separated list (GET admits HEAD);
  * otherwise answers 405 with Allow and returns false. */
 bool api_allow_method(struct http_request *req, const char *allowed);
+/* The internal key (X-Cloudless-Forward-Key) a follower gave a forwarded write that has no
+ * Idempotency-Key (api/proxy.c): honoured only with X-Cloudless-Forwarded-By and never next
+ * to a client's key. *out NULL when there is none; false after answering 400. */
+bool api_forward_key(struct http_request *req, const char *idem, const char **out);
 /* The ?cas parameter and Idempotency-Key header of a write: false after answering 400. */
 bool api_check_write_params(struct http_request *req, bool *has_cas, uint64_t *cas);
 

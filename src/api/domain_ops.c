@@ -47,6 +47,20 @@ void api_domain_problem(struct api_op *op, unsigned status, const char *slug, co
 	api_op_release(op);
 }
 
+void api_domain_gone(struct api_op *op, unsigned status, uint64_t index, const char *what)
+{
+	if (!op->dom_replayed) {
+		api_domain_problem(op, 404, "not-found", "no %s %s", what, op->dom_key);
+		return;
+	}
+	char v[24];
+	snprintf(v, sizeof v, "%llu", (unsigned long long)index);
+	http_response_header(op->req, CLOUDLESS_HDR_INDEX, v);
+	api_domain_respond(op, status,
+	                   json_pack("{s:s, s:I, s:b}", "key", op->dom_key, "index",
+	                             (json_int_t)index, "exists", 0));
+}
+
 /* ---- writes ---- */
 
 static void write_not_proposed(struct api_op *op, int rv)
@@ -83,11 +97,29 @@ static void write_applied(struct node_propose *p, int status, void *result)
 	}
 	unsigned code = fsm_result_code(result);
 	uint64_t index = p->index;
+	if (code == FSM_RESENT_UNKNOWN) {
+		/* As for KV (kv_routes.c): the follower does not retry this, nothing can tell. */
+		api_domain_problem(
+		    op, 503, "outcome-unknown",
+		    "an earlier attempt of this write may have been applied, and the "
+		    "leader no longer holds its record: its outcome is unknown");
+		return;
+	}
+	if (code == FSM_IDEM_MISMATCH) {
+		api_domain_problem(op, 409, "idempotency-key-reused",
+		                   "this Idempotency-Key was already used for a different request");
+		return;
+	}
 	if (fsm_result_replayed(result)) {
+		/* Answered with the first attempt's index; only a client's own key is told. */
+		op->dom_replayed = true;
 		struct fsm_idem rec;
-		http_response_header(op->req, CLOUDLESS_HDR_REPLAY, "true");
-		if (fsm_idem_get(&op->api->node->fsm, op->idem_key, strlen(op->idem_key), &rec) ==
-		    0)
+		bool internal = op->idem_key == NULL;
+		const char *k = internal ? op->internal_key : op->idem_key;
+		if (!internal)
+			http_response_header(op->req, CLOUDLESS_HDR_REPLAY, "true");
+		if (k != NULL &&
+		    fsm_idem_get(&op->api->node->fsm, k, strlen(k), internal, &rec) == 0)
 			index = rec.index;
 	}
 	op->dom_answer(op, code, index);
@@ -97,7 +129,13 @@ static void write_local(struct api_op *op)
 {
 	struct buf b;
 	buf_init(&b);
-	domain_encode(op->dom_op, op->idem_key, clock_wall_ms(), &b);
+	struct domain_idem idem = {.key = op->idem_key};
+	if (op->idem_key == NULL && op->internal_key != NULL) {
+		idem.key = op->internal_key;
+		idem.internal = true;
+		idem.resent = op->retried || op->maybe_applied; /* see kv_routes.c write_local */
+	}
+	domain_encode(op->api->domain, op->dom_op, idem.key ? &idem : NULL, clock_wall_ms(), &b);
 	op->u.propose.cb = write_applied;
 	op->u.propose.data = op;
 	op->busy = true;
@@ -113,7 +151,7 @@ void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, 
                       void (*answer)(struct api_op *op, unsigned code, uint64_t index))
 {
 	uint64_t deadline;
-	const char *idem = http_request_header(req, CLOUDLESS_HDR_IDEMPOTENCY_KEY);
+	const char *idem = http_request_header(req, CLOUDLESS_HDR_IDEMPOTENCY_KEY), *internal;
 	if (idem != NULL && !api_valid_idem_key(idem)) {
 		json_decref(op_json);
 		http_problem(req, 400, "bad-header",
@@ -121,7 +159,8 @@ void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, 
 		             COMMAND_MAX_IDEM);
 		return;
 	}
-	if (api_request_deadline(a, req, &deadline) != 0) {
+	if (!api_forward_key(req, idem, &internal) ||
+	    api_request_deadline(a, req, &deadline) != 0) {
 		json_decref(op_json);
 		return;
 	}
@@ -129,7 +168,9 @@ void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, 
 	op->dom_op = op_json;
 	op->dom_key = strdup(key);
 	op->idem_key = idem ? strdup(idem) : NULL;
-	op->safe_to_retry = idem != NULL;
+	op->internal_key = internal ? strdup(internal) : NULL;
+	op->retried = internal != NULL && http_request_header(req, CLOUDLESS_HDR_RETRY) != NULL;
+	op->safe_to_retry = idem != NULL || internal != NULL;
 	op->deadline_ms = deadline;
 	op->dom_answer = answer;
 	op->local = write_local;

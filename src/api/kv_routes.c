@@ -1,7 +1,11 @@
 /* kv_routes: the replicated key-value namespace, /v1/kv/{key} and /v1/kv/?prefix=.
  *
  * Writes become one raft entry each (fsm/command.h) and are answered from the apply
- * callback; an Idempotency-Key makes a retried write return the first result. Reads are
+ * callback; an Idempotency-Key makes a retried write return the first result, and so does
+ * the internal key a follower gives a forwarded write without one (proxy.c), except that its
+ * replay is not marked as one: the client never sent that key, and its answer must read
+ * exactly like the first. Each entry carries this leader's --idempotency-ttl and
+ * --idempotency-max, which the fsm applies it with on every replica. Reads are
  * linearizable by default (leader + barrier, see raft/reads.c) or ?consistency=stale (any
  * node, local state, with X-Cloudless-Last-Contact). Every response carries
  * X-Cloudless-Index: for a write the entry's index, for a key read its modify index, for a
@@ -47,12 +51,24 @@ static int parse_consistency(struct http_request *req)
 
 /* ---- writes ---- */
 
-static void answer_write(struct api_op *op, unsigned code, uint64_t index, bool replay)
+/* What a write's answer says: the entry that decided it, and for a failure the key's modify
+ * index then (have_cur false: read it now). A replay passes the recorded ones. */
+struct write_outcome {
+	unsigned code;
+	uint64_t index;
+	bool have_cur;
+	uint64_t cur_index;
+	bool replay_header;
+};
+
+static void answer_write(struct api_op *op, const struct write_outcome *w)
 {
 	struct api *a = op->api;
 	struct http_request *req = op->req;
+	unsigned code = w->code;
+	uint64_t index = w->index;
 	api_common_headers(a, req);
-	if (replay)
+	if (w->replay_header)
 		http_response_header(req, CLOUDLESS_HDR_REPLAY, "true");
 	if (code == FSM_OK_CREATED || code == FSM_OK_UPDATED || code == FSM_OK_DELETED) {
 		set_index_header(req, index);
@@ -66,12 +82,12 @@ static void answer_write(struct api_op *op, unsigned code, uint64_t index, bool 
 		return;
 	}
 	struct fsm_kv cur = {0};
-	uint64_t cur_index = 0;
-	if (fsm_kv_get(&a->node->fsm, op->key, op->key_len, &cur) == 0) {
+	uint64_t cur_index = w->cur_index;
+	if (!w->have_cur && fsm_kv_get(&a->node->fsm, op->key, op->key_len, &cur) == 0) {
 		cur_index = cur.modify_index;
 		fsm_kv_free(&cur);
 	}
-	set_index_header(req, cur_index ? cur_index : a->node->fsm.applied_index);
+	set_index_header(req, cur_index ? cur_index : index);
 	switch (code) {
 	case FSM_NOT_FOUND:
 		http_problem(req, 404, "not-found", "key not found");
@@ -111,21 +127,40 @@ static void write_applied(struct node_propose *p, int status, void *result)
 	}
 	metrics_observe(op->api->metrics, "cloudless_raft_apply_latency_seconds", NULL,
 	                (double)(uv_hrtime() - p->start_ns) / 1e9);
-	unsigned code = fsm_result_code(result);
-	uint64_t index = p->index;
+	/* Applied just now: the store is at p->index, exactly the state that decided it. */
+	struct write_outcome w = {.code = fsm_result_code(result), .index = p->index};
 	bool replay = fsm_result_replayed(result);
-	if (code == FSM_CAS_MISMATCH && op->maybe_applied && op->idem_key == NULL) {
+	if (w.code == FSM_CAS_MISMATCH && op->maybe_applied && op->idem_key == NULL &&
+	    op->internal_key == NULL) {
 		/* Possibly our own earlier attempt that changed the index (see proxy.c). */
 		api_fail_maybe_applied(op);
 		return;
 	}
-	if (replay) {
-		struct fsm_idem rec;
-		if (fsm_idem_get(&op->api->node->fsm, op->idem_key, strlen(op->idem_key), &rec) ==
-		    0)
-			index = rec.index;
+	if (w.code == FSM_RESENT_UNKNOWN) {
+		/* Not retried by the follower (unlike leadership-lost): nothing can tell. */
+		api_common_headers(op->api, op->req);
+		api_problem_leader(
+		    op->api, op->req, 503, "outcome-unknown",
+		    "an earlier attempt of this write may have been applied, and the "
+		    "leader no longer holds its record: its outcome is unknown");
+		op->req = NULL;
+		api_op_release(op);
+		return;
 	}
-	answer_write(op, code, index, replay);
+	if (replay) {
+		/* Answered as the first attempt was: its entry, and the index a failed CAS named
+		 * then. Only a client's own key is told it was a replay. */
+		struct fsm_idem rec;
+		bool internal = op->idem_key == NULL;
+		const char *k = internal ? op->internal_key : op->idem_key;
+		if (fsm_idem_get(&op->api->node->fsm, k, strlen(k), internal, &rec) == 0) {
+			w.index = rec.index;
+			w.have_cur = rec.has_cur_index;
+			w.cur_index = rec.cur_index;
+		}
+		w.replay_header = !internal;
+	}
+	answer_write(op, &w);
 	op->req = NULL;
 	api_op_release(op);
 }
@@ -183,15 +218,25 @@ static void write_local(struct api_op *op)
 		api_op_release(op);
 		return;
 	}
-	struct command c = {.type = op->change_kind, .ts_ms = clock_wall_ms()};
+	struct command c = {.type = op->change_kind,
+	                    .ts_ms = clock_wall_ms(),
+	                    .idem_ttl_s = a->cfg->idempotency_ttl_s,
+	                    .idem_max = a->cfg->idempotency_max};
 	size_t body_len = 0;
 	const char *body = http_request_body(op->req, &body_len);
 	const char *cas = http_request_query(op->req, "cas");
 	c.key = (struct command_str){op->key, op->key_len};
 	if (op->change_kind == COMMAND_KV_PUT)
 		c.value = (struct command_str){body ? body : "", body_len};
-	if (op->idem_key != NULL)
+	if (op->idem_key != NULL) {
 		c.idem_key = (struct command_str){op->idem_key, strlen(op->idem_key)};
+	} else if (op->internal_key != NULL) {
+		c.idem_key = (struct command_str){op->internal_key, strlen(op->internal_key)};
+		c.idem_internal = true;
+		/* Re-sent by the follower that forwarded it, or by this node, which forwarded it
+		 * before it became leader. */
+		c.resent = op->retried || op->maybe_applied;
+	}
 	if (cas != NULL) {
 		c.has_cas = true;
 		text_parse_u64(cas, &c.cas);
@@ -232,8 +277,9 @@ static void kv_write(struct api *a, struct http_request *req, const char *key, b
 {
 	uint64_t cas, deadline;
 	bool has_cas;
-	const char *idem = http_request_header(req, CLOUDLESS_HDR_IDEMPOTENCY_KEY);
-	if (!api_check_key(req, key) || !api_check_write_params(req, &has_cas, &cas))
+	const char *idem = http_request_header(req, CLOUDLESS_HDR_IDEMPOTENCY_KEY), *internal;
+	if (!api_check_key(req, key) || !api_check_write_params(req, &has_cas, &cas) ||
+	    !api_forward_key(req, idem, &internal))
 		return;
 	if (api_request_deadline(a, req, &deadline) != 0)
 		return;
@@ -241,7 +287,11 @@ static void kv_write(struct api *a, struct http_request *req, const char *key, b
 	op->key_len = strlen(key);
 	op->key = strdup(key);
 	op->idem_key = idem ? strdup(idem) : NULL;
-	op->safe_to_retry = idem != NULL || has_cas;
+	op->internal_key = internal ? strdup(internal) : NULL;
+	/* A follower's re-send: an earlier attempt may have been applied (see write_local). */
+	op->retried = internal != NULL && http_request_header(req, CLOUDLESS_HDR_RETRY) != NULL;
+	/* See api_op.safe_to_retry; a follower makes the rest safe when it forwards them. */
+	op->safe_to_retry = idem != NULL || internal != NULL || (has_cas && cas != 0);
 	op->deadline_ms = deadline;
 	op->change_kind = put ? COMMAND_KV_PUT : COMMAND_KV_DELETE;
 	op->local = write_local;

@@ -9,12 +9,22 @@
  * refused, or the target answered "not-leader" before proposing anything) is always safe to
  * send again. One whose outcome is unknown (the connection broke after sending, or the leader
  * lost leadership before the entry committed) is re-sent only when that cannot apply it twice:
- * it carries an Idempotency-Key, or it is a compare-and-set. Otherwise the client gets 503
- * saying the outcome is unknown; a passed deadline is 504. Forwarded requests are marked so a
- * second non-leader never forwards again (no loops). */
+ * it carries an Idempotency-Key, or it is a compare-and-set on a non-zero index (modify
+ * indexes only grow, so a re-sent CAS that meets its own change fails). A create-only CAS
+ * (cas=0) is not safe by itself - a delete in between lets the re-send create the key again -
+ * and neither is a plain write. So every forwarded write without a key of its own gets an
+ * internal one (X-Cloudless-Forward-Key: this process incarnation's random name and a
+ * counter), which the leader's fsm records like an Idempotency-Key, in a namespace of its
+ * own: a re-sent attempt is answered with the first attempt's result, exactly as the first
+ * answer would have been (no replay header), and is never applied twice. Whatever is not safe
+ * gets 503 saying the outcome is unknown; a passed deadline is 504. Forwarded requests are
+ * marked so a second non-leader never forwards again (no loops). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "cloudless/protocol.h"
 #include "api/api.h"
@@ -131,15 +141,18 @@ static bool leadership_lost(const struct fwd_response *r)
 
 /* The leader says this attempt certainly was not applied. After an earlier attempt with an
  * unknown outcome that says nothing about the request: a re-sent CAS that finds its own
- * earlier attempt applied fails its comparison. With an Idempotency-Key the leader answers
- * with the first attempt's recorded result instead, which is the truth. */
+ * earlier attempt applied fails its comparison. With an idempotency key (the client's or an
+ * internal one) a result of the fsm is the first attempt's recorded result instead, which is
+ * the truth; "no-leader" and a full disk's 507 never are, they come from no apply. */
 static bool refutes_only_this_attempt(const struct api_op *op, const struct fwd_response *r)
 {
-	if (!op->maybe_applied || op->idem_key != NULL || r->body == NULL)
+	if (!op->maybe_applied || r->body == NULL)
 		return false;
-	return (r->status == 409 &&
-	        strstr(r->body, CLOUDLESS_PROBLEM_BASE "cas-mismatch") != NULL) ||
-	       (r->status == 503 && strstr(r->body, CLOUDLESS_PROBLEM_BASE "no-leader") != NULL);
+	if ((r->status == 503 && strstr(r->body, CLOUDLESS_PROBLEM_BASE "no-leader") != NULL) ||
+	    (r->status == 507 && strstr(r->body, CLOUDLESS_PROBLEM_BASE "storage") != NULL))
+		return true;
+	return r->status == 409 && op->idem_key == NULL && op->internal_key == NULL &&
+	       strstr(r->body, CLOUDLESS_PROBLEM_BASE "cas-mismatch") != NULL;
 }
 
 static void forward_cb(const struct fwd_response *r, void *arg)
@@ -232,6 +245,59 @@ static void redirect(struct api_op *op, const struct fsm_member *leader)
 	api_op_release(op);
 }
 
+/* Digits of an order-preserving base 64 (ascending in ASCII, all visible): fixed-width numbers
+ * written with them sort like the numbers. */
+static const char ORDERED64[] = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
+
+static void put_ordered64(char *out, unsigned width, uint64_t v)
+{
+	for (unsigned i = width; i-- > 0; v >>= 6)
+		out[i] = ORDERED64[v & 63];
+}
+
+void api_name_incarnation(struct api *a)
+{
+	uint8_t r[12];
+	/* 96 random bits: nobody can guess another process's keys, and a restarted follower
+	 * never meets its predecessor's records. */
+	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+		log_warn("No random bytes for internal idempotency keys; using the clock",
+		         "error=\"%s\"", strerror(errno));
+		uint64_t t = uv_hrtime() ^ ((uint64_t)getpid() << 32), w = clock_wall_ms();
+		for (int i = 0; i < 6; i++) {
+			r[i] = (uint8_t)(t >> (8 * i));
+			r[6 + i] = (uint8_t)(w >> (8 * i));
+		}
+	}
+	for (int i = 0; i < 4; i++) /* 3 bytes = 4 digits */
+		put_ordered64(a->incarnation + 4 * i, 4,
+		              (uint64_t)r[3 * i] << 16 | (uint64_t)r[3 * i + 1] << 8 |
+		                  r[3 * i + 2]);
+	a->incarnation[16] = '\0';
+}
+
+/* A forwarded write that nothing else makes safe to re-send gets an internal idempotency key,
+ * unique to this process and this write and kept for all its attempts (also one this node
+ * serves itself after becoming leader): 30 characters, the creation time (wall ms, 7
+ * digits), the incarnation (16) and a counter (7), in ORDERED64. Short, because it travels in
+ * the entry; led by the time so that the fsm's internal records sort by age (fsm.c prunes
+ * them from the first; any order would be safe, this one prunes the oldest). */
+static void attach_internal_key(struct api_op *op)
+{
+	struct api *a = op->api;
+	char key[API_INTERNAL_KEY_LEN + 1];
+	if (op->kind != API_OP_WRITE || op->safe_to_retry)
+		return;
+	put_ordered64(key, 7, clock_wall_ms());
+	memcpy(key + 7, a->incarnation, 16);
+	put_ordered64(key + 23, 7, ++a->forward_keys);
+	key[API_INTERNAL_KEY_LEN] = '\0';
+	op->internal_key = strdup(key);
+	if (op->internal_key == NULL)
+		abort();
+	op->safe_to_retry = true;
+}
+
 size_t api_forward_headers(struct api_op *op, struct fwd_header *h)
 {
 	static const char *const pass[] = {"Content-Type", "Authorization",
@@ -243,7 +309,11 @@ size_t api_forward_headers(struct api_op *op, struct fwd_header *h)
 			h[nh++] = (struct fwd_header){pass[i], v};
 	}
 	h[nh++] = (struct fwd_header){CLOUDLESS_HDR_FORWARDED_BY, op->api->cfg->node_id};
-	if (op->retried)
+	if (op->internal_key != NULL)
+		h[nh++] = (struct fwd_header){CLOUDLESS_HDR_FORWARD_KEY, op->internal_key};
+	/* A re-send of an internally keyed write says so: should its record be gone, the fsm
+	 * must not take it for a first attempt (fsm.c, internal records). */
+	if (op->retried || (op->internal_key != NULL && op->maybe_applied))
 		h[nh++] = (struct fwd_header){CLOUDLESS_HDR_RETRY, "true"};
 	if (op->kind == API_OP_CHANGE && op->u.change.start_by_ms != 0) {
 		uint64_t now = clock_mono_ms();
@@ -259,6 +329,7 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 {
 	struct api *a = op->api;
 	struct fwd_header h[API_FORWARD_HEADERS];
+	attach_internal_key(op);
 	if (api_batch_forward(op, leader, forward_cb))
 		return;
 	size_t nh = api_forward_headers(op, h);
@@ -275,9 +346,11 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 	                         .body = body,
 	                         .body_len = body_len,
 	                         .timeout_ms = (unsigned)(op->deadline_ms - now),
-	                         /* A write without an Idempotency-Key must reach the leader at most
+	                         /* A write without an Idempotency-Key reaches the leader at most
 	                          * once: curl's silent re-send on a dead kept-alive connection
-	                          * would apply it twice, or hide that it was sent at all. */
+	                          * would hide that it was sent at all (and, for a CAS, let a
+	                          * re-send that meets its own change look like a plain
+	                          * mismatch). */
 	                         .fresh_connection =
 	                             op->kind == API_OP_WRITE && op->idem_key == NULL};
 	op->attempts++;

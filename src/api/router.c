@@ -21,6 +21,7 @@ void api_init(struct api *a, uv_loop_t *loop, struct node *node, struct fwd *fwd
 	a->metrics = metrics;
 	a->cfg = cfg;
 	a->start_ms = clock_mono_ms();
+	api_name_incarnation(a);
 }
 
 struct api_op *api_op_new(struct api *a, struct http_request *req, enum api_op_kind kind)
@@ -45,6 +46,7 @@ static void op_free(struct api_op *op)
 	free(op->idem_key);
 	json_decref(op->dom_op);
 	free(op->dom_key);
+	free(op->internal_key);
 	free(op);
 }
 

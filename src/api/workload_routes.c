@@ -38,7 +38,7 @@ static void respond_workload(struct api_op *op, unsigned status, uint64_t index)
 	struct domain *d = op->api->domain;
 	struct dom_workload *w = dom_workload_get(&d->node->fsm.domain, op->dom_key);
 	if (w == NULL) {
-		api_domain_problem(op, 404, "not-found", "no workload %s", op->dom_key);
+		api_domain_gone(op, status, index, "workload");
 		return;
 	}
 	api_common_headers(op->api, op->req);

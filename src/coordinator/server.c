@@ -232,8 +232,6 @@ static int start(struct server *s)
 	                         .snapshot_threshold = c->snapshot_threshold,
 	                         .snapshot_trailing = c->snapshot_trailing,
 	                         .connect_retry_ms = c->connect_retry_ms,
-	                         .idem_ttl_s = c->idempotency_ttl_s,
-	                         .idem_max = c->idempotency_max,
 	                         .bootstrap_expect = c->bootstrap_expect,
 	                         .health_max_lag = c->health_max_lag,
 	                         .catch_up_timeout_ms = c->catch_up_timeout_ms};
@@ -245,7 +243,9 @@ static int start(struct server *s)
 	s->node.on_failed = on_failed;
 	s->node.event_arg = s;
 	struct domain_options dopts = {.agent_timeout_ms = c->agent_timeout_ms,
-	                               .heartbeat_ms = c->agent_heartbeat_ms};
+	                               .heartbeat_ms = c->agent_heartbeat_ms,
+	                               .idem_ttl_s = c->idempotency_ttl_s,
+	                               .idem_max = c->idempotency_max};
 	domain_init(&s->domain, &s->loop, &s->node, s->metrics, &dopts);
 	s->domain_open = true;
 	api_init(&s->api, &s->loop, &s->node, s->fwd, s->metrics, c);

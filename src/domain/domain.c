@@ -149,17 +149,24 @@ void domain_close(struct domain *d)
 	d->reports = NULL;
 }
 
-void domain_encode(json_t *op, const char *idem_key, uint64_t ts_ms, struct buf *out)
+void domain_encode(const struct domain *d, json_t *op, const struct domain_idem *idem,
+                   uint64_t ts_ms, struct buf *out)
 {
 	char *s = json_dumps(op, JSON_COMPACT | JSON_SORT_KEYS);
 	if (s == NULL) {
 		log_error("domain out of memory", "what=\"encoding an op\"");
 		abort();
 	}
-	struct command c = {.type = COMMAND_DOMAIN, .ts_ms = ts_ms};
+	struct command c = {.type = COMMAND_DOMAIN,
+	                    .ts_ms = ts_ms,
+	                    .idem_ttl_s = d->opts.idem_ttl_s,
+	                    .idem_max = d->opts.idem_max};
 	c.value = (struct command_str){s, strlen(s)};
-	if (idem_key != NULL)
-		c.idem_key = (struct command_str){idem_key, strlen(idem_key)};
+	if (idem != NULL) {
+		c.idem_key = (struct command_str){idem->key, strlen(idem->key)};
+		c.idem_internal = idem->internal;
+		c.resent = idem->resent;
+	}
 	command_encode(&c, out);
 	free(s);
 }

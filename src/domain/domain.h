@@ -39,6 +39,9 @@
 struct domain_options {
 	unsigned agent_timeout_ms; /* a silent agent goes offline after this */
 	unsigned heartbeat_ms;     /* the interval agents are told to beat at */
+	/* The idempotency limits every entry carries (--idempotency-ttl, --idempotency-max):
+	 * the fsm prunes records by them on each apply, whatever proposed the entry. */
+	uint32_t idem_ttl_s, idem_max;
 };
 
 /* Blocking queries (watch.c). */
@@ -107,8 +110,18 @@ void domain_init(struct domain *d, uv_loop_t *loop, struct node *node, struct me
 /* Stops timers, fails blocking queries (cb with fired=false). */
 void domain_close(struct domain *d);
 
-/* Builds the entry for a domain op (JSON object, borrowed) with an optional idempotency key. */
-void domain_encode(json_t *op, const char *idem_key, uint64_t ts_ms, struct buf *out);
+/* The idempotency key of a domain entry (fsm/command.h): a client's key, or a follower's
+ * internal key for a forwarded write. */
+struct domain_idem {
+	const char *key;
+	bool internal;
+	bool resent;
+};
+
+/* Builds the entry for a domain op (JSON object, borrowed) with d's idempotency limits; idem
+ * is NULL for the leader's own proposals (liveness and placement). */
+void domain_encode(const struct domain *d, json_t *op, const struct domain_idem *idem,
+                   uint64_t ts_ms, struct buf *out);
 
 /* ---- liveness.c ---- */
 /* A heartbeat on the leader: 0 and *answer (owned by the caller) when the agent is known;

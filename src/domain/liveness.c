@@ -93,7 +93,7 @@ static int propose(struct domain *d, json_t *op, const char *agent, bool reports
 	lp->p.cb = prop_cb;
 	lp->p.data = lp;
 	buf_init(&b);
-	domain_encode(op, NULL, clock_wall_ms(), &b);
+	domain_encode(d, op, NULL, clock_wall_ms(), &b);
 	int rv = node_propose(d->node, &lp->p, &b);
 	buf_close(&b);
 	if (rv != 0)

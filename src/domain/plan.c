@@ -74,7 +74,7 @@ static void propose(struct domain *d, json_t *op, const char *key, const char *w
 	pp->p.cb = prop_cb;
 	pp->p.data = pp;
 	buf_init(&b);
-	domain_encode(op, NULL, clock_wall_ms(), &b);
+	domain_encode(d, op, NULL, clock_wall_ms(), &b);
 	if (node_propose(d->node, &pp->p, &b) == 0)
 		hmap_put(&d->inflight, pp->key, pp);
 	else

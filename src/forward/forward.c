@@ -18,8 +18,9 @@
  * leader are reused by later requests regardless of which easy handle runs them; we also keep
  * a few reset easy handles around to save their allocation.
  *
- * Users of this module: follower→leader write forwarding (api/proxy.c) and the auto-join /
- * removal-check logic (raft/autojoin.c). They rely on the result classification:
+ * Users of this module: follower→leader write forwarding (api/proxy.c), the auto-join /
+ * removal-check logic (raft/autojoin.c), and cloudlessctl (ctl/client.c), which runs it on a
+ * private loop and names itself with fwd_set_user_agent. They rely on the result classification:
  * FWD_CONNECT_FAILED only when nothing can have reached the peer, so it is safe to retry.
  * CURLE_OPERATION_TIMEDOUT maps to FWD_TIMEOUT ("outcome unknown") once a connection was
  * established, and to FWD_CONNECT_FAILED when the connect timeout fired before it was: then
@@ -66,6 +67,7 @@ struct fwd_xfer {
 	struct fwd *f;
 	CURL *easy;
 	struct fwd_xfer *prev, *next; /* in f->xfers */
+	uint64_t id;                  /* for fwd_cancel */
 	fwd_cb cb;
 	void *arg;
 	char *method; /* copies, for log lines */
@@ -94,8 +96,10 @@ struct fwd {
 	struct fwd_sock *socks;
 	struct fwd_xfer *xfers;
 	unsigned n_xfers;
+	uint64_t last_id;
 	CURL *easy_cache[FWD_EASY_CACHE];
 	unsigned n_easy_cache;
+	char *user_agent; /* NULL: the coordinator's own */
 	bool closing;
 	unsigned handles_closing; /* uv_close()d handles whose close callback has not run */
 	void (*done)(void *arg);
@@ -135,6 +139,7 @@ static void maybe_finish(struct fwd *f)
 		return;
 	void (*done)(void *) = f->done;
 	void *arg = f->done_arg;
+	free(f->user_agent);
 	free(f);
 	if (done != NULL)
 		done(arg);
@@ -303,7 +308,7 @@ static void xfer_complete(struct fwd_xfer *x, CURLcode rc, bool canceled)
 
 	if (canceled) {
 		resp.result = FWD_CANCELED;
-		resp.error = "canceled: forward client closed";
+		resp.error = f->closing ? "canceled: forward client closed" : "canceled";
 	} else if (x->oom) {
 		resp.result = FWD_FAILED;
 		resp.error = "out of memory buffering the response";
@@ -689,6 +694,26 @@ static bool has_crlf(const char *s)
 	return strpbrk(s, "\r\n") != NULL;
 }
 
+int fwd_set_user_agent(struct fwd *f, const char *user_agent)
+{
+	if (f == NULL || user_agent == NULL || has_crlf(user_agent))
+		return -1;
+	char *copy = strdup(user_agent);
+	if (copy == NULL)
+		return -1;
+	free(f->user_agent);
+	f->user_agent = copy;
+	return 0;
+}
+
+const char *fwd_response_header(const struct fwd_response *resp, const char *name)
+{
+	for (size_t i = 0; resp != NULL && i < resp->n_headers; i++)
+		if (strcasecmp(resp->headers[i].name, name) == 0)
+			return resp->headers[i].value;
+	return NULL;
+}
+
 /* Appends to *list; on failure the list is left intact and false returned. */
 static bool slist_add(struct curl_slist **list, const char *line)
 {
@@ -753,6 +778,12 @@ oom:
 }
 
 int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg)
+{
+	return fwd_send_cancellable(f, req, cb, arg, NULL);
+}
+
+int fwd_send_cancellable(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg,
+                         uint64_t *id)
 {
 	const char *method = req != NULL && req->method != NULL ? req->method : "(null)";
 	const char *url = req != NULL && req->url != NULL ? req->url : "(null)";
@@ -842,12 +873,16 @@ int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg)
 	/* Cluster traffic is loopback/LAN: an http_proxy in the environment must not apply. */
 	SETOPT(CURLOPT_NOPROXY, "*");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+	/* The path goes out as given. By default curl removes "." and ".." segments, and a
+	 * forwarded write of key "a/../b" (sent by the client as a%2F..%2Fb) would write "b". */
+	SETOPT(CURLOPT_PATH_AS_IS, 1L);
 	x->at_most_once = req->fresh_connection;
 	SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
 	SETOPT(CURLOPT_PREREQDATA, x);
 	SETOPT(CURLOPT_TIMEOUT_MS, (long)timeout);
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)connect_timeout);
-	SETOPT(CURLOPT_USERAGENT, "cloudless-coordinator/" CLOUDLESS_VERSION);
+	SETOPT(CURLOPT_USERAGENT,
+	       f->user_agent != NULL ? f->user_agent : "cloudless-coordinator/" CLOUDLESS_VERSION);
 	SETOPT(CURLOPT_HTTPHEADER, x->req_headers);
 	SETOPT(CURLOPT_WRITEFUNCTION, on_body);
 	SETOPT(CURLOPT_WRITEDATA, x);
@@ -875,6 +910,9 @@ int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg)
 		goto fail_logged;
 	}
 	x->start_ns = uv_hrtime();
+	x->id = ++f->last_id;
+	if (id != NULL)
+		*id = x->id;
 	x->next = f->xfers;
 	if (f->xfers != NULL)
 		f->xfers->prev = x;
@@ -900,6 +938,20 @@ fail_logged:
 unsigned fwd_inflight(const struct fwd *f)
 {
 	return f->n_xfers;
+}
+
+bool fwd_cancel(struct fwd *f, uint64_t id)
+{
+	if (f == NULL || f->closing || id == 0)
+		return false;
+	/* Linear, but only owners that shut down cancel, and they run few requests. */
+	for (struct fwd_xfer *x = f->xfers; x != NULL; x = x->next) {
+		if (x->id == id) {
+			xfer_complete(x, CURLE_OK, true);
+			return true;
+		}
+	}
+	return false;
 }
 
 void fwd_close(struct fwd *f, void (*done)(void *arg), void *arg)

@@ -1,14 +1,16 @@
 /* forward: asynchronous HTTP client requests with libcurl's multi interface on a libuv loop.
  *
  * Used by followers to forward writes to the leader, and by the auto-join and removal-check
- * logic to talk to peers. curl's socket callbacks are wired to uv_poll handles and its timer
- * to a uv_timer (the canonical multi_socket pattern), so there is no thread per request and
- * keep-alive connections to the leader are reused across requests. */
+ * logic to talk to peers (which cancel their requests with fwd_cancel when they close). curl's
+ * socket callbacks are wired to uv_poll handles and its timer to a uv_timer (the canonical
+ * multi_socket pattern), so there is no thread per request and keep-alive connections to the leader
+ * are reused across requests. */
 #ifndef CLOUDLESS_FORWARD_FORWARD_H
 #define CLOUDLESS_FORWARD_FORWARD_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 struct fwd;
@@ -55,14 +57,31 @@ struct fwd_response {
 	double seconds; /* total time */
 };
 
+/* The value of the first response header called `name` (any case), or NULL. */
+const char *fwd_response_header(const struct fwd_response *resp, const char *name);
+
 /* Called exactly once per fwd_send, never from inside fwd_send. The response and everything
  * it points to is freed when the callback returns. */
 typedef void (*fwd_cb)(const struct fwd_response *resp, void *arg);
 
 int fwd_init(struct fwd **out, uv_loop_t *loop);
+/* The User-Agent of every later request (copied; "cloudless-coordinator/VERSION" until set),
+ * so a leader's logs and metrics can tell the CLI or an agent from a forwarding follower.
+ * Returns -1 (keeping the old one) when it holds CR or LF or memory runs out. */
+int fwd_set_user_agent(struct fwd *f, const char *user_agent);
 /* Copies everything from req. Returns 0, or -1 if the request could not be started (the
  * callback is then not called). */
 int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg);
+/* fwd_send that also names the request for fwd_cancel: *id gets a number no other request of
+ * this client ever gets (never 0; left alone when the request could not be started). */
+int fwd_send_cancellable(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg,
+                         uint64_t *id);
+/* Cancels one request in flight: its callback runs with FWD_CANCELED before this returns,
+ * and true is returned. False (and nothing runs) when no request by that id is in flight any
+ * more - it completed or was cancelled already - or id is 0, so an owner may cancel whatever
+ * it last started without tracking whether it finished. Whoever frees what a callback's
+ * argument points to cancels that callback's requests first. */
+bool fwd_cancel(struct fwd *f, uint64_t id);
 /* Number of requests in flight. */
 unsigned fwd_inflight(const struct fwd *f);
 /* Cancels in-flight requests (their callbacks run with FWD_CANCELED before this returns),

@@ -365,8 +365,19 @@ static int load_prefix(struct fsm *f, const char *prefix,
 		snprintf(key, sizeof key, "%.*s", (int)(kl - 2), k + 2);
 		load(&f->domain, key, doc);
 	}
-	store_iter_close(&it);
-	return 0;
+	return store_iter_close(&it);
+}
+
+bool dom_record_valid(const void *key, size_t klen, const void *value, size_t vlen)
+{
+	const char *k = key;
+	if (klen < 2 || k[1] != '/' || (k[0] != 'a' && k[0] != 'w' && k[0] != 'r'))
+		return true;
+	json_error_t jerr;
+	json_t *doc = json_loadb(value, vlen, 0, &jerr);
+	bool ok = json_is_object(doc);
+	json_decref(doc);
+	return ok;
 }
 
 static void load_agent(struct fsm_domain *d, const char *key, json_t *doc)

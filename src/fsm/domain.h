@@ -122,6 +122,9 @@ void dom_init(struct fsm_domain *d);
 void dom_close(struct fsm_domain *d);
 /* Drops the mirror and reads every record from the store again. -1 on a store error. */
 int dom_rebuild(struct fsm *f);
+/* False when a store record under a domain prefix is not what dom_rebuild can load (a JSON
+ * object): a snapshot image is checked with this before it replaces anything. */
+bool dom_record_valid(const void *key, size_t klen, const void *value, size_t vlen);
 /* Applies one domain payload (JSON text) as entry `index` at leader time `ts_ms`; puts its
  * changes into the batch and the mirror. Returns an FSM_* code. A store read error sets
  * *read_error (the caller stops the node). */

@@ -1,4 +1,54 @@
-/* fsm: applying commands to RocksDB, and the raft_fsm interface (see fsm.h). */
+/* fsm: applying commands to RocksDB, and the raft_fsm interface (see fsm.h).
+ *
+ * The rule: whatever apply decides - the outcome of a command, what it writes, which
+ * idempotency records it replays, replaces or prunes - comes from the entry and the
+ * replicated state before it, and from nothing else: not this node's flags, not its clock,
+ * not its role, not the order of anything unordered. Every replica applying the same log
+ * then holds the same bytes (GET /raft/status?digest compares them). When apply cannot know
+ * the state it would decide on (a store read fails, a record is malformed, memory runs out)
+ * it decides nothing: the entry is not applied, m/applied does not move, the fsm is marked
+ * failed and refuses every later apply, and the node exits (node.c) to be restarted - the
+ * same fail stop as a failed write. Guessing ("no record", "absent") would let this replica
+ * silently differ from the others.
+ *
+ * Audit of every input (fsm.c, snapshot.c, command.c), against that rule:
+ *  - Time: idempotency expiry uses the entry's ts_ms (the proposing leader's wall clock,
+ *    stamped into the command) against the record's ts_ms (an earlier entry's); the apply
+ *    never reads a clock. uv_hrtime() only feeds stats.last_apply_seconds and log lines.
+ *  - Limits: the idempotency TTL and record cap come from the entry (idem_ttl_s, idem_max,
+ *    the proposing leader's --idempotency-ttl / --idempotency-max; version 1 entries use the
+ *    fixed COMMAND_V1_IDEM_* defaults). The node's own flags never reach the fsm (fsm_init
+ *    takes none); a node restarted with other values replays its log tail the same way.
+ *  - Role: apply never asks whether this node leads. The applied hook (node.c) only answers
+ *    local proposals from the result; f->raft is read for the entry index and, by the
+ *    snapshot callback, for the image's label, never for a decision.
+ *  - Iteration: pruning walks the t/ age index in RocksDB's byte order (oldest first, ties
+ *    by key), fsm_members_each and the snapshot image walk keys in byte order; no hash
+ *    table or other unordered structure is iterated. Member records are JSON with sorted
+ *    keys.
+ *  - Reads: every store read in apply (the kv record, the idempotency record, the prune
+ *    iterator) either succeeds or fails the apply (fail stop, above); a record of the wrong
+ *    size is corrupt state and fails it too. Snapshot restore takes the idempotency count
+ *    from the image itself rather than reading it back.
+ *  - Memory: an allocation that fails inside apply (a store read's copy, the member JSON)
+ *    fails the apply the same way; buf aborts. A member record whose strings are not valid
+ *    UTF-8 is refused as a bad command, deterministically, before JSON could fail on them.
+ *  - Local-only state: applied_index and idem_count mirror m/applied and m/idem_count;
+ *    internal_count, internal_first(_ts) are recomputed from the store at start-up and from
+ *    the image at a restore, and kept exact by every apply, so they equal on every replica
+ *    at the same index (the internal floor is replicated, m/idem_internal_floor, and part of
+ *    the digest); idem_oldest_ts is a lower bound that only lets pruning skip or shorten a
+ *    walk that would find nothing, so its value never changes an outcome. members_version
+ *    and stats are caches and counters no decision reads, `failed` is fail stop. The
+ *    snapshot start-up skip (image older than the store) compares two replicated indexes.
+ *  - Decoding: command_decode is a pure function of the bytes; an undecodable entry applies
+ *    nothing (FSM_BAD_COMMAND) on every replica alike.
+ *  - Domain (domain.c): ops name the records they change and decide from them and the entry
+ *    (its ts_ms, its index as a placement's epoch); the in-memory mirror is derived from the
+ *    store (rebuilt at start-up and after a restore) and only serves lookups by key, never an
+ *    iteration whose order could change an outcome; its one scan walks the store in key
+ *    order. A read error there fails the apply like any other. The cluster id is set once,
+ *    a different one refused. */
 #include "fsm/fsm.h"
 
 #include <jansson.h>
@@ -8,14 +58,25 @@
 #include <uv.h>
 
 #include "log/log.h"
+#include "util/text.h"
 
 static const char KEY_APPLIED[] = "m/applied";
 static const char KEY_IDEM_COUNT[] = "m/idem_count";
-static const char KEY_CLUSTER_ID[] = "g/cluster_id";
 
 /* Expired idempotency records removed per apply: bounded so one write never pays for a
  * large backlog, yet faster than records can be added (one per write). */
 #define IDEM_PRUNE_PER_APPLY 4
+/* An idempotency record: u64 ts_ms | u64 index | u8 code | u64 fingerprint, then (records
+ * of version 2 entries) u64 cur_index. */
+#define IDEM_REC_V1 25
+#define IDEM_REC_V2 33
+/* Internal records (see "internal records" below) are pruned once per this many entries, or
+ * when the count passes the entry's cap by this much (less for a smaller cap). */
+#define INTERNAL_PRUNE_EVERY 64
+/* ...removing at most this many at a time. */
+#define INTERNAL_PRUNE_MAX 256
+static const char KEY_INTERNAL_FLOOR[] = "m/idem_internal_floor";
+static const char KEY_CLUSTER_ID[] = "g/cluster_id";
 
 static uint64_t be64(const void *p)
 {
@@ -65,6 +126,13 @@ static void make_key(struct buf *out, char ns, const char *p, size_t len)
 	buf_append(out, p, len);
 }
 
+/* Byte order of two keys (what RocksDB sorts by). */
+static int key_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+	int c = al == 0 || bl == 0 ? 0 : memcmp(a, b, al < bl ? al : bl);
+	return c != 0 ? c : (al < bl ? -1 : al > bl);
+}
+
 int fsm_kv_get(struct fsm *f, const char *key, size_t klen, struct fsm_kv *out)
 {
 	struct buf k;
@@ -97,25 +165,30 @@ void fsm_kv_free(struct fsm_kv *kv)
 	kv->value = NULL;
 }
 
-int fsm_idem_get(struct fsm *f, const char *key, size_t klen, struct fsm_idem *out)
+int fsm_idem_get(struct fsm *f, const char *key, size_t klen, bool internal, struct fsm_idem *out)
 {
 	struct buf k;
 	char *v;
 	size_t len;
 	buf_init(&k);
-	make_key(&k, 'i', key, klen);
+	make_key(&k, internal ? 'j' : 'i', key, klen);
 	int rv = store_get(&f->store, k.data, k.len, &v, &len);
 	buf_close(&k);
 	if (rv != 0)
 		return rv;
-	if (len != 25) {
+	if (len != IDEM_REC_V1 && len != IDEM_REC_V2) {
 		free(v);
+		log_error("Corrupt idempotency record", "key_len=%zu record_len=%zu", klen, len);
 		return -1;
 	}
+	memset(out, 0, sizeof *out);
 	out->ts_ms = be64(v);
 	out->index = be64(v + 8);
 	out->code = (uint8_t)v[16];
 	out->fingerprint = be64(v + 17);
+	out->has_cur_index = len == IDEM_REC_V2;
+	if (out->has_cur_index)
+		out->cur_index = be64(v + 25);
 	free(v);
 	return 0;
 }
@@ -199,7 +272,9 @@ uint64_t fsm_digest(struct fsm *f, uint64_t *n_keys)
 	for (; store_iter_valid(&it); store_iter_next(&it)) {
 		size_t kl, vl;
 		const char *k = store_iter_key(&it, &kl);
-		if (kl >= 2 && k[0] == 'm' && k[1] == '/')
+		/* m/ holds what the rest implies (index, count), except the internal floor. */
+		if (kl >= 2 && k[0] == 'm' && k[1] == '/' &&
+		    key_cmp(k, kl, KEY_INTERNAL_FLOOR, sizeof KEY_INTERNAL_FLOOR - 1) != 0)
 			continue;
 		const char *v = store_iter_value(&it, &vl);
 		uint8_t lens[16];
@@ -216,66 +291,152 @@ uint64_t fsm_digest(struct fsm *f, uint64_t *n_keys)
 	return h;
 }
 
-/* Removes up to IDEM_PRUNE_PER_APPLY records that are older than the TTL as of `now_ms`, or
- * the oldest ones while more than idem_max are live. `replaced` (may be empty) is the age entry
- * of a record this apply already replaced: the iterator still sees it (the batch is not
- * written yet), but pruning it would delete the new record under the same key and count it
- * twice. */
-static void idem_prune(struct fsm *f, struct store_batch *b, uint64_t now_ms, uint64_t *count,
-                       const struct buf *replaced)
+/* ---- apply ---- */
+
+/* One entry being applied: what it stages, and why it could not be applied if it cannot. */
+struct apply {
+	struct fsm *f;
+	uint64_t index;
+	const struct command *c;
+	struct store_batch b;
+	uint64_t idem_count;
+	uint64_t idem_oldest_ts; /* fsm.idem_oldest_ts once this entry is applied */
+	uint64_t inserted_ts;    /* the record this entry adds (UINT64_MAX: none) */
+	struct buf replaced;     /* age entry of an expired idempotency record replaced here */
+	/* Internal records: the fsm's values once this entry is applied (first and floor only
+	 * when changed), and the last key its pruning removed. */
+	uint64_t internal_count;
+	bool first_changed, floor_changed;
+	struct buf first, floor, pruned_last;
+	uint64_t first_ts;
+	unsigned pruned;
+	const char *failed; /* what could not be read or built: the entry is not applied */
+	enum command_type type;
+};
+
+/* Whether a record made at ts_ms has expired by now_ms under ttl_ms. Written without sums:
+ * timestamps come from entries, and ts + ttl must not wrap. A clock that went back (a new
+ * leader's) expires nothing. */
+static bool idem_expired(uint64_t ts_ms, uint64_t now_ms, uint64_t ttl_ms)
 {
+	return now_ms > ts_ms && now_ms - ts_ms > ttl_ms;
+}
+
+/* The timestamp of the first live age entry at or after the iterator (skipping `replaced`,
+ * which this apply deletes), UINT64_MAX when there is none. */
+static uint64_t first_live_ts(struct store_iter *it, const struct buf *replaced)
+{
+	for (; store_iter_valid(it); store_iter_next(it)) {
+		size_t kl;
+		const char *k = store_iter_key(it, &kl);
+		if (kl >= 10 && !(replaced->len == kl && memcmp(replaced->data, k, kl) == 0))
+			return be64(k + 2);
+	}
+	return UINT64_MAX;
+}
+
+/* Removes up to IDEM_PRUNE_PER_APPLY records that are older than the entry's TTL as of its
+ * timestamp, or the oldest ones while more than the entry's cap are live. ap->replaced (may
+ * be empty) is the age entry of a record this apply already replaced: the iterator still
+ * sees it (the batch is not written yet), but pruning it would delete the new record under
+ * the same key and count it twice.
+ *
+ * fsm.idem_oldest_ts (no live record is older) spares the walk whenever its first record
+ * would stop it: with the count within the cap and that bound not expired, nothing is. Else
+ * the walk starts at the bound instead of at "t/", past the pruned records whose deletions
+ * RocksDB would otherwise step over on every seek until they are compacted away. Both only
+ * skip what the walk would find nothing in, so the outcome is the same on every replica
+ * whatever its bound. */
+static void idem_prune(struct apply *ap)
+{
+	const struct command *c = ap->c;
+	uint64_t ttl_ms = (uint64_t)c->idem_ttl_s * 1000, oldest = ap->f->idem_oldest_ts;
 	struct store_iter it;
+	uint8_t start[10] = {'t', '/'};
 	int removed = 0;
-	/* No live record, nothing to prune: skip the iterator, which costs more than the rest of
-	 * a plain write's apply (a RocksDB iterator is created and destroyed per entry). */
-	if (*count == 0)
+	if (ap->idem_count == 0 ||
+	    (ap->idem_count <= c->idem_max && !idem_expired(oldest, c->ts_ms, ttl_ms)))
 		return;
-	store_iter_init(&it, &f->store, NULL, "t/", 2, NULL, 0);
+	put_be64(start + 2, oldest == UINT64_MAX ? 0 : oldest);
+	store_iter_init(&it, &ap->f->store, NULL, "t/", 2, start, sizeof start);
 	for (; store_iter_valid(&it) && removed < IDEM_PRUNE_PER_APPLY; store_iter_next(&it)) {
 		size_t kl;
 		const char *k = store_iter_key(&it, &kl);
 		if (kl < 10)
 			continue;
-		if (replaced->len == kl && memcmp(replaced->data, k, kl) == 0)
+		if (ap->replaced.len == kl && memcmp(ap->replaced.data, k, kl) == 0)
 			continue;
-		uint64_t ts = be64(k + 2);
-		bool expired = ts + f->idem_ttl_ms < now_ms;
-		if (!expired && *count <= f->idem_max)
+		bool expired = idem_expired(be64(k + 2), c->ts_ms, ttl_ms);
+		if (!expired && ap->idem_count <= c->idem_max)
 			break;
 		struct buf ik;
 		buf_init(&ik);
 		make_key(&ik, 'i', k + 10, kl - 10);
-		store_batch_delete(b, ik.data, ik.len);
-		store_batch_delete(b, k, kl);
+		store_batch_delete(&ap->b, ik.data, ik.len);
+		store_batch_delete(&ap->b, k, kl);
 		buf_close(&ik);
-		(*count)--;
+		ap->idem_count--;
 		removed++;
 	}
-	store_iter_close(&it);
+	ap->idem_oldest_ts = first_live_ts(&it, &ap->replaced);
+	if (store_iter_close(&it) != 0)
+		ap->failed = "the idempotency age index";
 }
 
-static void idem_record(struct fsm *f, struct store_batch *b, const struct command *c,
-                        uint64_t index, unsigned code, uint64_t *count)
+/* fsm.idem_oldest_ts from the store: at start-up, and after a snapshot restore. */
+static int load_oldest(struct fsm *f)
 {
-	struct buf k;
-	uint8_t rec[25];
-	buf_init(&k);
+	struct store_iter it;
+	struct buf none;
+	buf_init(&none);
+	store_iter_init(&it, &f->store, NULL, "t/", 2, NULL, 0);
+	f->idem_oldest_ts = first_live_ts(&it, &none);
+	buf_close(&none);
+	return store_iter_close(&it);
+}
+
+/* The age-index key of a record: "t/" u64 ts_ms, then the stored idempotency key. */
+static void age_key(struct buf *out, uint64_t ts_ms, const struct command *c)
+{
+	uint8_t ts[8];
+	put_be64(ts, ts_ms);
+	buf_reset(out);
+	buf_append(out, "t/", 2);
+	buf_append(out, ts, 8);
+	buf_append(out, c->idem_key.p, c->idem_key.len);
+}
+
+/* The record of c's outcome: cur_index is the key's modify index the answer to a failed CAS
+ * names; version 2 records keep it, so that a replay answers exactly what the first attempt
+ * did. Version 1 entries keep the version 1 record (25 bytes), byte for byte what nodes that
+ * predate version 2 store for them. Returns its length. */
+static size_t idem_encode(const struct apply *ap, unsigned code, uint64_t cur_index,
+                          uint8_t rec[IDEM_REC_V2])
+{
+	const struct command *c = ap->c;
 	put_be64(rec, c->ts_ms);
-	put_be64(rec + 8, index);
+	put_be64(rec + 8, ap->index);
 	rec[16] = (uint8_t)code;
 	put_be64(rec + 17, command_fingerprint(c));
+	put_be64(rec + 25, cur_index);
+	return c->version == 1 ? IDEM_REC_V1 : IDEM_REC_V2;
+}
+
+/* Records c's outcome under its client's idempotency key, with its age entry. */
+static void idem_record(struct apply *ap, unsigned code, uint64_t cur_index)
+{
+	const struct command *c = ap->c;
+	struct buf k;
+	uint8_t rec[IDEM_REC_V2];
+	buf_init(&k);
 	make_key(&k, 'i', c->idem_key.p, c->idem_key.len);
-	store_batch_put(b, k.data, k.len, rec, sizeof rec);
-	buf_reset(&k);
-	buf_append(&k, "t/", 2);
-	uint8_t ts[8];
-	put_be64(ts, c->ts_ms);
-	buf_append(&k, ts, 8);
-	buf_append(&k, c->idem_key.p, c->idem_key.len);
-	store_batch_put(b, k.data, k.len, "", 0);
+	store_batch_put(&ap->b, k.data, k.len, rec, idem_encode(ap, code, cur_index, rec));
+	age_key(&k, c->ts_ms, c);
+	store_batch_put(&ap->b, k.data, k.len, "", 0);
 	buf_close(&k);
-	(*count)++;
-	(void)f;
+	ap->idem_count++;
+	if (c->ts_ms < ap->inserted_ts)
+		ap->inserted_ts = c->ts_ms;
 }
 
 /* The outcome of a KV command against the current record (no side effects). */
@@ -291,28 +452,46 @@ static unsigned kv_decide(const struct command *c, int found, const struct fsm_k
 	return found ? FSM_OK_UPDATED : FSM_OK_CREATED;
 }
 
-static unsigned apply_kv(struct fsm *f, struct store_batch *b, const struct command *c,
-                         uint64_t index)
+/* Applies c to its key; *cur_index is the key's modify index before (0 when absent). 0 (and
+ * ap->failed) when the record cannot be read. */
+static unsigned apply_domain(struct apply *ap)
 {
+	const struct command *c = ap->c;
+	bool read_error = false;
+	unsigned code =
+	    dom_apply(ap->f, &ap->b, ap->index, c->ts_ms, c->value.p, c->value.len, &read_error);
+	if (read_error)
+		ap->failed = "a domain record";
+	return code;
+}
+
+static unsigned apply_kv(struct apply *ap, uint64_t *cur_index)
+{
+	if (ap->c->type == COMMAND_DOMAIN)
+		return apply_domain(ap); /* the same idempotency handling, another body */
+	const struct command *c = ap->c;
 	struct fsm_kv cur = {0};
-	int found = fsm_kv_get(f, c->key.p, c->key.len, &cur);
-	if (found < 0)
-		return FSM_BAD_COMMAND;
+	int found = fsm_kv_get(ap->f, c->key.p, c->key.len, &cur);
+	if (found < 0) {
+		ap->failed = "the kv record";
+		return 0;
+	}
 	found = found == 0;
+	*cur_index = found ? cur.modify_index : 0;
 	unsigned code = kv_decide(c, found, &cur);
 	struct buf k;
 	buf_init(&k);
 	make_key(&k, 'k', c->key.p, c->key.len);
 	if (code == FSM_OK_DELETED) {
-		store_batch_delete(b, k.data, k.len);
+		store_batch_delete(&ap->b, k.data, k.len);
 	} else if (code == FSM_OK_CREATED || code == FSM_OK_UPDATED) {
 		struct buf rec;
 		buf_init(&rec);
-		buf_put_u64(&rec, found ? cur.create_index : index);
-		buf_put_u64(&rec, index);
+		buf_put_u64(&rec, found ? cur.create_index : ap->index);
+		buf_put_u64(&rec, ap->index);
 		buf_put_u64(&rec, found ? cur.version + 1 : 1);
 		buf_append(&rec, c->value.p, c->value.len);
-		store_batch_put(b, k.data, k.len, rec.data, rec.len);
+		store_batch_put(&ap->b, k.data, k.len, rec.data, rec.len);
 		buf_close(&rec);
 	}
 	buf_close(&k);
@@ -321,13 +500,243 @@ static unsigned apply_kv(struct fsm *f, struct store_batch *b, const struct comm
 	return code;
 }
 
-static unsigned apply_member(struct fsm *f, struct store_batch *b, const struct command *c)
+/* ---- internal records ----
+ *
+ * A follower's internal keys (its own re-sends of forwarded writes, command.h) are kept as
+ * one record each, "j/<key>", apart from clients' records, whose room they never take: the
+ * two are counted and capped separately, by the same limits from the entry. There is no age
+ * index: followers make keys that start with their creation time (api/proxy.c), so key order
+ * is about age order, and pruning walks j/ from the first record, removing expired records,
+ * and the first ones while the count is past the cap. A forwarded write thus costs one read
+ * (a record from an earlier attempt?) and one put; the walk runs once every
+ * INTERNAL_PRUNE_EVERY entries, or when the count passes the cap by a slack, so its iterator
+ * and deletions are shared by many writes. The count, the first record and its timestamp
+ * live in memory, derived from the store (at start-up, and from a snapshot image), so they
+ * are the same on every replica at the same index.
+ *
+ * What pruning removes is always a prefix of j/ in key order, and m/idem_internal_floor keeps
+ * the last key it removed. So a re-sent write (command.h: resent) whose record is absent was
+ * never applied when its key sorts above the floor, and is applied; at or below it, its first
+ * attempt may have been applied and pruned since, and it gets FSM_RESENT_UNKNOWN instead of
+ * being applied twice. */
+
+static void internal_seek_key(struct buf *out, const struct fsm *f)
 {
+	make_key(out, 'j', f->internal_first.data, f->internal_first.len);
+}
+
+/* Prunes internal records when due; stages the deletions and what they change. `adding`: this
+ * entry will add a record (counted towards the cap). */
+static void internal_prune(struct apply *ap, bool adding)
+{
+	struct fsm *f = ap->f;
+	const struct command *c = ap->c;
+	uint64_t ttl_ms = (uint64_t)c->idem_ttl_s * 1000, max = c->idem_max;
+	uint64_t slack = max < INTERNAL_PRUNE_EVERY ? max : INTERNAL_PRUNE_EVERY;
+	uint64_t count = f->internal_count + (adding ? 1 : 0);
+	if (f->internal_count == 0)
+		return;
+	bool due = ap->index % INTERNAL_PRUNE_EVERY == 0 &&
+	           (count > max || idem_expired(f->internal_first_ts, c->ts_ms, ttl_ms));
+	if (!due && count <= max + slack)
+		return;
+	struct store_iter it;
+	struct buf start;
+	buf_init(&start);
+	internal_seek_key(&start, f);
+	/* Starts at the first record: past the deletions of earlier walks, which RocksDB would
+	 * otherwise step over on every seek until they are compacted away. */
+	store_iter_init(&it, &f->store, NULL, "j/", 2, start.data, start.len);
+	buf_close(&start);
+	for (; store_iter_valid(&it) && ap->pruned < INTERNAL_PRUNE_MAX; store_iter_next(&it)) {
+		size_t kl, vl;
+		const char *k = store_iter_key(&it, &kl);
+		const char *v = store_iter_value(&it, &vl);
+		uint64_t ts = vl >= 8 ? be64(v) : 0; /* a malformed record is as good as expired */
+		if (count <= max && !idem_expired(ts, c->ts_ms, ttl_ms))
+			break;
+		store_batch_delete(&ap->b, k, kl);
+		buf_reset(&ap->pruned_last);
+		buf_append(&ap->pruned_last, k + 2, kl - 2);
+		count--;
+		ap->pruned++;
+	}
+	ap->first_changed = true;
+	buf_reset(&ap->first);
+	ap->first_ts = 0;
+	if (store_iter_valid(&it)) {
+		size_t kl, vl;
+		const char *k = store_iter_key(&it, &kl);
+		const char *v = store_iter_value(&it, &vl);
+		buf_append(&ap->first, k + 2, kl - 2);
+		ap->first_ts = vl >= 8 ? be64(v) : 0;
+	}
+	if (store_iter_close(&it) != 0) {
+		ap->failed = "the internal idempotency records";
+		return;
+	}
+	ap->internal_count -= ap->pruned;
+	if (ap->pruned > 0 && key_cmp(ap->pruned_last.data, ap->pruned_last.len,
+	                              f->internal_floor.data, f->internal_floor.len) > 0) {
+		ap->floor_changed = true;
+		buf_reset(&ap->floor);
+		buf_append(&ap->floor, ap->pruned_last.data, ap->pruned_last.len);
+		store_batch_put(&ap->b, KEY_INTERNAL_FLOOR, sizeof KEY_INTERNAL_FLOOR - 1,
+		                ap->floor.data, ap->floor.len);
+	}
+}
+
+/* Records c's outcome under its internal key (after internal_prune: a record it deleted is
+ * written again). `existed`: an expired record with that key was there. */
+static void internal_record(struct apply *ap, unsigned code, uint64_t cur_index, bool existed)
+{
+	struct fsm *f = ap->f;
+	const struct command *c = ap->c;
+	const char *key = c->idem_key.p;
+	size_t klen = c->idem_key.len;
 	struct buf k;
+	uint8_t rec[IDEM_REC_V2];
+	buf_init(&k);
+	make_key(&k, 'j', key, klen);
+	store_batch_put(&ap->b, k.data, k.len, rec, idem_encode(ap, code, cur_index, rec));
+	buf_close(&k);
+	if (!existed ||
+	    (ap->pruned > 0 && key_cmp(key, klen, ap->pruned_last.data, ap->pruned_last.len) <= 0))
+		ap->internal_count++;
+	const struct buf *first = ap->first_changed ? &ap->first : &f->internal_first;
+	int cmp = first->len == 0 ? -1 : key_cmp(key, klen, first->data, first->len);
+	if (cmp < 0) {
+		ap->first_changed = true;
+		buf_reset(&ap->first);
+		buf_append(&ap->first, key, klen);
+		ap->first_ts = c->ts_ms;
+	} else if (cmp == 0) {
+		if (!ap->first_changed) {
+			ap->first_changed = true;
+			buf_reset(&ap->first);
+			buf_append(&ap->first, key, klen);
+		}
+		ap->first_ts = c->ts_ms;
+	}
+}
+
+/* The fsm's internal-record state from the store (start-up). */
+static int internal_load(struct fsm *f)
+{
+	struct store_iter it;
+	char *v;
+	size_t vl;
+	f->internal_count = 0;
+	f->internal_first_ts = 0;
+	buf_reset(&f->internal_first);
+	buf_reset(&f->internal_floor);
+	store_iter_init(&it, &f->store, NULL, "j/", 2, NULL, 0);
+	for (; store_iter_valid(&it); store_iter_next(&it)) {
+		if (f->internal_count++ == 0) {
+			size_t kl;
+			const char *k = store_iter_key(&it, &kl);
+			const char *val = store_iter_value(&it, &vl);
+			buf_append(&f->internal_first, k + 2, kl - 2);
+			f->internal_first_ts = vl >= 8 ? be64(val) : 0;
+		}
+	}
+	if (store_iter_close(&it) != 0)
+		return -1;
+	int rv = store_get(&f->store, KEY_INTERNAL_FLOOR, sizeof KEY_INTERNAL_FLOOR - 1, &v, &vl);
+	if (rv < 0)
+		return -1;
+	if (rv == 0) {
+		buf_append(&f->internal_floor, v, vl);
+		free(v);
+	}
+	return 0;
+}
+
+/* A write with an internal key: answered from its live record, refused when a re-send finds
+ * its record pruned (see above), or applied and recorded. */
+static unsigned apply_internal(struct apply *ap)
+{
+	struct fsm *f = ap->f;
+	const struct command *c = ap->c;
+	struct fsm_idem old;
+	uint64_t cur_index = 0;
+	int rv = fsm_idem_get(f, c->idem_key.p, c->idem_key.len, true, &old);
+	if (rv < 0) {
+		ap->failed = "the internal idempotency record";
+		return 0;
+	}
+	bool live = rv == 0 && !idem_expired(old.ts_ms, c->ts_ms, (uint64_t)c->idem_ttl_s * 1000);
+	bool unknown = rv == 1 && c->resent && f->internal_floor.len > 0 &&
+	               key_cmp(c->idem_key.p, c->idem_key.len, f->internal_floor.data,
+	                       f->internal_floor.len) <= 0;
+	internal_prune(ap, rv == 1 && !unknown);
+	if (ap->failed != NULL)
+		return 0;
+	if (unknown)
+		return FSM_RESENT_UNKNOWN;
+	if (live)
+		return old.fingerprint != command_fingerprint(c) ? FSM_IDEM_MISMATCH
+		                                                 : old.code | FSM_RESULT_REPLAY;
+	unsigned code = apply_kv(ap, &cur_index);
+	if (ap->failed == NULL)
+		internal_record(ap, code, code == FSM_CAS_MISMATCH ? cur_index : 0, rv == 0);
+	return code;
+}
+
+/* A KV command: answered from its live idempotency record, or applied (and recorded when it
+ * carries a key). One read of the record serves both the check and the replacement of an
+ * expired one. 0 (and ap->failed) when something cannot be read. */
+static unsigned apply_kv_command(struct apply *ap)
+{
+	const struct command *c = ap->c;
+	struct fsm_idem old;
+	int have_old = 1;
+	uint64_t cur_index = 0;
+	if (c->idem_key.len > 0) {
+		have_old = fsm_idem_get(ap->f, c->idem_key.p, c->idem_key.len, false, &old);
+		if (have_old < 0) {
+			ap->failed = "the idempotency record";
+			return 0;
+		}
+		if (have_old == 0 &&
+		    !idem_expired(old.ts_ms, c->ts_ms, (uint64_t)c->idem_ttl_s * 1000)) {
+			if (old.fingerprint != command_fingerprint(c))
+				return FSM_IDEM_MISMATCH;
+			return old.code | FSM_RESULT_REPLAY;
+		}
+		/* Absent, or expired and pruning has not reached it yet: applied anew. */
+	}
+	unsigned code = apply_kv(ap, &cur_index);
+	if (ap->failed != NULL || c->idem_key.len == 0)
+		return code;
+	if (have_old == 0) {
+		/* The expired record is replaced, not double-counted; its age entry goes too, or
+		 * pruning would later take the new record. */
+		age_key(&ap->replaced, old.ts_ms, c);
+		store_batch_delete(&ap->b, ap->replaced.data, ap->replaced.len);
+		ap->idem_count--;
+	}
+	idem_record(ap, code, code == FSM_CAS_MISMATCH ? cur_index : 0);
+	return code;
+}
+
+static unsigned apply_member(struct apply *ap)
+{
+	const struct command *c = ap->c;
+	struct buf k;
+	/* The record is JSON, which needs UTF-8: anything else is refused the same way on every
+	 * replica (and stores nothing, as before), so that a failed json_pack below can only
+	 * mean memory ran out. */
+	if (c->type != COMMAND_MEMBER_DEL &&
+	    (!text_valid_utf8(c->node_id.p, c->node_id.len) ||
+	     !text_valid_utf8(c->raft_addr.p, c->raft_addr.len) ||
+	     !text_valid_utf8(c->http_addr.p, c->http_addr.len) ||
+	     !text_valid_utf8(c->incarnation.p, c->incarnation.len)))
+		return FSM_BAD_COMMAND;
 	buf_init(&k);
 	make_key(&k, 'n', c->node_id.p, c->node_id.len);
 	if (c->type == COMMAND_MEMBER_DEL) {
-		store_batch_delete(b, k.data, k.len);
+		store_batch_delete(&ap->b, k.data, k.len);
 	} else {
 		char rid[24];
 		snprintf(rid, sizeof rid, "%llu", (unsigned long long)c->raft_id);
@@ -340,46 +749,88 @@ static unsigned apply_member(struct fsm *f, struct store_batch *b, const struct 
 			                    json_stringn(c->incarnation.p, c->incarnation.len));
 		char *s = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 		if (s != NULL)
-			store_batch_put(b, k.data, k.len, s, strlen(s));
+			store_batch_put(&ap->b, k.data, k.len, s, strlen(s));
+		else
+			ap->failed = "the member record (out of memory)";
 		free(s);
 		json_decref(o);
 	}
 	buf_close(&k);
-	f->members_version++;
 	return FSM_MEMBER_OK;
 }
 
 /* The cluster id is set once: every node of a cluster must agree on it (raft/identity.h), so
  * a different one later is refused, the same one again is a no-op. */
-static unsigned apply_cluster_id(struct fsm *f, struct store_batch *b, const struct command *c)
+static unsigned apply_cluster_id(struct apply *ap)
 {
+	const struct command *c = ap->c;
 	char cur[COMMAND_MAX_INCARNATION + 1];
-	int rv = fsm_cluster_id(f, cur, sizeof cur);
-	if (rv < 0)
-		return FSM_BAD_COMMAND;
+	int rv = fsm_cluster_id(ap->f, cur, sizeof cur);
+	if (rv < 0) {
+		ap->failed = "the cluster id";
+		return 0;
+	}
 	if (rv == 0)
 		return strlen(cur) == c->cluster_id.len &&
 		               memcmp(cur, c->cluster_id.p, c->cluster_id.len) == 0
 		           ? FSM_MEMBER_OK
 		           : FSM_CONFLICT;
-	store_batch_put(b, KEY_CLUSTER_ID, strlen(KEY_CLUSTER_ID), c->cluster_id.p,
+	store_batch_put(&ap->b, KEY_CLUSTER_ID, strlen(KEY_CLUSTER_ID), c->cluster_id.p,
 	                c->cluster_id.len);
-	f->members_version++;
 	return FSM_MEMBER_OK;
 }
 
-/* Checks the idempotency record for c; returns 0 when the command must run, or the packed
- * result to answer with instead. */
-static unsigned idem_check(struct fsm *f, const struct command *c)
+/* Decodes and stages one entry; the packed code, or 0 with ap->failed set. */
+static unsigned apply_stage(struct apply *ap, const void *data, size_t len)
 {
-	struct fsm_idem rec;
-	if (c->idem_key.len == 0 || fsm_idem_get(f, c->idem_key.p, c->idem_key.len, &rec) != 0)
-		return 0;
-	if (rec.ts_ms + f->idem_ttl_ms < c->ts_ms)
-		return 0; /* expired: pruning just has not reached it yet */
-	if (rec.fingerprint != command_fingerprint(c))
-		return FSM_IDEM_MISMATCH;
-	return rec.code | FSM_RESULT_REPLAY;
+	struct command c;
+	unsigned code;
+	if (command_decode(&c, data, len) != 0) {
+		/* Only a bug or corruption gets here; applying nothing keeps every replica equal.
+		 */
+		char hex[2 * 32 + 1] = "";
+		for (size_t i = 0; i < len && i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", ((const unsigned char *)data)[i]);
+		log_error("Undecodable raft entry", "index=%llu len=%zu head=%s",
+		          (unsigned long long)ap->index, len, hex);
+		return FSM_BAD_COMMAND;
+	}
+	ap->c = &c;
+	ap->type = c.type;
+	if (c.type == COMMAND_MEMBER_SET || c.type == COMMAND_MEMBER_DEL ||
+	    c.type == COMMAND_MEMBER_PUT) {
+		code = apply_member(ap);
+	} else if (c.type == COMMAND_CLUSTER_SET) {
+		code = apply_cluster_id(ap);
+	} else if (c.idem_internal) {
+		code = apply_internal(ap);
+		if (ap->failed == NULL && c.ts_ms > 0)
+			idem_prune(ap);
+	} else {
+		code = apply_kv_command(ap);
+		if (ap->failed == NULL && c.ts_ms > 0)
+			idem_prune(ap);
+		if (ap->failed == NULL && c.ts_ms > 0)
+			internal_prune(ap, false);
+	}
+	ap->c = NULL;
+	return code;
+}
+
+/* Fail stop: nothing of this entry was applied, and nothing more will be. After a failed
+ * write RocksDB 7.8 cannot be trusted with the next one: its NoSpace auto-recovery resumes
+ * writes with the failed WAL writer still in place (the next append aborts the process), and
+ * without a WAL it lost memtable data. After a failed read this replica does not know the
+ * state it would decide on. raft keeps retrying this entry, so every apply from now on is
+ * refused without touching the store, and the node leaves (node.c) to be restarted: RocksDB
+ * then reopens from its WAL and raft applies again whatever came after. */
+static void *fail_stop(struct fsm *f, const char *what, uint64_t index, const char *err)
+{
+	f->stats.apply_errors++;
+	f->failed = true;
+	log_error(what, "index=%llu applied_index=%llu error=\"%s\"", (unsigned long long)index,
+	          (unsigned long long)f->applied_index, err);
+	return NULL;
 }
 
 void fsm_flush(struct fsm *f)
@@ -388,8 +839,8 @@ void fsm_flush(struct fsm *f)
 	if (f->failed || store_flush_wal(&f->store, err, sizeof err) == 0)
 		return;
 	/* The applies since the last flush may be lost from the store on a crash, and the next
-	 * write cannot be trusted (see fsm_apply_entry): stop, and let the restart re-apply them
-	 * from the raft log. */
+	 * write cannot be trusted (see fail_stop): stop, and let the restart re-apply them from
+	 * the raft log. */
 	f->stats.apply_errors++;
 	f->failed = true;
 	log_error("Store WAL flush failed", "applied_index=%llu error=\"%s\"",
@@ -398,98 +849,71 @@ void fsm_flush(struct fsm *f)
 
 void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t len)
 {
-	struct command c;
-	struct store_batch b;
-	struct buf replaced; /* age entry of an expired idempotency record replaced here */
-	unsigned code;
-	uint64_t idem_count = f->idem_count;
+	struct apply ap = {.f = f,
+	                   .index = index,
+	                   .idem_count = f->idem_count,
+	                   .idem_oldest_ts = f->idem_oldest_ts,
+	                   .inserted_ts = UINT64_MAX,
+	                   .internal_count = f->internal_count};
 	uint64_t t0 = uv_hrtime();
+	char err[256];
 
 	if (f->failed)
-		return NULL; /* fail stop, see below */
+		return NULL; /* fail stop, see fail_stop */
 	if (index <= f->applied_index)
 		return fsm_result_pack(FSM_SKIPPED);
 
-	store_batch_init(&b);
-	buf_init(&replaced);
-	if (command_decode(&c, data, len) != 0) {
-		/* Only a bug or corruption gets here; applying nothing keeps every replica equal.
-		 */
-		char hex[2 * 32 + 1] = "";
-		for (size_t i = 0; i < len && i < 32; i++)
-			snprintf(hex + 2 * i, 3, "%02x", ((const unsigned char *)data)[i]);
-		log_error("Undecodable raft entry", "index=%llu len=%zu head=%s",
-		          (unsigned long long)index, len, hex);
-		code = FSM_BAD_COMMAND;
-	} else if (c.type == COMMAND_MEMBER_SET || c.type == COMMAND_MEMBER_DEL ||
-	           c.type == COMMAND_MEMBER_PUT) {
-		code = apply_member(f, &b, &c);
-	} else if (c.type == COMMAND_CLUSTER_SET) {
-		code = apply_cluster_id(f, &b, &c);
-	} else if ((code = idem_check(f, &c)) == 0) {
-		if (c.type == COMMAND_DOMAIN) {
-			bool read_error = false;
-			code =
-			    dom_apply(f, &b, index, c.ts_ms, c.value.p, c.value.len, &read_error);
-			if (read_error) {
-				/* Fail stop, as on a write error: a replica that took a read error
-				 * for "absent" would silently differ from the others. */
-				store_batch_close(&b);
-				buf_close(&replaced);
-				f->stats.apply_errors++;
-				f->failed = true;
-				log_error("Store read failed during apply", "index=%llu",
-				          (unsigned long long)index);
-				return NULL;
-			}
-		} else {
-			code = apply_kv(f, &b, &c, index);
-		}
-		if (c.idem_key.len > 0) {
-			/* An expired record with the same key is replaced, not double-counted;
-			 * its age entry goes too, or pruning would later take the new record. */
-			struct fsm_idem old;
-			if (fsm_idem_get(f, c.idem_key.p, c.idem_key.len, &old) == 0) {
-				uint8_t ts[8];
-				put_be64(ts, old.ts_ms);
-				buf_append(&replaced, "t/", 2);
-				buf_append(&replaced, ts, 8);
-				buf_append(&replaced, c.idem_key.p, c.idem_key.len);
-				store_batch_delete(&b, replaced.data, replaced.len);
-				idem_count--;
-			}
-			idem_record(f, &b, &c, index, code, &idem_count);
-		}
+	store_batch_init(&ap.b);
+	buf_init(&ap.replaced);
+	buf_init(&ap.first);
+	buf_init(&ap.floor);
+	buf_init(&ap.pruned_last);
+	unsigned code = apply_stage(&ap, data, len);
+	buf_close(&ap.replaced);
+	buf_close(&ap.pruned_last);
+	if (ap.failed != NULL) {
+		buf_close(&ap.first);
+		buf_close(&ap.floor);
+		store_batch_close(&ap.b);
+		snprintf(err, sizeof err, "cannot read %s", ap.failed);
+		return fail_stop(f, "Store read failed during apply; stopping", index, err);
 	}
-	if (code != FSM_BAD_COMMAND && c.ts_ms > 0)
-		idem_prune(f, &b, c.ts_ms, &idem_count, &replaced);
-	buf_close(&replaced);
-	if (idem_count != f->idem_count)
-		batch_put_u64(&b, KEY_IDEM_COUNT, idem_count);
-	batch_put_u64(&b, KEY_APPLIED, index);
-
-	char err[256];
-	if (store_write(&f->store, &b, false, err, sizeof err) != 0) {
-		/* Nothing was applied, and nothing more will be: fail stop. After a failed write
-		 * RocksDB 7.8 cannot be trusted with the next one: its NoSpace auto-recovery
-		 * resumes writes with the failed WAL writer still in place (the next append
-		 * aborts the process), and without a WAL it lost memtable data. raft keeps
-		 * retrying this entry, so every apply from now on is refused without touching the
-		 * store, and the node leaves (node.c) to be restarted: RocksDB then reopens from
-		 * its WAL and raft applies again whatever came after. */
-		store_batch_close(&b);
-		f->stats.apply_errors++;
-		f->failed = true;
-		log_error("Apply failed", "index=%llu error=\"%s\"", (unsigned long long)index,
-		          err);
-		return NULL;
+	if (ap.idem_count != f->idem_count)
+		batch_put_u64(&ap.b, KEY_IDEM_COUNT, ap.idem_count);
+	if (ap.inserted_ts < ap.idem_oldest_ts)
+		ap.idem_oldest_ts = ap.inserted_ts;
+	if (ap.idem_count == 0)
+		ap.idem_oldest_ts = UINT64_MAX;
+	batch_put_u64(&ap.b, KEY_APPLIED, index);
+	int rv = store_write(&f->store, &ap.b, false, err, sizeof err);
+	store_batch_close(&ap.b);
+	if (rv != 0) {
+		buf_close(&ap.first);
+		buf_close(&ap.floor);
+		return fail_stop(f, "Apply failed", index, err);
 	}
-	store_batch_close(&b);
-	if (code != FSM_BAD_COMMAND &&
-	    c.type < sizeof f->entries_by_type / sizeof f->entries_by_type[0])
-		f->entries_by_type[c.type]++;
+	f->internal_count = ap.internal_count;
+	if (ap.first_changed) {
+		buf_close(&f->internal_first);
+		f->internal_first = ap.first;
+		f->internal_first_ts = ap.first_ts;
+	} else {
+		buf_close(&ap.first);
+	}
+	if (ap.floor_changed) {
+		buf_close(&f->internal_floor);
+		f->internal_floor = ap.floor;
+	} else {
+		buf_close(&ap.floor);
+	}
 	f->applied_index = index;
-	f->idem_count = idem_count;
+	f->idem_count = ap.idem_count;
+	f->idem_oldest_ts = ap.idem_oldest_ts;
+	if (code == FSM_MEMBER_OK)
+		f->members_version++;
+	if (code != FSM_BAD_COMMAND &&
+	    (size_t)ap.type < sizeof f->entries_by_type / sizeof f->entries_by_type[0])
+		f->entries_by_type[ap.type]++;
 	f->stats.applies++;
 	f->stats.last_apply_seconds = (double)(uv_hrtime() - t0) / 1e9;
 	return fsm_result_pack(code);
@@ -599,25 +1023,27 @@ static int iface_restore(struct raft_fsm *iface, struct raft_buffer *buf)
 	return 0;
 }
 
-int fsm_init(struct fsm *f, const char *dir, uint64_t idem_ttl_s, uint64_t idem_max, char *err,
-             size_t errlen)
+int fsm_init(struct fsm *f, const char *dir, char *err, size_t errlen)
 {
 	memset(f, 0, sizeof *f);
 	if (store_open(&f->store, dir, err, errlen) != 0)
 		return -1;
 	if (read_u64(f, KEY_APPLIED, &f->applied_index) != 0 ||
-	    read_u64(f, KEY_IDEM_COUNT, &f->idem_count) != 0) {
+	    read_u64(f, KEY_IDEM_COUNT, &f->idem_count) != 0 || load_oldest(f) != 0 ||
+	    internal_load(f) != 0) {
 		snprintf(err, errlen, "cannot read the applied index from %s", dir);
 		store_close(&f->store);
+		buf_close(&f->internal_first);
+		buf_close(&f->internal_floor);
 		return -1;
 	}
-	f->idem_ttl_ms = idem_ttl_s * 1000;
-	f->idem_max = idem_max;
 	dom_init(&f->domain);
 	if (dom_rebuild(f) != 0) {
 		snprintf(err, errlen, "cannot read the domain records from %s", dir);
 		dom_close(&f->domain);
 		store_close(&f->store);
+		buf_close(&f->internal_first);
+		buf_close(&f->internal_floor);
 		return -1;
 	}
 	f->iface.version = 3;
@@ -635,4 +1061,6 @@ void fsm_close(struct fsm *f)
 	dom_close(&f->domain);
 	store_snap_release(&f->snap);
 	store_close(&f->store);
+	buf_close(&f->internal_first);
+	buf_close(&f->internal_floor);
 }

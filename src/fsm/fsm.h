@@ -1,9 +1,11 @@
 /* fsm: the replicated state machine, applying raft entries to the RocksDB store.
  *
  * Deterministic by construction: the result of applying an entry depends only on the entry
- * and the state before it (time comes from the entry, never from the clock). Each apply is
- * one WriteBatch holding the change and the applied index ("m/applied"), so on restart we
- * skip exactly the entries already in RocksDB and never double-apply or skip one.
+ * and the state before it (time and the idempotency limits come from the entry, never from
+ * this node's clock or flags; the rule and its audit are at the top of fsm.c). A store read
+ * that fails during apply stops the fsm like a failed write. Each apply is one WriteBatch
+ * holding the change and the applied index ("m/applied"), so on restart we skip exactly the
+ * entries already in RocksDB and never double-apply or skip one.
  *
  * Key layout (one namespace byte, then '/'):
  *   m/applied          u64 index of the last entry reflected in the store
@@ -12,8 +14,14 @@
  *   n/<node_id>        member metadata, JSON {node_id, raft_id, raft_addr, http_addr,
  *                      incarnation (absent in records from before incarnations)}
  *   g/cluster_id       the cluster's id (raft/identity.h), set once
- *   i/<idem key>       u64 ts_ms | u64 index | u8 code | u64 fingerprint
+ *   a/, w/, r/         agents, workloads, replicas (fsm/domain.h)
+ *   i/<idem key>       u64 ts_ms | u64 index | u8 code | u64 fingerprint [| u64 cur_index]
  *   t/<u64 ts_ms><idem key>  age index used to expire idempotency records
+ *   j/<internal key>   a follower's internal key (command.h): a record as under i/, no age
+ *                      index (the keys sort by age, see fsm.c)
+ *   m/idem_internal_floor  the last internal key pruning removed
+ * cur_index (records of version 2 entries) is the key's modify index a failed CAS reported,
+ * so a replay answers exactly what the first attempt did.
  *
  * Apply results travel back to the proposer packed into raft's `void *result` (see
  * fsm_result_*), so a follower never allocates a result nobody frees. */
@@ -37,7 +45,10 @@ enum fsm_code {
 	FSM_IDEM_MISMATCH, /* the Idempotency-Key was used before for a different request */
 	FSM_MEMBER_OK,
 	FSM_BAD_COMMAND,
-	FSM_SKIPPED,      /* entry already in the store (replay after restart) */
+	FSM_SKIPPED, /* entry already in the store (replay after restart) */
+	/* A follower's re-send whose record was pruned: its first attempt may have been applied,
+	 * so it is not applied again, and its outcome is unknown (fsm.c, internal records). */
+	FSM_RESENT_UNKNOWN,
 	FSM_CONFLICT,     /* refused: contradicts the replicated state (another cluster id, a
 	                     placement that no longer fits) */
 	FSM_OK_UNCHANGED, /* a domain op that found the state already as asked */
@@ -71,6 +82,8 @@ struct fsm_idem {
 	uint64_t index; /* entry that first carried the key */
 	unsigned code;
 	uint64_t fingerprint;
+	bool has_cur_index; /* records of version 2 entries */
+	uint64_t cur_index; /* FSM_CAS_MISMATCH: the key's modify index then (0: absent) */
 };
 
 struct fsm_member {
@@ -98,13 +111,21 @@ struct fsm {
 	struct raft *raft; /* set by the raft layer: the entry index is last_applied + 1 */
 	uint64_t applied_index;
 	uint64_t idem_count;
-	uint64_t idem_ttl_ms;
-	uint64_t idem_max;
+	/* No live idempotency record is older than this (UINT64_MAX: none); a lower bound kept
+	 * from the store, so apply can skip the age index when nothing can be expired, and seek
+	 * past the pruned part of it when something is (fsm.c). */
+	uint64_t idem_oldest_ts;
+	/* Internal records (j/, fsm.c), derived from the store: how many, the first in key order
+	 * and its timestamp, and the last key pruning removed (m/idem_internal_floor). */
+	uint64_t internal_count;
+	struct buf internal_first;
+	uint64_t internal_first_ts;
+	struct buf internal_floor;
 	uint64_t members_version;    /* bumped whenever n/ changes, so callers can refresh caches */
 	struct fsm_domain domain;    /* the domain records, mirrored in memory (domain.h) */
 	uint64_t entries_by_type[8]; /* applied entries by command type (metrics) */
 	struct fsm_stats stats;
-	bool failed; /* a store write failed: no more writes reach the store (see fsm.c) */
+	bool failed; /* a store read or write failed: no more applies (fail stop, see fsm.c) */
 	fsm_applied_hook applied_hook;
 	void *applied_hook_arg;
 	/* The snapshot being taken: a RocksDB snapshot pinned on the loop thread and streamed
@@ -116,23 +137,25 @@ struct fsm {
 	bool snap_active;
 };
 
-/* Opens <dir> as the store and reads the applied index. */
-int fsm_init(struct fsm *f, const char *dir, uint64_t idem_ttl_s, uint64_t idem_max, char *err,
-             size_t errlen);
+/* Opens <dir> as the store and reads the applied index. Takes no settings: everything apply
+ * decides comes from the entries (see fsm.c). */
+int fsm_init(struct fsm *f, const char *dir, char *err, size_t errlen);
 void fsm_close(struct fsm *f);
 
 /* Applies one encoded command as entry `index` (exposed for tests; raft calls it through the
- * iface). Returns the packed result. */
+ * iface). Returns the packed result, or NULL when the fsm failed (a store read or write
+ * failed, now or before: fail stop; the entry was not applied). */
 void *fsm_apply_entry(struct fsm *f, uint64_t index, const void *data, size_t len);
 /* Writes the WAL records of the applies since the last call to the file (see store_write):
  * called once per loop iteration, so a burst of applies costs one write(). A failure is
  * handled like a failed apply: fail stop. */
 void fsm_flush(struct fsm *f);
 
-/* Reads. 0 found, 1 absent, -1 error. */
+/* Reads. 0 found, 1 absent, -1 error (a malformed record too). */
 int fsm_kv_get(struct fsm *f, const char *key, size_t klen, struct fsm_kv *out);
 void fsm_kv_free(struct fsm_kv *kv);
-int fsm_idem_get(struct fsm *f, const char *key, size_t klen, struct fsm_idem *out);
+/* internal: key is a follower's internal key (its own namespace, see above). */
+int fsm_idem_get(struct fsm *f, const char *key, size_t klen, bool internal, struct fsm_idem *out);
 int fsm_member_get(struct fsm *f, const char *node_id, struct fsm_member *out);
 /* The replicated cluster id into out (size > COMMAND_MAX_INCARNATION): 0, 1 when none is
  * recorded yet, -1 on a read error. */

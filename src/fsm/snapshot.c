@@ -2,9 +2,10 @@
  *
  * Image layout (big-endian):
  *   "CLSNAP01" | u64 index | u64 count | count x (u32 klen | key | u32 vlen | value) | u64 fnv
- * The trailing FNV-1a hash covers every byte before it. Restore parses and checks the whole
- * image first and only then replaces the store in a single WriteBatch (delete everything,
- * put everything, set m/applied), so a torn or hostile image never leaves a half state. */
+ * Keys are in byte order, each once. The trailing FNV-1a hash covers every byte before it.
+ * Restore parses and checks the whole image first and only then replaces the store in a
+ * single WriteBatch (delete everything, put everything, set m/applied), so a torn or hostile
+ * image never leaves a half state. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,16 +38,50 @@ int fsm_snapshot_write(const struct store_snap *snap, uint64_t index, struct buf
 		buf_append(out, v, vl);
 		count++;
 	}
-	store_iter_close(&it);
+	/* A read error part-way would make a short image that still checks out: fail instead. */
+	if (store_iter_close(&it) != 0)
+		return -1;
 	for (int i = 0; i < 8; i++)
 		((uint8_t *)out->data)[count_at + i] = (uint8_t)(count >> (56 - 8 * i));
 	buf_put_u64(out, command_hash(COMMAND_HASH_INIT, out->data, out->len));
 	return 0;
 }
 
-/* Walks the records; with a batch, also stages them. -1 on any inconsistency. */
-static int walk_records(struct buf_reader *r, uint64_t count, struct store_batch *b)
+/* What the fsm keeps in memory about the idempotency records of an image (see fsm.h): its
+ * m/idem_count (0 when it has none) and the oldest age entry (UINT64_MAX: none); the number
+ * of internal records, the first (in byte order, whatever the image's order) and its
+ * timestamp, and m/idem_internal_floor. Pointers into the image. */
+struct image_idem {
+	uint64_t count;
+	uint64_t oldest_ts;
+	uint64_t internal_count;
+	const uint8_t *first, *floor;
+	size_t first_len, floor_len;
+	uint64_t first_ts;
+};
+
+static int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
+	int c = al == 0 || bl == 0 ? 0 : memcmp(a, b, al < bl ? al : bl);
+	return c != 0 ? c : (al < bl ? -1 : al > bl);
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Walks the records; with a batch, also stages them. -1 on any inconsistency. */
+static int walk_records(struct buf_reader *r, uint64_t count, struct store_batch *b,
+                        struct image_idem *idem)
+{
+	const uint8_t *prev = NULL;
+	uint32_t prev_len = 0;
+	memset(idem, 0, sizeof *idem);
+	idem->oldest_ts = UINT64_MAX;
 	for (uint64_t i = 0; i < count; i++) {
 		uint32_t kl, vl;
 		const uint8_t *k, *v;
@@ -58,6 +93,31 @@ static int walk_records(struct buf_reader *r, uint64_t count, struct store_batch
 		 * later restore and make this replica's state differ from its leader's. */
 		if (k[0] < 0x21 || k[0] > 0x7e)
 			return -1;
+		/* In store order, each key once (what fsm_snapshot_write writes): what the fsm
+		 * derives from an image (counts, first records) is then what a restart derives
+		 * from the store it became. */
+		if (prev != NULL && bytes_cmp(k, kl, prev, prev_len) <= 0)
+			return -1;
+		prev = k;
+		prev_len = kl;
+		if (b == NULL && !dom_record_valid(k, kl, v, vl))
+			return -1;
+		if (kl == 12 && memcmp(k, "m/idem_count", 12) == 0 && vl == 8)
+			idem->count = get_be64(v);
+		if (kl >= 10 && k[0] == 't' && k[1] == '/' && get_be64(k + 2) < idem->oldest_ts)
+			idem->oldest_ts = get_be64(k + 2);
+		if (kl == 21 && memcmp(k, "m/idem_internal_floor", 21) == 0) {
+			idem->floor = v;
+			idem->floor_len = vl;
+		}
+		if (kl >= 2 && k[0] == 'j' && k[1] == '/') {
+			if (idem->internal_count++ == 0 ||
+			    bytes_cmp(k + 2, kl - 2, idem->first, idem->first_len) < 0) {
+				idem->first = k + 2;
+				idem->first_len = kl - 2;
+				idem->first_ts = vl >= 8 ? get_be64(v) : 0;
+			}
+		}
 		if (b != NULL)
 			store_batch_put(b, k, kl, v, vl);
 	}
@@ -69,6 +129,7 @@ int fsm_snapshot_restore(struct fsm *f, const void *data, size_t len, char *err,
 	struct buf_reader r;
 	const uint8_t *magic;
 	uint64_t index, count, sum;
+	struct image_idem idem;
 	if (len < sizeof MAGIC + 24) {
 		snprintf(err, errlen, "snapshot image too short (%zu bytes)", len);
 		return -1;
@@ -86,7 +147,7 @@ int fsm_snapshot_restore(struct fsm *f, const void *data, size_t len, char *err,
 		return -1;
 	}
 	struct buf_reader body = r;
-	if (walk_records(&r, count, NULL) != 0 || r.left != 0) {
+	if (walk_records(&r, count, NULL, &idem) != 0 || r.left != 0) {
 		snprintf(err, errlen, "snapshot image records are malformed");
 		return -1;
 	}
@@ -100,7 +161,7 @@ int fsm_snapshot_restore(struct fsm *f, const void *data, size_t len, char *err,
 	struct store_batch b;
 	store_batch_init(&b);
 	store_batch_delete_all(&b);
-	walk_records(&body, count, &b);
+	walk_records(&body, count, &b, &idem);
 	uint8_t raw[8];
 	for (int i = 0; i < 8; i++)
 		raw[i] = (uint8_t)(index >> (56 - 8 * i));
@@ -111,18 +172,22 @@ int fsm_snapshot_restore(struct fsm *f, const void *data, size_t len, char *err,
 		return -1;
 	f->applied_index = index;
 	f->members_version++;
-	/* m/idem_count came in with the image; reload it. */
-	char *v;
-	size_t vl;
-	f->idem_count = 0;
-	if (store_get(&f->store, "m/idem_count", 12, &v, &vl) == 0) {
-		if (vl == 8)
-			for (int i = 0; i < 8; i++)
-				f->idem_count = f->idem_count << 8 | (uint8_t)v[i];
-		free(v);
-	}
+	/* m/idem_count and the age index came in with the image, which is what the store now
+	 * holds: taken from there, nothing is read back (a read error would leave them wrong,
+	 * see fsm.c). */
+	f->idem_count = idem.count;
+	f->idem_oldest_ts = idem.oldest_ts;
+	f->internal_count = idem.internal_count;
+	f->internal_first_ts = idem.first_ts;
+	buf_reset(&f->internal_first);
+	buf_append(&f->internal_first, idem.first, idem.first_len);
+	buf_reset(&f->internal_floor);
+	buf_append(&f->internal_floor, idem.floor, idem.floor_len);
+	/* The domain mirror is derived from the records the image installed (checked above:
+	 * only a read error gets here). */
 	if (dom_rebuild(f) != 0) {
-		snprintf(err, errlen, "the restored domain records do not parse");
+		f->failed = true;
+		snprintf(err, errlen, "the restored domain records cannot be read back");
 		return -1;
 	}
 	f->stats.restores_ok++;

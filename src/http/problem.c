@@ -71,13 +71,8 @@ static void scrub_utf8(char *s)
 {
 	size_t len = strlen(s);
 	for (size_t i = 0; i < len;) {
-		unsigned char c = (unsigned char)s[i];
-		size_t n = c < 0x80             ? 1
-		           : (c & 0xe0) == 0xc0 ? 2
-		           : (c & 0xf0) == 0xe0 ? 3
-		           : (c & 0xf8) == 0xf0 ? 4
-		                                : 0;
-		if (n > 0 && n <= len - i && text_valid_utf8(s + i, n))
+		size_t n = text_utf8_char_len(s + i, len - i);
+		if (n > 0)
 			i += n;
 		else
 			s[i++] = '?';

@@ -10,7 +10,13 @@
  * already form a cluster; a node whose data was lost is replaced that way, see
  * membership.c), and the "update" mode, in which a member restarted with another raft or
  * HTTP address re-announces itself so every node's view follows (node.c decides). Runs until
- * it succeeds, is refused for good (another cluster), or the node shuts down. */
+ * it succeeds, is refused for good (another cluster), or the node shuts down..
+ *
+ * Ownership: a join request reads the node's options (the targets, our own addresses) when
+ * its answer comes back, and the leader may hold it open for up to a minute while we catch
+ * up. The node frees its options once it has closed, so autojoin_close (run by node_close,
+ * before anything is freed) cancels the request in flight, whose callback then returns at
+ * once: nothing that can still call back into the node outlives what it points to. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +98,8 @@ static void reply_cb(const struct fwd_response *r, void *arg)
 {
 	struct node *n = arg;
 	struct node_autojoin *aj = &n->autojoin;
-	if (!aj->active || n->closing)
+	aj->xfer = 0;
+	if (!aj->active || n->closing || r->result == FWD_CANCELED)
 		return;
 	const char *target = current_target(n);
 	if (target == NULL)
@@ -190,7 +197,7 @@ static void attempt(struct node *n)
 	aj->attempts++;
 	log_info("Join attempt", "node_id=%s target=%s attempt=%u", n->opts.node_id, target,
 	         aj->attempts);
-	if (s == NULL || fwd_send(n->fwd, &req, reply_cb, n) != 0) {
+	if (s == NULL || fwd_send_cancellable(n->fwd, &req, reply_cb, n, &aj->xfer) != 0) {
 		log_error("Cannot send join request", "target=%s", target);
 		schedule(n, true);
 	}
@@ -214,6 +221,12 @@ void autojoin_start(struct node *n, bool update)
 
 void autojoin_close(struct node *n)
 {
-	n->autojoin.active = false;
-	uv_timer_stop(&n->autojoin.timer);
+	struct node_autojoin *aj = &n->autojoin;
+	aj->active = false;
+	uv_timer_stop(&aj->timer);
+	/* The answer would read n->opts, which the node frees once closed: cancel it now (its
+	 * callback runs here and returns at once). */
+	if (aj->xfer != 0)
+		fwd_cancel(n->fwd, aj->xfer);
+	aj->xfer = 0;
 }

@@ -818,9 +818,16 @@ void membership_fail_all(struct node *n, unsigned status, const char *why)
 
 void membership_close(struct node *n)
 {
+	struct node_removal_check *rc = &n->removal;
 	uv_timer_stop(&n->mship.timer);
 	uv_timer_stop(&n->mship.expiry);
 	membership_fail_all(n, 503, "node is shutting down");
+	/* Their answers would read n->opts, which the node frees once closed (see autojoin.c). */
+	for (unsigned i = 0; i < rc->n_xfers; i++)
+		fwd_cancel(n->fwd, rc->xfers[i]);
+	free(rc->xfers);
+	rc->xfers = NULL;
+	rc->n_xfers = rc->cap_xfers = 0;
 }
 
 /* ---- telling a removed node ---- */
@@ -903,11 +910,20 @@ static void removal_reply(const struct fwd_response *r, void *arg)
 void membership_check_removed(struct node *n, bool at_once)
 {
 	uint64_t now = clock_mono_ms();
-	if (n->removal.pending > 0 || n->removed ||
-	    (!at_once && now - n->removal.last_ms < REMOVAL_CHECK_EVERY_MS))
+	struct node_removal_check *rc = &n->removal;
+	if (n->closing || rc->pending > 0 || n->removed ||
+	    (!at_once && now - rc->last_ms < REMOVAL_CHECK_EVERY_MS))
 		return;
-	n->removal.last_ms = now;
+	rc->last_ms = now;
+	rc->n_xfers = 0; /* the last check's requests have all been answered */
 	node_refresh_members(n);
+	if (rc->cap_xfers < n->n_members) {
+		uint64_t *x = realloc(rc->xfers, n->n_members * sizeof *x);
+		if (x == NULL)
+			return;
+		rc->xfers = x;
+		rc->cap_xfers = n->n_members;
+	}
 	for (unsigned i = 0; i < n->n_members; i++) {
 		const struct fsm_member *m = &n->members[i];
 		if (strcmp(m->node_id, n->opts.node_id) == 0)
@@ -915,7 +931,10 @@ void membership_check_removed(struct node *n, bool at_once)
 		char url[COMMAND_MAX_ADDR + 32];
 		snprintf(url, sizeof url, "http://%s/raft/status", m->http_addr);
 		struct fwd_request req = {.method = "GET", .url = url, .timeout_ms = 1000};
-		if (fwd_send(n->fwd, &req, removal_reply, n) == 0)
-			n->removal.pending++;
+		if (fwd_send_cancellable(n->fwd, &req, removal_reply, n, &rc->xfers[rc->n_xfers]) ==
+		    0) {
+			rc->n_xfers++;
+			rc->pending++;
+		}
 	}
 }

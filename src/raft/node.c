@@ -95,7 +95,7 @@ int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, 
 	}
 	n->had_state =
 	    file_exists(n->raft_dir, "metadata1") || file_exists(n->raft_dir, "metadata2");
-	rv = fsm_init(&n->fsm, db_dir, opts->idem_ttl_s, opts->idem_max, err, errlen);
+	rv = fsm_init(&n->fsm, db_dir, err, errlen);
 	free(db_dir);
 	if (rv != 0)
 		goto err_dir;

@@ -39,8 +39,6 @@ struct node_options {
 	unsigned snapshot_threshold;
 	unsigned snapshot_trailing;
 	unsigned connect_retry_ms;
-	unsigned idem_ttl_s;
-	unsigned idem_max;
 	unsigned catch_up_timeout_ms; /* a joiner without catch-up progress this long is dropped */
 	unsigned health_max_lag; /* entries a voter may trail by and still count as caught up */
 };
@@ -168,6 +166,7 @@ struct node_autojoin {
 	unsigned attempts;
 	char hint[COMMAND_MAX_ADDR + 1]; /* leader HTTP address learned from a refusal */
 	uv_timer_t timer;
+	uint64_t xfer; /* the join request in flight (fwd_cancel id), 0 when none */
 };
 
 /* --bootstrap-expect discovery and the --join check before a plain --bootstrap (discovery.c). */
@@ -203,6 +202,8 @@ struct node_removal_check {
 	bool inflight;
 	unsigned pending;
 	uint64_t last_ms;
+	uint64_t *xfers; /* the status requests of the current check (fwd_cancel ids) */
+	unsigned n_xfers, cap_xfers;
 };
 
 typedef void (*node_event_cb)(void *arg);

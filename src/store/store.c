@@ -82,10 +82,25 @@ void store_close(struct store *s)
 	memset(s, 0, sizeof *s);
 }
 
+void store_set_fault_hook(struct store *s, store_fault_fn fn, void *arg)
+{
+	s->fault = fn;
+	s->fault_arg = arg;
+}
+
+static bool injected(struct store *s, enum store_fault_op op, const void *key, size_t klen)
+{
+	return s->fault != NULL && s->fault(s->fault_arg, op, key, klen) != 0;
+}
+
 int store_get(struct store *s, const void *key, size_t klen, char **val, size_t *vlen)
 {
 	char *rerr = NULL;
 	size_t len = 0;
+	if (injected(s, STORE_FAULT_GET, key, klen)) {
+		log_error("RocksDB read failed", "path=%s error=\"injected fault\"", s->path);
+		return -1;
+	}
 	char *v = rocksdb_get(s->db, s->ropts, key, klen, &len, &rerr);
 	if (rerr != NULL) {
 		log_error("RocksDB read failed", "path=%s error=\"%s\"", s->path, rerr);
@@ -194,6 +209,7 @@ void store_iter_init(struct store_iter *it, struct store *s, const struct store_
                      const void *prefix, size_t plen, const void *start, size_t slen)
 {
 	it->ropts = NULL;
+	it->failed = injected(s, STORE_FAULT_ITER, prefix, plen);
 	it->it = rocksdb_create_iterator(s->db, snap != NULL ? snap->ropts : s->ropts);
 	it->prefix = malloc(plen + 1);
 	memcpy(it->prefix, prefix, plen);
@@ -208,7 +224,7 @@ void store_iter_init(struct store_iter *it, struct store *s, const struct store_
 
 bool store_iter_valid(struct store_iter *it)
 {
-	if (!rocksdb_iter_valid(it->it))
+	if (it->failed || !rocksdb_iter_valid(it->it))
 		return false;
 	size_t kl;
 	const char *k = rocksdb_iter_key(it->it, &kl);
@@ -230,16 +246,20 @@ const char *store_iter_value(struct store_iter *it, size_t *len)
 	return rocksdb_iter_value(it->it, len);
 }
 
-void store_iter_close(struct store_iter *it)
+int store_iter_close(struct store_iter *it)
 {
 	char *rerr = NULL;
+	int rv = 0;
 	rocksdb_iter_get_error(it->it, &rerr);
-	if (rerr != NULL) {
-		log_error("RocksDB iteration failed", "error=\"%s\"", rerr);
+	if (rerr != NULL || it->failed) {
+		log_error("RocksDB iteration failed", "error=\"%s\"",
+		          rerr != NULL ? rerr : "injected fault");
 		rocksdb_free(rerr);
+		rv = -1;
 	}
 	rocksdb_iter_destroy(it->it);
 	if (it->ropts != NULL)
 		rocksdb_readoptions_destroy(it->ropts);
 	free(it->prefix);
+	return rv;
 }

@@ -40,6 +40,17 @@ bool text_valid_utf8(const char *s, size_t len)
 	return true;
 }
 
+size_t text_utf8_char_len(const char *s, size_t len)
+{
+	unsigned char c = len > 0 ? (unsigned char)s[0] : 0;
+	size_t n = c < 0x80             ? 1
+	           : (c & 0xe0) == 0xc0 ? 2
+	           : (c & 0xf0) == 0xe0 ? 3
+	           : (c & 0xf8) == 0xf0 ? 4
+	                                : 0;
+	return len > 0 && n > 0 && n <= len && text_valid_utf8(s, n) ? n : 0;
+}
+
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 void text_base64_encode(const void *data, size_t len, struct buf *out)

@@ -10,6 +10,9 @@
 #include "util/buf.h"
 
 bool text_valid_utf8(const char *s, size_t len);
+/* The length of the valid UTF-8 character s starts with (1-4, within len), 0 when it does not
+ * start with one: for code that copies text character by character and replaces what is not. */
+size_t text_utf8_char_len(const char *s, size_t len);
 void text_base64_encode(const void *data, size_t len, struct buf *out);
 /* -1 on any invalid character or length. */
 int text_base64_decode(const char *s, size_t len, struct buf *out);

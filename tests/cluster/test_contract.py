@@ -339,6 +339,30 @@ def exercise_domain(rec, ld, f):
         rec.send(n, "DELETE", "/v1/workloads/default/contract", big(MAX_BODY + 1), expect=413)
     rec.send(ld, "PUT", "/v1/workloads/default/contract-2", dict(WORKLOAD, name="contract-2"), expect=201)
     rec.send(f, "DELETE", "/v1/workloads/default/contract-2", expect=200)
+    # Keyed domain writes: a retry is answered from the record (also once the workload is
+    # gone), the key on another request is a 409.
+    for i, n in enumerate((ld, f)):
+        key = {"Idempotency-Key": "contract-domain-%d" % i}
+        name = "contract-idem-%d" % i
+        path = "/v1/workloads/default/" + name
+        w = dict(WORKLOAD, name=name)
+        first = rec.send(n, "POST", "/v1/workloads", w, headers=key, expect=201)
+        again = rec.send(n, "POST", "/v1/workloads", w, headers=key, expect=201)
+        assert again.headers.get("x-cloudless-idempotent-replay") == "true", again.headers
+        assert again.headers["x-cloudless-index"] == first.headers["x-cloudless-index"]
+        rec.send(n, "POST", "/v1/workloads", dict(w, replicas=2), headers=key, expect=409)
+        rec.send(n, "POST", path + "/scale", {"replicas": 0}, headers=key, expect=409)
+        rec.send(ld, "DELETE", path, expect=200)
+        gone = rec.send(n, "POST", "/v1/workloads", w, headers=key, expect=201)
+        assert json.loads(gone.body) == {"key": "default/" + name, "exists": False,
+                                         "index": int(first.headers["x-cloudless-index"])}, gone
+        for method, p, body in (("POST", "/v1/agents", AGENT),
+                                ("POST", "/v1/agents/contract-agent/cordon", None),
+                                ("POST", "/v1/agents/contract-agent/uncordon", None),
+                                ("POST", "/v1/agents/contract-agent/drain", None),
+                                ("PUT", path, w), ("DELETE", path, None),
+                                ("DELETE", "/v1/agents/contract-agent", None)):
+            rec.send(n, method, p, body, headers=key, expect=409)
     for method, path in (("PUT", "/v1/agents"), ("PATCH", "/v1/agents/x"), ("GET", "/v1/agents/x/heartbeat"),
                          ("DELETE", "/v1/workloads"), ("POST", "/v1/workloads/default/x"),
                          ("GET", "/v1/workloads/default/x/scale"), ("POST", "/v1/replicas")):

@@ -40,7 +40,14 @@ def test_ha_script_local_mode(make):
                    BASE_PORT=str(free_block(12)))
         p = subprocess.run(["bash", SCRIPT], env=env, capture_output=True, text=True,
                            timeout=scaled(120))
-        assert p.returncode == 0, p.stdout + p.stderr
+        if p.returncode != 0:
+            logs = ""
+            for name in sorted(os.listdir(data)):
+                if name.endswith(".log"):
+                    with open(os.path.join(data, name), errors="replace") as f:
+                        logs += "--- %s (last 40 lines)\n%s" % (
+                            name, "".join(f.readlines()[-40:]))
+            raise AssertionError(p.stdout + p.stderr + logs)
         assert "PASS: one leader, failover and rejoin work" in p.stdout, p.stdout
         assert "PASS: agents enrolled and heartbeating through the failover, replicas running" \
             in p.stdout, p.stdout

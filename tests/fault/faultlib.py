@@ -324,6 +324,27 @@ class Node:
                 self.proc.wait(timeout=10)
             self.reap()
 
+    def terminate(self, timeout=30):
+        """SIGTERM (a graceful stop: a leader hands leadership over first) and wait."""
+        if self.proc is not None:
+            self.expect_exit = True
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGCONT)
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=scaled(timeout))
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+            self.reap()
+
+    def set_flag(self, name, value):
+        """Changes (or adds) one flag of the command line the next restart() uses."""
+        if name in self.args:
+            self.args[self.args.index(name) + 1] = str(value)
+        else:
+            self.args += [name, str(value)]
+
     def pause(self):
         if self.alive():
             self.proc.send_signal(signal.SIGSTOP)
@@ -527,6 +548,32 @@ class History:
         with self.lock, open(path, "w") as f:
             for e in self.events:
                 f.write(json.dumps(e, sort_keys=True) + "\n")
+
+
+def recorded_call(history, process, node, f, key, value, method, path, body=None, headers=None,
+                  timeout=5.0, as_f=None):
+    """One client operation as history events: `invoke`, the request to `node`, then `ok`,
+    `fail` or `info` (see classify). f is what the history records, as_f (default f) how the
+    response is classified. Returns (type, response or None, value as recorded): a read
+    records the value it read (None when absent), a delete whether the key existed."""
+    e = history.add(type="invoke", process=process, f=f, key=key, value=value,
+                    node=node.node_id)
+    if headers and "Idempotency-Key" in headers:
+        e["idempotency_key"] = headers["Idempotency-Key"]
+    try:
+        r = http_call(node.http_addr, method, path, body, headers, timeout=timeout)
+        typ, why = classify(as_f or f, resp=r)
+    except SendError as err:
+        r, (typ, why) = None, classify(as_f or f, err=err)
+    out = value
+    if typ == "ok" and f == "read":
+        out = b64value(r.json()) if r.status == 200 else None
+    elif typ == "ok" and f == "delete":
+        out = r.status == 200
+    e = history.add(type=typ, process=process, f=f, key=key, value=out, node=node.node_id)
+    if why:
+        e["error"] = why
+    return typ, r, out
 
 
 def classify(f, resp=None, err=None):

@@ -15,7 +15,7 @@ more nemeses inject faults, heals everything, and then checks:
   * the cluster serves writes again after healing.
 
 Usage:
-  jepsen.py                         the short profile: every nemesis at least once (~4 min)
+  jepsen.py                         the short profile: every nemesis at least once (~5 min)
   jepsen.py --rounds 40             the long profile: 40 rounds cycling through every scenario
                                     with longer fault windows
   jepsen.py --seed 1234             replay a run's schedule (the seed is printed at the start)
@@ -43,7 +43,8 @@ import traceback
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import checker  # noqa: E402
 from faultlib import (BIN, SCALE, Cluster, History, Monitor, Net, NetNS, SendError,  # noqa: E402
-                      b64value, classify, http_call, kv_path, log, run_cmd, scaled, wait_for)
+                      b64value, classify, http_call, kv_path, log, recorded_call, run_cmd,
+                      scaled, wait_for)
 
 KEYS = ["k0", "k1", "k2", "k3"]
 
@@ -67,24 +68,8 @@ class Client(threading.Thread):
         is classified."""
         ctx = self.ctx
         nd = self.rng.choice(ctx.cluster.nodes)
-        e = ctx.history.add(type="invoke", process=self.pid, f=f, key=key, value=value,
-                            node=nd.node_id)
-        if headers and "Idempotency-Key" in headers:
-            e["idempotency_key"] = headers["Idempotency-Key"]
-        try:
-            r = http_call(nd.http_addr, method, path, body, headers, timeout=ctx.sock_timeout)
-            typ, why = classify(as_f or f, resp=r)
-        except SendError as e:
-            r = None
-            typ, why = classify(as_f or f, err=e)
-        out = value
-        if typ == "ok" and f == "read":
-            out = b64value(r.json()) if r.status == 200 else None
-        elif typ == "ok" and f == "delete":
-            out = r.status == 200
-        e = ctx.history.add(type=typ, process=self.pid, f=f, key=key, value=out, node=nd.node_id)
-        if why:
-            e["error"] = why
+        typ, r, out = recorded_call(ctx.history, self.pid, nd, f, key, value, method, path, body,
+                                    headers, timeout=ctx.sock_timeout, as_f=as_f)
         ctx.count_status(as_f or f, r.status if r is not None else ("sent-error" if typ == "info" else "connect-error"))
         if typ == "fail" and r is None:
             time.sleep(0.02)  # a dead node: do not spin on it
@@ -104,7 +89,14 @@ class Client(threading.Thread):
     def write(self, key):
         v = self._value()
         headers = {}
-        if self.rng.random() < 0.3:
+        pool = self.ctx.scenario.idem_pool
+        if pool and self.rng.random() < 0.4:
+            # A key from a small shared pool: reused for other requests all the time, so
+            # whether the leader refuses (409, the record is alive), or applies (it expired
+            # or was pruned) depends on the idempotency limits in force - which must be the
+            # same on every replica.
+            headers["Idempotency-Key"] = "pool-%d-%d" % (self.ctx.rno, self.rng.randrange(pool))
+        elif self.rng.random() < 0.3:
             headers["Idempotency-Key"] = "r%d-%s" % (self.ctx.rno, v)
         self._call("write", key, v, "PUT", kv_path(key, "?timeout=%dms" % self.ctx.req_timeout_ms),
                    v, headers)
@@ -475,6 +467,37 @@ def nem_kill_all(ctx, rng):
             lk.release()
 
 
+IDEM_TTLS = (1, 2, 3, 86400)
+IDEM_MAXES = (3, 20, 100000)
+
+
+def nem_restart_idem_ttl(ctx, rng):
+    """Restart a node (the leader half the time) with another --idempotency-ttl and
+    --idempotency-max, gracefully or with SIGKILL. Expiry and pruning of idempotency records
+    follow the limits of the leader that proposed each entry, which travel in the entry: nodes
+    with different flags, and a node replaying its log tail under new flags, must still end
+    with equal states (the digest check) and serve the same values (the stale-read check)."""
+    ld = pick_leader(ctx)
+    nd = ld if ld is not None and rng.random() < 0.5 else rng.choice(ctx.cluster.nodes)
+    ttl, cap = rng.choice(IDEM_TTLS), rng.choice(IDEM_MAXES)
+    graceful = rng.random() < 0.5
+
+    def go():
+        if graceful:
+            nd.terminate()
+        else:
+            nd.kill()
+        nd.set_flag("--idempotency-ttl", ttl)
+        nd.set_flag("--idempotency-max", cap)
+        ctx.fault("restart-idem-ttl", "%s %s%s, restarted with --idempotency-ttl %d "
+                  "--idempotency-max %d" % ("SIGTERM" if graceful else "SIGKILL", nd,
+                                            " (leader)" if nd is ld else "", ttl, cap))
+        time.sleep(rng.uniform(0.1, 1.0))
+        nd.restart()
+        ctx.fault("restart", "%s" % nd)
+    locked(ctx, nd, go)
+
+
 def nem_disk_full(ctx, rng):
     from diskfull import nemesis  # noqa: E402 (only this scenario needs it)
     nemesis(ctx, rng)
@@ -494,13 +517,15 @@ NEMESES = {
     "kill-install": nem_kill_install,
     "kill-all": nem_kill_all,
     "disk-full": nem_disk_full,
+    "restart-idem-ttl": nem_restart_idem_ttl,
 }
 PARTITIONS = {"partition-leader", "partition-halves", "partition-ring"}
 
 
 class Scenario:
     def __init__(self, name, nodes, groups, snapshot=None, bulk=0, clients=8, think=0.01,
-                 tmpfs_mb=0, gap=(0.5, 1.5), window=14.0, mix=None, expect=False):
+                 tmpfs_mb=0, gap=(0.5, 1.5), window=14.0, mix=None, idem_pool=0,
+                 expect=False):
         self.name = name
         self.expect = expect  # every node started with --join <all> --bootstrap-expect N
         self.nodes = nodes
@@ -513,6 +538,7 @@ class Scenario:
         self.gap = gap
         self.window = window
         self.mix = mix  # cumulative read / write / cas thresholds (the rest: conditional deletes)
+        self.idem_pool = idem_pool  # writes share this many Idempotency-Keys (0: all unique)
 
     def needs_net(self):
         return any(n in PARTITIONS for g in self.groups for n in g)
@@ -544,6 +570,10 @@ SCENARIOS = [
     # forwarded CAS in flight, so some are committed without an answer and get re-sent.
     Scenario("cas-retry", 3, [["kill-leader", "pause-leader"]], clients=10, think=0,
              mix=(0.05, 0.1, 0.95), gap=(0.3, 0.8), window=16),
+    # Nodes restarted with other idempotency limits while clients reuse a few keys: records
+    # expire and are pruned under 1-3 s TTLs and small caps on some leaders, a day on others.
+    Scenario("idempotency-ttl", 3, [["restart-idem-ttl"]], idem_pool=6, gap=(0.8, 2.0),
+             window=18),
     Scenario("mixed-5", 5, [["partition-halves", "partition-ring", "partition-leader"],
                             ["kill-leader", "pause-random", "kill-random", "pause-leader"]],
              snapshot=(256, 64), window=24),

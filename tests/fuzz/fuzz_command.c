@@ -15,6 +15,7 @@
 #include "fsm/fsm.h"
 #include "fuzz_common.h"
 #include "log/log.h"
+#include "util/text.h"
 
 static struct fsm fsm;
 static char dir[4096];
@@ -31,8 +32,8 @@ static void setup(void)
 	char err[256];
 	fuzz_log_setup();
 	snprintf(dir, sizeof dir, "%s", fuzz_tmpdir("fuzz-command"));
-	/* A small idempotency window and cap so pruning runs often. */
-	if (fsm_init(&fsm, dir, 60, 16, err, sizeof err) != 0) {
+	/* The idempotency window and cap come from each entry (fuzzed like the rest). */
+	if (fsm_init(&fsm, dir, err, sizeof err) != 0) {
 		fprintf(stderr, "fsm_init: %s\n", err);
 		abort();
 	}
@@ -57,6 +58,14 @@ static void check_effect(const struct command *c, uint64_t index, void *result)
 	unsigned code = fsm_result_code(result);
 	if (fsm_result_replayed(result))
 		return;
+	if (c->type == COMMAND_DOMAIN) {
+		/* Any JSON op: refused (bad, stale, absent) or applied; the mirror and the store
+		 * must still agree, which a rebuild from the store checks. */
+		FUZZ_ASSERT(code != FSM_SKIPPED, "unexpected result code %u for a domain op", code);
+		FUZZ_ASSERT(code != FSM_RESENT_UNKNOWN || (c->idem_internal && c->resent),
+		            "unknown outcome for a first attempt of a domain op");
+		return;
+	}
 	struct fsm_kv kv = {0};
 	switch (code) {
 	case FSM_OK_CREATED:
@@ -81,9 +90,20 @@ static void check_effect(const struct command *c, uint64_t index, void *result)
 	case FSM_IDEM_MISMATCH:
 	case FSM_MEMBER_OK:
 		break;
+	case FSM_BAD_COMMAND: /* only a member record that JSON cannot hold */
+		FUZZ_ASSERT((c->type == COMMAND_MEMBER_SET || c->type == COMMAND_MEMBER_PUT) &&
+		                (!text_valid_utf8(c->node_id.p, c->node_id.len) ||
+		                 !text_valid_utf8(c->raft_addr.p, c->raft_addr.len) ||
+		                 !text_valid_utf8(c->http_addr.p, c->http_addr.len) ||
+		                 !text_valid_utf8(c->incarnation.p, c->incarnation.len)),
+		            "bad command %u for a decodable command", c->type);
+		break;
+	case FSM_RESENT_UNKNOWN:
+		FUZZ_ASSERT(c->idem_internal && c->resent, "unknown outcome for a first attempt");
+		break;
 	case FSM_CONFLICT: /* a second, different cluster id */
 		FUZZ_ASSERT(c->type == COMMAND_CLUSTER_SET,
-		            "conflict for a non-cluster-id command");
+		            "conflict for a command that cannot conflict");
 		break;
 	default:
 		FUZZ_ASSERT(0, "unexpected result code %u for a decodable command", code);

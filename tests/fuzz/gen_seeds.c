@@ -3,9 +3,11 @@
  *   build-fuzz/tests/fuzz/gen_seeds tests/fuzz/corpus
  *
  * Commands are produced by command_encode (one of every type, with and without the optional
- * parts, padded as node_propose pads them); snapshot images by fsm_snapshot_write from a real
+ * parts, padded as node_propose pads them, in the current format and as version 1 entries
+ * written before it); snapshot images by fsm_snapshot_write from a real
  * fsm after applying some of those commands. The checked-in seeds came from this program;
- * rerun it after a format change. */
+ * rerun it after a format change. The old-v1-* seeds are what it wrote before command version
+ * 2 (entries and images as existing logs and snapshots hold them): keep them. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,10 @@ static void write_file(const char *target, const char *name, const void *data, s
 }
 
 #define S(lit) ((struct command_str){lit, sizeof(lit) - 1})
+#define INTERNAL_CREATE                                                                    \
+	.type = COMMAND_KV_PUT, .ts_ms = 1800000000001ULL, .idem_ttl_s = 1, .idem_max = 4, \
+	.key = S("lock2"), .value = S("owner-2"), .has_cas = true, .cas = 0,               \
+	.idem_key = S("-5cQ9g-AbCdEfGhIjKlMnOp-----01"), .idem_internal = true
 
 static const struct {
 	const char *name;
@@ -107,12 +113,59 @@ static const struct {
       .key = S("later"),
       .value = S("v"),
       .idem_key = S("req-9")}},
+    /* a follower's internal key for a forwarded create-only write, under a short TTL, and
+     * the follower's re-send of it */
+    {"put-internal-key", {INTERNAL_CREATE}},
+    {"put-internal-resent", {INTERNAL_CREATE, .resent = true}},
+    /* domain ops (fsm/domain.h): a client's keyed workload write, a forwarded scale with a
+     * follower's internal key, and the leader's own placement */
+    {"domain-workload-put",
+     {.type = COMMAND_DOMAIN,
+      .ts_ms = 1800000000004ULL,
+      .idem_key = S("wl-1"),
+      .value = S("{\"op\":\"workload.put\",\"workload\":{\"command\":[\"/bin/sleep\",\"60\"],"
+                 "\"name\":\"web\",\"namespace\":\"default\",\"replicas\":2,"
+                 "\"resources\":{\"cpu\":100,\"memory_mb\":64}}}")}},
+    {"domain-agent-enroll",
+     {.type = COMMAND_DOMAIN,
+      .ts_ms = 1800000000005ULL,
+      .value = S("{\"agent\":{\"capacity\":{\"cpu\":2000,\"memory_mb\":1024},\"id\":\"a1\","
+                 "\"name\":\"w1\"},\"op\":\"agent.enroll\"}")}},
+    {"domain-scale-internal",
+     {.type = COMMAND_DOMAIN,
+      .ts_ms = 1800000000006ULL,
+      .idem_key = S("-5cQ9g-AbCdEfGhIjKlMnOp-----02"),
+      .idem_internal = true,
+      .resent = true,
+      .value = S("{\"key\":\"default/web\",\"op\":\"workload.scale\",\"replicas\":3}")}},
+    /* version 1 entries (written before the limits were stamped into entries) */
+    {"v1-put-idem",
+     {.version = 1,
+      .type = COMMAND_KV_PUT,
+      .ts_ms = 1800000000002ULL,
+      .key = S("old"),
+      .value = S("format"),
+      .idem_key = S("req-v1")}},
+    {"v1-delete-cas",
+     {.version = 1,
+      .type = COMMAND_KV_DELETE,
+      .ts_ms = 1800000000003ULL,
+      .key = S("old"),
+      .has_cas = true,
+      .cas = 15}},
+    {"v1-member-del", {.version = 1, .type = COMMAND_MEMBER_DEL, .node_id = S("c3")}},
 };
 
-static void encode_padded(const struct command *c, struct buf *b, bool pad)
+static void encode_padded(const struct command *cmd, struct buf *b, bool pad)
 {
+	struct command c = *cmd;
+	/* The leader's default flags, unless the seed says otherwise. */
+	if (c.idem_ttl_s == 0)
+		c.idem_ttl_s = 86400;
+	if (c.idem_max == 0)
+		c.idem_max = 100000;
 	buf_reset(b);
-	command_encode(c, b);
+	command_encode(&c, b);
 	/* node_propose pads entries to 8 bytes with zeros (see docs/architecture.md). */
 	while (pad && b->len % 8 != 0)
 		buf_put_u8(b, 0);
@@ -169,7 +222,7 @@ int main(int argc, char **argv)
 	root = argv[1];
 	fuzz_log_setup();
 	const char *dir = fuzz_tmpdir("gen-seeds");
-	if (fsm_init(&f, dir, 86400, 100000, err, sizeof err) != 0) {
+	if (fsm_init(&f, dir, err, sizeof err) != 0) {
 		fprintf(stderr, "fsm_init: %s\n", err);
 		return 1;
 	}
@@ -196,6 +249,10 @@ int main(int argc, char **argv)
 	static const char *const outside[] = {"k/a", "1", "\xff\xff\xff\xff\xff\xff\xff\xff\x01",
 	                                      "x"};
 	raw_image("regress-key-outside-delete-range", 5000, outside, 2);
+	/* Regression: a domain record that is not JSON used to be installed, and the mirror
+	 * rebuilt from it failed after the store had changed. Restore must refuse the image. */
+	static const char *const bad_domain[] = {"a/k2", "[", "k/a", "1"};
+	raw_image("regress-domain-record-not-json", 5000, bad_domain, 2);
 	static const char *const control[] = {"k/a", "1", "n/x", "{}"};
 	raw_image("image-handmade", 5000, control, 2);
 	buf_close(&b);

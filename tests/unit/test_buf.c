@@ -296,6 +296,18 @@ static void test_utf8(void)
 	CHECK(text_valid_utf8("abc\xff", 3));
 	CHECK(!text_valid_utf8("\xe2\x82\xac", 2));
 	CHECK(text_valid_utf8("\xe2\x82\xac", 0));
+
+	/* One character at a time: its length, or 0 where no valid character starts. */
+	CHECK_EQ_INT(text_utf8_char_len("a\xe2\x82\xac", 4), 1);
+	CHECK_EQ_INT(text_utf8_char_len("\xe2\x82\xac!", 4), 3);
+	CHECK_EQ_INT(text_utf8_char_len("\xc3\xa9", 2), 2);
+	CHECK_EQ_INT(text_utf8_char_len("\xf0\x9f\x98\x80", 4), 4);
+	CHECK_EQ_INT(text_utf8_char_len("\xe2\x82\xac", 2), 0); /* cut by len */
+	CHECK_EQ_INT(text_utf8_char_len("\x82\xac", 2), 0);     /* a continuation byte */
+	CHECK_EQ_INT(text_utf8_char_len("\xc0\xaf", 2), 0);     /* overlong */
+	CHECK_EQ_INT(text_utf8_char_len("\xed\xa0\x80", 3), 0); /* surrogate */
+	CHECK_EQ_INT(text_utf8_char_len("\xff", 1), 0);
+	CHECK_EQ_INT(text_utf8_char_len("x", 0), 0);
 }
 
 static void test_base64(void)

@@ -5,7 +5,10 @@
  * else without reading out of bounds: every prefix of a valid encoding, other versions and
  * types, oversized lengths, non-zero or over-long padding. Each decode below runs on a
  * malloc'd copy of exactly the bytes under test, so ASan flags any overread. The fingerprint
- * decides idempotent replays, so what it must and must not depend on is pinned too. */
+ * decides idempotent replays, so what it must and must not depend on is pinned too. Entries
+ * of version 1 (before the idempotency limits travelled in the entry) stay in existing logs
+ * and snapshots: they must keep decoding, with the fixed default limits, and re-encode to
+ * their own bytes. */
 #include "fsm/command.h"
 
 #include <stdlib.h>
@@ -59,7 +62,9 @@ static bool same_command(const struct command *a, const struct command *b)
 			return false;
 		/* fall through */
 	case COMMAND_KV_DELETE:
-		return a->ts_ms == b->ts_ms && str_eq(a->idem_key, b->idem_key) &&
+		return a->ts_ms == b->ts_ms && a->idem_ttl_s == b->idem_ttl_s &&
+		       a->idem_max == b->idem_max && str_eq(a->idem_key, b->idem_key) &&
+		       a->idem_internal == b->idem_internal && a->resent == b->resent &&
 		       a->has_cas == b->has_cas && a->cas == b->cas && str_eq(a->key, b->key);
 	case COMMAND_MEMBER_SET:
 		return str_eq(a->node_id, b->node_id) && a->raft_id == b->raft_id &&
@@ -73,7 +78,9 @@ static bool same_command(const struct command *a, const struct command *b)
 	case COMMAND_CLUSTER_SET:
 		return str_eq(a->cluster_id, b->cluster_id);
 	case COMMAND_DOMAIN:
-		return a->ts_ms == b->ts_ms && str_eq(a->idem_key, b->idem_key) &&
+		return a->ts_ms == b->ts_ms && a->idem_ttl_s == b->idem_ttl_s &&
+		       a->idem_max == b->idem_max && str_eq(a->idem_key, b->idem_key) &&
+		       a->idem_internal == b->idem_internal && a->resent == b->resent &&
 		       str_eq(a->value, b->value);
 	}
 	return false;
@@ -90,21 +97,29 @@ static struct command sample(int i)
 	case 0: /* plain put */
 		c.type = COMMAND_KV_PUT;
 		c.ts_ms = 1700000000123ULL;
+		c.idem_ttl_s = 86400;
+		c.idem_max = 100000;
 		c.key = S("a/b");
 		c.value = S("hello");
 		break;
 	case 1: /* put with CAS, idempotency key and a binary value with NULs */
 		c.type = COMMAND_KV_PUT;
 		c.ts_ms = UINT64_MAX;
+		c.idem_ttl_s = UINT32_MAX;
+		c.idem_max = UINT32_MAX;
 		c.idem_key = S("req-1");
 		c.has_cas = true;
 		c.cas = 0x0102030405060708ULL;
 		c.key = SN("k\0ey", 4);
 		c.value = SN(BIN_VALUE, BIN_VALUE_LEN);
 		break;
-	case 2: /* create-only put (cas 0) with an empty value */
+	case 2: /* create-only put (cas 0) with an empty value and an internal key */
 		c.type = COMMAND_KV_PUT;
 		c.ts_ms = 5;
+		c.idem_ttl_s = 1;
+		c.idem_max = 1;
+		c.idem_key = S("0123456789abcdef0123456789abcdef.7");
+		c.idem_internal = true;
 		c.has_cas = true;
 		c.cas = 0;
 		c.key = S("x");
@@ -113,11 +128,15 @@ static struct command sample(int i)
 	case 3: /* delete */
 		c.type = COMMAND_KV_DELETE;
 		c.ts_ms = 9;
+		c.idem_ttl_s = 60;
+		c.idem_max = 3;
 		c.key = S("gone");
 		break;
 	case 4: /* delete with CAS and idempotency key */
 		c.type = COMMAND_KV_DELETE;
 		c.ts_ms = 10;
+		c.idem_ttl_s = 2;
+		c.idem_max = 5;
 		c.idem_key = S("del-7");
 		c.has_cas = true;
 		c.cas = 77;
@@ -148,6 +167,8 @@ static struct command sample(int i)
 		memset(idem, 'i', sizeof idem);
 		c.type = COMMAND_KV_PUT;
 		c.ts_ms = 1;
+		c.idem_ttl_s = 7;
+		c.idem_max = 8;
 		c.idem_key = SN(idem, sizeof idem);
 		c.key = SN(key, sizeof key);
 		c.value = S("v");
@@ -165,7 +186,46 @@ static struct command sample(int i)
 		c.http_addr = SN(addr, sizeof addr);
 		break;
 	}
-	case 10: /* member record with its data dir's incarnation */
+	case 10: /* a version 1 put with CAS and idempotency key, as older logs hold it */
+		c.version = 1;
+		c.type = COMMAND_KV_PUT;
+		c.ts_ms = 1700000000999ULL;
+		c.idem_ttl_s = COMMAND_V1_IDEM_TTL_S; /* what decoding a version 1 entry gives */
+		c.idem_max = COMMAND_V1_IDEM_MAX;
+		c.idem_key = S("old-req");
+		c.has_cas = true;
+		c.cas = 12;
+		c.key = S("old/key");
+		c.value = S("old value");
+		break;
+	case 11: /* a version 1 delete */
+		c.version = 1;
+		c.type = COMMAND_KV_DELETE;
+		c.ts_ms = 3;
+		c.idem_ttl_s = COMMAND_V1_IDEM_TTL_S;
+		c.idem_max = COMMAND_V1_IDEM_MAX;
+		c.key = S("gone");
+		break;
+	case 13: /* a follower's re-send of a forwarded delete */
+		c.type = COMMAND_KV_DELETE;
+		c.ts_ms = 11;
+		c.idem_ttl_s = 60;
+		c.idem_max = 100;
+		c.idem_key =
+		    S("0000018bcfe56800.0123456789abcdef0123456789abcdef.000000000000002a");
+		c.idem_internal = true;
+		c.resent = true;
+		c.key = S("gone");
+		break;
+	case 12: /* a version 1 member change */
+		c.version = 1;
+		c.type = COMMAND_MEMBER_SET;
+		c.node_id = S("node-9");
+		c.raft_id = 9;
+		c.raft_addr = S("10.0.0.9:7000");
+		c.http_addr = S("10.0.0.9:8080");
+		break;
+	case 14: /* member record with its data dir's incarnation */
 		c.type = COMMAND_MEMBER_PUT;
 		c.node_id = S("node-2");
 		c.raft_id = 42;
@@ -173,7 +233,7 @@ static struct command sample(int i)
 		c.http_addr = S("10.0.0.2:8080");
 		c.incarnation = S("0123456789abcdef0123456789abcdef");
 		break;
-	case 11: /* ... and one from a node that did not send its incarnation */
+	case 15: /* ... and one from a node that did not send its incarnation */
 		c.type = COMMAND_MEMBER_PUT;
 		c.node_id = S("n3");
 		c.raft_id = 3;
@@ -181,20 +241,22 @@ static struct command sample(int i)
 		c.http_addr = S("h:1");
 		c.incarnation = S("");
 		break;
-	case 12:
+	case 16:
 		c.type = COMMAND_CLUSTER_SET;
 		c.cluster_id = S("fedcba9876543210fedcba9876543210");
 		break;
-	case 13: /* a domain op with an idempotency key */
+	case 17: /* a domain op with an idempotency key */
 		c.type = COMMAND_DOMAIN;
 		c.ts_ms = 1700000000999ULL;
+		c.idem_ttl_s = 600;
+		c.idem_max = 1000;
 		c.idem_key = S("wl-1");
 		c.value = S("{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":3}");
 		break;
 	}
 	return c;
 }
-#define N_SAMPLES 14
+#define N_SAMPLES 18
 
 static void test_round_trip(void)
 {
@@ -205,13 +267,20 @@ static void test_round_trip(void)
 		buf_init(&b);
 		command_encode(&in, &b);
 		CHECK(b.len >= 2);
-		CHECK_EQ_INT((uint8_t)b.data[0], COMMAND_VERSION);
+		CHECK_EQ_INT((uint8_t)b.data[0], in.version ? in.version : COMMAND_VERSION);
 		CHECK_EQ_INT((uint8_t)b.data[1], in.type);
 		int rv = decode_copy(&out, b.data, b.len, &copy);
 		if (rv != 0 || !same_command(&in, &out))
 			fprintf(stderr, "round trip of sample %d failed\n", i);
 		CHECK_EQ_INT(rv, 0);
 		CHECK(same_command(&in, &out));
+		CHECK_EQ_INT(out.version, in.version ? in.version : COMMAND_VERSION);
+		/* Canonical: the decoded command encodes to the same bytes, version included. */
+		struct buf again;
+		buf_init(&again);
+		command_encode(&out, &again);
+		CHECK(again.len == b.len && memcmp(again.data, b.data, b.len) == 0);
+		buf_close(&again);
 		/* Decoded strings point into the input, not at the caller's originals. */
 		if (rv == 0 && out.type <= COMMAND_KV_DELETE)
 			CHECK(out.key.p >= (char *)copy && out.key.p < (char *)copy + b.len);
@@ -224,7 +293,10 @@ static void test_round_trip(void)
 	memset(&c, 0, sizeof c);
 	c.type = COMMAND_KV_PUT;
 	c.ts_ms = 0x0102;
+	c.idem_ttl_s = 0x0304;
+	c.idem_max = 0x05060708;
 	c.idem_key = S("i");
+	c.idem_internal = true;
 	c.has_cas = true;
 	c.cas = 3;
 	c.key = S("k");
@@ -232,10 +304,68 @@ static void test_round_trip(void)
 	struct buf b;
 	buf_init(&b);
 	command_encode(&c, &b);
-	static const uint8_t want[] = {1, 1, 0, 0, 0, 0, 0, 0, 1, 2, 0,   0, 0, 1, 'i', 1,   0,  0,
-	                               0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 'k', 0, 0, 0, 2,   'v', 'v'};
+	static const uint8_t want[] = {2, 1, 0, 0, 0, 0, 0,   0,   1, 2, 0, 0,   3,  4, 5,
+	                               6, 7, 8, 0, 0, 0, 1,   'i', 3, 0, 0, 0,   0,  0, 0,
+	                               0, 3, 0, 0, 0, 1, 'k', 0,   0, 0, 2, 'v', 'v'};
 	CHECK_EQ_INT(b.len, sizeof want);
 	CHECK(b.len == sizeof want && memcmp(b.data, want, sizeof want) == 0);
+	buf_close(&b);
+}
+
+/* Version 1, byte for byte as older nodes wrote it (the layout before the limits): it still
+ * decodes, with the fixed default limits whatever the flags, and no internal key. */
+static void test_version1(void)
+{
+	static const uint8_t v1[] = {1, 1, 0, 0, 0, 0, 0, 0, 1, 2, 0,   0, 0, 1, 'i', 1,   0,  0,
+	                             0, 0, 0, 0, 0, 3, 0, 0, 0, 1, 'k', 0, 0, 0, 2,   'v', 'v'};
+	struct command c;
+	void *copy;
+	CHECK_EQ_INT(decode_copy(&c, v1, sizeof v1, &copy), 0);
+	CHECK_EQ_INT(c.version, 1);
+	CHECK_EQ_INT(c.type, COMMAND_KV_PUT);
+	CHECK_EQ_INT(c.ts_ms, 0x0102);
+	CHECK_EQ_INT(c.idem_ttl_s, COMMAND_V1_IDEM_TTL_S);
+	CHECK_EQ_INT(c.idem_ttl_s, 86400);
+	CHECK_EQ_INT(c.idem_max, COMMAND_V1_IDEM_MAX);
+	CHECK_EQ_INT(c.idem_max, 100000);
+	CHECK(str_eq(c.idem_key, S("i")));
+	CHECK(!c.idem_internal);
+	CHECK(c.has_cas);
+	CHECK_EQ_INT(c.cas, 3);
+	CHECK(str_eq(c.key, S("k")));
+	CHECK(str_eq(c.value, S("vv")));
+	struct buf b;
+	buf_init(&b);
+	command_encode(&c, &b);
+	CHECK(b.len == sizeof v1 && memcmp(b.data, v1, sizeof v1) == 0);
+	free(copy);
+	/* Every prefix is refused, padding is accepted as in version 2. */
+	for (size_t len = 0; len < sizeof v1; len++)
+		CHECK_EQ_INT(decode_n(v1, len), -1);
+	buf_append(&b, "\0\0\0\0\0", 5);
+	CHECK_EQ_INT(decode_n(b.data, b.len), 0);
+	/* Version 1 has no internal keys: its flag byte is has_cas, 0 or 1. */
+	memcpy(b.data, v1, sizeof v1);
+	b.data[15] = 2;
+	CHECK_EQ_INT(decode_n(b.data, sizeof v1), -1);
+	b.data[15] = 3;
+	CHECK_EQ_INT(decode_n(b.data, sizeof v1), -1);
+	/* A version 1 delete and member commands, as older nodes wrote them. */
+	static const uint8_t v1del[] = {1, 2,                    /* version, type */
+	                                0, 0, 0, 0, 0,  0, 0, 9, /* ts_ms */
+	                                0, 0, 0, 0,              /* idem_key: none */
+	                                0,                       /* has_cas */
+	                                0, 0, 0, 0, 0,  0, 0, 0, /* cas */
+	                                0, 0, 0, 1, 'g'};        /* key */
+	CHECK_EQ_INT(decode_copy(&c, v1del, sizeof v1del, &copy), 0);
+	CHECK(c.version == 1 && c.type == COMMAND_KV_DELETE && c.ts_ms == 9 && !c.has_cas);
+	CHECK(c.idem_ttl_s == COMMAND_V1_IDEM_TTL_S && c.idem_max == COMMAND_V1_IDEM_MAX);
+	CHECK(str_eq(c.key, S("g")) && c.idem_key.len == 0);
+	free(copy);
+	static const uint8_t v1mdel[] = {1, 4, 0, 0, 0, 2, 'n', '1'};
+	CHECK_EQ_INT(decode_copy(&c, v1mdel, sizeof v1mdel, &copy), 0);
+	CHECK(c.version == 1 && c.type == COMMAND_MEMBER_DEL && str_eq(c.node_id, S("n1")));
+	free(copy);
 	buf_close(&b);
 }
 
@@ -303,7 +433,7 @@ static void test_bad_header(void)
 	buf_init(&b);
 	command_encode(&in, &b);
 	for (int v = 0; v < 256; v++) {
-		if (v == COMMAND_VERSION)
+		if (v == COMMAND_VERSION || v == 1) /* version 1: test_version1 */
 			continue;
 		b.data[0] = (char)v;
 		CHECK_EQ_INT(decode_n(b.data, b.len), -1);
@@ -333,20 +463,46 @@ static void put_str(struct buf *b, const char *p, size_t n)
 	buf_append(b, p, n);
 }
 
-static void build_kv(struct buf *b, uint8_t type, size_t idem_len, uint8_t has_cas, size_t key_len)
+/* A kv command of `version` (version 2: with the given limits). */
+struct kv_shape {
+	uint8_t version;
+	uint32_t ttl_s, max;
+	const char *idem; /* idem_len bytes of it; NULL: 'x's */
+	size_t idem_len;
+	uint8_t flags; /* version 1: has_cas */
+	size_t key_len;
+};
+
+static void build_kv_shape(struct buf *b, uint8_t type, struct kv_shape k)
 {
 	static char big[COMMAND_MAX_KEY + 2];
 	memset(big, 'x', sizeof big);
 	buf_reset(b);
-	buf_put_u8(b, COMMAND_VERSION);
+	buf_put_u8(b, k.version);
 	buf_put_u8(b, type);
 	buf_put_u64(b, 1);
-	put_str(b, big, idem_len);
-	buf_put_u8(b, has_cas);
+	if (k.version == 2) {
+		buf_put_u32(b, k.ttl_s);
+		buf_put_u32(b, k.max);
+	}
+	put_str(b, k.idem ? k.idem : big, k.idem_len);
+	buf_put_u8(b, k.flags);
 	buf_put_u64(b, 0);
-	put_str(b, big, key_len);
+	put_str(b, big, k.key_len);
 	if (type == COMMAND_KV_PUT)
 		put_str(b, "v", 1);
+}
+
+static void build_kv(struct buf *b, uint8_t version, uint8_t type, size_t idem_len, uint8_t flags,
+                     size_t key_len)
+{
+	build_kv_shape(b, type,
+	               (struct kv_shape){.version = version,
+	                                 .ttl_s = 60,
+	                                 .max = 10,
+	                                 .idem_len = idem_len,
+	                                 .flags = flags,
+	                                 .key_len = key_len});
 }
 
 static void build_member(struct buf *b, size_t id_len, uint64_t raft_id, size_t addr_len)
@@ -366,20 +522,79 @@ static void test_limits(void)
 {
 	struct buf b;
 	buf_init(&b);
-	for (int type = COMMAND_KV_PUT; type <= COMMAND_KV_DELETE; type++) {
-		build_kv(&b, (uint8_t)type, 0, 0, 1);
-		CHECK_EQ_INT(decode_n(b.data, b.len), 0); /* the baseline is valid */
-		build_kv(&b, (uint8_t)type, COMMAND_MAX_IDEM, 1, COMMAND_MAX_KEY);
+	for (uint8_t v = 1; v <= 2; v++) {
+		for (uint8_t type = COMMAND_KV_PUT; type <= COMMAND_KV_DELETE; type++) {
+			build_kv(&b, v, type, 0, 0, 1);
+			CHECK_EQ_INT(decode_n(b.data, b.len), 0); /* the baseline is valid */
+			build_kv(&b, v, type, COMMAND_MAX_IDEM, 1, COMMAND_MAX_KEY);
+			CHECK_EQ_INT(decode_n(b.data, b.len), 0);
+			build_kv(&b, v, type, COMMAND_MAX_IDEM + 1, 0, 1);
+			CHECK_EQ_INT(decode_n(b.data, b.len), -1);
+			build_kv(&b, v, type, 0, 0, COMMAND_MAX_KEY + 1);
+			CHECK_EQ_INT(decode_n(b.data, b.len), -1);
+			build_kv(&b, v, type, 0, 0, 0); /* empty key */
+			CHECK_EQ_INT(decode_n(b.data, b.len), -1);
+			build_kv(&b, v, type, 0, 8, 1); /* no such flag */
+			CHECK_EQ_INT(decode_n(b.data, b.len), -1);
+			build_kv(&b, v, type, 0, 0xff, 1);
+			CHECK_EQ_INT(decode_n(b.data, b.len), -1);
+			/* An idempotency key is visible ASCII (the fsm relies on it, fsm.c). */
+			static const char *const bad_keys[] = {"a b",   "a\x01",   "\x01internal",
+			                                       "tab\t", "del\x7f", "\xc3\xa9"};
+			for (size_t i = 0; i < sizeof bad_keys / sizeof bad_keys[0]; i++) {
+				build_kv_shape(&b, type,
+				               (struct kv_shape){.version = v,
+				                                 .ttl_s = 60,
+				                                 .max = 10,
+				                                 .idem = bad_keys[i],
+				                                 .idem_len = strlen(bad_keys[i]),
+				                                 .key_len = 1});
+				CHECK_EQ_INT(decode_n(b.data, b.len), -1);
+			}
+			build_kv_shape(&b, type,
+			               (struct kv_shape){.version = v,
+			                                 .ttl_s = 60,
+			                                 .max = 10,
+			                                 .idem = "!~",
+			                                 .idem_len = 2,
+			                                 .key_len = 1});
+			CHECK_EQ_INT(decode_n(b.data, b.len), 0);
+		}
+	}
+	/* Version 2 only: limits of at least 1, and an internal key is a key. */
+	for (uint8_t type = COMMAND_KV_PUT; type <= COMMAND_KV_DELETE; type++) {
+		struct kv_shape k = {.version = 2, .ttl_s = 1, .max = 1, .key_len = 1};
+		build_kv_shape(&b, type, k);
 		CHECK_EQ_INT(decode_n(b.data, b.len), 0);
-		build_kv(&b, (uint8_t)type, COMMAND_MAX_IDEM + 1, 0, 1);
+		k.ttl_s = 0;
+		build_kv_shape(&b, type, k);
 		CHECK_EQ_INT(decode_n(b.data, b.len), -1);
-		build_kv(&b, (uint8_t)type, 0, 0, COMMAND_MAX_KEY + 1);
+		k.ttl_s = 1;
+		k.max = 0;
+		build_kv_shape(&b, type, k);
 		CHECK_EQ_INT(decode_n(b.data, b.len), -1);
-		build_kv(&b, (uint8_t)type, 0, 0, 0); /* empty key */
+		k.max = 1;
+		k.flags = 2; /* internal, but no key */
+		build_kv_shape(&b, type, k);
 		CHECK_EQ_INT(decode_n(b.data, b.len), -1);
-		build_kv(&b, (uint8_t)type, 0, 2, 1); /* has_cas must be 0 or 1 */
+		k.idem = "abc.1";
+		k.idem_len = 5;
+		build_kv_shape(&b, type, k);
+		CHECK_EQ_INT(decode_n(b.data, b.len), 0);
+		k.flags = 3; /* internal key and CAS */
+		build_kv_shape(&b, type, k);
+		CHECK_EQ_INT(decode_n(b.data, b.len), 0);
+		k.flags = 6; /* a re-sent internal key */
+		build_kv_shape(&b, type, k);
+		CHECK_EQ_INT(decode_n(b.data, b.len), 0);
+		k.flags = 7;
+		build_kv_shape(&b, type, k);
+		CHECK_EQ_INT(decode_n(b.data, b.len), 0);
+		k.flags = 4; /* re-sent means nothing without an internal key */
+		build_kv_shape(&b, type, k);
 		CHECK_EQ_INT(decode_n(b.data, b.len), -1);
-		build_kv(&b, (uint8_t)type, 0, 0xff, 1);
+		k.flags = 5;
+		build_kv_shape(&b, type, k);
 		CHECK_EQ_INT(decode_n(b.data, b.len), -1);
 	}
 
@@ -421,6 +636,8 @@ static void test_limits(void)
 	buf_put_u8(&b, COMMAND_VERSION);
 	buf_put_u8(&b, COMMAND_KV_PUT);
 	buf_put_u64(&b, 1);
+	buf_put_u32(&b, 60);
+	buf_put_u32(&b, 10);
 	put_str(&b, "", 0);
 	buf_put_u8(&b, 0);
 	buf_put_u64(&b, 0);
@@ -441,9 +658,15 @@ static void test_fingerprint(void)
 	uint64_t fa = command_fingerprint(&a);
 	CHECK(fa == command_fingerprint(&b));
 
-	/* Timestamp and idempotency key are not part of "the same request". */
+	/* Timestamp, limits and idempotency key (of either kind) are not part of "the same
+	 * request", nor is the format version. */
 	b.ts_ms = 42;
 	b.idem_key = S("another-key");
+	b.idem_internal = true;
+	b.resent = true;
+	b.idem_ttl_s = 1;
+	b.idem_max = 2;
+	b.version = 1;
 	CHECK(fa == command_fingerprint(&b));
 
 	/* Everything else is. */
@@ -498,6 +721,7 @@ static void test_fingerprint(void)
 int main(void)
 {
 	test_round_trip();
+	test_version1();
 	test_padding();
 	test_truncation();
 	test_bad_header();

@@ -5,6 +5,7 @@
  * the mirror rebuilt from the store, and two fsms fed the same entries agreeing. */
 #include <ftw.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,7 @@ static void env_open(struct env *e)
 		}
 		snprintf(e->db, sizeof e->db, "%s/db", e->dir);
 	}
-	if (fsm_init(&e->f, e->db, 86400, 100000, err, sizeof err) != 0) {
+	if (fsm_init(&e->f, e->db, err, sizeof err) != 0) {
 		fprintf(stderr, "fsm_init: %s\n", err);
 		exit(2);
 	}
@@ -53,11 +54,21 @@ static void env_close(struct env *e, bool remove_dir)
 		nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* Applies a domain op (JSON text) as the next entry; returns the fsm code. */
-static unsigned op(struct env *e, const char *json)
+/* Applies a domain op (JSON text) as the next entry, with an idempotency key when key is not
+ * NULL (a follower's internal one when internal); returns the packed fsm result. */
+static unsigned op_keyed(struct env *e, const char *json, const char *key, bool internal,
+                         bool resent)
 {
-	struct command c = {.type = COMMAND_DOMAIN, .ts_ms = 1700000000000ULL + e->index};
+	struct command c = {.type = COMMAND_DOMAIN,
+	                    .ts_ms = 1700000000000ULL + e->index,
+	                    .idem_ttl_s = 86400,
+	                    .idem_max = 100000};
 	c.value = (struct command_str){json, strlen(json)};
+	if (key != NULL) {
+		c.idem_key = (struct command_str){key, strlen(key)};
+		c.idem_internal = internal;
+		c.resent = resent;
+	}
 	struct buf b;
 	buf_init(&b);
 	command_encode(&c, &b);
@@ -66,7 +77,13 @@ static unsigned op(struct env *e, const char *json)
 	void *r = fsm_apply_entry(&e->f, ++e->index, b.data, b.len);
 	buf_close(&b);
 	CHECK(r != NULL);
-	return fsm_result_code(r);
+	return r != NULL ? (unsigned)(uintptr_t)r : 0;
+}
+
+/* Applies a domain op without a key; returns the fsm code. */
+static unsigned op(struct env *e, const char *json)
+{
+	return fsm_result_code((void *)(uintptr_t)op_keyed(e, json, NULL, false, false));
 }
 
 static unsigned opf(struct env *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -353,6 +370,44 @@ static void test_rebuild_and_agreement(void)
 	env_close(&c, true);
 }
 
+/* A keyed domain write applies once: its retry is answered from the record (replayed, no new
+ * version), the same key on another op is a mismatch, and a follower's internal key for a
+ * forwarded write works the same way, apart from the client's records. */
+static void test_idempotent_ops(void)
+{
+	struct env e = {0};
+	env_open(&e);
+	CHECK_EQ_INT(put_workload(&e, "web", 2, 100, "sleep"), FSM_OK_CREATED);
+	const char *scale = "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":3}";
+	unsigned r = op_keyed(&e, scale, "scale-1", false, false);
+	CHECK_EQ_INT(fsm_result_code((void *)(uintptr_t)r), FSM_OK_UPDATED);
+	CHECK(!fsm_result_replayed((void *)(uintptr_t)r));
+	uint64_t v = dom_workload_get(&e.f.domain, "default/web")->version;
+	r = op_keyed(&e, scale, "scale-1", false, false);
+	CHECK_EQ_INT(fsm_result_code((void *)(uintptr_t)r), FSM_OK_UPDATED);
+	CHECK(fsm_result_replayed((void *)(uintptr_t)r));
+	CHECK_EQ_INT(dom_workload_get(&e.f.domain, "default/web")->version, v);
+	struct fsm_idem rec;
+	CHECK_EQ_INT(fsm_idem_get(&e.f, "scale-1", 7, false, &rec), 0);
+	CHECK_EQ_INT(rec.index, v);
+	r = op_keyed(&e, "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":9}",
+	             "scale-1", false, false);
+	CHECK_EQ_INT(fsm_result_code((void *)(uintptr_t)r), FSM_IDEM_MISMATCH);
+	CHECK_EQ_INT(dom_workload_get(&e.f.domain, "default/web")->replicas, 3);
+	/* A follower's re-send of a forwarded scale after an unknown outcome. */
+	const char *down = "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":1}";
+	const char *ik = "-5cQ9g-AbCdEfGhIjKlMnOp-----01";
+	r = op_keyed(&e, down, ik, true, false);
+	CHECK_EQ_INT(fsm_result_code((void *)(uintptr_t)r), FSM_OK_UPDATED);
+	v = dom_workload_get(&e.f.domain, "default/web")->version;
+	r = op_keyed(&e, down, ik, true, true);
+	CHECK(fsm_result_replayed((void *)(uintptr_t)r));
+	CHECK_EQ_INT(dom_workload_get(&e.f.domain, "default/web")->version, v);
+	CHECK_EQ_INT(fsm_idem_get(&e.f, ik, strlen(ik), true, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&e.f, ik, strlen(ik), false, &rec), 1);
+	env_close(&e, true);
+}
+
 int main(void)
 {
 	test_enroll_and_agent_state();
@@ -361,5 +416,6 @@ int main(void)
 	test_scale_down_and_delete();
 	test_agent_delete_and_drain();
 	test_rebuild_and_agreement();
+	test_idempotent_ops();
 	TEST_DONE();
 }

@@ -374,6 +374,21 @@ static void test_methods_and_bodies(struct fwd *f)
 	result_clear(&r);
 }
 
+/* The path reaches the server as given: dot segments are a key's bytes, not directions. */
+static void test_path_as_is(struct fwd *f)
+{
+	static const char *const paths[] = {"/kv/a/../b", "/kv/.", "/kv/..", "/kv/x/./y/"};
+	struct result r = {0};
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		struct fwd_request req = {
+		    .method = "PUT", .url = url(paths[i]), .body = "v", .body_len = 1};
+		do_req(f, &req, &r);
+		CHECK_EQ_INT(r.result, FWD_OK);
+		CHECK_EQ_STR(result_header(&r, "X-Echo-Path"), paths[i]);
+	}
+	result_clear(&r);
+}
+
 /* fwd_send copies everything: the caller's buffers may be gone right after it returns. */
 static void test_request_copied(struct fwd *f)
 {
@@ -450,6 +465,52 @@ static void test_headers_and_status(struct fwd *f)
 		CHECK(strncmp(r.hdr_names[i], "HTTP/", 5) != 0);
 	}
 	CHECK(result_header(&r, "Content-Length") != NULL);
+	result_clear(&r);
+}
+
+/* fwd_response_header while the response is alive: any case, the first of its name. */
+struct header_lookup {
+	int calls;
+	char test[16], echo_method[16];
+	bool missing_is_null;
+};
+
+static void lookup_cb(const struct fwd_response *resp, void *arg)
+{
+	struct header_lookup *h = arg;
+	const char *v = fwd_response_header(resp, "x-TEST");
+	snprintf(h->test, sizeof h->test, "%s", v != NULL ? v : "(null)");
+	v = fwd_response_header(resp, "X-Echo-Method");
+	snprintf(h->echo_method, sizeof h->echo_method, "%s", v != NULL ? v : "(null)");
+	h->missing_is_null = fwd_response_header(resp, "X-Not-There") == NULL &&
+	                     fwd_response_header(NULL, "X-Test") == NULL;
+	h->calls++;
+}
+
+static void test_response_header(struct fwd *f)
+{
+	struct header_lookup h = {0};
+	struct fwd_request req = {.method = "DELETE", .url = url("/h")};
+	CHECK_EQ_INT(send_req(f, &req, lookup_cb, &h), 0);
+	CHECK(run_until(&h.calls, 1, 10000));
+	CHECK_EQ_STR(h.test, "v");
+	CHECK_EQ_STR(h.echo_method, "DELETE");
+	CHECK(h.missing_is_null);
+}
+
+/* Another binary (cloudlessctl, the agent) names itself; a bad value changes nothing. */
+static void test_user_agent(struct fwd *f)
+{
+	struct result r = {0};
+	struct fwd_request req = {.method = "GET", .url = url("/ua")};
+	CHECK_EQ_INT(fwd_set_user_agent(f, "cloudlessctl/test"), 0);
+	do_req(f, &req, &r);
+	CHECK_EQ_STR(result_header(&r, "X-Got-User-Agent"), "cloudlessctl/test");
+	CHECK_EQ_INT(fwd_set_user_agent(f, "evil\r\nX-Echo-Injected: 1"), -1);
+	CHECK_EQ_INT(fwd_set_user_agent(f, NULL), -1);
+	do_req(f, &req, &r);
+	CHECK_EQ_STR(result_header(&r, "X-Got-User-Agent"), "cloudlessctl/test");
+	CHECK(result_header(&r, "X-Got-X-Echo-Injected") == NULL);
 	result_clear(&r);
 }
 
@@ -861,6 +922,86 @@ static void test_close_from_callback(void)
 	CHECK_EQ_INT(uv_loop_alive(&loop), 0);
 }
 
+/* fwd_cancel: one request by id, its callback inside the call, the others untouched. This is
+ * what lets an owner (auto-join, removal checks) free what its callbacks point to. */
+struct cancel_one {
+	int calls;
+	enum fwd_result result;
+	bool cancel_returned; /* set right after fwd_cancel returned: must still be false */
+	char error[64];
+};
+
+static void cancel_one_cb(const struct fwd_response *resp, void *arg)
+{
+	struct cancel_one *c = arg;
+	CHECK(!in_send);
+	CHECK(!c->cancel_returned);
+	c->calls++;
+	c->result = resp->result;
+	snprintf(c->error, sizeof c->error, "%s", resp->error ? resp->error : "");
+}
+
+static void test_cancel(struct fwd *f)
+{
+	struct cancel_one a = {0}, b = {0}, early = {0};
+	struct result other = {0};
+	uint64_t ida = 0, idb = 0, ide = 0;
+	char slow[256];
+	snprintf(slow, sizeof slow, "%s", url("/slow?sleep_ms=600"));
+	struct fwd_request req = {.method = "POST", .url = slow, .body = "x", .body_len = 1};
+
+	/* Cancelled before the loop ever ran (nothing sent yet). */
+	CHECK_EQ_INT(fwd_send_cancellable(f, &req, cancel_one_cb, &early, &ide), 0);
+	CHECK(ide != 0);
+	CHECK(fwd_cancel(f, ide));
+	early.cancel_returned = true;
+	CHECK_EQ_INT(early.calls, 1);
+	CHECK_EQ_INT(early.result, FWD_CANCELED);
+	CHECK_EQ_STR(early.error, "canceled");
+
+	/* Cancelled while the server holds it (on the wire). */
+	in_send = true;
+	CHECK_EQ_INT(fwd_send_cancellable(f, &req, cancel_one_cb, &a, &ida), 0);
+	CHECK_EQ_INT(fwd_send_cancellable(f, &req, cancel_one_cb, &b, &idb), 0);
+	CHECK_EQ_INT(fwd_send(f, &req, record_cb, &other), 0);
+	in_send = false;
+	CHECK(ida != 0 && idb != 0 && ida != idb && ida != ide && idb != ide);
+	int never = 0;
+	run_until(&never, 1, 150);
+	CHECK_EQ_INT(fwd_inflight(f), 3);
+	uint64_t t0 = uv_hrtime();
+	CHECK(fwd_cancel(f, ida));
+	a.cancel_returned = true;
+	CHECK_EQ_INT(a.calls, 1);
+	CHECK_EQ_INT(a.result, FWD_CANCELED);
+	CHECK_EQ_INT(b.calls, 0);
+	CHECK_EQ_INT(fwd_inflight(f), 2);
+	/* Done already, never issued, 0: nothing happens. */
+	CHECK(!fwd_cancel(f, ida));
+	CHECK(!fwd_cancel(f, ide));
+	CHECK(!fwd_cancel(f, 0));
+	CHECK(!fwd_cancel(f, idb + 1000));
+	CHECK_EQ_INT(a.calls, 1);
+	/* The others complete normally. */
+	CHECK(run_until(&other.calls, 1, 5000));
+	CHECK(run_until(&b.calls, 1, 5000));
+	CHECK_EQ_INT(other.result, FWD_OK);
+	CHECK_EQ_INT(other.status, 200);
+	CHECK_EQ_INT(b.result, FWD_OK);
+	CHECK((double)(uv_hrtime() - t0) / 1e9 < 5.0);
+	/* Once answered it cannot be cancelled; the callback ran once. */
+	CHECK(!fwd_cancel(f, idb));
+	CHECK_EQ_INT(b.calls, 1);
+	/* The client works on: the cancelled request's connection is gone, others are not. */
+	struct result r = {0};
+	struct fwd_request get = {.method = "GET", .url = url("/after-cancel")};
+	do_req(f, &get, &r);
+	CHECK_EQ_INT(r.result, FWD_OK);
+	CHECK_EQ_INT(r.status, 200);
+	result_clear(&r);
+	result_clear(&other);
+}
+
 int main(void)
 {
 	/* The client must ignore any proxy configured in the environment. */
@@ -878,7 +1019,9 @@ int main(void)
 	CHECK_EQ_INT(fwd_init(&f, &loop), 0);
 	test_methods_and_bodies(f);
 	test_request_copied(f);
+	test_path_as_is(f);
 	test_headers_and_status(f);
+	test_response_header(f);
 	test_invalid_requests(f);
 	test_timeout(f);
 	test_connect_refused(f);
@@ -886,6 +1029,8 @@ int main(void)
 	test_fresh_connection(f);
 	test_resend_refused_after_send(f);
 	test_concurrent(f);
+	test_cancel(f);
+	test_user_agent(f);
 	/* Idle pooled connections and all: closing releases every handle. */
 	closed_calls = 0;
 	fwd_close(f, on_closed, &closed_calls);

@@ -11,6 +11,7 @@
  * exact state or, when damaged, changes nothing. */
 #include "fsm/fsm.h"
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +35,12 @@ struct env {
 	char db[96];
 };
 
+static void set_limits(uint32_t ttl_s, uint32_t max);
+
+/* Also resets the stamped limits to 60 s / 100 records. */
 static void env_make(struct env *e)
 {
+	set_limits(60, 100);
 	snprintf(e->dir, sizeof e->dir, "/tmp/cloudless-test-fsm-XXXXXX");
 	if (mkdtemp(e->dir) == NULL) {
 		perror("mkdtemp");
@@ -49,12 +54,39 @@ static void env_remove(struct env *e)
 	nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static void open_fsm(struct fsm *f, struct env *e, uint64_t ttl_s, uint64_t max)
+/* The idempotency limits the simulated leader stamps into the entries put_x and del_x build
+ * (the fsm itself takes none: see fsm.c). */
+static uint32_t limit_ttl_s = 60, limit_max = 100;
+
+static void set_limits(uint32_t ttl_s, uint32_t max)
+{
+	limit_ttl_s = ttl_s;
+	limit_max = max;
+}
+
+static void open_fsm(struct fsm *f, struct env *e)
 {
 	char err[512] = "";
-	if (fsm_init(f, e->db, ttl_s, max, err, sizeof err) != 0) {
+	if (fsm_init(f, e->db, err, sizeof err) != 0) {
 		fprintf(stderr, "fsm_init: %s\n", err);
 		exit(2);
+	}
+}
+
+/* n replicas, each with its own store. */
+static void open_replicas(struct env *e, struct fsm *f, int n)
+{
+	for (int i = 0; i < n; i++) {
+		env_make(&e[i]);
+		open_fsm(&f[i], &e[i]);
+	}
+}
+
+static void close_replicas(struct env *e, struct fsm *f, int n)
+{
+	for (int i = 0; i < n; i++) {
+		fsm_close(&f[i]);
+		env_remove(&e[i]);
 	}
 }
 
@@ -83,19 +115,32 @@ struct kvreq {
 	const char *idem; /* NULL = none */
 	bool has_cas;
 	uint64_t cas;
+	bool internal;   /* idem is an internal (follower) key */
+	bool resent;     /* ...re-sent after an attempt with an unknown outcome */
+	uint8_t version; /* 0 = COMMAND_VERSION; 1 = an entry written before version 2 */
 };
+
+static void kv_command(struct command *c, enum command_type type, const char *key, struct kvreq q)
+{
+	memset(c, 0, sizeof *c);
+	c->version = q.version;
+	c->type = type;
+	c->ts_ms = q.ts;
+	c->idem_ttl_s = limit_ttl_s;
+	c->idem_max = limit_max;
+	c->idem_key = S(q.idem);
+	c->idem_internal = q.internal;
+	c->resent = q.resent;
+	c->has_cas = q.has_cas;
+	c->cas = q.cas;
+	c->key = S(key);
+}
 
 static unsigned put_x(struct fsm *f, uint64_t index, const char *key, const char *value,
                       struct kvreq q)
 {
 	struct command c;
-	memset(&c, 0, sizeof c);
-	c.type = COMMAND_KV_PUT;
-	c.ts_ms = q.ts;
-	c.idem_key = S(q.idem);
-	c.has_cas = q.has_cas;
-	c.cas = q.cas;
-	c.key = S(key);
+	kv_command(&c, COMMAND_KV_PUT, key, q);
 	c.value = S(value);
 	return apply_cmd(f, index, &c);
 }
@@ -103,13 +148,7 @@ static unsigned put_x(struct fsm *f, uint64_t index, const char *key, const char
 static unsigned del_x(struct fsm *f, uint64_t index, const char *key, struct kvreq q)
 {
 	struct command c;
-	memset(&c, 0, sizeof c);
-	c.type = COMMAND_KV_DELETE;
-	c.ts_ms = q.ts;
-	c.idem_key = S(q.idem);
-	c.has_cas = q.has_cas;
-	c.cas = q.cas;
-	c.key = S(key);
+	kv_command(&c, COMMAND_KV_DELETE, key, q);
 	return apply_cmd(f, index, &c);
 }
 
@@ -175,7 +214,7 @@ static int kv_absent(struct fsm *f, const char *key)
 static int idem_absent(struct fsm *f, const char *key)
 {
 	struct fsm_idem rec;
-	return fsm_idem_get(f, key, strlen(key), &rec) == 1;
+	return fsm_idem_get(f, key, strlen(key), false, &rec) == 1;
 }
 
 static uint64_t count_prefix(struct fsm *f, const char *prefix)
@@ -205,12 +244,46 @@ static uint64_t stored_u64(struct fsm *f, const char *key)
 	return x;
 }
 
+/* ...and the internal records (j/) match the count and first key the fsm keeps for them. */
+static void check_internal_state(struct fsm *f, const char *file, int line)
+{
+	struct store_iter it;
+	uint64_t n = 0, first_ts = 0;
+	char first[COMMAND_MAX_IDEM + 1] = "";
+	store_iter_init(&it, &f->store, NULL, "j/", 2, NULL, 0);
+	for (; store_iter_valid(&it); store_iter_next(&it)) {
+		size_t kl, vl;
+		const char *k = store_iter_key(&it, &kl);
+		const char *v = store_iter_value(&it, &vl);
+		if (n++ == 0) {
+			snprintf(first, sizeof first, "%.*s", (int)(kl - 2), k + 2);
+			for (int i = 0; i < 8 && vl >= 8; i++)
+				first_ts = first_ts << 8 | (uint8_t)v[i];
+		}
+	}
+	store_iter_close(&it);
+	bool ok = f->internal_count == n && f->internal_first.len == strlen(first) &&
+	          (n == 0 || (memcmp(f->internal_first.data, first, strlen(first)) == 0 &&
+	                      f->internal_first_ts == first_ts));
+	testlib_checks++;
+	if (!ok) {
+		testlib_failures++;
+		fprintf(
+		    stderr,
+		    "%s:%d: internal records: %llu kept as %llu, first \"%s\" kept as \"%.*s\"\n",
+		    file, line, (unsigned long long)n, (unsigned long long)f->internal_count, first,
+		    (int)f->internal_first.len,
+		    f->internal_first.data ? f->internal_first.data : "");
+	}
+}
+
 #define CHECK_IDEM_CONSISTENT(f)                                                       \
 	do {                                                                           \
 		uint64_t ni_ = count_prefix((f), "i/"), nt_ = count_prefix((f), "t/"); \
 		CHECK_EQ_INT((f)->idem_count, ni_);                                    \
 		CHECK_EQ_INT(nt_, ni_);                                                \
 		CHECK_EQ_INT(stored_u64((f), "m/idem_count"), ni_);                    \
+		check_internal_state((f), __FILE__, __LINE__);                         \
 	} while (0)
 
 static uint64_t digest(struct fsm *f)
@@ -225,7 +298,7 @@ static void test_kv_basic(void)
 	struct env e;
 	struct fsm f;
 	env_make(&e);
-	open_fsm(&f, &e, 60, 100);
+	open_fsm(&f, &e);
 	CHECK_EQ_INT(f.applied_index, 0);
 	CHECK(kv_absent(&f, "a"));
 
@@ -244,10 +317,7 @@ static void test_kv_basic(void)
 	{
 		static const char bin[] = "x\0y\0\xff";
 		struct command c;
-		memset(&c, 0, sizeof c);
-		c.type = COMMAND_KV_PUT;
-		c.ts_ms = 1000;
-		c.key = S("bin");
+		kv_command(&c, COMMAND_KV_PUT, "bin", (struct kvreq){.ts = 1000});
 		c.value.p = bin;
 		c.value.len = sizeof bin - 1;
 		CHECK_EQ_INT(apply_cmd(&f, 5, &c), FSM_OK_CREATED);
@@ -302,7 +372,7 @@ static void test_cas(void)
 	struct env e;
 	struct fsm f;
 	env_make(&e);
-	open_fsm(&f, &e, 60, 100);
+	open_fsm(&f, &e);
 	const struct kvreq create_only = {.ts = 1000, .has_cas = true, .cas = 0};
 
 	/* cas=0: create only. */
@@ -374,7 +444,7 @@ static void test_restart_never_double_applies(void)
 	struct env e;
 	struct fsm f;
 	env_make(&e);
-	open_fsm(&f, &e, 60, 100);
+	open_fsm(&f, &e);
 	CHECK_EQ_INT(put(&f, 1, "a", "1"), FSM_OK_CREATED);
 	CHECK_EQ_INT(put(&f, 2, "a", "2"), FSM_OK_UPDATED);
 	CHECK_EQ_INT(put_x(&f, 3, "b", "x", (struct kvreq){.ts = 5000, .idem = "req"}),
@@ -384,7 +454,7 @@ static void test_restart_never_double_applies(void)
 	uint64_t d = digest(&f);
 	fsm_close(&f);
 
-	open_fsm(&f, &e, 60, 100);
+	open_fsm(&f, &e);
 	CHECK_EQ_INT(f.applied_index, 4);
 	CHECK_EQ_INT(f.idem_count, 1);
 	CHECK(digest(&f) == d);
@@ -410,7 +480,7 @@ static void test_restart_never_double_applies(void)
 	fsm_close(&f);
 
 	/* And is itself persisted. */
-	open_fsm(&f, &e, 60, 100);
+	open_fsm(&f, &e);
 	CHECK_EQ_INT(f.applied_index, 5);
 	CHECK_EQ_INT(put(&f, 5, "a", "again"), FSM_SKIPPED);
 	CHECK_KV(&f, "a", 1, 5, 3, "5");
@@ -427,11 +497,11 @@ static void test_idempotency(void)
 	struct fsm f;
 	struct fsm_idem rec;
 	env_make(&e);
-	open_fsm(&f, &e, 60, 100); /* 60 s TTL */
+	open_fsm(&f, &e); /* 60 s TTL */
 
 	CHECK_EQ_INT(put_x(&f, 1, "a", "v1", (struct kvreq){.ts = 1000, .idem = "r1"}),
 	             FSM_OK_CREATED);
-	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, false, &rec), 0);
 	CHECK_EQ_INT(rec.index, 1);
 	CHECK_EQ_INT(rec.ts_ms, 1000);
 	CHECK_EQ_INT(rec.code, FSM_OK_CREATED);
@@ -445,7 +515,7 @@ static void test_idempotency(void)
 	CHECK_EQ_INT(fsm_result_code(fsm_result_pack(r)), FSM_OK_CREATED);
 	CHECK_KV(&f, "a", 1, 1, 1, "v1"); /* not applied twice */
 	CHECK_EQ_INT(f.applied_index, 2);
-	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, false, &rec), 0);
 	CHECK_EQ_INT(rec.index, 1); /* the original entry */
 	CHECK_EQ_INT(rec.ts_ms, 1000);
 	CHECK_EQ_INT(f.idem_count, 1);
@@ -468,7 +538,7 @@ static void test_idempotency(void)
 	    FSM_IDEM_MISMATCH);
 	CHECK_KV(&f, "a", 1, 3, 2, "other");
 	CHECK(kv_absent(&f, "b"));
-	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, false, &rec), 0);
 	CHECK_EQ_INT(rec.index, 1);
 	CHECK_EQ_INT(f.idem_count, 1);
 
@@ -484,7 +554,7 @@ static void test_idempotency(void)
 	const struct kvreq cas12 = {.ts = 4000, .idem = "r3", .has_cas = true, .cas = 12};
 	CHECK_EQ_INT(put(&f, 10, "a", "moved"), FSM_OK_UPDATED);
 	CHECK_EQ_INT(put_x(&f, 11, "a", "v-cas", cas12), FSM_CAS_MISMATCH);
-	CHECK_EQ_INT(fsm_idem_get(&f, "r3", 2, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&f, "r3", 2, false, &rec), 0);
 	CHECK_EQ_INT(rec.code, FSM_CAS_MISMATCH);
 	CHECK_EQ_INT(put(&f, 12, "a", "x"), FSM_OK_UPDATED);
 	/* modify_index is 12 now, so re-evaluating the retry would succeed: it must not be. */
@@ -502,7 +572,7 @@ static void test_idempotency(void)
 
 	/* Records survive a restart (count included). */
 	fsm_close(&f);
-	open_fsm(&f, &e, 60, 100);
+	open_fsm(&f, &e);
 	CHECK_EQ_INT(f.idem_count, 4);
 	CHECK_EQ_INT(put_x(&f, 17, "a", "v1", (struct kvreq){.ts = 5000, .idem = "r1"}),
 	             REPLAY(FSM_OK_CREATED));
@@ -519,7 +589,7 @@ static void test_idempotency_ttl(void)
 	struct fsm f;
 	struct fsm_idem rec;
 	env_make(&e);
-	open_fsm(&f, &e, 60, 100); /* 60 s TTL */
+	open_fsm(&f, &e); /* 60 s TTL */
 	const uint64_t t0 = 1700000000000ULL;
 
 	CHECK_EQ_INT(put_x(&f, 1, "k", "v", (struct kvreq){.ts = t0, .idem = "r1"}),
@@ -528,14 +598,14 @@ static void test_idempotency_ttl(void)
 	CHECK_EQ_INT(put_x(&f, 2, "k", "v", (struct kvreq){.ts = t0 + 60000, .idem = "r1"}),
 	             REPLAY(FSM_OK_CREATED));
 	CHECK_KV(&f, "k", 1, 1, 1, "v");
-	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, false, &rec), 0);
 
 	/* Past the TTL the key is free again: the request applies anew, and the record now
 	 * describes the new entry. */
 	CHECK_EQ_INT(put_x(&f, 3, "k", "v", (struct kvreq){.ts = t0 + 60001, .idem = "r1"}),
 	             FSM_OK_UPDATED);
 	CHECK_KV(&f, "k", 1, 3, 2, "v");
-	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, false, &rec), 0);
 	CHECK_EQ_INT(rec.index, 3);
 	CHECK_EQ_INT(rec.ts_ms, t0 + 60001);
 	CHECK_EQ_INT(rec.code, FSM_OK_UPDATED);
@@ -555,7 +625,7 @@ static void test_idempotency_ttl(void)
 	/* An expired key reused for a different request is not a mismatch. */
 	CHECK_EQ_INT(put_x(&f, 6, "other", "x", (struct kvreq){.ts = t0 + 200000, .idem = "r1"}),
 	             FSM_OK_CREATED);
-	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&f, "r1", 2, false, &rec), 0);
 	CHECK_EQ_INT(rec.index, 6);
 	CHECK_IDEM_CONSISTENT(&f);
 
@@ -571,7 +641,7 @@ static void test_idempotency_ttl(void)
 	/* An entry without an idempotency key also advances time and prunes. */
 	CHECK_EQ_INT(put_x(&f, 9, "c", "1", (struct kvreq){.ts = t1 + 60001}), FSM_OK_CREATED);
 	CHECK(idem_absent(&f, "old-a"));
-	CHECK_EQ_INT(fsm_idem_get(&f, "old-b", 5, &rec), 0); /* t1+1+60000 is not past yet */
+	CHECK_EQ_INT(fsm_idem_get(&f, "old-b", 5, false, &rec), 0); /* t1+1+60000 is not past yet */
 	CHECK_EQ_INT(f.idem_count, 1);
 	CHECK_IDEM_CONSISTENT(&f);
 	/* A pruned key applies again. */
@@ -591,7 +661,8 @@ static void test_idempotency_count_bound(void)
 	struct fsm f;
 	struct fsm_idem rec;
 	env_make(&e);
-	open_fsm(&f, &e, 3600, 3); /* long TTL: only the count bound prunes */
+	set_limits(3600, 3);
+	open_fsm(&f, &e); /* long TTL: only the count bound prunes */
 
 	char key[16], val[16];
 	uint64_t index = 0;
@@ -608,9 +679,9 @@ static void test_idempotency_count_bound(void)
 	/* The newest three survive, the oldest went first. */
 	CHECK(idem_absent(&f, "req-00"));
 	CHECK(idem_absent(&f, "req-16"));
-	CHECK_EQ_INT(fsm_idem_get(&f, "req-17", 6, &rec), 0);
-	CHECK_EQ_INT(fsm_idem_get(&f, "req-18", 6, &rec), 0);
-	CHECK_EQ_INT(fsm_idem_get(&f, "req-19", 6, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&f, "req-17", 6, false, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&f, "req-18", 6, false, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&f, "req-19", 6, false, &rec), 0);
 	CHECK_EQ_INT(rec.index, 20);
 	/* A retry of a live one replays; of a pruned one applies again. */
 	CHECK_EQ_INT(put_x(&f, ++index, "k", "v19", (struct kvreq){.ts = 2000, .idem = "req-19"}),
@@ -622,15 +693,17 @@ static void test_idempotency_count_bound(void)
 	CHECK_EQ_INT(f.idem_count, 3);
 	CHECK_IDEM_CONSISTENT(&f);
 
-	/* The bound holds across a restart with a smaller limit: the excess is trimmed a few
-	 * records per apply until the count is back within the bound. */
+	/* The bound holds when later entries carry a smaller limit (their leader restarted with
+	 * another --idempotency-max): the excess is trimmed a few records per apply until the
+	 * count is back within the bound. */
 	fsm_close(&f);
-	open_fsm(&f, &e, 3600, 1);
+	set_limits(3600, 1);
+	open_fsm(&f, &e);
 	CHECK_EQ_INT(f.idem_count, 3);
 	CHECK_EQ_INT(put_x(&f, ++index, "z", "1", (struct kvreq){.ts = 3000, .idem = "new"}),
 	             FSM_OK_CREATED);
 	CHECK_EQ_INT(f.idem_count, 1);
-	CHECK_EQ_INT(fsm_idem_get(&f, "new", 3, &rec), 0); /* the newest is kept */
+	CHECK_EQ_INT(fsm_idem_get(&f, "new", 3, false, &rec), 0); /* the newest is kept */
 	CHECK(idem_absent(&f, "req-19"));
 	CHECK_IDEM_CONSISTENT(&f);
 
@@ -662,7 +735,7 @@ static void test_members(void)
 	struct fsm f;
 	struct fsm_member m;
 	env_make(&e);
-	open_fsm(&f, &e, 60, 100);
+	open_fsm(&f, &e);
 
 	uint64_t mv = f.members_version;
 	CHECK_EQ_INT(member_set(&f, 1, "n2", 2, "10.0.0.2:7000", "10.0.0.2:8080"), FSM_MEMBER_OK);
@@ -719,7 +792,7 @@ static void test_members(void)
 
 	/* And persist. */
 	fsm_close(&f);
-	open_fsm(&f, &e, 60, 100);
+	open_fsm(&f, &e);
 	struct collected again = {"", 0, 0};
 	fsm_members_each(&f, collect_member, &again);
 	CHECK_EQ_INT(again.n, 3);
@@ -750,9 +823,9 @@ static void test_digest(void)
 	env_make(&ea);
 	env_make(&eb);
 	env_make(&ec);
-	open_fsm(&a, &ea, 60, 100);
-	open_fsm(&b, &eb, 60, 100);
-	open_fsm(&c, &ec, 60, 100);
+	open_fsm(&a, &ea);
+	open_fsm(&b, &eb);
+	open_fsm(&c, &ec);
 
 	uint64_t n0 = 99;
 	uint64_t empty = fsm_digest(&a, &n0);
@@ -796,7 +869,7 @@ static void test_digest(void)
 	struct env ed;
 	struct fsm d;
 	env_make(&ed);
-	open_fsm(&d, &ed, 60, 100);
+	open_fsm(&d, &ed);
 	apply_history(&d, 100, 0);
 	CHECK(fsm_digest(&d, NULL) != da);
 	fsm_close(&d);
@@ -804,7 +877,7 @@ static void test_digest(void)
 
 	/* A reopened store digests the same. */
 	fsm_close(&b);
-	open_fsm(&b, &eb, 60, 100);
+	open_fsm(&b, &eb);
 	CHECK(fsm_digest(&b, NULL) == da);
 
 	fsm_close(&a);
@@ -839,8 +912,8 @@ static void test_snapshot_round_trip(void)
 	struct fsm_idem rec;
 	env_make(&ea);
 	env_make(&eb);
-	open_fsm(&a, &ea, 60, 100);
-	open_fsm(&b, &eb, 60, 100);
+	open_fsm(&a, &ea);
+	open_fsm(&b, &eb);
 
 	/* A: a mix of everything (30 entries). */
 	uint64_t index = 0;
@@ -892,7 +965,7 @@ static void test_snapshot_round_trip(void)
 	CHECK_EQ_INT(fsm_member_get(&b, "n2", &m), 0);
 	CHECK_EQ_INT(b.idem_count, a.idem_count);
 	CHECK_IDEM_CONSISTENT(&b);
-	CHECK_EQ_INT(fsm_idem_get(&b, "idem-19", 7, &rec), 0);
+	CHECK_EQ_INT(fsm_idem_get(&b, "idem-19", 7, false, &rec), 0);
 	CHECK_EQ_INT(rec.index, 20);
 	CHECK(idem_absent(&b, "idem-18")); /* 18 % 3 == 0: sent without a key */
 	CHECK_EQ_INT(b.stats.restores_ok, 1);
@@ -913,7 +986,7 @@ static void test_snapshot_round_trip(void)
 	uint64_t db = fsm_digest(&b, NULL);
 	uint64_t ic = b.idem_count;
 	fsm_close(&b);
-	open_fsm(&b, &eb, 60, 100);
+	open_fsm(&b, &eb);
 	CHECK_EQ_INT(b.applied_index, 32);
 	CHECK_EQ_INT(b.idem_count, ic);
 	CHECK(fsm_digest(&b, NULL) == db);
@@ -936,7 +1009,7 @@ static void test_snapshot_round_trip(void)
 	struct env ec;
 	struct fsm c;
 	env_make(&ec);
-	open_fsm(&c, &ec, 60, 100);
+	open_fsm(&c, &ec);
 	CHECK_EQ_INT(restore(&c, img32.data, img32.len), 0);
 	CHECK_EQ_INT(c.applied_index, 32);
 	CHECK(fsm_digest(&c, NULL) == db);
@@ -979,8 +1052,8 @@ static void test_snapshot_corruption(void)
 	struct fsm a, b;
 	env_make(&ea);
 	env_make(&eb);
-	open_fsm(&a, &ea, 60, 100);
-	open_fsm(&b, &eb, 60, 100);
+	open_fsm(&a, &ea);
+	open_fsm(&b, &eb);
 
 	/* A small image of A at index 5. */
 	put(&a, 1, "k1", "v1");
@@ -1052,7 +1125,7 @@ static void test_snapshot_corruption(void)
 		struct env es;
 		struct fsm s;
 		env_make(&es);
-		open_fsm(&s, &es, 60, 100);
+		open_fsm(&s, &es);
 		uint8_t rec[24 + 2] = {0};
 		rec[7] = 3;  /* create_index */
 		rec[15] = 4; /* modify_index */
@@ -1079,6 +1152,23 @@ static void test_snapshot_corruption(void)
 		fsm_close(&s);
 		env_remove(&es);
 	}
+
+	/* Keys out of order, or one twice: an image we never write, and one whose derived
+	 * state (counts, first records) would differ from what a restart derives from the
+	 * store it leaves. */
+	img_begin(&h, 7, 2);
+	img_record(&h, "k/b", 3, "0123456789012345678901234", 25);
+	img_record(&h, "k/a", 3, "0123456789012345678901234", 25);
+	img_seal(&h);
+	CHECK_EQ_INT(fsm_snapshot_restore(&b, h.data, h.len, err, sizeof err), -1);
+	CHECK(strstr(err, "malformed") != NULL);
+	CHECK_B_UNCHANGED();
+	img_begin(&h, 7, 2);
+	img_record(&h, "j/x", 3, "0123456789012345678901234567890123", 33);
+	img_record(&h, "j/x", 3, "0123456789012345678901234567890123", 33);
+	img_seal(&h);
+	CHECK_EQ_INT(fsm_snapshot_restore(&b, h.data, h.len, err, sizeof err), -1);
+	CHECK_B_UNCHANGED();
 
 	/* Bad magic. */
 	img_begin(&h, 7, 1);
@@ -1175,8 +1265,8 @@ static void test_snapshot_iface(void)
 	struct fsm a, b;
 	env_make(&ea);
 	env_make(&eb);
-	open_fsm(&a, &ea, 60, 100);
-	open_fsm(&b, &eb, 60, 100);
+	open_fsm(&a, &ea);
+	open_fsm(&b, &eb);
 	put(&a, 1, "k", "v");
 	put_x(&a, 2, "j", "w", (struct kvreq){.ts = 7, .idem = "id"});
 	member_set(&a, 3, "n1", 1, "r", "h");
@@ -1240,8 +1330,8 @@ static void test_snapshot_store_ahead_of_raft(void)
 	struct fsm a, b;
 	env_make(&ea);
 	env_make(&eb);
-	open_fsm(&a, &ea, 60, 100);
-	open_fsm(&b, &eb, 60, 100);
+	open_fsm(&a, &ea);
+	open_fsm(&b, &eb);
 	for (uint64_t i = 1; i <= 10; i++)
 		put(&a, i, "counter", "x"); /* version == number of applies */
 	CHECK_KV(&a, "counter", 1, 10, 10, "x");
@@ -1282,6 +1372,613 @@ static void test_snapshot_store_ahead_of_raft(void)
 	env_remove(&eb);
 }
 
+/* ---- the idempotency limits come from the entries ---- */
+
+/* The issue this guards against: nodes used their own --idempotency-ttl, so a key reused
+ * after the leader's (short) TTL was applied anew on the leader and replayed on followers
+ * with the default TTL. Now the leader's limits travel in each entry: two replicas applying
+ * the same entries decide the same, and a later entry's own TTL is what counts. */
+static void test_limits_from_entries(void)
+{
+	struct env e[2];
+	struct fsm r[2];
+	struct fsm_idem rec;
+	open_replicas(e, r, 2);
+	const uint64_t t0 = 1700000000000ULL;
+
+	for (int i = 0; i < 2; i++) {
+		struct fsm *f = &r[i];
+		set_limits(1, 100); /* a leader with --idempotency-ttl 1 */
+		CHECK_EQ_INT(put_x(f, 1, "k", "v1", (struct kvreq){.ts = t0, .idem = "K"}),
+		             FSM_OK_CREATED);
+		/* 2.5 s later the same key for another request: expired under the entry's TTL. */
+		CHECK_EQ_INT(put_x(f, 2, "k", "v2", (struct kvreq){.ts = t0 + 2500, .idem = "K"}),
+		             FSM_OK_UPDATED);
+		CHECK_KV(f, "k", 1, 2, 2, "v2");
+		/* An entry from a leader with a long TTL keeps that record alive. */
+		set_limits(3600, 100);
+		CHECK_EQ_INT(put_x(f, 3, "k", "v3", (struct kvreq){.ts = t0 + 5000, .idem = "K"}),
+		             FSM_IDEM_MISMATCH);
+		CHECK_EQ_INT(put_x(f, 4, "k", "v2", (struct kvreq){.ts = t0 + 6000, .idem = "K"}),
+		             REPLAY(FSM_OK_UPDATED));
+		CHECK_EQ_INT(fsm_idem_get(f, "K", 1, false, &rec), 0);
+		CHECK_EQ_INT(rec.index, 2);
+		/* The cap too: entries with a cap of 1 trim the table to one record. */
+		CHECK_EQ_INT(put_x(f, 5, "x", "1", (struct kvreq){.ts = t0 + 7000, .idem = "X1"}),
+		             FSM_OK_CREATED);
+		CHECK_EQ_INT(f->idem_count, 2);
+		set_limits(3600, 1);
+		CHECK_EQ_INT(put_x(f, 6, "x", "2", (struct kvreq){.ts = t0 + 8000, .idem = "X2"}),
+		             FSM_OK_UPDATED);
+		CHECK_EQ_INT(f->idem_count, 1);
+		CHECK(idem_absent(f, "K"));
+		CHECK(idem_absent(f, "X1"));
+		CHECK_IDEM_CONSISTENT(f);
+	}
+	CHECK(fsm_digest(&r[0], NULL) == fsm_digest(&r[1], NULL));
+	CHECK_EQ_INT(r[0].applied_index, r[1].applied_index);
+
+	/* Reopening (a restart, with whatever flags) changes nothing: the fsm takes none. */
+	fsm_close(&r[0]);
+	open_fsm(&r[0], &e[0]);
+	CHECK(fsm_digest(&r[0], NULL) == fsm_digest(&r[1], NULL));
+	close_replicas(e, r, 2);
+}
+
+static size_t stored_len(struct fsm *f, const char *key, size_t klen)
+{
+	char *v;
+	size_t len = 0;
+	if (store_get(&f->store, key, klen, &v, &len) != 0)
+		return 0;
+	free(v);
+	return len;
+}
+
+/* Entries written before the limits travelled in them (version 1) are applied with the fixed
+ * defaults (86400 s, 100000 records), never with the limits of anything else, and keep the
+ * record format nodes of that time wrote. */
+static void test_version1_entries(void)
+{
+	struct env e;
+	struct fsm f;
+	struct fsm_idem rec;
+	env_make(&e);
+	open_fsm(&f, &e);
+	const uint64_t t0 = 1700000000000ULL, day = 86400000ULL;
+	set_limits(1, 1); /* ignored by version 1 entries */
+
+	const struct kvreq v1 = {.ts = t0, .idem = "old", .version = 1};
+	CHECK_EQ_INT(put_x(&f, 1, "k", "v1", v1), FSM_OK_CREATED);
+	CHECK_EQ_INT(stored_len(&f, "i/old", 5), 25);
+	CHECK_EQ_INT(fsm_idem_get(&f, "old", 3, false, &rec), 0);
+	CHECK(!rec.has_cur_index);
+	/* A day later (exactly the default TTL) the record still answers. */
+	CHECK_EQ_INT(
+	    put_x(&f, 2, "k", "other", (struct kvreq){.ts = t0 + day, .idem = "old", .version = 1}),
+	    FSM_IDEM_MISMATCH);
+	CHECK_EQ_INT(
+	    put_x(&f, 3, "k", "v1", (struct kvreq){.ts = t0 + day, .idem = "old", .version = 1}),
+	    REPLAY(FSM_OK_CREATED));
+	/* More records than a cap of 1 stay: the default cap applies. */
+	CHECK_EQ_INT(
+	    put_x(&f, 4, "a", "1", (struct kvreq){.ts = t0 + day, .idem = "a", .version = 1}),
+	    FSM_OK_CREATED);
+	CHECK_EQ_INT(
+	    put_x(&f, 5, "b", "1", (struct kvreq){.ts = t0 + day, .idem = "b", .version = 1}),
+	    FSM_OK_CREATED);
+	CHECK_EQ_INT(f.idem_count, 3);
+	CHECK_IDEM_CONSISTENT(&f);
+	/* Past the default TTL the key is free again. */
+	CHECK_EQ_INT(put_x(&f, 6, "k", "v2",
+	                   (struct kvreq){.ts = t0 + day + 1, .idem = "old", .version = 1}),
+	             FSM_OK_UPDATED);
+	CHECK_KV(&f, "k", 1, 6, 2, "v2");
+	CHECK_EQ_INT(f.idem_count, 3);
+	CHECK_IDEM_CONSISTENT(&f);
+
+	/* A version 2 entry after them applies its own limits (cap 1: trimmed to its own
+	 * record) and writes the longer record. */
+	CHECK_EQ_INT(put_x(&f, 7, "c", "1", (struct kvreq){.ts = t0 + day + 2, .idem = "new"}),
+	             FSM_OK_CREATED);
+	CHECK_EQ_INT(f.idem_count, 1);
+	CHECK_EQ_INT(stored_len(&f, "i/new", 5), 33);
+	CHECK_IDEM_CONSISTENT(&f);
+
+	/* Two replicas applying the same version 1 entries end equal, whatever limits anything
+	 * else would stamp: the format of what is stored depends on the entry alone. */
+	struct env e2[2];
+	struct fsm g[2];
+	open_replicas(e2, g, 2);
+	for (int r = 0; r < 2; r++) {
+		set_limits(r ? 3600 : 5, r ? 100000 : 5); /* ignored by version 1 entries */
+		for (uint64_t i = 1; i <= 3; i++) {
+			char key[8];
+			snprintf(key, sizeof key, "r%llu", (unsigned long long)i);
+			CHECK_EQ_INT(put_x(&g[r], i, key, "v",
+			                   (struct kvreq){.ts = t0 + i, .idem = key, .version = 1}),
+			             FSM_OK_CREATED);
+		}
+	}
+	CHECK(fsm_digest(&g[0], NULL) == fsm_digest(&g[1], NULL));
+	close_replicas(e2, g, 2);
+	fsm_close(&f);
+	env_remove(&e);
+}
+
+/* A follower's internal keys (a forwarded write's own retries) live apart from clients'
+ * keys, replay exactly, and are bounded like them without taking clients' room. */
+static void test_internal_keys(void)
+{
+	struct env e;
+	struct fsm f;
+	struct fsm_idem rec;
+	open_replicas(&e, &f, 1);
+	const uint64_t t0 = 1700000000000ULL;
+
+	/* The same key string as a client's key and as an internal one: two requests. */
+	CHECK_EQ_INT(put_x(&f, 1, "a", "1", (struct kvreq){.ts = t0, .idem = "abc"}),
+	             FSM_OK_CREATED);
+	CHECK_EQ_INT(
+	    put_x(&f, 2, "b", "2", (struct kvreq){.ts = t0, .idem = "abc", .internal = true}),
+	    FSM_OK_CREATED);
+	CHECK_EQ_INT(f.idem_count, 1);
+	CHECK_EQ_INT(f.internal_count, 1);
+	CHECK_EQ_INT(fsm_idem_get(&f, "abc", 3, false, &rec), 0);
+	CHECK_EQ_INT(rec.index, 1);
+	CHECK_EQ_INT(fsm_idem_get(&f, "abc", 3, true, &rec), 0);
+	CHECK_EQ_INT(rec.index, 2);
+	CHECK_EQ_INT(count_prefix(&f, "j/"), 1);
+	CHECK_IDEM_CONSISTENT(&f);
+	/* Each replays its own request. */
+	CHECK_EQ_INT(
+	    put_x(&f, 3, "b", "2", (struct kvreq){.ts = t0 + 1, .idem = "abc", .internal = true}),
+	    REPLAY(FSM_OK_CREATED));
+	CHECK_EQ_INT(put_x(&f, 4, "a", "1", (struct kvreq){.ts = t0 + 1, .idem = "abc"}),
+	             REPLAY(FSM_OK_CREATED));
+	CHECK_KV(&f, "b", 2, 2, 1, "2");
+
+	/* The issue's create-only CAS: applied, deleted by someone else, then the follower's
+	 * retry arrives. It replays "created" and must not create the key again. */
+	const struct kvreq create = {
+	    .ts = t0 + 2, .idem = "f.1", .internal = true, .has_cas = true, .cas = 0};
+	CHECK_EQ_INT(put_x(&f, 5, "c", "mine", create), FSM_OK_CREATED);
+	CHECK_EQ_INT(del(&f, 6, "c"), FSM_OK_DELETED);
+	struct kvreq resend = create;
+	resend.resent = true;
+	CHECK_EQ_INT(put_x(&f, 7, "c", "mine", resend), REPLAY(FSM_OK_CREATED));
+	CHECK(kv_absent(&f, "c"));
+	CHECK_EQ_INT(fsm_idem_get(&f, "f.1", 3, true, &rec), 0);
+	CHECK_EQ_INT(rec.index, 5);
+
+	/* A failed create-only CAS records the index it met, so the replay names the same. */
+	CHECK_EQ_INT(put(&f, 8, "d", "1"), FSM_OK_CREATED);
+	const struct kvreq create_d = {
+	    .ts = t0 + 3, .idem = "f.2", .internal = true, .has_cas = true, .cas = 0};
+	CHECK_EQ_INT(put_x(&f, 9, "d", "mine", create_d), FSM_CAS_MISMATCH);
+	CHECK_EQ_INT(put(&f, 10, "d", "2"), FSM_OK_UPDATED);
+	CHECK_EQ_INT(put_x(&f, 11, "d", "mine", create_d), REPLAY(FSM_CAS_MISMATCH));
+	CHECK_EQ_INT(fsm_idem_get(&f, "f.2", 3, true, &rec), 0);
+	CHECK_EQ_INT(rec.code, FSM_CAS_MISMATCH);
+	CHECK(rec.has_cur_index);
+	CHECK_EQ_INT(rec.cur_index, 8);
+	CHECK_EQ_INT(rec.index, 9);
+	/* ...a mismatch on an absent key records 0. */
+	CHECK_EQ_INT(
+	    put_x(&f, 12, "none", "x",
+	          (struct kvreq){
+	              .ts = t0 + 3, .idem = "f.3", .internal = true, .has_cas = true, .cas = 5}),
+	    FSM_CAS_MISMATCH);
+	CHECK_EQ_INT(fsm_idem_get(&f, "f.3", 3, true, &rec), 0);
+	CHECK(rec.has_cur_index && rec.cur_index == 0);
+	CHECK_EQ_INT(f.internal_count, 4);
+	CHECK_IDEM_CONSISTENT(&f);
+	/* A first attempt (not re-sent) whose record is absent is simply applied. */
+	CHECK_EQ_INT(
+	    put_x(&f, 13, "g", "1",
+	          (struct kvreq){.ts = t0 + 4, .idem = "f.4", .internal = true, .resent = true}),
+	    FSM_OK_CREATED);
+	CHECK_IDEM_CONSISTENT(&f);
+	close_replicas(&e, &f, 1);
+}
+
+/* Internal records are bounded by the entries' TTL and cap, pruned a batch at a time, never
+ * at the expense of clients' records; a re-send whose record was pruned is not applied again
+ * but answered "unknown"; one whose key sorts past everything pruned was never applied. */
+static void test_internal_pruning(void)
+{
+	struct env e;
+	struct fsm f;
+	struct fsm_idem rec;
+	open_replicas(&e, &f, 1);
+	const uint64_t t0 = 1700000000000ULL;
+	char key[32];
+	uint64_t index = 0;
+	set_limits(3600, 3);
+	/* Three clients' records at the cap. */
+	for (int i = 0; i < 3; i++) {
+		snprintf(key, sizeof key, "client-%d", i);
+		CHECK_EQ_INT(put_x(&f, ++index, "c", key, (struct kvreq){.ts = t0, .idem = key}),
+		             i == 0 ? FSM_OK_CREATED : FSM_OK_UPDATED);
+	}
+	/* Many forwarded writes: keys sort by creation time like a follower's. */
+	for (int i = 0; i < 200; i++) {
+		snprintf(key, sizeof key, "%016llx.f.%04d", (unsigned long long)(t0 + i), i);
+		put_x(&f, ++index, "k", "v",
+		      (struct kvreq){.ts = t0 + i, .idem = key, .internal = true});
+		CHECK(f.internal_count <= 3 + 3); /* the cap, and a slack as small as the cap */
+	}
+	CHECK_EQ_INT(f.idem_count, 3);
+	for (int i = 0; i < 3; i++) {
+		snprintf(key, sizeof key, "client-%d", i);
+		CHECK_EQ_INT(fsm_idem_get(&f, key, strlen(key), false, &rec), 0);
+	}
+	CHECK_IDEM_CONSISTENT(&f);
+	/* The newest survive; the floor is the last one pruned. */
+	snprintf(key, sizeof key, "%016llx.f.%04d", (unsigned long long)(t0 + 199), 199);
+	CHECK_EQ_INT(fsm_idem_get(&f, key, strlen(key), true, &rec), 0);
+	snprintf(key, sizeof key, "%016llx.f.%04d", (unsigned long long)t0, 0);
+	CHECK_EQ_INT(fsm_idem_get(&f, key, strlen(key), true, &rec), 1);
+	CHECK(f.internal_floor.len > 0);
+	char floor[64];
+	snprintf(floor, sizeof floor, "%.*s", (int)f.internal_floor.len, f.internal_floor.data);
+	CHECK(strcmp(floor, key) >= 0);
+	CHECK(strcmp(floor, f.internal_first.data) < 0);
+
+	/* A re-send of a pruned key (its first attempt applied long ago): not applied again. */
+	uint64_t d = fsm_digest(&f, NULL);
+	CHECK_EQ_INT(
+	    put_x(&f, ++index, "k", "other",
+	          (struct kvreq){.ts = t0 + 300, .idem = key, .internal = true, .resent = true}),
+	    FSM_RESENT_UNKNOWN);
+	CHECK_KV(&f, "k", 4, 203, 200, "v");
+	CHECK_EQ_INT(fsm_idem_get(&f, key, strlen(key), true, &rec), 1);
+	CHECK(fsm_digest(&f, NULL) == d);
+	/* The same key as a first attempt, or a re-send past the floor, is applied. */
+	snprintf(key, sizeof key, "%016llx.f.%04d", (unsigned long long)(t0 + 500), 500);
+	CHECK_EQ_INT(
+	    put_x(&f, ++index, "k", "new",
+	          (struct kvreq){.ts = t0 + 500, .idem = key, .internal = true, .resent = true}),
+	    FSM_OK_UPDATED);
+	snprintf(key, sizeof key, "%016llx.f.%04d", (unsigned long long)t0, 0);
+	CHECK_EQ_INT(put_x(&f, ++index, "k", "first",
+	                   (struct kvreq){.ts = t0 + 501, .idem = key, .internal = true}),
+	             FSM_OK_UPDATED);
+	CHECK_IDEM_CONSISTENT(&f);
+
+	/* Expiry: with a short TTL the walk (every 64 entries) removes what expired. */
+	set_limits(1, 1000);
+	uint64_t t1 = t0 + 10000;
+	for (int i = 0; i < 130; i++)
+		put_x(&f, ++index, "p", "v", (struct kvreq){.ts = t1 + i});
+	CHECK_EQ_INT(f.internal_count, 0);
+	CHECK_EQ_INT(f.internal_first.len, 0);
+	CHECK_IDEM_CONSISTENT(&f);
+	/* The floor survives a restart (it is replicated state) and the derived state is
+	 * rebuilt from the store. */
+	snprintf(floor, sizeof floor, "%.*s", (int)f.internal_floor.len, f.internal_floor.data);
+	fsm_close(&f);
+	open_fsm(&f, &e);
+	CHECK_EQ_INT(f.internal_floor.len, strlen(floor));
+	CHECK(f.internal_floor.len == strlen(floor) &&
+	      memcmp(f.internal_floor.data, floor, strlen(floor)) == 0);
+	CHECK_IDEM_CONSISTENT(&f);
+	close_replicas(&e, &f, 1);
+}
+
+/* ---- fail stop on read errors ---- */
+
+/* Fails the reads of one kind whose key starts with `prefix`, while on. */
+struct fault {
+	bool on;
+	enum store_fault_op op;
+	const char *prefix;
+	int hits;
+};
+
+static int fault_cb(void *arg, enum store_fault_op op, const void *key, size_t klen)
+{
+	struct fault *ft = arg;
+	size_t pl = strlen(ft->prefix);
+	if (!ft->on || op != ft->op || klen < pl || memcmp(key, ft->prefix, pl) != 0)
+		return 0;
+	ft->hits++;
+	return 1;
+}
+
+/* Captures what is logged (stderr) between begin and end. */
+static int saved_stderr = -1;
+static char capture_path[64];
+
+static void capture_begin(void)
+{
+	snprintf(capture_path, sizeof capture_path, "/tmp/cloudless-test-fsm-log-XXXXXX");
+	int fd = mkstemp(capture_path);
+	fflush(stderr);
+	saved_stderr = dup(2);
+	dup2(fd, 2);
+	close(fd);
+}
+
+static char *capture_end(void)
+{
+	static char text[8192];
+	fflush(stderr);
+	dup2(saved_stderr, 2);
+	close(saved_stderr);
+	FILE *fp = fopen(capture_path, "r");
+	size_t n = fp ? fread(text, 1, sizeof text - 1, fp) : 0;
+	text[n] = '\0';
+	if (fp)
+		fclose(fp);
+	unlink(capture_path);
+	fputs(text, stderr); /* still part of the test's output */
+	return text;
+}
+
+/* One read failing during apply: the entry is not applied, the fsm stops with a line naming
+ * the entry and what could not be read, and after a restart (no fault) the same entry
+ * applies. `prepare` sets up the state the entry meets. */
+static void check_read_fault(enum store_fault_op op, const char *prefix, const char *what,
+                             void (*prepare)(struct fsm *f, uint64_t *index), const struct kvreq q)
+{
+	struct env e;
+	struct fsm f;
+	struct fault ft = {.op = op, .prefix = prefix};
+	uint64_t index = 0;
+	env_make(&e);
+	open_fsm(&f, &e);
+	prepare(&f, &index);
+	uint64_t before = f.applied_index, count = f.idem_count, d = fsm_digest(&f, NULL);
+	store_set_fault_hook(&f.store, fault_cb, &ft);
+	ft.on = true;
+
+	struct command c;
+	kv_command(&c, COMMAND_KV_PUT, "key", q);
+	c.value = S("value");
+	struct buf b;
+	buf_init(&b);
+	command_encode(&c, &b);
+	capture_begin();
+	void *r = fsm_apply_entry(&f, index + 1, b.data, b.len);
+	char *log = capture_end();
+	CHECK(r == NULL);
+	CHECK(ft.hits > 0);
+	CHECK(f.failed);
+	CHECK_EQ_INT(f.stats.apply_errors, 1);
+	CHECK_EQ_INT(f.applied_index, before);
+	CHECK_EQ_INT(stored_u64(&f, "m/applied"), before);
+	CHECK_EQ_INT(f.idem_count, count);
+	CHECK(strstr(log, "error Store read failed during apply; stopping") != NULL);
+	char want[64];
+	snprintf(want, sizeof want, "index=%llu ", (unsigned long long)(index + 1));
+	CHECK(strstr(log, want) != NULL);
+	CHECK(strstr(log, what) != NULL);
+	if (strstr(log, what) == NULL)
+		fprintf(stderr, "wanted \"%s\" in the log above\n", what);
+	/* Fail stop: later entries are refused too, with or without the fault. */
+	ft.on = false;
+	CHECK(fsm_apply_entry(&f, index + 1, b.data, b.len) == NULL);
+	CHECK(fsm_apply_entry(&f, index + 2, b.data, b.len) == NULL);
+	CHECK_EQ_INT(f.applied_index, before);
+	CHECK(fsm_digest(&f, NULL) == d);
+	/* The restart the node exits for: the entry applies. */
+	fsm_close(&f);
+	open_fsm(&f, &e);
+	CHECK(!f.failed);
+	CHECK_EQ_INT(f.applied_index, before);
+	void *r2 = fsm_apply_entry(&f, index + 1, b.data, b.len);
+	CHECK(r2 != NULL);
+	CHECK_EQ_INT(f.applied_index, index + 1);
+	CHECK_KV(&f, "key", f.applied_index, f.applied_index, 1, "value");
+	CHECK_IDEM_CONSISTENT(&f);
+	buf_close(&b);
+	fsm_close(&f);
+	env_remove(&e);
+}
+
+static void prepare_plain(struct fsm *f, uint64_t *index)
+{
+	CHECK_EQ_INT(put(f, ++*index, "other", "1"), FSM_OK_CREATED);
+}
+
+static void prepare_records(struct fsm *f, uint64_t *index)
+{
+	CHECK_EQ_INT(put_x(f, ++*index, "other", "1", (struct kvreq){.ts = 1000, .idem = "r"}),
+	             FSM_OK_CREATED);
+	CHECK_EQ_INT(f->idem_count, 1);
+}
+
+/* Writes a raw record behind the fsm's back (corrupt state). */
+static void store_raw(struct fsm *f, const char *key, const char *value, size_t vlen)
+{
+	char err[256];
+	struct store_batch b;
+	store_batch_init(&b);
+	store_batch_put(&b, key, strlen(key), value, vlen);
+	CHECK_EQ_INT(store_write(&f->store, &b, false, err, sizeof err), 0);
+	store_batch_close(&b);
+}
+
+static void check_corrupt_record(const char *key, const char *idem, const char *what)
+{
+	struct env e;
+	struct fsm f;
+	env_make(&e);
+	open_fsm(&f, &e);
+	CHECK_EQ_INT(put(&f, 1, "x", "1"), FSM_OK_CREATED);
+	store_raw(&f, key, "short", 5);
+	struct command c;
+	kv_command(&c, COMMAND_KV_PUT, "key", (struct kvreq){.ts = 2000, .idem = idem});
+	c.value = S("v");
+	struct buf b;
+	buf_init(&b);
+	command_encode(&c, &b);
+	capture_begin();
+	void *r = fsm_apply_entry(&f, 2, b.data, b.len);
+	char *log = capture_end();
+	CHECK(r == NULL);
+	CHECK(f.failed);
+	CHECK_EQ_INT(f.applied_index, 1);
+	CHECK_EQ_INT(stored_u64(&f, "m/applied"), 1);
+	CHECK(strstr(log, "Store read failed during apply; stopping index=2 ") != NULL);
+	CHECK(strstr(log, what) != NULL);
+	buf_close(&b);
+	fsm_close(&f);
+	env_remove(&e);
+}
+
+static void test_read_errors_stop(void)
+{
+	/* The key's record cannot be read: no guessing "absent". */
+	check_read_fault(STORE_FAULT_GET, "k/key", "cannot read the kv record", prepare_plain,
+	                 (struct kvreq){.ts = 2000});
+	check_read_fault(STORE_FAULT_GET, "k/key", "cannot read the kv record", prepare_plain,
+	                 (struct kvreq){.ts = 2000, .has_cas = true, .cas = 0});
+	/* The idempotency record cannot be read: no guessing "no record". */
+	check_read_fault(STORE_FAULT_GET, "i/", "cannot read the idempotency record",
+	                 prepare_records, (struct kvreq){.ts = 2000, .idem = "r2"});
+	check_read_fault(STORE_FAULT_GET, "j/", "cannot read the internal idempotency record",
+	                 prepare_plain,
+	                 (struct kvreq){.ts = 2000, .idem = "f.1", .internal = true});
+	/* The age index cannot be walked (the record of prepare_records expired by then):
+	 * pruning would silently skip. */
+	check_read_fault(STORE_FAULT_ITER, "t/", "cannot read the idempotency age index",
+	                 prepare_records, (struct kvreq){.ts = 1000 + 60001});
+	/* Malformed records are corrupt state, not absent ones. */
+	check_corrupt_record("k/key", NULL, "cannot read the kv record");
+	check_corrupt_record("i/r", "r", "cannot read the idempotency record");
+	check_corrupt_record("i/r", "r", "Corrupt idempotency record");
+}
+
+/* Counts iterators over the age index (fails none). */
+static int count_age_walks(void *arg, enum store_fault_op op, const void *key, size_t klen)
+{
+	if (op == STORE_FAULT_ITER && klen >= 2 && memcmp(key, "t/", 2) == 0)
+		(*(int *)arg)++;
+	return 0;
+}
+
+/* Pruning walks the age index only when its first record can go, and then starts at the
+ * oldest live record: a write while the records are all young and within the cap costs no
+ * iterator. */
+static void test_prune_walks_only_when_needed(void)
+{
+	struct env e;
+	struct fsm f;
+	int walks = 0;
+	env_make(&e);
+	open_fsm(&f, &e);
+	store_set_fault_hook(&f.store, count_age_walks, &walks);
+	const uint64_t t0 = 1700000000000ULL;
+	set_limits(60, 5);
+	uint64_t i = 0;
+	char idem[16];
+	for (; i < 5; i++) {
+		snprintf(idem, sizeof idem, "w%llu", (unsigned long long)i);
+		put_x(&f, i + 1, "k", "v", (struct kvreq){.ts = t0 + i, .idem = idem});
+	}
+	CHECK_EQ_INT(walks, 0);
+	CHECK_EQ_INT(f.idem_count, 5);
+	CHECK_EQ_INT(f.idem_oldest_ts, t0);
+	/* Past the cap: one walk per entry, each removing the oldest. */
+	for (; i < 8; i++) {
+		snprintf(idem, sizeof idem, "w%llu", (unsigned long long)i);
+		put_x(&f, i + 1, "k", "v", (struct kvreq){.ts = t0 + i, .idem = idem});
+	}
+	CHECK_EQ_INT(walks, 3);
+	CHECK_EQ_INT(f.idem_count, 5);
+	CHECK_EQ_INT(f.idem_oldest_ts, t0 + 3);
+	CHECK_IDEM_CONSISTENT(&f);
+	/* Plain writes while nothing is expired: no walk. */
+	walks = 0;
+	for (; i < 12; i++)
+		put_x(&f, i + 1, "p", "v", (struct kvreq){.ts = t0 + 1000});
+	CHECK_EQ_INT(walks, 0);
+	/* Once the oldest expires, walks resume and drain the expired ones. */
+	for (; i < 16; i++)
+		put_x(&f, i + 1, "p", "v", (struct kvreq){.ts = t0 + 60004 + i});
+	CHECK(walks > 0);
+	CHECK_EQ_INT(f.idem_count, 0);
+	CHECK_EQ_INT(f.idem_oldest_ts, UINT64_MAX);
+	CHECK_IDEM_CONSISTENT(&f);
+	store_set_fault_hook(&f.store, NULL, NULL);
+	fsm_close(&f);
+	env_remove(&e);
+}
+
+/* The oldest age entry in the store (UINT64_MAX: none). */
+static uint64_t exact_oldest(struct fsm *f)
+{
+	struct store_iter it;
+	uint64_t oldest = UINT64_MAX;
+	store_iter_init(&it, &f->store, NULL, "t/", 2, NULL, 0);
+	for (; store_iter_valid(&it); store_iter_next(&it)) {
+		size_t kl;
+		const char *k = store_iter_key(&it, &kl);
+		uint64_t ts = 0;
+		for (int i = 0; i < 8; i++)
+			ts = ts << 8 | (uint8_t)k[2 + i];
+		if (ts < oldest)
+			oldest = ts;
+	}
+	store_iter_close(&it);
+	return oldest;
+}
+
+/* The bound is kept in memory only: replicas that reopened (bound recomputed from the
+ * store), restored a snapshot (bound from the image) or ran on (bound carried along, looser
+ * after replacements) must decide the same for a long random history of keyed writes with
+ * shifting limits and a clock that sometimes goes back. */
+static void test_prune_bound_never_changes_outcomes(void)
+{
+	/* [0] runs on, [1] restarts now and then, [2] installs [0]'s snapshot now and then. */
+	struct env e[3];
+	struct fsm f[3];
+	open_replicas(e, f, 3);
+	uint64_t seed = 42, ts = 1700000000000ULL;
+	static const uint32_t ttls[] = {1, 2, 5, 3600}, caps[] = {2, 3, 7, 100};
+	for (uint64_t index = 1; index <= 600; index++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		uint32_t r = (uint32_t)(seed >> 33);
+		if (index % 50 == 0)
+			set_limits(ttls[r % 4], caps[(r >> 2) % 4]);
+		ts += (r >> 4) % 3 == 0 ? 0 : (r >> 6) % 700;
+		if ((r >> 8) % 40 == 0)
+			ts -= 1500; /* a new leader whose clock is behind */
+		char idem[16], key[8], val[8];
+		snprintf(idem, sizeof idem, "id%u", (r >> 10) % 12);
+		snprintf(key, sizeof key, "k%u", (r >> 14) % 5);
+		snprintf(val, sizeof val, "v%u", (r >> 17) % 3);
+		struct kvreq q = {
+		    .ts = ts, .idem = (r >> 20) % 4 ? idem : NULL, .internal = (r >> 22) % 2};
+		q.resent = q.idem != NULL && q.internal && (r >> 23) % 2;
+		unsigned want = put_x(&f[0], index, key, val, q);
+		for (int i = 1; i < 3; i++)
+			CHECK_EQ_INT(put_x(&f[i], index, key, val, q), want);
+		if (index % 37 == 0) {
+			fsm_close(&f[1]);
+			open_fsm(&f[1], &e[1]);
+		}
+		if (index % 53 == 0) {
+			struct buf img;
+			snapshot_image(&f[0], &img);
+			fsm_close(&f[2]);
+			env_remove(&e[2]);
+			env_make(&e[2]);
+			open_fsm(&f[2], &e[2]);
+			CHECK_EQ_INT(restore(&f[2], img.data, img.len), 0);
+			buf_close(&img);
+		}
+		for (int i = 0; i < 3 && (index % 25 == 0 || index == 600); i++) {
+			CHECK(fsm_digest(&f[i], NULL) == fsm_digest(&f[0], NULL));
+			CHECK_IDEM_CONSISTENT(&f[i]);
+			CHECK(f[i].idem_oldest_ts <= exact_oldest(&f[i]));
+		}
+	}
+	close_replicas(e, f, 3);
+}
+
 int main(void)
 {
 	test_kv_basic();
@@ -1290,6 +1987,13 @@ int main(void)
 	test_idempotency();
 	test_idempotency_ttl();
 	test_idempotency_count_bound();
+	test_limits_from_entries();
+	test_version1_entries();
+	test_internal_keys();
+	test_internal_pruning();
+	test_read_errors_stop();
+	test_prune_walks_only_when_needed();
+	test_prune_bound_never_changes_outcomes();
 	test_members();
 	test_digest();
 	test_snapshot_round_trip();

@@ -101,6 +101,8 @@ static raft_index propose_put(unsigned leader, struct proposal *p, const char *k
 	memset(&c, 0, sizeof c);
 	c.type = COMMAND_KV_PUT;
 	c.ts_ms = ts;
+	c.idem_ttl_s = 60; /* the leader's --idempotency-ttl / --idempotency-max */
+	c.idem_max = 1000;
 	c.key.p = key;
 	c.key.len = strlen(key);
 	c.value.p = value;
@@ -190,7 +192,7 @@ int main(void)
 		}
 		char db[256];
 		snprintf(db, sizeof db, "%s/db", dirs[i]);
-		if (fsm_init(&fsms[i], db, 60, 1000, err, sizeof err) != 0) {
+		if (fsm_init(&fsms[i], db, err, sizeof err) != 0) {
 			fprintf(stderr, "fsm_init: %s\n", err);
 			return 2;
 		}

@@ -4,7 +4,8 @@
  * cases pin down what the fsm relies on: batched puts/deletes land atomically and read back
  * byte-exact (binary keys and values included), delete_all clears every key we write,
  * prefix iteration is in unsigned byte order and stops at the prefix end, a store_snap is a
- * frozen view, and data survives close/reopen. */
+ * frozen view, and data survives close/reopen. The fault hook (tests of callers' read-error
+ * paths) fails exactly the reads it is asked to and nothing once removed. */
 #include "store/store.h"
 #include "util/buf.h"
 
@@ -370,11 +371,71 @@ static void test_reopen(void)
 	rm_rf(t.dir);
 }
 
+/* Fails reads whose key starts with "k/f", of the kinds in `ops`. */
+struct hook_state {
+	unsigned ops; /* 1 << STORE_FAULT_GET | 1 << STORE_FAULT_ITER */
+	int calls;
+};
+
+static int hook(void *arg, enum store_fault_op op, const void *key, size_t klen)
+{
+	struct hook_state *h = arg;
+	h->calls++;
+	return (h->ops & (1u << op)) != 0 && klen >= 3 && memcmp(key, "k/f", 3) == 0;
+}
+
+static void test_fault_hook(void)
+{
+	struct tmp t;
+	struct store s;
+	struct buf out;
+	buf_init(&out);
+	tmp_make(&t);
+	tmp_open(&t, &s);
+	PUT(&s, "k/fail", "1");
+	PUT(&s, "k/fine", "2");
+	PUT(&s, "k/ok", "3");
+	struct hook_state h = {.ops = 1u << STORE_FAULT_GET};
+	store_set_fault_hook(&s, hook, &h);
+	char *v = NULL;
+	size_t vl;
+	CHECK_EQ_INT(store_get(&s, "k/fail", 6, &v, &vl), -1);
+	CHECK_EQ_INT(store_get(&s, "k/fx", 4, &v, &vl), -1); /* absent, but the read fails */
+	CHECK(HAS(&s, "k/ok", "3"));
+	CHECK(ABSENT(&s, "k/none"));
+	CHECK_EQ_INT(h.calls, 4);
+	/* Iterators over the prefix still work while only gets fail. */
+	collect(&s, NULL, "k/f", 3, NULL, 0, &out);
+	CHECK_EQ_STR(out.data, "k/fail|k/fine");
+	/* A failing iterator yields nothing and says so when closed. */
+	h.ops = 1u << STORE_FAULT_ITER;
+	struct store_iter it;
+	store_iter_init(&it, &s, NULL, "k/f", 3, NULL, 0);
+	CHECK(!store_iter_valid(&it));
+	CHECK_EQ_INT(store_iter_close(&it), -1);
+	store_iter_init(&it, &s, NULL, "k/", 2, NULL, 0); /* another prefix: fine */
+	CHECK(store_iter_valid(&it));
+	CHECK_EQ_INT(store_iter_close(&it), 0);
+	CHECK(HAS(&s, "k/fail", "1"));
+	/* Removed: inert. */
+	store_set_fault_hook(&s, NULL, NULL);
+	h.ops = ~0u;
+	int before = h.calls;
+	CHECK(HAS(&s, "k/fail", "1"));
+	collect(&s, NULL, "k/f", 3, NULL, 0, &out);
+	CHECK_EQ_STR(out.data, "k/fail|k/fine");
+	CHECK_EQ_INT(h.calls, before);
+	buf_close(&out);
+	store_close(&s);
+	rm_rf(t.dir);
+}
+
 int main(void)
 {
 	test_put_get_delete();
 	test_iterate();
 	test_snapshot_isolation();
 	test_reopen();
+	test_fault_hook();
 	TEST_DONE();
 }

@@ -1,0 +1,123 @@
+/* ctl: what cloudlessctl's verb groups share.
+ *
+ * cloudlessctl is `cloudlessctl [global flags] GROUP VERB [args] [flags]`. main.c owns the
+ * global flags (--endpoints, --output, --timeout), the dispatch and --help; each verb group
+ * is one file that exports a struct ctl_group (cluster.c, kv.c; workload.c and agent.c come
+ * with the workload API) listing its verbs: name, arguments, help, its own flag table and the
+ * function that runs it. Adding a group is that file, its line in main.c's group list and in
+ * meson.build.
+ *
+ * A verb builds requests, sends them through ctl/client.c (endpoint failover) and prints:
+ * with -o json the API's JSON documents unchanged, so jq pipelines see what curl would;
+ * otherwise a table made by a pure renderer (JSON in, text out), declared below so that
+ * tests/unit/test_ctl_output.c can check each one against golden files.
+ *
+ * Exit status: 0 success; 1 the cluster answered with an error (a 4xx/5xx, or a health
+ * check that failed); 2 wrong usage (one line on stderr with a hint); 3 no endpoint could
+ * be reached or none answered in time. */
+#ifndef CLOUDLESS_CTL_CTL_H
+#define CLOUDLESS_CTL_CTL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ctl/client.h"
+#include "flags/flags.h"
+#include "util/buf.h"
+
+enum {
+	CTL_EXIT_OK = 0,
+	CTL_EXIT_ERROR = 1,
+	CTL_EXIT_USAGE = 2,
+	CTL_EXIT_UNREACHABLE = 3,
+};
+
+enum ctl_output { CTL_OUTPUT_TABLE, CTL_OUTPUT_JSON };
+
+/* The global flags (main.c's table points into this). */
+struct ctl_globals {
+	struct flags_list endpoints;
+	char *output;
+	unsigned timeout_ms;
+};
+
+struct ctl {
+	struct ctl_globals g;
+	enum ctl_output output;
+	struct ctl_client client;
+	const char *group, *verb; /* for messages */
+};
+
+struct ctl_verb {
+	const char *name;
+	const char *args;    /* the synopsis of its arguments, e.g. "KEY VALUE|-" */
+	const char *summary; /* one line for the command list */
+	const char *help;    /* a paragraph for its --help */
+	const struct flags_option *opts;
+	size_t n_opts;
+	size_t opts_size; /* the struct opts point into; zeroed and passed to run */
+	size_t min_args, max_args;
+	int (*run)(struct ctl *c, void *opts, char **args, size_t n_args);
+};
+
+struct ctl_group {
+	const char *name;
+	const char *summary;
+	const struct ctl_verb *verbs;
+	size_t n_verbs;
+};
+
+extern const struct ctl_group ctl_group_cluster;
+extern const struct ctl_group ctl_group_kv;
+
+/* ---- helpers for verbs (verb.c) ---------------------------------------------------------- */
+
+/* Prints "cloudlessctl: GROUP VERB: message (see 'cloudlessctl GROUP VERB --help')" and
+ * returns CTL_EXIT_USAGE. */
+int ctl_usage_error(const struct ctl *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Sends req with failover. CTL_EXIT_OK with *resp filled when a 2xx answer came; otherwise
+ * the error is printed (one line) and its exit status returned, *resp freed - except that
+ * with `keep_errors` an answered 4xx/5xx is kept in *resp (for verbs that print it). */
+int ctl_send(struct ctl *c, const struct ctl_request *req, struct ctl_response *resp,
+             bool keep_errors);
+/* Prints the error line for an answered 4xx/5xx and returns CTL_EXIT_ERROR. */
+int ctl_report_answer(const struct ctl *c, const struct ctl_response *resp);
+/* Prints "cloudlessctl: message" on stderr and returns `code`. */
+int ctl_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Writes the bytes to stdout (and a newline when `newline`); CTL_EXIT_ERROR if that fails
+ * (a closed pipe, a full disk). */
+int ctl_print(const char *data, size_t len, bool newline);
+/* Runs a renderer on doc and prints what it made. */
+int ctl_print_rendered(void (*render)(const json_t *, struct buf *), const json_t *doc);
+/* Prints a 2xx answer: its body unchanged with -o json, else `render` of it. Frees resp. */
+int ctl_print_answer(const struct ctl *c, struct ctl_response *resp,
+                     void (*render)(const json_t *, struct buf *));
+/* Prints a JSON value compactly, as the coordinator encodes its own answers. */
+int ctl_print_json(const json_t *v);
+/* Parses an answer's body as JSON; prints an error and returns NULL when it is not. */
+json_t *ctl_parse_answer(const struct ctl_response *resp);
+/* Appends s percent-encoded for a path segment or query value (every byte but A-Z a-z 0-9
+ * - _ ~, so a key can hold '/', '.', '?' or '%' and stay one segment). */
+void ctl_put_escaped(struct buf *b, const char *s, size_t len);
+
+/* ---- renderers: JSON in, text out ------------------------------------------------------- */
+
+/* cluster status: `status` is /raft/status (the leader's when it could be had: only the
+ * leader reports each server's lag); `members` maps node ids to that member's own
+ * /raft/status, for its applied index (a member missing from it was not reachable). */
+void ctl_render_cluster_status(const json_t *status, const json_t *members, struct buf *out);
+/* cluster leader and cluster members: from any member's /raft/status. */
+void ctl_render_cluster_leader(const json_t *status, struct buf *out);
+void ctl_render_cluster_members(const json_t *status, struct buf *out);
+/* cluster health: the document cluster health prints with -o json (see cluster.c). */
+void ctl_render_cluster_health(const json_t *report, struct buf *out);
+/* cluster join, remove and transfer: the membership result of /raft/join & co. */
+void ctl_render_membership(const json_t *result, struct buf *out);
+/* kv put and kv del: their JSON answer. */
+void ctl_render_kv_write(const json_t *result, struct buf *out);
+/* kv ls: a listing, {"items":[...], "continue": ...}. */
+void ctl_render_kv_list(const json_t *list, struct buf *out);
+
+#endif
