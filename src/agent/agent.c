@@ -178,7 +178,7 @@ static int start(struct agent *a)
 	if (metrics_init(&a->metrics) != 0 || fwd_init(&a->fwd, &a->loop) != 0)
 		return -1;
 	agent_metrics_define(a->metrics);
-	struct agent_driver_options dopts = {.log_max_bytes = (size_t)c->replica_log_max_bytes,
+	struct agent_driver_options dopts = {.log_max_bytes = c->replica_log_max_bytes,
 	                                     .log_max_files = c->replica_log_max_files};
 	if (agent_driver_init(&a->driver, &a->loop, &dopts) != 0)
 		return -1;
@@ -209,8 +209,8 @@ static int start(struct agent *a)
 	    .loop = &a->loop,
 	    .fwd = a->fwd,
 	    .metrics = a->metrics,
-	    .coordinators = c->coordinators,
-	    .n_coordinators = c->n_coordinators,
+	    .coordinators = c->coordinators.items,
+	    .n_coordinators = c->coordinators.n,
 	    .agent_id = c->node_id,
 	    .enrollment = a->enrollment,
 	    .heartbeat_ms = c->heartbeat_ms,
@@ -243,9 +243,9 @@ int agent_run(const struct agent_config *cfg)
 	char coords[1024];
 	size_t n = 0;
 	coords[0] = '\0';
-	for (size_t i = 0; i < cfg->n_coordinators && n < sizeof coords - 1; i++)
+	for (size_t i = 0; i < cfg->coordinators.n && n < sizeof coords - 1; i++)
 		n += (size_t)snprintf(coords + n, sizeof coords - n, "%s%s", i ? "," : "",
-		                      cfg->coordinators[i]);
+		                      cfg->coordinators.items[i]);
 	uv_loop_init(&a.loop);
 	log_info("cloudless-agent starting",
 	         "id=%s version=%s data_dir=%s coordinators=%s zone=%s cpu_millicores=%llu "

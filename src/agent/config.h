@@ -11,24 +11,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "flags/flags.h"
+
 #define AGENT_CONFIG_MAX_COORDINATORS 16
 #define AGENT_CONFIG_MAX_LABELS       64
 
 struct agent_config {
-	char *coordinators[AGENT_CONFIG_MAX_COORDINATORS]; /* --coordinators a,b,c */
-	size_t n_coordinators;
-	char *node_id; /* --node-id; default: the host name */
-	char *name;    /* --name; NULL: the coordinator names it after the id */
+	struct flags_list coordinators; /* --coordinators a,b,c (host:port) */
+	char *node_id;                  /* --node-id; default: the host name */
+	char *name;                     /* --name; NULL: the coordinator names it after the id */
 	char *region, *zone;
 	char *label_keys[AGENT_CONFIG_MAX_LABELS], *label_values[AGENT_CONFIG_MAX_LABELS];
 	size_t n_labels;
-	uint64_t cpu_millicores; /* default: 1000 per online CPU */
-	uint64_t memory_bytes;   /* default: MemTotal */
+	unsigned cpu_millicores; /* default: 1000 per online CPU */
+	size_t memory_bytes;     /* default: MemTotal */
 	char *data_dir;          /* default ./agent-data */
 	unsigned heartbeat_ms;   /* 0: the interval the coordinator gives */
 	char *log_level;
 	char *metrics_addr; /* NULL: no listener */
-	uint64_t replica_log_max_bytes;
+	size_t replica_log_max_bytes;
 	unsigned replica_log_max_files;
 	unsigned assignments_wait_s; /* 0: no blocking query between heartbeats */
 	bool stop_replicas_on_exit;
@@ -48,7 +49,7 @@ void agent_config_close(struct agent_config *c);
 const char *agent_config_usage(void);
 
 /* This machine's capacity, the defaults of --cpu-millicores and --memory-bytes. */
-uint64_t agent_config_machine_millicores(void);
-uint64_t agent_config_machine_memory(void);
+unsigned agent_config_machine_millicores(void);
+size_t agent_config_machine_memory(void);
 
 #endif

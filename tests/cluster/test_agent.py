@@ -139,6 +139,22 @@ def restarts_total(c):
 SLEEPER = "echo started $CLOUDLESS_REPLICA_ID; exec sleep 600"
 
 
+def steady_at_leader(make, name):
+    """A cluster running 3 replicas of web, every agent heartbeating to the leader (they
+    follow it). Returns (cluster, processes, placements, leader)."""
+    c = start(make, name)
+    create(c, "web", 3, SLEEPER)
+    procs = wait_steady(c, "web", 3)
+    leader = c.leader()
+    wait_for("agents heartbeating to the leader", lambda: all(
+        (a.status() or {}).get("coordinator") == leader.http_addr for a in c.agents.values()), 5)
+    return c, procs, placed(c, "web"), leader
+
+
+def metric_by_agent(c, name):
+    return {a.agent_id: a.metric(name) for a in c.agents.values()}
+
+
 # ---- cases ----------------------------------------------------------------------------------
 
 def test_spread_with_env(make):
@@ -285,15 +301,8 @@ def test_leader_paused(make):
     """SIGSTOP the leader (it answers nothing, closes nothing): heartbeats pass their deadline,
     move on, and reach the new leader; no agent goes offline, nothing moves or restarts, also
     after the old leader is resumed."""
-    c = start(make, "paused")
-    create(c, "web", 3, SLEEPER)
-    procs = wait_steady(c, "web", 3)
-    before = placed(c, "web")
-    leader = c.leader()
-    wait_for("agents heartbeating to the leader", lambda: all(
-        (a.status() or {}).get("coordinator") == leader.http_addr for a in c.agents.values()), 5)
-    failures = {a.agent_id: a.metric("cloudless_agent_heartbeat_failures_total")
-                for a in c.agents.values()}
+    c, procs, before, leader = steady_at_leader(make, "paused")
+    failures = metric_by_agent(c, "cloudless_agent_heartbeat_failures_total")
     leader.kill(signal.SIGSTOP)
     try:
         t0 = time.monotonic()
@@ -329,16 +338,8 @@ def test_leader_paused(make):
 def test_leader_sigkill(make):
     """SIGKILL the leader coordinator: agents move to another coordinator within one
     heartbeat, no replica process changes, no assignment is lost, no agent goes offline."""
-    c = start(make, "leader")
-    create(c, "web", 3, SLEEPER)
-    procs = wait_steady(c, "web", 3)
-    before = placed(c, "web")
-    leader = c.leader()
-    # agents follow the leader
-    wait_for("agents heartbeating to the leader", lambda: all(
-        (a.status() or {}).get("coordinator") == leader.http_addr for a in c.agents.values()), 5)
-    switches = {a.agent_id: a.metric("cloudless_agent_coordinator_switches_total")
-                for a in c.agents.values()}
+    c, procs, before, leader = steady_at_leader(make, "leader")
+    switches = metric_by_agent(c, "cloudless_agent_coordinator_switches_total")
     leader.kill()
     t0 = time.monotonic()
     moved = {}

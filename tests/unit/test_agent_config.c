@@ -28,8 +28,8 @@ static void test_defaults(void)
 	char err[512];
 	char *argv[] = {"cloudless-agent", NULL};
 	CHECK(parse(&c, argv, NULL, err, sizeof err) == AGENT_CONFIG_OK);
-	CHECK_EQ_INT(c.n_coordinators, 1);
-	CHECK_EQ_STR(c.coordinators[0], "127.0.0.1:8080");
+	CHECK_EQ_INT(c.coordinators.n, 1);
+	CHECK_EQ_STR(c.coordinators.items[0], "127.0.0.1:8080");
 	CHECK_EQ_STR(c.data_dir, "./agent-data");
 	CHECK_EQ_STR(c.log_level, "info");
 	CHECK_EQ_INT(c.heartbeat_ms, 0);
@@ -82,9 +82,9 @@ static void test_flags_and_env(void)
 	               "CLOUDLESS_DATA_DIR=/var/lib/x",
 	               NULL};
 	CHECK(parse(&c, argv, env, err, sizeof err) == AGENT_CONFIG_OK);
-	CHECK_EQ_INT(c.n_coordinators, 3);
-	CHECK_EQ_STR(c.coordinators[1], "10.0.0.2:8080");
-	CHECK_EQ_STR(c.coordinators[2], "[::1]:8081");
+	CHECK_EQ_INT(c.coordinators.n, 3);
+	CHECK_EQ_STR(c.coordinators.items[1], "10.0.0.2:8080");
+	CHECK_EQ_STR(c.coordinators.items[2], "[::1]:8081");
 	CHECK_EQ_STR(c.node_id, "worker-1"); /* the flag wins */
 	CHECK_EQ_STR(c.zone, "z1");
 	CHECK_EQ_STR(c.region, "eu"); /* the variable, no flag */
@@ -108,7 +108,7 @@ static void test_flags_and_env(void)
 	                "CLOUDLESS_STOP_REPLICAS_ON_EXIT=yes", "CLOUDLESS_ASSIGNMENTS_WAIT=0",
 	                NULL};
 	CHECK(parse(&c, argv2, env2, err, sizeof err) == AGENT_CONFIG_OK);
-	CHECK(c.n_coordinators == 2 && strcmp(c.coordinators[1], "b:2") == 0);
+	CHECK(c.coordinators.n == 2 && strcmp(c.coordinators.items[1], "b:2") == 0);
 	CHECK(c.n_labels == 1 && c.stop_replicas_on_exit && c.assignments_wait_s == 0);
 	agent_config_close(&c);
 }
@@ -119,9 +119,12 @@ static void test_bad(void)
 		const char *flag, *value, *env, *want;
 	} rows[] = {
 	    {"--coordinators", "nohost", NULL,
-	     "--coordinators: not a host:port address: \"nohost\""},
-	    {"--coordinators", "a:1,,b:2", NULL, "--coordinators: empty entry in \"a:1,,b:2\""},
-	    {"--coordinators", "a:99999", NULL, "--coordinators: not a host:port"},
+	     "--coordinators: expected host:port, got \"nohost\""},
+	    {"--coordinators", "a:1,,b:2", NULL, "--coordinators: empty address in \"a:1,,b:2\""},
+	    {"--coordinators", "a:99999", NULL, "--coordinators: port 99999 out of range"},
+	    {"--coordinators",
+	     "a:1,b:2,c:3,d:4,e:5,f:6,g:7,h:8,i:9,j:10,k:11,l:12,m:13,n:14,o:15,p:16,q:17", NULL,
+	     "--coordinators: at most 16 entries"},
 	    {"--node-id", "bad id", NULL, "--node-id: invalid id \"bad id\""},
 	    {"--node-id", "x", "CLOUDLESS_NODE_ID=a/b", NULL},
 	    {NULL, NULL, "CLOUDLESS_NODE_ID=a/b", "--node-id (from CLOUDLESS_NODE_ID): invalid id"},
@@ -140,11 +143,11 @@ static void test_bad(void)
 	    {"--replica-log-max-files", "101", NULL, "--replica-log-max-files: at most 100"},
 	    {"--replica-log-max-files", "0", NULL, "--replica-log-max-files: not a positive"},
 	    {"--log-level", "loud", NULL, "--log-level: must be debug, info, warn or error"},
-	    {"--metrics-addr", "9100", NULL, "--metrics-addr: not a host:port address"},
+	    {"--metrics-addr", "9100", NULL, "--metrics-addr: expected host:port"},
 	    {"--stop-replicas-on-exit=maybe", NULL, NULL, "--stop-replicas-on-exit: not a boolean"},
 	    {"--zone", NULL, NULL, "--zone: missing value"},
 	    {"--zone", "--labels", NULL, "--zone: missing value"},
-	    {"--no-such-flag", "1", NULL, "unknown flag \"--no-such-flag\""},
+	    {"--no-such-flag", "1", NULL, "unknown flag --no-such-flag"},
 	    {"stray", NULL, NULL, "unexpected argument \"stray\""},
 	    {"--zone", "", NULL, "--zone: empty value"},
 	};
@@ -171,7 +174,7 @@ static void test_bad(void)
 		CHECK(r == AGENT_CONFIG_ERROR);
 		CHECK(strstr(err, rows[i].want) != NULL);
 		CHECK(strchr(err, '\n') == NULL);
-		CHECK(c.node_id == NULL && c.n_coordinators == 0); /* nothing left to free */
+		CHECK(c.node_id == NULL && c.coordinators.n == 0); /* nothing left to free */
 	}
 }
 
@@ -198,7 +201,7 @@ static void test_help(void)
 	                                   "--data-dir DIR",
 	                                   "default ./agent-data",
 	                                   "--heartbeat-ms MS",
-	                                   "default the coordinator's",
+	                                   "CLOUDLESS_HEARTBEAT_MS; default the",
 	                                   "--log-level",
 	                                   "--metrics-addr",
 	                                   "CLOUDLESS_METRICS_ADDR",
