@@ -175,7 +175,8 @@ static int start(struct agent *a)
 	uv_signal_init(&a->loop, &a->sigterm);
 	uv_signal_init(&a->loop, &a->sigint);
 	a->sigterm.data = a->sigint.data = a;
-	if (metrics_init(&a->metrics) != 0 || fwd_init(&a->fwd, &a->loop) != 0)
+	if (metrics_init(&a->metrics) != 0 || fwd_init(&a->fwd, &a->loop) != 0 ||
+	    fwd_set_user_agent(a->fwd, "cloudless-agent/" CLOUDLESS_VERSION) != 0)
 		return -1;
 	agent_metrics_define(a->metrics);
 	struct agent_driver_options dopts = {.log_max_bytes = c->replica_log_max_bytes,

@@ -274,14 +274,13 @@ static void on_enrolled(const struct fwd_response *r, void *arg)
 static int post(struct agent_client *c, const char *method, const char *path, const char *body,
                 unsigned timeout_ms, fwd_cb cb)
 {
-	char url[512], ua[64];
+	char url[512];
 	snprintf(url, sizeof url, "http://%s%s", current(c), path);
-	snprintf(ua, sizeof ua, "cloudless-agent/%s", CLOUDLESS_VERSION);
-	struct fwd_header h[] = {{"Content-Type", "application/json"}, {"User-Agent", ua}};
+	struct fwd_header h[] = {{"Content-Type", "application/json"}};
 	struct fwd_request req = {.method = method,
 	                          .url = url,
 	                          .headers = h,
-	                          .n_headers = 2,
+	                          .n_headers = 1,
 	                          .body = body,
 	                          .body_len = body != NULL ? strlen(body) : 0,
 	                          .timeout_ms = timeout_ms};
