@@ -1,35 +1,39 @@
 #!/usr/bin/env bash
-# HA check of a 3-coordinator Cloudless cluster, phase by phase as the original
+# HA check of a 3-coordinator Cloudless cluster with 3 agents, phase by phase as the original
 # deployments/docker/test-ha-cluster.sh ran it, with its own commands (the unanchored
 # `grep -q "cloudless_coordinator_is_leader 1"` on ports 9090-9092, docker-compose stop/start,
 # the log greps and the report's counts) and these checks of its outcome:
 #
 #   prereqs     the tools this mode needs
-#   deploy      3 coordinators, every one with the same --join list and --bootstrap-expect 3
+#   deploy      3 coordinators, every one with the same --join list and --bootstrap-expect 3,
+#               and 3 agents (agent-1..3 in zones a, b, a) given all three coordinators
 #   formation   3 voters in every node's configuration
 #   leader      exactly one leader by the metrics grep (anchored and the original's)
 #   write       a write through a follower, read back on every node (linearizable and local)
-#   failover    the leader stopped: exactly one new leader within FAILOVER_LIMIT_S (5 s), and
-#               writes keep working
+#   agents      the 3 agents enrolled and heartbeating (their metrics and /v1/agents), and a
+#               3-replica workload running on them
+#   failover    the leader stopped: exactly one new leader within FAILOVER_LIMIT_S (5 s),
+#               writes keep working, every agent heartbeats again and no replica restarted
 #   rejoin      the old leader restarted: a follower again, with the same state digest as the
 #               others (/raft/status?digest)
-#   logs        every node's log collected; the original's log greps
+#   logs        every node's and agent's log collected; the original's log greps
 #   report      a markdown report with the measured election, failover and rejoin times
-#
-# (Agents slot in after `write` once cloudless-agent exists: enrolled, heartbeating, replicas
-# running, and the same through the failover.)
 #
 # Modes:
 #   compose/test-ha-cluster.sh          docker compose (compose/docker-compose-ha.yml); host ports
-#                                        9090-9092 metrics, 8080-8082 HTTP. Starts from empty
+#                                        9090-9092 metrics, 8080-8082 HTTP, 9101-9103 the
+#                                        agents' metrics and status. Starts from empty
 #                                        volumes (down -v first, as the original did) and takes
 #                                        the cluster down at the end unless KEEP=1.
 #   LOCAL=1 compose/test-ha-cluster.sh  the same on local processes on loopback: BIN (the
 #                                        coordinator; default build/cloudless-coordinator),
+#                                        AGENT_BIN (default: cloudless-agent beside BIN),
 #                                        DATA (a new temp dir by default), BASE_PORT (first of
 #                                        12 consecutive free ports: +0..2 metrics, +3..5 raft,
-#                                        +6..8 HTTP, +9..11 for agents). Kills exactly the
-#                                        processes it started; removes the temp dir it made
+#                                        +6..8 HTTP, +9..11 the agents' metrics). Kills exactly
+#                                        the processes it started (the agents stop their
+#                                        replicas first); in a temp dir it made, removes the
+#                                        data dirs of a passed run (not the report and logs)
 #                                        unless KEEP=1.
 #   compose/test-ha-cluster.sh --topology   prints the topology of the mode (ids, addresses,
 #                                        join targets) and exits; tests compare it with the
@@ -47,10 +51,13 @@ KEEP=${KEEP:-0}
 FAILOVER_LIMIT_S=${FAILOVER_LIMIT_S:-5}
 TIMEOUT_S=${TIMEOUT_S:-60}
 services=(coordinator-1 coordinator-2 coordinator-3)
+agents=(agent-1 agent-2 agent-3)
+zones=(zone-a zone-b zone-a)
 
 # ---- topology: the single table both modes start from ----
 if [[ $LOCAL == 1 ]]; then
   BIN=${BIN:-$here/../build/cloudless-coordinator}
+  AGENT_BIN=${AGENT_BIN:-$(dirname "$BIN")/cloudless-agent}
   made_data=0
   if [[ -z ${DATA:-} ]]; then DATA=$(mktemp -d -t cloudless-ha-XXXXXX); made_data=1; fi
   BASE_PORT=${BASE_PORT:-19090}
@@ -59,6 +66,7 @@ if [[ $LOCAL == 1 ]]; then
     raft_addr[i]=127.0.0.1:$((BASE_PORT + 3 + i))
     http_port[i]=$((BASE_PORT + 6 + i))
     http_addr[i]=127.0.0.1:${http_port[i]}
+    agent_port[i]=$((BASE_PORT + 9 + i))
   done
   REPORT=${REPORT:-$DATA/ha-report.md}
 else
@@ -67,6 +75,7 @@ else
     raft_addr[i]=172.28.0.$((10 + i)):7000
     http_port[i]=$((8080 + i))
     http_addr[i]=172.28.0.$((10 + i)):8080 # inside the compose network
+    agent_port[i]=$((9101 + i))
   done
   REPORT=${REPORT:-$PWD/ha-report.md}
 fi
@@ -78,6 +87,10 @@ if [[ ${1:-} == --topology ]]; then
     echo "coordinator ${services[i]} metrics=localhost:${metrics_port[i]}" \
       "http=localhost:${http_port[i]} raft=${raft_addr[i]} advertise=${http_addr[i]}" \
       "join=$(IFS=,; echo "${services[*]}") bootstrap_expect=3"
+  done
+  for i in 0 1 2; do
+    echo "agent ${agents[i]} metrics=localhost:${agent_port[i]} zone=${zones[i]}" \
+      "coordinators=$(IFS=,; echo "${services[*]}")"
   done
   exit 0
 fi
@@ -113,20 +126,33 @@ if [[ $LOCAL == 1 ]]; then
       --join "$join" --bootstrap-expect 3 >>"$DATA/$id.log" 2>&1 &
     pid[$id]=$!
   }
+  start_agent() { # index 0..2
+    local i=$1 id=${agents[$1]}
+    "$AGENT_BIN" --node-id "$id" --zone "${zones[i]}" --coordinators "$join" \
+      --data-dir "$DATA/$id" --metrics-addr "127.0.0.1:${agent_port[i]}" \
+      --stop-replicas-on-exit >>"$DATA/$id.log" 2>&1 &
+    pid[$id]=$!
+  }
   stop_node() { kill -TERM "${pid[$1]}" && wait "${pid[$1]}" || true; }
   node_logs() { cat "$DATA/$1.log"; }
-  deploy() { start_node 0; start_node 1; start_node 2; }
+  deploy() { local i; for i in 0 1 2; do start_node "$i"; done; for i in 0 1 2; do start_agent "$i"; done; }
   teardown() {
     local id
+    # Agents first and gently: with --stop-replicas-on-exit they stop their replicas, which
+    # would otherwise outlive them (by design), before exiting.
+    for id in "${agents[@]}"; do [[ -n ${pid[$id]:-} ]] && kill -TERM "${pid[$id]}" 2>/dev/null; done
+    for id in "${agents[@]}"; do [[ -n ${pid[$id]:-} ]] && wait "${pid[$id]}" 2>/dev/null; done
     for id in "${services[@]}"; do
       [[ -n ${pid[$id]:-} ]] && kill -KILL "${pid[$id]}" 2>/dev/null && wait "${pid[$id]}" 2>/dev/null
     done
-    # A failed run keeps its data and logs for a look.
-    [[ $made_data == 1 && $KEEP != 1 && $1 == 0 ]] && rm -rf "$DATA"
+    # The data dirs of a passed run go (report and logs stay); a failed run keeps them.
+    if [[ $made_data == 1 && $KEEP != 1 && $1 == 0 ]]; then
+      for id in "${services[@]}" "${agents[@]}"; do rm -rf "${DATA:?}/$id"; done
+    fi
     [[ $1 == 0 ]] || echo "data and logs kept in $DATA" >&2
     return 0
   }
-  status_table() { for id in "${services[@]}"; do echo "$id pid ${pid[$id]:-none}"; done; }
+  status_table() { local id; for id in "${services[@]}" "${agents[@]}"; do echo "$id pid ${pid[$id]:-none}"; done; }
 else
   COMPOSE_FILE=$here/docker-compose-ha.yml
   # The original's commands use docker-compose; Compose v2's `docker compose` is the same CLI.
@@ -177,11 +203,36 @@ same_digest_everywhere() {
   [[ -n $d0 && $d0 == "$d1" && $d0 == "$d2" ]] && digest=$d0
 }
 
+agent_metrics() { curl -s --max-time 2 "http://localhost:${agent_port[$1]}/metrics"; }
+agent_connected() { local m; m=$(agent_metrics "$1") && grep -qx "cloudless_agent_connected 1" <<<"$m"; }
+agents_ready() { # every agent connected by its metrics, and ready by the coordinators' record
+  local i
+  for i in 0 1 2; do agent_connected "$i" || return 1; done
+  [[ $(curl -s --max-time 2 "http://localhost:${http_port[$1]}/v1/agents?stale" | grep -o '"state":"ready"' | wc -l) == 3 ]]
+}
+agent_sum() { # a sample, summed over the three agents
+  local sum=0 v i m
+  for i in 0 1 2; do
+    m=$(agent_metrics "$i") || return 1
+    v=$(awk -v k="$1" '$1 == k { print $2 }' <<<"$m")
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+replicas_running() { # index of a coordinator to ask
+  [[ $(agent_sum 'cloudless_agent_replicas{state="running"}') == 3 ]] &&
+    curl -s --max-time 2 "http://localhost:${http_port[$1]}/v1/workloads/default/ha-check?stale" | grep -q '"running":3'
+}
+put_workload() { # index of a coordinator; PUT creates or replaces, so a re-run is fine
+  [[ $(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -X PUT "http://localhost:${http_port[$1]}/v1/workloads/default/ha-check" -d \
+    '{"replicas":3,"command":["sh","-c","echo up $CLOUDLESS_REPLICA_ID; exec sleep 86400"],"kill_timeout_ms":1000}') == 200 ]]
+}
+
 collect_logs() {
   mkdir -p "$LOGS"
   local id
-  for id in "${services[@]}"; do node_logs "$id" >"$LOGS/$id.log" 2>&1 || true; done
-  cat "$LOGS"/coordinator-*.log >"$LOGS/all.log"
+  for id in "${services[@]}" "${agents[@]}"; do node_logs "$id" >"$LOGS/$id.log" 2>&1 || true; done
+  cat "$LOGS"/coordinator-*.log "$LOGS"/agent-*.log >"$LOGS/all.log"
 }
 
 write_report() {
@@ -204,6 +255,9 @@ write_report() {
     echo "| failover: leader stopped to one new leader (limit ${FAILOVER_LIMIT_S} s) | ${failover_ms:-n/a} |"
     echo "| first write accepted after the failover | ${write_after_ms:-n/a} |"
     echo "| rejoin: restart to follower with an equal state digest | ${rejoin_ms:-n/a} |"
+    echo "| agents: deploy to 3 agents enrolled and heartbeating | ${agents_ms:-n/a} |"
+    echo "| replicas: workload created to 3 replicas running | ${replicas_ms:-n/a} |"
+    echo "| agents heartbeating again after the leader stopped | ${agents_back_ms:-n/a} |"
     echo
     echo "## Phases"
     echo
@@ -213,10 +267,12 @@ write_report() {
     echo
     echo "Leader before the failover: ${old_leader:-n/a}; after: ${new_leader:-n/a}. State digest after the rejoin: ${digest:-n/a}"
     echo
-    echo "## Log counts (the original report's greps, over all coordinators' logs in $LOGS)"
+    echo "## Log counts (the original report's greps, over all logs in $LOGS)"
     echo
     echo "- Leader elections: $(grep -c "became leader\|Became leader" "$all" || true)"
     echo "- Nodes joined raft cluster: $(grep -c "joined.*raft\|added to cluster\|Node joined cluster" "$all" || true)"
+    echo "- Agent enrollments: $(grep -c "agent enrolled\|node enrolled\|Agent enrolled" "$all" || true)"
+    echo "- Heartbeats (sample): $(grep -c "heartbeat\|Heartbeat" "$all" || true)"
     echo "- Errors (first 20):"
     echo
     echo '```'
@@ -254,6 +310,7 @@ command -v curl >/dev/null || fail "curl is not installed"
 command -v awk >/dev/null || fail "awk is not installed"
 if [[ $LOCAL == 1 ]]; then
   [[ -x $BIN ]] || fail "no coordinator binary at BIN=$BIN (build it: ninja -C build)"
+  [[ -x $AGENT_BIN ]] || fail "no agent binary at AGENT_BIN=$AGENT_BIN (build it: ninja -C build)"
   mkdir -p "$DATA"
 else
   command -v docker >/dev/null || fail "Docker is not installed"
@@ -263,7 +320,7 @@ pass
 
 begin deploy
 t_deploy=$EPOCHREALTIME
-deploy || fail "could not start the coordinators"
+deploy || fail "could not start the coordinators and agents"
 pass
 
 begin formation
@@ -286,6 +343,17 @@ wait_for "a write through follower ${services[f]}" put_via "$f" ha-check "writte
 wait_for "the write read back on every node" read_everywhere ha-check "written-via-${services[f]}" 0 1 2
 pass
 
+begin agents
+wait_for "three agents enrolled and heartbeating" agents_ready "$f"
+agents_ms=$(ms_since "$t_deploy")
+t_workload=$EPOCHREALTIME
+wait_for "the workload created" put_workload "$f"
+wait_for "three replicas running on the agents" replicas_running "$f"
+replicas_ms=$(ms_since "$t_workload")
+restarts=$(agent_sum cloudless_agent_replica_restarts_total) || fail "no agent metrics"
+echo "agents: ${agents[*]} enrolled; 3 replicas running (${agents_ms} ms, replicas ${replicas_ms} ms)"
+pass
+
 begin failover
 others=()
 for i in 0 1 2; do ((i != l)) && others+=("$i"); done
@@ -300,7 +368,12 @@ new_leader=${services[n]}
 wait_for "a write after the failover" put_via "${others[0]}" ha-after "after-failover"
 write_after_ms=$(ms_since "$t_stop")
 wait_for "the write read back on the two" read_everywhere ha-after after-failover "${others[@]}"
-echo "new leader: $new_leader (failover ${failover_ms} ms)"
+wait_for "every agent heartbeating again" agents_ready "${others[0]}"
+agents_back_ms=$(ms_since "$t_stop")
+wait_for "the three replicas still running" replicas_running "${others[0]}"
+[[ $(agent_sum cloudless_agent_replica_restarts_total) == "$restarts" ]] ||
+  fail "replicas restarted during the failover"
+echo "new leader: $new_leader (failover ${failover_ms} ms; agents back after ${agents_back_ms} ms)"
 pass
 
 begin rejoin
@@ -321,9 +394,15 @@ for id in coordinator-2 coordinator-3; do
   grep -Eiq "raft|leader|joined" "$LOGS/$id.log" || fail "$id's log says nothing of raft, leader or joined"
 done
 grep -Eiq "raft|follower|joined" "$LOGS/$old_leader.log" || fail "the restarted $old_leader logs nothing of raft, follower or joined"
+for id in "${agents[@]}"; do
+  grep -Eiq "enrolled|heartbeat|connected" "$LOGS/$id.log" || fail "$id's log says nothing of enrolled, heartbeat or connected"
+  grep -q "agent enrolled id=$id " "$LOGS/$id.log" || fail "$id logs no enrollment"
+  grep -q "heartbeat ok id=$id " "$LOGS/$id.log" || fail "$id logs no answered heartbeat"
+done
 pass
 
 begin report
 pass # first: the report records its own phase as passed; a failure to write it still fails
 write_report
 echo "PASS: one leader, failover and rejoin work"
+echo "PASS: agents enrolled and heartbeating through the failover, replicas running"

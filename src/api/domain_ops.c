@@ -26,9 +26,20 @@
 #define WAIT_DEFAULT_MS (5 * 60 * 1000)
 #define WAIT_MAX_MS     (5 * 60 * 1000)
 
+static void set_topic_index(struct api_op *op)
+{
+	char v[24];
+	snprintf(v, sizeof v, "%llu",
+	         (unsigned long long)watch_topic_index(op->api->domain, op->dom_topic));
+	http_response_header(op->req, CLOUDLESS_HDR_INDEX, v);
+}
+
 void api_domain_respond(struct api_op *op, unsigned status, json_t *body)
 {
 	api_common_headers(op->api, op->req);
+	/* A read of a topic says the topic's index (what ?index= compares), not the store's. */
+	if (op->dom_topic[0] != '\0')
+		set_topic_index(op);
 	http_respond_json(op->req, status, body);
 	op->req = NULL;
 	api_op_release(op);
@@ -189,12 +200,8 @@ static void set_last_contact(struct api_op *op)
 
 static void render_now(struct api_op *op)
 {
-	char v[24];
-	if (op->dom_topic[0] != '\0') {
-		snprintf(v, sizeof v, "%llu",
-		         (unsigned long long)watch_topic_index(op->api->domain, op->dom_topic));
-		http_response_header(op->req, CLOUDLESS_HDR_INDEX, v);
-	}
+	if (op->dom_topic[0] != '\0')
+		set_topic_index(op);
 	op->dom_render(op);
 }
 

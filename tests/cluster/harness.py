@@ -6,8 +6,15 @@ kills exactly the PIDs it started when the test ends (also on failure or interru
 Everything waits by polling a condition with a deadline; nothing sleeps in place of a
 condition. Standard library only.
 
+Agents (cloudless-agent) are processes of the same kind (Agent below): each runs under the
+cluster's temp dir with a metrics listener whose /status says which replica runs as which pid.
+An agent's replicas are process groups of their own that outlive it; the harness kills exactly
+those groups it can prove are the agent's replicas (pid and start time as recorded in the
+agent's state file), never anything by name.
+
 Environment:
   CLOUDLESS_BIN       path to the coordinator binary (meson passes it)
+  CLOUDLESS_AGENT_BIN path to the agent binary (default: next to the coordinator)
   CLOUDLESS_KEEP      keep the temp dir (for debugging)
   CLOUDLESS_TIME_SCALE  multiply every deadline (sanitizer builds are slower)
 """
@@ -29,6 +36,8 @@ import traceback
 import urllib.parse
 
 BIN = os.environ.get("CLOUDLESS_BIN", "build/cloudless-coordinator")
+AGENT_BIN = os.environ.get("CLOUDLESS_AGENT_BIN",
+                           os.path.join(os.path.dirname(BIN), "cloudless-agent"))
 SCALE = float(os.environ.get("CLOUDLESS_TIME_SCALE", "1"))
 
 _live_clusters = []
@@ -153,30 +162,14 @@ def wait_for(what, fn, timeout=10.0, interval=0.02):
     raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (scaled(timeout), what, last))
 
 
-class Node:
-    def __init__(self, cluster, node_id):
-        self.cluster = cluster
-        self.node_id = node_id
-        self.raft_addr = "127.0.0.1:%d" % free_port()
-        self.http_addr = "127.0.0.1:%d" % free_port()
-        self.data_dir = os.path.join(cluster.dir, node_id)
-        self.log_path = os.path.join(cluster.dir, node_id + ".log")
+class Process:
+    """One process this harness started (a coordinator or an agent): its command line, its
+    log file (stdout and stderr, appended across restarts) and its lifetime."""
+
+    def __init__(self, log_path):
+        self.log_path = log_path
         self.proc = None
         self.args = []
-
-    # -- process control --
-    def start(self, bootstrap=False, join=None, extra=None):
-        args = [BIN, "--node-id", self.node_id, "--raft-addr", self.raft_addr,
-                "--http-addr", self.http_addr, "--data-dir", self.data_dir,
-                "--heartbeat-ms", str(self.cluster.heartbeat_ms),
-                "--election-ms", str(self.cluster.election_ms)]
-        if bootstrap:
-            args.append("--bootstrap")
-        if join:
-            args += ["--join", ",".join(n.http_addr if isinstance(n, Node) else n for n in join)]
-        args += self.cluster.extra_args + (extra or [])
-        self.args = args
-        return self.start_args(args)
 
     def start_args(self, args):
         log = open(self.log_path, "ab")
@@ -206,15 +199,39 @@ class Node:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def wipe(self):
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
     def log(self):
         try:
             with open(self.log_path, "rb") as f:
                 return f.read().decode(errors="replace")
         except OSError:
             return ""
+
+
+class Node(Process):
+    def __init__(self, cluster, node_id):
+        self.cluster = cluster
+        self.node_id = node_id
+        self.raft_addr = "127.0.0.1:%d" % free_port()
+        self.http_addr = "127.0.0.1:%d" % free_port()
+        self.data_dir = os.path.join(cluster.dir, node_id)
+        Process.__init__(self, os.path.join(cluster.dir, node_id + ".log"))
+
+    # -- process control --
+    def start(self, bootstrap=False, join=None, extra=None):
+        args = [BIN, "--node-id", self.node_id, "--raft-addr", self.raft_addr,
+                "--http-addr", self.http_addr, "--data-dir", self.data_dir,
+                "--heartbeat-ms", str(self.cluster.heartbeat_ms),
+                "--election-ms", str(self.cluster.election_ms)]
+        if bootstrap:
+            args.append("--bootstrap")
+        if join:
+            args += ["--join", ",".join(n.http_addr if isinstance(n, Node) else n for n in join)]
+        args += self.cluster.extra_args + (extra or [])
+        self.args = args
+        return self.start_args(args)
+
+    def wipe(self):
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     # -- HTTP --
     def req(self, method, path, body=None, headers=None, timeout=5.0):
@@ -238,10 +255,147 @@ class Node:
         return "Node(%s)" % self.node_id
 
 
+def _stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (field 3 on), None when gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def proc_start_time(pid):
+    """Field 22 of /proc/PID/stat (None when the process is gone or a zombie): with the pid it
+    names one process, as the agent's state file does."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def proc_alive(pid):
+    return pid > 0 and proc_start_time(pid) is not None
+
+
+def proc_stat(pid):
+    """(state, ppid, pgrp, session) of a process, None when it is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+
+
+def proc_environ(pid):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return {}
+    env = {}
+    for item in raw.split(b"\0"):
+        if b"=" in item:
+            k, v = item.split(b"=", 1)
+            env[k.decode()] = v.decode(errors="replace")
+    return env
+
+
+class Agent(Process):
+    """One cloudless-agent process with its data dir and metrics listener."""
+
+    def __init__(self, cluster, agent_id, zone=None, labels=None):
+        self.cluster = cluster
+        self.agent_id = agent_id
+        self.zone = zone
+        self.labels = labels
+        self.metrics_addr = "127.0.0.1:%d" % free_port()
+        self.data_dir = os.path.join(cluster.dir, agent_id)
+        Process.__init__(self, os.path.join(cluster.dir, agent_id + ".log"))
+        self.groups = {}  # pgid -> start time of the replicas this agent ran
+
+    def start(self, coordinators=None, extra=None):
+        coords = coordinators or [n.http_addr for n in self.cluster.nodes.values()]
+        args = [AGENT_BIN, "--node-id", self.agent_id, "--coordinators", ",".join(coords),
+                "--data-dir", self.data_dir, "--metrics-addr", self.metrics_addr,
+                "--log-level", "debug"]
+        if self.zone:
+            args += ["--zone", self.zone]
+        if self.labels:
+            args += ["--labels", ",".join("%s=%s" % kv for kv in self.labels.items())]
+        self.args = args + (extra or [])
+        return self.restart()
+
+    def kill(self, sig=signal.SIGKILL):
+        """Signals the agent process only: its replicas keep running."""
+        self.remember_groups()
+        return Process.kill(self, sig)
+
+    def stop(self, timeout=10):
+        self.remember_groups()
+        return Process.stop(self, timeout)
+
+    def remember_groups(self):
+        """Records the replica groups the state file names (pid and start time)."""
+        try:
+            with open(os.path.join(self.data_dir, "state.json")) as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            return
+        for r in st.get("replicas", []):
+            if r.get("pid"):
+                self.groups[r["pid"]] = r["start_time"]
+
+    def kill_replicas(self):
+        """SIGKILL to every replica group this agent started that is still the same process
+        group leader (same pid, same start time): a machine losing power."""
+        self.remember_groups()
+        for pgid, start in list(self.groups.items()):
+            if proc_start_time(pgid) == start:
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def kill_machine(self):
+        self.kill()
+        self.kill_replicas()
+
+    def status(self):
+        r = request(self.metrics_addr, "GET", "/status", timeout=2)
+        return r.json() if r is not None and r.status == 200 else None
+
+    def metrics(self):
+        r = request(self.metrics_addr, "GET", "/metrics", timeout=2)
+        return r.body.decode() if r is not None and r.status == 200 else ""
+
+    def metric(self, name, labels=""):
+        """The value of one sample of /metrics (None when absent)."""
+        want = name + ("{%s}" % labels if labels else "")
+        for line in self.metrics().splitlines():
+            if line.startswith(want + " "):
+                return float(line.split()[-1])
+        return None
+
+    def running(self):
+        """{replica id: (epoch, pid)} of what this agent reports running, by its /status,
+        each checked alive in /proc."""
+        st = self.status()
+        out = {}
+        for r in (st or {}).get("replicas", []):
+            if r["state"] == "running" and r["pid"] and proc_alive(r["pid"]):
+                out[r["id"]] = (r["epoch"], r["pid"])
+                self.groups.setdefault(r["pid"], proc_start_time(r["pid"]))
+        return out
+
+    def __repr__(self):
+        return "Agent(%s)" % self.agent_id
+
+
 class Cluster:
     def __init__(self, name, heartbeat_ms=50, election_ms=300, extra_args=None):
         self.dir = tempfile.mkdtemp(prefix="cloudless-%s-" % name)
         self.nodes = {}
+        self.agents = {}
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.extra_args = list(extra_args or [])
@@ -265,6 +419,11 @@ class Cluster:
         if join_via_flag:
             self.wait_voters(n)
         return self
+
+    def agent(self, agent_id, zone=None, labels=None):
+        if agent_id not in self.agents:
+            self.agents[agent_id] = Agent(self, agent_id, zone, labels)
+        return self.agents[agent_id]
 
     def running(self):
         return [n for n in self.nodes.values() if n.alive()]
@@ -309,6 +468,8 @@ class Cluster:
         return wait_for("converged state digests", same, timeout)
 
     def close(self):
+        for a in self.agents.values():
+            a.kill_machine()
         for n in self.nodes.values():
             if n.proc and n.proc.poll() is None:
                 n.proc.kill()
@@ -324,6 +485,8 @@ class Cluster:
     def dump_logs(self):
         for n in self.nodes.values():
             sys.stderr.write("----- log of %s -----\n%s\n" % (n.node_id, n.log()[-6000:]))
+        for a in self.agents.values():
+            sys.stderr.write("----- log of %s -----\n%s\n" % (a.agent_id, a.log()[-6000:]))
 
 
 def _cleanup():

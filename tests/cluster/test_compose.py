@@ -1,16 +1,17 @@
 """compose/ kept right without a Docker engine: `docker-compose config -q` accepts the HA file;
-no host port is published twice; every variable and flag given to a coordinator is one its
-`--help` documents; the compose topology is the one test-ha-cluster.sh prints for compose
-mode, and the local mode's has the same ids, port offsets and join targets; the image runs as
-a non-root user and installs every shared library the binaries link; Grafana's provisioning
-names the dashboard directory the file mounts and the datasource uid the panels use."""
+no host port is published twice; every variable and flag given to a coordinator or an agent is
+one its binary's `--help` documents; the compose topology (coordinators and agents) is the one
+test-ha-cluster.sh prints for compose mode, and the local mode's has the same ids, port
+offsets, join targets and zones; the image runs as a non-root user and installs every shared
+library the binaries link; Grafana's provisioning names the dashboard directory the file
+mounts and the datasource uid the panels use."""
 import json
 import os
 import re
 import shutil
 import subprocess
 
-from harness import BIN, ROOT, help_options, load_yaml, run
+from harness import AGENT_BIN, BIN, ROOT, help_options, load_yaml, run
 
 COMPOSE_DIR = os.path.join(ROOT, "compose")
 COMPOSE_FILE = os.path.join(COMPOSE_DIR, "docker-compose-ha.yml")
@@ -38,9 +39,17 @@ def services():
     return _services[0]
 
 
+def ours(svcs):
+    return {k: v for k, v in svcs.items() if v.get("image", "").startswith("cloudless-coordinator")}
+
+
 def coordinators(svcs):
-    return {k: v for k, v in svcs.items() if v.get("image", "").startswith("cloudless-coordinator")
-            and "entrypoint" not in v}
+    return {k: v for k, v in ours(svcs).items() if "entrypoint" not in v}
+
+
+def agents(svcs):
+    return {k: v for k, v in ours(svcs).items()
+            if v.get("entrypoint") == ["/usr/local/bin/cloudless-agent"]}
 
 
 def published(svc):
@@ -74,21 +83,27 @@ def test_no_host_port_twice(make):
 
 
 def test_every_variable_is_a_flag(make):
-    flags = {o["flag"]: o["env"] for o in help_options(BIN)}
-    assert flags.get("--node-id") == "CLOUDLESS_RAFT_ID", flags
-    known_env = {v for v in flags.values() if v}
-    svcs = coordinators(services())
-    assert sorted(svcs) == ["coordinator-1", "coordinator-2", "coordinator-3"], sorted(svcs)
-    for name, svc in svcs.items():
-        for var in svc.get("environment", {}):
-            assert var in known_env, "%s: %s is no variable of cloudless-coordinator --help" % (name, var)
-        for arg in svc.get("command", []) or []:
-            if arg.startswith("--"):
-                assert arg.split("=", 1)[0] in flags, "%s: %s is no flag" % (name, arg)
-    # The image's own ENV too.
+    svcs = services()
+    assert sorted(coordinators(svcs)) == ["coordinator-1", "coordinator-2", "coordinator-3"]
+    assert sorted(agents(svcs)) == ["agent-1", "agent-2", "agent-3"]
+    assert set(ours(svcs)) == set(coordinators(svcs)) | set(agents(svcs)), sorted(ours(svcs))
+    envs = []
+    for binary, group in ((BIN, coordinators(svcs)), (AGENT_BIN, agents(svcs))):
+        flags = {o["flag"]: o["env"] for o in help_options(binary)}
+        assert flags.get("--node-id"), (binary, flags)
+        known_env = {v for v in flags.values() if v}
+        envs.append(known_env)
+        tool = os.path.basename(binary)
+        for name, svc in group.items():
+            for var in svc.get("environment", {}):
+                assert var in known_env, "%s: %s is no variable of %s --help" % (name, var, tool)
+            for arg in svc.get("command", []) or []:
+                if arg.startswith("--"):
+                    assert arg.split("=", 1)[0] in flags, "%s: %s is no flag of %s" % (name, arg, tool)
+    # The image's own ENV applies to both binaries.
     with open(DOCKERFILE) as f:
         for var in re.findall(r"^ENV (CLOUDLESS_[A-Z0-9_]+)=", f.read(), re.M):
-            assert var in known_env, var
+            assert all(var in e for e in envs), var
 
 
 def script_topology(**env):
@@ -98,8 +113,8 @@ def script_topology(**env):
     nodes = []
     for ln in p.stdout.splitlines():
         kind, name, *fields = ln.split()
-        assert kind == "coordinator", ln
-        nodes.append(dict([("id", name)] + [f.split("=", 1) for f in fields]))
+        assert kind in ("coordinator", "agent"), ln
+        nodes.append(dict([("kind", kind), ("id", name)] + [f.split("=", 1) for f in fields]))
     return nodes
 
 
@@ -116,6 +131,7 @@ def compose_topology():
         assert env["CLOUDLESS_RAFT_ID"] == name, (name, env)
         assert env["CLOUDLESS_ADVERTISE_HTTP"].split(":")[0] == svc["networks"]["cloudless"]["ipv4_address"]
         nodes.append({
+            "kind": "coordinator",
             "id": env["CLOUDLESS_RAFT_ID"],
             "metrics": "localhost:%d" % ports[port_of(env["CLOUDLESS_METRICS_ADDR"])],
             "http": "localhost:%d" % ports[port_of(env["CLOUDLESS_HTTP_ADDR"])],
@@ -126,6 +142,21 @@ def compose_topology():
             "bootstrap_expect": str(env["CLOUDLESS_BOOTSTRAP_EXPECT"]),
         })
         assert len(env["CLOUDLESS_RAFT_JOIN_ADDR"].split(",")) == len(nodes[-1]["join"].split(","))
+    http_port = port_of(svcs["coordinator-1"]["environment"]["CLOUDLESS_HTTP_ADDR"])
+    svcs = agents(services())
+    for name in sorted(svcs):
+        env = svcs[name]["environment"]
+        ports = dict((target, host) for host, target in published(svcs[name]))
+        coords = env["CLOUDLESS_COORDINATOR_ADDRESSES"].split(",")
+        assert all(port_of(a) == http_port for a in coords), coords
+        assert env["CLOUDLESS_NODE_ID"] == name, (name, env)
+        nodes.append({
+            "kind": "agent",
+            "id": env["CLOUDLESS_NODE_ID"],
+            "metrics": "localhost:%d" % ports[port_of(env["CLOUDLESS_METRICS_ADDR"])],
+            "zone": env["CLOUDLESS_ZONE"],
+            "coordinators": ",".join(ip_to_id[a.split(":")[0]] for a in coords),
+        })
     return nodes
 
 
@@ -138,15 +169,25 @@ def test_topology_equals_the_scripts(make):
     compose = compose_topology()
     assert script_topology(LOCAL="0") == compose, (script_topology(LOCAL="0"), compose)
     local = script_topology(LOCAL="1", BASE_PORT="20000")
-    assert [n["id"] for n in local] == [n["id"] for n in compose]
+    assert [(n["kind"], n["id"]) for n in local] == [(n["kind"], n["id"]) for n in compose]
+    coords = [n for n in compose if n["kind"] == "coordinator"]
+    lcoords = [n for n in local if n["kind"] == "coordinator"]
+    ags = [n for n in compose if n["kind"] == "agent"]
+    lags = [n for n in local if n["kind"] == "agent"]
     for key in ("join", "bootstrap_expect"):
-        assert [n[key] for n in local] == [n[key] for n in compose], key
+        assert [n[key] for n in lcoords] == [n[key] for n in coords], key
     for key in ("metrics", "http"):
-        assert offsets(local, key) == offsets(compose, key) == [0, 1, 2], key
-    # Every node joins all three, and the local mode's addresses are distinct ports.
-    assert all(n["join"] == "coordinator-1,coordinator-2,coordinator-3" for n in compose)
-    addrs = [n[k] for n in local for k in ("metrics", "http", "raft")]
-    assert len({port_of(a) for a in addrs}) == 9, addrs
+        assert offsets(lcoords, key) == offsets(coords, key) == [0, 1, 2], key
+    for key in ("zone", "coordinators"):
+        assert [n[key] for n in lags] == [n[key] for n in ags], key
+    assert offsets(lags, "metrics") == offsets(ags, "metrics") == [0, 1, 2]
+    # Every coordinator joins all three, every agent knows all three, zones a/b/a.
+    three = "coordinator-1,coordinator-2,coordinator-3"
+    assert all(n["join"] == three for n in coords) and all(n["coordinators"] == three for n in ags)
+    assert [n["zone"] for n in ags] == ["zone-a", "zone-b", "zone-a"]
+    # The local mode's addresses are 12 distinct ports.
+    addrs = [n[k] for n in lcoords for k in ("metrics", "http", "raft")] + [n["metrics"] for n in lags]
+    assert len({port_of(a) for a in addrs}) == 12, addrs
 
 
 def runtime_packages(text):
@@ -177,7 +218,7 @@ def test_image_runs_unprivileged_with_its_libraries(make):
     allowed |= {ln.split(":", 1)[1].strip() for ln in deps.stdout.splitlines()
                 if "Depends:" in ln}
     libs = {}
-    for binary in (BIN, CTL):
+    for binary in (BIN, AGENT_BIN, CTL):
         assert os.path.basename(binary) in text, "the image does not copy %s" % binary
         ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=30).stdout
         for path in re.findall(r"=> (/\S+)", ldd):

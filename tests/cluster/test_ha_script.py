@@ -1,30 +1,40 @@
-"""compose/test-ha-cluster.sh, the users' HA check, run in its LOCAL mode on loopback: every
-phase passes (the original's unanchored leader grep included), the report holds the measured
-times, the logs are collected, and what it started is gone afterwards; a failing phase makes
-it exit non-zero naming that phase, and still clean up."""
+"""compose/test-ha-cluster.sh, the users' HA check, run in its LOCAL mode on loopback with 3
+coordinators and 3 agents: every phase passes (the original's unanchored leader grep included;
+agents enrolled, heartbeating and running a 3-replica workload through the failover), the
+report holds the measured times, the logs are collected, and what it started is gone
+afterwards, replicas included; a failing phase makes it exit non-zero naming that phase, and
+still clean up."""
+import glob
+import json
 import os
 import re
 import subprocess
 import tempfile
 
-from harness import BIN, ROOT, free_port_block, listening, run, scaled, wait_for
+from harness import (AGENT_BIN, BIN, ROOT, free_port_block, listening, proc_alive, run, scaled,
+                     wait_for)
 
 SCRIPT = os.path.join(ROOT, "compose", "test-ha-cluster.sh")
-PHASES = ["prereqs", "deploy", "formation", "leader", "write", "failover", "rejoin", "logs",
-          "report"]
+PHASES = ["prereqs", "deploy", "formation", "leader", "write", "agents", "failover", "rejoin",
+          "logs", "report"]
 PORTS = 12
 
 
 def run_script(data, **env):
     base = free_port_block(PORTS)
-    e = dict(os.environ, LOCAL="1", BIN=os.path.abspath(BIN), DATA=data, BASE_PORT=str(base),
-             TIMEOUT_S=str(int(scaled(30))))
+    e = dict(os.environ, LOCAL="1", BIN=os.path.abspath(BIN), AGENT_BIN=os.path.abspath(AGENT_BIN),
+             DATA=data, BASE_PORT=str(base), TIMEOUT_S=str(int(scaled(30))))
     e.update(env)
     p = subprocess.run(["bash", SCRIPT], env=e, capture_output=True, text=True,
                        timeout=scaled(180), stdin=subprocess.DEVNULL)
-    # Whatever happened, nothing it started still listens.
-    wait_for("the script's coordinators gone",
-             lambda: not any(listening(base + i) for i in range(9)), timeout=10)
+    # Whatever happened, nothing it started still listens, and no replica outlived its agent.
+    wait_for("the script's coordinators and agents gone",
+             lambda: not any(listening(base + i) for i in range(PORTS)), timeout=10)
+    for state in glob.glob(os.path.join(data, "agent-*", "state.json")):
+        with open(state) as f:
+            pids = [r["pid"] for r in json.load(f).get("replicas", []) if r.get("pid")]
+        wait_for("the replicas of %s stopped" % state,
+                 lambda: not any(proc_alive(pid) for pid in pids), timeout=10)
     return p
 
 
@@ -42,6 +52,8 @@ def test_ha_script_local_mode(make):
         p = run_script(data)
         assert p.returncode == 0, explain(p, data)
         assert "PASS: one leader, failover and rejoin work" in p.stdout, p.stdout
+        assert "PASS: agents enrolled and heartbeating through the failover, replicas running" \
+            in p.stdout, p.stdout
         assert [ln[3:] for ln in p.stdout.splitlines() if ln.startswith("== ")] == PHASES, p.stdout
         with open(os.path.join(data, "ha-report.md")) as f:
             report = f.read()
@@ -49,7 +61,7 @@ def test_ha_script_local_mode(make):
         for phase in PHASES:
             assert re.search(r"^\| %s \| passed \| \d+ \|$" % phase, report, re.M), (phase, report)
         times = {}
-        for what in ("election", "formation", "failover", "rejoin"):
+        for what in ("election", "formation", "failover", "rejoin", "agents", "replicas"):
             m = re.search(r"^\| %s: .* \| (\d+) \|$" % what, report, re.M)
             assert m, (what, report)
             times[what] = int(m.group(1))
@@ -59,7 +71,13 @@ def test_ha_script_local_mode(make):
         for n in ("coordinator-1", "coordinator-2", "coordinator-3"):
             with open(os.path.join(logs, n + ".log")) as f:
                 assert "Coordinator started" in f.read(), n
+        for agent in ("agent-1", "agent-2", "agent-3"):
+            with open(os.path.join(logs, agent + ".log")) as f:
+                log = f.read()
+            assert "agent enrolled id=%s coordinator=" % agent in log, log
+            assert "heartbeat ok" in log, log
         assert re.search(r"^- Leader elections: [1-9]", report, re.M), report
+        assert re.search(r"^- Agent enrollments: [3-9]", report, re.M), report
         # The old leader came back with the others' state digest, named in the report.
         assert re.search(r'State digest after the rejoin: "fsm_index":\d+ "state_digest":"[0-9a-f]+"',
                          report), report
