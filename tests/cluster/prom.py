@@ -90,10 +90,11 @@ def metric_names(expr):
 
 class Prometheus:
     """A Prometheus server on a free loopback port with its data under a temp dir, scraping
-    `targets` (host:port of each coordinator's metrics listener) as job "coordinators", every
-    `interval`, with the given rules file. close() kills exactly the process it started."""
+    the shipped config's jobs with local targets (`jobs`: {"coordinators": [host:port of each
+    coordinator's metrics listener], "agents": [...]}; every job the config has must be given),
+    every `interval`, with the given rules file. close() kills exactly the process it started."""
 
-    def __init__(self, targets, rules, interval="1s"):
+    def __init__(self, jobs, rules, interval="1s"):
         self.dir = tempfile.mkdtemp(prefix="cloudless-prometheus-")
         self.addr = "127.0.0.1:%d" % free_port()
         self.config = os.path.join(self.dir, "prometheus.json")
@@ -104,9 +105,10 @@ class Prometheus:
         cfg["global"].update(scrape_interval=interval, evaluation_interval=interval,
                              scrape_timeout=interval)
         cfg["rule_files"] = [os.path.abspath(rules)]
-        jobs = [j for j in cfg["scrape_configs"] if j["job_name"] == "coordinators"]
-        assert len(jobs) == 1, cfg["scrape_configs"]
-        jobs[0]["static_configs"] = [{"targets": list(targets)}]
+        names = sorted(j["job_name"] for j in cfg["scrape_configs"])
+        assert names == sorted(jobs), (names, sorted(jobs))
+        for j in cfg["scrape_configs"]:
+            j["static_configs"] = [{"targets": list(jobs[j["job_name"]])}]
         with open(self.config, "w") as f:
             json.dump(cfg, f, indent=1)
         promtool("check", "config", self.config)

@@ -1,6 +1,7 @@
 """The Prometheus kit of compose/: promtool's checks of the config and the rules, the rules'
 unit tests (every alert firing and quiet), and a real Prometheus scraping a local 3-node
-cluster: one leader, every metric the dashboard and the rules name, and the no-leader alert
+cluster and 3 agents: one leader, every agent connected, every metric the dashboard and the
+rules name, no HELP line an unanchored grep would take for a sample, and the no-leader alert
 firing on quorum loss but not through a leader failover."""
 import datetime
 import json
@@ -9,7 +10,7 @@ import re
 import signal
 import tempfile
 
-from harness import free_port, load_yaml, run, wait_for
+from harness import free_port, help_lines_with_values, load_yaml, run, wait_for
 from prom import (ALERTS, ALERTS_TEST, CONFIG, Prometheus, alert_rules, dashboard_exprs,
                   metric_names, promtool)
 
@@ -81,6 +82,13 @@ def start_with_metrics_listeners(c):
     return maddr
 
 
+def start_agents(c):
+    ags = [c.agent("agent-%d" % i, zone=z) for i, z in ((1, "zone-a"), (2, "zone-b"), (3, "zone-a"))]
+    for a in ags:
+        a.start()
+    return {a.metrics_addr: a for a in ags}
+
+
 def test_real_scrape(make):
     c = make()
     maddr = start_with_metrics_listeners(c)
@@ -90,9 +98,11 @@ def test_real_scrape(make):
     # A forwarded write, so that the forward counters the dashboard shows have series.
     wait_for("a write through a follower",
              lambda: (lambda r: r is not None and r.status == 200)(follower.put("k", "v")))
+    agents = start_agents(c)
     with tempfile.TemporaryDirectory(prefix="cloudless-rules-") as d:
-        prom = Prometheus(maddr.values(), short_for_rules(d))
+        prom = Prometheus({"coordinators": maddr.values(), "agents": agents}, short_for_rules(d))
         try:
+            check_agents(prom, agents)
             check_scrape(c, prom, instance_of)
         except Exception:
             print("----- prometheus log -----\n" + prom.log())
@@ -119,6 +129,17 @@ def evaluated_since(prom, t):
 
 def prom_now(prom):
     return float(prom.api("query", query="time()")["result"][1])
+
+
+def check_agents(prom, agents):
+    """Every agent is a target that is up, connected, and whose HELP lines read as no sample."""
+    def connected():
+        got = sorted(m["instance"] for m, _ in prom.query('cloudless_agent_connected{job="agents"} == 1'))
+        return got == sorted(agents)
+    wait_for("three agents scraped and connected", connected, timeout=30)
+    for a in agents.values():
+        assert help_lines_with_values(a.metrics()) == [], a
+    assert sorted(v for _, v in prom.query('up{job="agents"}')) == [1, 1, 1]
 
 
 def check_scrape(c, prom, instance_of):
