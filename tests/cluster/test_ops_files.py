@@ -1,16 +1,16 @@
 """The operator-facing files that cannot drift from what they describe: docs/HA-CLUSTER-SETUP.md's
-flag table is `cloudless-coordinator --help`'s, its variable table is the HA script's, its
+flag tables are `cloudless-coordinator --help`'s and `cloudless-agent --help`'s, its variable table is the HA script's, its
 alert table is alerts.yml's, and every flag the docs' commands pass exists; the GitHub
 workflow runs the README's test command on Debian 12 with a timeout.
 
-  python3 tests/cluster/test_ops_files.py --write    regenerates the flag table
+  python3 tests/cluster/test_ops_files.py --write    regenerates the flag tables
 """
 import os
 import re
 import subprocess
 import sys
 
-from harness import BIN, ROOT, help_options, load_yaml, run
+from harness import AGENT_BIN, BIN, ROOT, help_options, load_yaml, run
 from prom import alert_rules
 
 SETUP = os.path.join(ROOT, "docs", "HA-CLUSTER-SETUP.md")
@@ -19,8 +19,11 @@ SCRIPT = os.path.join(ROOT, "compose", "test-ha-cluster.sh")
 WORKFLOW = os.path.join(ROOT, ".github", "workflows", "ci.yml")
 README = os.path.join(ROOT, "README.md")
 CTL = os.environ.get("CLOUDLESS_CTL", os.path.join(os.path.dirname(BIN), "cloudlessctl"))
-FLAGS_START = "<!-- flags: generated from cloudless-coordinator --help; do not edit by hand -->"
-FLAGS_END = "<!-- end of flags -->"
+# (binary, start marker, end marker) of each generated flag table
+TABLES = [(BIN, "<!-- flags: generated from cloudless-coordinator --help; do not edit by hand -->",
+           "<!-- end of flags -->"),
+          (AGENT_BIN, "<!-- agent flags: generated from cloudless-agent --help; do not edit by hand -->",
+           "<!-- end of agent flags -->")]
 
 
 def read(path):
@@ -33,11 +36,11 @@ def between(text, start, end):
     return text[text.index(start) + len(start):text.index(end)]
 
 
-def flag_table():
+def flag_table(binary):
     def cell(s):
         return s.replace("|", "\\|")
     rows = ["| flag | variable | default | meaning |", "|---|---|---|---|"]
-    for o in help_options(BIN):
+    for o in help_options(binary):
         if o["env"] is None:  # --help, --version
             continue
         flag = o["flag"] + (" " + o["meta"] if o["meta"] else "")
@@ -46,12 +49,14 @@ def flag_table():
     return "\n" + "\n".join(rows) + "\n"
 
 
-def test_flag_table_is_the_help(make):
-    doc = between(read(SETUP), FLAGS_START, FLAGS_END)
-    want = flag_table()
-    assert doc == want, ("docs/HA-CLUSTER-SETUP.md's flag table differs from --help; run "
-                         "`python3 tests/cluster/test_ops_files.py --write`.\n--- want:\n" + want)
-    assert len(re.findall(r"^\| `--", doc, re.M)) >= 30, doc
+def test_flag_tables_are_the_help(make):
+    for binary, start, end in TABLES:
+        doc = between(read(SETUP), start, end)
+        want = flag_table(binary)
+        assert doc == want, ("docs/HA-CLUSTER-SETUP.md's table of %s differs from --help; run "
+                             "`python3 tests/cluster/test_ops_files.py --write`.\n--- want:\n%s"
+                             % (os.path.basename(binary), want))
+        assert len(re.findall(r"^\| `--", doc, re.M)) >= 15, doc
 
 
 def table_column(text, heading_row):
@@ -91,6 +96,7 @@ def flags_of(binary, *cmd):
 
 def test_doc_commands_use_real_flags(make):
     coord = {o["flag"] for o in help_options(BIN)}
+    agent = {o["flag"] for o in help_options(AGENT_BIN)}
     top = subprocess.run([CTL, "--help"], capture_output=True, text=True, timeout=30).stdout
     ctl = flags_of(CTL)
     for group, verb in re.findall(r"^  ([a-z]+) ([a-z]+)\b", top, re.M):
@@ -100,7 +106,8 @@ def test_doc_commands_use_real_flags(make):
         for block in re.findall(r"^```sh\n(.*?)^```$", read(path), re.M | re.S):
             for cmd in re.sub(r"\\\n\s*", " ", block).splitlines():
                 cmd = cmd.split("#")[0]
-                for tool, known in (("cloudless-coordinator", coord), ("cloudlessctl", ctl)):
+                for tool, known in (("cloudless-coordinator", coord), ("cloudless-agent", agent),
+                                    ("cloudlessctl", ctl)):
                     for m in re.finditer(r"(?:^|[\s/])%s((?:\s+\S+)*)" % tool, cmd):
                         args = re.split(r"[|;&]", m.group(1))[0].split()
                         for a in args:
@@ -143,10 +150,12 @@ def test_ci_workflow(make):
 if __name__ == "__main__":
     if "--write" in sys.argv[1:]:
         text = read(SETUP)
-        start, end = text.index(FLAGS_START) + len(FLAGS_START), text.index(FLAGS_END)
+        for binary, start_mark, end_mark in TABLES:
+            start, end = text.index(start_mark) + len(start_mark), text.index(end_mark)
+            text = text[:start] + flag_table(binary) + text[end:]
         with open(SETUP, "w") as f:
-            f.write(text[:start] + flag_table() + text[end:])
-        print("wrote the flag table of %s" % SETUP)
+            f.write(text)
+        print("wrote the flag tables of %s" % SETUP)
         sys.exit(0)
-    run([test_flag_table_is_the_help, test_script_variables_are_documented,
+    run([test_flag_tables_are_the_help, test_script_variables_are_documented,
          test_alert_table_is_the_rules, test_doc_commands_use_real_flags, test_ci_workflow])
