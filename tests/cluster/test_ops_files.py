@@ -1,12 +1,14 @@
 """The operator-facing files that cannot drift from what they describe: docs/HA-CLUSTER-SETUP.md's
 flag tables are `cloudless-coordinator --help`'s and `cloudless-agent --help`'s, its variable table is the HA script's, its
 alert table is alerts.yml's, and every flag the docs' commands pass exists; the GitHub
-workflow runs the README's test command on Debian 12 with a timeout.
+workflow runs the README's test command on Debian 12 with a timeout; the HA script passes
+shellcheck.
 
   python3 tests/cluster/test_ops_files.py --write    regenerates the flag tables
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -119,6 +121,14 @@ def test_doc_commands_use_real_flags(make):
     assert len(checked) >= 6, checked
 
 
+def test_ha_script_passes_shellcheck(make):
+    """Its compose mode cannot run here (no Docker engine): shellcheck reads both modes."""
+    sc = shutil.which("shellcheck")
+    assert sc, "shellcheck is needed (Debian's shellcheck; scripts/install-deps.sh --test)"
+    p = subprocess.run([sc, "-S", "warning", SCRIPT], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
 def test_ci_workflow(make):
     wf = load_yaml(WORKFLOW)
     assert set(wf) <= {"name", "on", "permissions", "concurrency", "env", "defaults", "jobs",
@@ -158,4 +168,5 @@ if __name__ == "__main__":
         print("wrote the flag tables of %s" % SETUP)
         sys.exit(0)
     run([test_flag_tables_are_the_help, test_script_variables_are_documented,
-         test_alert_table_is_the_rules, test_doc_commands_use_real_flags, test_ci_workflow])
+         test_alert_table_is_the_rules, test_doc_commands_use_real_flags,
+         test_ha_script_passes_shellcheck, test_ci_workflow])
