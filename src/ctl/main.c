@@ -222,7 +222,8 @@ static int check_args(const struct ctl *c, const struct ctl_verb *v, size_t n)
 static int parse_and_run(int argc, char *argv[], struct ctl *c, const struct ctl_group *g,
                          const struct ctl_verb *v, void *opts, char **pos)
 {
-	struct flags_set sets[2] = {{global_opts, N_GLOBAL, &c->g, NULL}};
+	enum flags_origin origin[N_GLOBAL] = {FLAGS_FROM_NONE};
+	struct flags_set sets[2] = {{global_opts, N_GLOBAL, &c->g, origin}};
 	struct flags_spec spec = {.sets = sets, .n_sets = 1, .positionals = true};
 	char hint[160] = "'cloudlessctl --help'", err[512], list[256];
 	size_t n_pos = 0;
@@ -264,6 +265,9 @@ static int parse_and_run(int argc, char *argv[], struct ctl *c, const struct ctl
 
 	c->group = g->name;
 	c->verb = v->name;
+	for (size_t i = 0; i < N_GLOBAL; i++)
+		if (strcmp(global_opts[i].flag, "--timeout") == 0)
+			c->timeout_given = origin[i] == FLAGS_FROM_FLAG;
 	c->output = strcmp(c->g.output, "json") == 0 ? CTL_OUTPUT_JSON : CTL_OUTPUT_TABLE;
 	int rc = check_args(c, v, n_pos - 2);
 	if (rc != CTL_EXIT_OK)
