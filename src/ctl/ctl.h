@@ -2,10 +2,9 @@
  *
  * cloudlessctl is `cloudlessctl [global flags] GROUP VERB [args] [flags]`. main.c owns the
  * global flags (--endpoints, --output, --timeout), the dispatch and --help; each verb group
- * is one file that exports a struct ctl_group (cluster.c, kv.c; workload.c and agent.c come
- * with the workload API) listing its verbs: name, arguments, help, its own flag table and the
- * function that runs it. Adding a group is that file, its line in main.c's group list and in
- * meson.build.
+ * is one file that exports a struct ctl_group (cluster.c, kv.c, workload.c; agent.c comes
+ * next) listing its verbs: name, arguments, help, its own flag table and the function that
+ * runs it. Adding a group is that file, its line in main.c's group list and in meson.build.
  *
  * A verb builds requests, sends them through ctl/client.c (endpoint failover) and prints:
  * with -o json the API's JSON documents unchanged, so jq pipelines see what curl would;
@@ -73,6 +72,7 @@ struct ctl_group {
 
 extern const struct ctl_group ctl_group_cluster;
 extern const struct ctl_group ctl_group_kv;
+extern const struct ctl_group ctl_group_workload;
 
 /* Flag rows more than one verb has: `type` is the verb's options struct. */
 #define CTL_OPT_IDEMPOTENCY_KEY(type, field)                                                       \
@@ -178,5 +178,12 @@ void ctl_render_membership(const json_t *result, struct buf *out);
 void ctl_render_kv_write(const json_t *result, struct buf *out);
 /* kv ls: a listing, {"items":[...], "continue": ...}. */
 void ctl_render_kv_list(const json_t *list, struct buf *out);
+/* workload list: a listing of workloads. */
+void ctl_render_workload_list(const json_t *list, struct buf *out);
+/* workload get (and each change workload watch prints): the workload, its replicas. */
+void ctl_render_workload(const json_t *workload, struct buf *out);
+/* A table of replicas: for a workload with their agent and pending reason, for an agent
+ * without. */
+void ctl_render_replicas(const json_t *replicas, bool of_workload, struct buf *out);
 
 #endif

@@ -19,7 +19,8 @@
 #endif
 
 /* Verb groups, in --help order. A new group is one file and one line here. */
-static const struct ctl_group *const groups[] = {&ctl_group_cluster, &ctl_group_kv};
+static const struct ctl_group *const groups[] = {&ctl_group_cluster, &ctl_group_kv,
+                                                 &ctl_group_workload};
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 
 static const char *const output_choices[] = {"table", "json", NULL};
@@ -107,6 +108,8 @@ static const char *top_help(void)
 	                   "  cloudlessctl kv put config/mode fast\n"
 	                   "  printf 'hello' | cloudlessctl kv put greeting -\n"
 	                   "  cloudlessctl kv ls config/ -o json | jq -r '.items[].key'\n"
+	                   "  cloudlessctl workload apply -f web.json\n"
+	                   "  cloudlessctl workload scale default/web --replicas 5\n"
 	                   "\nRun 'cloudlessctl GROUP VERB --help' for a verb's own flags.\n");
 	return help_buf;
 }
