@@ -2,9 +2,9 @@
  *
  * cloudlessctl is `cloudlessctl [global flags] GROUP VERB [args] [flags]`. main.c owns the
  * global flags (--endpoints, --output, --timeout), the dispatch and --help; each verb group
- * is one file that exports a struct ctl_group (cluster.c, kv.c, workload.c; agent.c comes
- * next) listing its verbs: name, arguments, help, its own flag table and the function that
- * runs it. Adding a group is that file, its line in main.c's group list and in meson.build.
+ * is one file that exports a struct ctl_group (cluster.c, kv.c, workload.c, agent.c) listing
+ * its verbs: name, arguments, help, its own flag table and the function that runs it. Adding a
+ * group is that file, its line in main.c's group list and in meson.build.
  *
  * A verb builds requests, sends them through ctl/client.c (endpoint failover) and prints:
  * with -o json the API's JSON documents unchanged, so jq pipelines see what curl would;
@@ -73,6 +73,7 @@ struct ctl_group {
 extern const struct ctl_group ctl_group_cluster;
 extern const struct ctl_group ctl_group_kv;
 extern const struct ctl_group ctl_group_workload;
+extern const struct ctl_group ctl_group_agent;
 
 /* Flag rows more than one verb has: `type` is the verb's options struct. */
 #define CTL_OPT_IDEMPOTENCY_KEY(type, field)                                                       \
@@ -185,5 +186,11 @@ void ctl_render_workload(const json_t *workload, struct buf *out);
 /* A table of replicas: for a workload with their agent and pending reason, for an agent
  * without. */
 void ctl_render_replicas(const json_t *replicas, bool of_workload, struct buf *out);
+/* agent list: a listing of agents. */
+void ctl_render_agent_list(const json_t *list, struct buf *out);
+/* agent get: the agent and the replicas assigned to it. */
+void ctl_render_agent(const json_t *agent, struct buf *out);
+/* agent drain --wait: the progress line for the agent's document as it is now. */
+void ctl_render_drain_progress(const json_t *agent, struct buf *out);
 
 #endif

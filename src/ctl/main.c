@@ -20,7 +20,7 @@
 
 /* Verb groups, in --help order. A new group is one file and one line here. */
 static const struct ctl_group *const groups[] = {&ctl_group_cluster, &ctl_group_kv,
-                                                 &ctl_group_workload};
+                                                 &ctl_group_workload, &ctl_group_agent};
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 
 static const char *const output_choices[] = {"table", "json", NULL};
@@ -110,6 +110,7 @@ static const char *top_help(void)
 	                   "  cloudlessctl kv ls config/ -o json | jq -r '.items[].key'\n"
 	                   "  cloudlessctl workload apply -f web.json\n"
 	                   "  cloudlessctl workload scale default/web --replicas 5\n"
+	                   "  cloudlessctl agent drain worker-3 --wait\n"
 	                   "\nRun 'cloudlessctl GROUP VERB --help' for a verb's own flags.\n");
 	return help_buf;
 }
