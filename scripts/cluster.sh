@@ -1,42 +1,74 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds, and starts a local 3-node Cloudless cluster on loopback with
-# data under ./data (our embedded default). Every node gets the same --join list and
-# --bootstrap-expect 3: they form one cluster the first time, and re-running the script (or
-# any node's command, even after deleting its data dir) rejoins that cluster.
-#   HTTP:  127.0.0.1:8081, :8082, :8083     raft: 127.0.0.1:7001, :7002, :7003
-# Logs go to ./data/<node>.log; Ctrl-C stops all three (the leader hands over first).
-# Restarting the script reuses ./data: the nodes restart from their raft state.
+# Installs dependencies, builds, and starts a local Cloudless cluster on loopback with data
+# under ./data: 3 coordinators and 3 agents (cloudless-agent) in two zones. Every coordinator
+# gets the same --join list and --bootstrap-expect 3: they form one cluster the first time,
+# and re-running the script (or any node's command, even after deleting its data dir) rejoins
+# that cluster.
+#   coordinators  HTTP 127.0.0.1:8081, :8082, :8083     raft 127.0.0.1:7001, :7002, :7003
+#   agents        agent-1 (zone-a), agent-2 (zone-b), agent-3 (zone-a);
+#                 /metrics and /status on 127.0.0.1:9101, :9102, :9103
+# Logs go to ./data/<name>.log, each replica's output to
+# ./data/<agent>/replicas/<namespace>/<name>/<N>/stdout.log. Ctrl-C stops everything: the
+# agents stop their replicas, the leader hands over first. Restarting the script reuses
+# ./data: coordinators restart from their raft state, agents from their state file.
+#
+# For tests and side-by-side clusters: CLUSTER_BUILD (an existing build dir, default build),
+# CLUSTER_DATA (default data) and CLUSTER_PORT_OFFSET (added to every port above, default 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build=${CLUSTER_BUILD:-build}
+data=${CLUSTER_DATA:-data}
+off=${CLUSTER_PORT_OFFSET:-0}
 scripts/install-deps.sh
-[[ -d build ]] || meson setup build --buildtype=release
-ninja -C build cloudless-coordinator cloudlessctl
-mkdir -p data
-bin=build/cloudless-coordinator
+[[ -d $build ]] || meson setup "$build" --buildtype=release
+ninja -C "$build" cloudless-coordinator cloudless-agent cloudlessctl
+mkdir -p "$data"
 pids=()
+agent_pids=()
 stop() {
   trap - INT TERM EXIT
+  # Agents first, while the coordinators still see their replicas stop.
+  kill -TERM "${agent_pids[@]}" 2>/dev/null || true
+  wait "${agent_pids[@]}" 2>/dev/null || true
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
 }
 trap stop INT TERM EXIT
-start() { # id raft http extra...
-  local id=$1 raft=$2 http=$3; shift 3
-  "$bin" --node-id "$id" --raft-addr "$raft" --http-addr "$http" --data-dir "data/$id" "$@" \
-    2>>"data/$id.log" &
+port() { echo $(($1 + off)); }
+coordinator() { # id raft-port http-port
+  "$build/cloudless-coordinator" --node-id "$1" --raft-addr "127.0.0.1:$(port "$2")" \
+    --http-addr "127.0.0.1:$(port "$3")" --data-dir "$data/$1" \
+    --join "$join" --bootstrap-expect 3 2>>"$data/$1.log" &
   pids+=($!)
 }
-join=127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083
-start coordinator-1 127.0.0.1:7001 127.0.0.1:8081 --join $join --bootstrap-expect 3
-start coordinator-2 127.0.0.1:7002 127.0.0.1:8082 --join $join --bootstrap-expect 3
-start coordinator-3 127.0.0.1:7003 127.0.0.1:8083 --join $join --bootstrap-expect 3
+agent() { # id zone metrics-port
+  "$build/cloudless-agent" --node-id "$1" --zone "$2" --coordinators "$join" \
+    --data-dir "$data/$1" --metrics-addr "127.0.0.1:$(port "$3")" --stop-replicas-on-exit \
+    2>>"$data/$1.log" &
+  agent_pids+=($!)
+}
+join=127.0.0.1:$(port 8081),127.0.0.1:$(port 8082),127.0.0.1:$(port 8083)
+first=127.0.0.1:$(port 8081)
+coordinator coordinator-1 7001 8081
+coordinator coordinator-2 7002 8082
+coordinator coordinator-3 7003 8083
 for i in $(seq 1 100); do
-  n=$(curl -s 127.0.0.1:8081/raft/status 2>/dev/null | grep -o '"role":"voter"' | wc -l || true)
+  n=$(curl -s "$first/raft/status" 2>/dev/null | grep -o '"role":"voter"' | wc -l || true)
   [[ "$n" == 3 ]] && break
   sleep 0.1
 done
-echo "Cloudless cluster running (3 voters): http://127.0.0.1:8081 http://127.0.0.1:8082 http://127.0.0.1:8083"
-echo "  curl -X PUT 127.0.0.1:8082/v1/kv/hello -d world; curl 127.0.0.1:8083/v1/kv/hello"
-echo "  curl 127.0.0.1:8081/raft/status | jq .   (logs: data/*.log; Ctrl-C to stop)"
-echo "  CLOUDLESS_ENDPOINTS=127.0.0.1:8081,127.0.0.1:8082,127.0.0.1:8083 build/cloudlessctl cluster status"
+agent agent-1 zone-a 9101
+agent agent-2 zone-b 9102
+agent agent-3 zone-a 9103
+for i in $(seq 1 100); do
+  ready=$(curl -s "$first/v1/agents" 2>/dev/null | grep -o '"state":"ready"' | wc -l || true)
+  [[ "$ready" == 3 ]] && break
+  sleep 0.1
+done
+echo "Cloudless cluster running (3 voters, $ready agents ready): http://$first" \
+  "http://127.0.0.1:$(port 8082) http://127.0.0.1:$(port 8083)"
+echo "  curl -X PUT 127.0.0.1:$(port 8082)/v1/kv/hello -d world; curl 127.0.0.1:$(port 8083)/v1/kv/hello"
+echo "  a first workload: see the README; agents at http://127.0.0.1:$(port 9101)/status .. :$(port 9103)"
+echo "  curl $first/raft/status | jq .   (logs: $data/*.log; Ctrl-C to stop)"
+echo "  CLOUDLESS_ENDPOINTS=$join $build/cloudlessctl cluster status"
 wait

@@ -24,8 +24,9 @@ for b in "${builds[@]}"; do
     status=1
     continue
   fi
-  # Sanitizers: abort on the first UBSan report, and fail a process that leaks.
-  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+  # Sanitizers: abort on the first UBSan report, fail a process that leaks, and print a stack
+  # for an abort() too (an assertion in a library, or ours).
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1:handle_abort=1 \
     meson test -C "$b" --print-errorlogs --num-processes 1 >&2 || status=1
 done
 # The fuzz targets, 30 s each; fuzz.sh sets up build-fuzz and runs `meson test --suite fuzz`

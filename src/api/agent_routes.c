@@ -155,10 +155,12 @@ static void render_assignments(struct api_op *op)
 		                   op->dom_key);
 		return;
 	}
+	char topic[128];
+	snprintf(topic, sizeof topic, "agent:%s", ag->id);
 	api_domain_respond(op, 200,
 	                   json_pack("{s:s, s:o, s:I}", "agent", ag->id, "assignments",
 	                             view_assignments(d, ag), "index",
-	                             (json_int_t)ag->assign_index));
+	                             (json_int_t)watch_topic_index(d, topic)));
 }
 
 /* On the leader: the heartbeat itself. */

@@ -107,7 +107,7 @@ struct api_op {
 	 * change, or on the leader a follower's internally keyed write. */
 	bool retried;
 	void (*local)(struct api_op *op);          /* serve on this node once it is the leader */
-	void (*read_confirmed)(struct api_op *op); /* api_read_local: the barrier committed */
+	void (*read_confirmed)(struct api_op *op); /* api_read_barrier: the barrier committed */
 	struct api_op *snap_next;                  /* waiting for its backup image (snapshot) */
 	char *key;                                 /* kv key (decoded) for kv ops */
 	size_t key_len;
@@ -186,20 +186,23 @@ void api_follow_leader(struct api *a);
 void api_dispatch_to_leader(struct api_op *op);
 /* Polls for a (new) leader, then dispatches again; 503/504 when none comes in time. */
 void api_wait_for_leader(struct api_op *op);
-/* proxy.c: a linearizable read's op->local on the leader: once a barrier proposed now has
- * committed in our leadership, confirmed(op) answers it (and releases it); a lost leadership
- * sends it to the new leader, any other raft error is answered here. */
-void api_read_local(struct api_op *op, void (*confirmed)(struct api_op *op));
 /* For ops that failed on this node with an unknown outcome after leadership moved. */
 void api_retry_or_fail(struct api_op *op, int raft_status);
 /* Answers 503 leadership-lost for an op whose earlier attempt may have been applied although
  * the latest one definitely was not (e.g. a re-sent CAS that meets its own change). */
 void api_fail_maybe_applied(struct api_op *op);
 /* A write raft refused (node_propose's answer, or its group commit's when it handed the
- * command to raft: a proposal's cb with its index still 0): nothing was appended, so this
- * attempt cannot have been applied. Not the leader any more: wait for the new one; else the
- * raft error, or leadership-lost when an earlier attempt may have been applied. */
+ * command to raft): nothing was appended, so this attempt cannot have been applied. */
 void api_write_not_proposed(struct api_op *op, int rv);
+/* On the leader: proposes the entry for op (cb with op in p->data once applied or failed);
+ * answers itself when raft refuses it at once. The entry is copied. */
+void api_propose(struct api_op *op, const struct buf *entry,
+                 void (*cb)(struct node_propose *p, int status, void *result));
+/* On the leader: confirms leadership with a read barrier proposed now, then calls
+ * confirmed(op), which answers and releases it. An op answered meanwhile (shutdown) is
+ * released; a leadership lost on the way sends it to the new leader (reads are safe to
+ * retry); a barrier that cannot start is answered here. */
+void api_read_barrier(struct api_op *op, void (*confirmed)(struct api_op *op));
 
 /* Names this process incarnation for internal idempotency keys (random, never reused). */
 #define API_INTERNAL_KEY_LEN 30
@@ -262,5 +265,8 @@ int api_domain_page(struct http_request *req, const char *listing, unsigned *lim
                     struct buf *start);
 json_t *api_domain_token(const char *listing, const char *next_key);
 void api_metrics_define(struct metrics *m);
+/* The leadership gauges every scrape starts with, the removed mode's included (it has no
+ * raft, hence the plain values). */
+void api_metrics_write_leadership(struct buf *out, bool is_leader, bool has_leader, bool removed);
 
 #endif

@@ -26,9 +26,20 @@
 #define WAIT_DEFAULT_MS (5 * 60 * 1000)
 #define WAIT_MAX_MS     (5 * 60 * 1000)
 
+static void set_topic_index(struct api_op *op)
+{
+	char v[24];
+	snprintf(v, sizeof v, "%llu",
+	         (unsigned long long)watch_topic_index(op->api->domain, op->dom_topic));
+	http_response_header(op->req, CLOUDLESS_HDR_INDEX, v);
+}
+
 void api_domain_respond(struct api_op *op, unsigned status, json_t *body)
 {
 	api_common_headers(op->api, op->req);
+	/* A read of a topic says the topic's index (what ?index= compares), not the store's. */
+	if (op->dom_topic[0] != '\0')
+		set_topic_index(op);
 	http_respond_json(op->req, status, body);
 	op->req = NULL;
 	api_op_release(op);
@@ -120,15 +131,8 @@ static void write_local(struct api_op *op)
 		idem.resent = op->retried || op->maybe_applied; /* see kv_routes.c write_local */
 	}
 	domain_encode(op->api->domain, op->dom_op, idem.key ? &idem : NULL, clock_wall_ms(), &b);
-	op->u.propose.cb = write_applied;
-	op->u.propose.data = op;
-	op->busy = true;
-	int rv = node_propose(op->api->node, &op->u.propose, &b);
+	api_propose(op, &b, write_applied);
 	buf_close(&b);
-	if (rv == 0)
-		return;
-	op->busy = false;
-	api_write_not_proposed(op, rv);
 }
 
 void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, const char *key,
@@ -165,12 +169,8 @@ void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, 
 
 static void render_now(struct api_op *op)
 {
-	char v[24];
-	if (op->dom_topic[0] != '\0') {
-		snprintf(v, sizeof v, "%llu",
-		         (unsigned long long)watch_topic_index(op->api->domain, op->dom_topic));
-		http_response_header(op->req, CLOUDLESS_HDR_INDEX, v);
-	}
+	if (op->dom_topic[0] != '\0')
+		set_topic_index(op);
 	op->dom_render(op);
 }
 
@@ -205,7 +205,7 @@ static void serve(struct api_op *op)
 
 static void read_local(struct api_op *op)
 {
-	api_read_local(op, serve);
+	api_read_barrier(op, serve);
 }
 
 /* ?index and ?wait; -1 after answering 400. */

@@ -227,15 +227,8 @@ static void write_local(struct api_op *op)
 	struct buf b;
 	buf_init(&b);
 	command_encode(&c, &b);
-	op->u.propose.cb = write_applied;
-	op->u.propose.data = op;
-	op->busy = true;
-	int rv = node_propose(a->node, &op->u.propose, &b);
+	api_propose(op, &b, write_applied);
 	buf_close(&b);
-	if (rv == 0)
-		return;
-	op->busy = false;
-	api_write_not_proposed(op, rv);
 }
 
 static void kv_write(struct api *a, struct http_request *req, const char *key, bool put)
@@ -313,7 +306,7 @@ static void read_confirmed(struct api_op *op)
 
 static void read_local(struct api_op *op)
 {
-	api_read_local(op, read_confirmed);
+	api_read_barrier(op, read_confirmed);
 }
 
 static void kv_read(struct api *a, struct http_request *req, const char *key)

@@ -536,15 +536,6 @@ void api_fail_maybe_applied(struct api_op *op)
 	finish_problem(op, 503, "leadership-lost", MAYBE_APPLIED);
 }
 
-/* Answers op with what raft said and releases it. */
-static void answer_raft_error(struct api_op *op, int rv)
-{
-	api_common_headers(op->api, op->req);
-	api_respond_raft_error(op->api, op->req, rv, false);
-	op->req = NULL;
-	api_op_release(op);
-}
-
 void api_write_not_proposed(struct api_op *op, int rv)
 {
 	if (rv == RAFT_NOTLEADER) {
@@ -555,7 +546,59 @@ void api_write_not_proposed(struct api_op *op, int rv)
 		api_fail_maybe_applied(op);
 		return;
 	}
-	answer_raft_error(op, rv);
+	api_common_headers(op->api, op->req);
+	api_respond_raft_error(op->api, op->req, rv, false);
+	op->req = NULL;
+	api_op_release(op);
+}
+
+void api_propose(struct api_op *op, const struct buf *entry,
+                 void (*cb)(struct node_propose *p, int status, void *result))
+{
+	op->u.propose.cb = cb;
+	op->u.propose.data = op;
+	op->busy = true;
+	int rv = node_propose(op->api->node, &op->u.propose, entry);
+	if (rv == 0)
+		return;
+	op->busy = false;
+	api_write_not_proposed(op, rv);
+}
+
+static void barrier_done(struct node_read *r, int status)
+{
+	struct api_op *op = r->data;
+	op->busy = false;
+	if (op->req == NULL) {
+		api_op_release(op);
+		return;
+	}
+	if (status != 0) {
+		/* Reads have no side effects: always safe to try the new leader. */
+		api_wait_for_leader(op);
+		return;
+	}
+	op->read_confirmed(op);
+}
+
+void api_read_barrier(struct api_op *op, void (*confirmed)(struct api_op *op))
+{
+	op->read_confirmed = confirmed;
+	op->u.read.cb = barrier_done;
+	op->u.read.data = op;
+	op->busy = true;
+	int rv = node_read_barrier(op->api->node, &op->u.read);
+	if (rv == 0)
+		return;
+	op->busy = false;
+	if (rv == RAFT_NOTLEADER) {
+		api_wait_for_leader(op);
+		return;
+	}
+	api_common_headers(op->api, op->req);
+	api_respond_raft_error(op->api, op->req, rv, false);
+	op->req = NULL;
+	api_op_release(op);
 }
 
 static bool moves_with_leader(const struct api_op *op, raft_id leader)
@@ -595,37 +638,4 @@ void api_follow_leader(struct api *a)
 		free(moved);
 	}
 	api_batch_follow_leader(a, lid);
-}
-
-static void barrier_done(struct node_read *r, int status)
-{
-	struct api_op *op = r->data;
-	op->busy = false;
-	if (op->req == NULL) {
-		api_op_release(op);
-		return;
-	}
-	if (status != 0) {
-		/* Reads have no side effects: always safe to try the new leader. */
-		api_wait_for_leader(op);
-		return;
-	}
-	op->read_confirmed(op);
-}
-
-void api_read_local(struct api_op *op, void (*confirmed)(struct api_op *op))
-{
-	op->read_confirmed = confirmed;
-	op->u.read.cb = barrier_done;
-	op->u.read.data = op;
-	op->busy = true;
-	int rv = node_read_barrier(op->api->node, &op->u.read);
-	if (rv == 0)
-		return;
-	op->busy = false;
-	if (rv == RAFT_NOTLEADER) {
-		api_wait_for_leader(op);
-		return;
-	}
-	answer_raft_error(op, rv);
 }

@@ -176,7 +176,7 @@ static void enqueue(struct api_op *op)
 
 static void snapshot_local(struct api_op *op)
 {
-	api_read_local(op, enqueue);
+	api_read_barrier(op, enqueue);
 }
 
 void api_route_snapshot(struct api *a, struct http_request *req)

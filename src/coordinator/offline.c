@@ -121,7 +121,7 @@ static void print_help(const struct offline_command *c)
 {
 	static char text[8192];
 	struct flags_text t = {text, 0, sizeof text};
-	flags_text_add(&t, "Usage: cloudless-coordinator %s %s\n\n%s\n\nFlags:\n", c->name,
+	flags_text_add(&t, "Usage: cloudless-coordinator %s %s\n\n%s\n\nOptions:\n", c->name,
 	               c->synopsis, c->about);
 	flags_text_options(&t, c->opts, c->n_opts);
 	flags_text_option(&t, "-h, --help", "Print this help and exit.");

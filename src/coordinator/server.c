@@ -241,6 +241,19 @@ static int start_http(struct server *s, struct http_server **out, const char *ad
 	return 0;
 }
 
+/* The API listener and, with --metrics-addr, the metrics one. */
+static int start_listeners(struct server *s)
+{
+	const struct config *c = s->cfg;
+	if (start_http(s, &s->http, c->http_addr, api_handle, "--http-addr") != 0)
+		return -1;
+	if (c->metrics_addr != NULL &&
+	    start_http(s, &s->metrics_http, c->metrics_addr, api_handle_metrics_listener,
+	               "--metrics-addr") != 0)
+		return -1;
+	return 0;
+}
+
 /* Removed earlier: no raft at all, only the listeners, which say so on every request. */
 static int start_removed(struct server *s)
 {
@@ -253,11 +266,7 @@ static int start_removed(struct server *s)
 	s->removed = true;
 	api_init(&s->api, &s->loop, NULL, s->fwd, s->metrics, c);
 	api_enter_removed(&s->api);
-	if (start_http(s, &s->http, c->http_addr, api_handle, "--http-addr") != 0)
-		return -1;
-	if (c->metrics_addr != NULL &&
-	    start_http(s, &s->metrics_http, c->metrics_addr, api_handle_metrics_listener,
-	               "--metrics-addr") != 0)
+	if (start_listeners(s) != 0)
 		return -1;
 	/* Once: what the HTTP thread's own refusals carry never changes in this mode. */
 	struct http_server *servers[] = {s->http, s->metrics_http};
@@ -317,11 +326,7 @@ static int start(struct server *s)
 	s->domain_open = true;
 	api_init(&s->api, &s->loop, &s->node, s->fwd, s->metrics, c);
 	s->api.domain = &s->domain;
-	if (start_http(s, &s->http, c->http_addr, api_handle, "--http-addr") != 0)
-		return -1;
-	if (c->metrics_addr != NULL &&
-	    start_http(s, &s->metrics_http, c->metrics_addr, api_handle_metrics_listener,
-	               "--metrics-addr") != 0)
+	if (start_listeners(s) != 0)
 		return -1;
 	transport_watch_sends(&s->node.transport, append_sent, s);
 	uv_timer_start(&s->lag_timer, lag_tick, LAG_TICK_MS, LAG_TICK_MS);

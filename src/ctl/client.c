@@ -98,6 +98,8 @@ int ctl_client_init(struct ctl_client *c, const struct flags_list *endpoints, un
 		return -1;
 	}
 	c->loop_open = true;
+	uv_timer_init(&c->loop, &c->pause);
+	c->pause.data = c;
 	if (fwd_init(&c->fwd, &c->loop) != 0 ||
 	    fwd_set_user_agent(c->fwd, "cloudlessctl/" CLOUDLESS_VERSION) != 0) {
 		snprintf(err, errlen, "cannot start the HTTP client");
@@ -122,13 +124,57 @@ void ctl_client_close(struct ctl_client *c)
 		c->fwd = NULL;
 	}
 	if (c->loop_open) {
-		uv_run(&c->loop, UV_RUN_DEFAULT); /* the handles closing above */
+		uv_close((uv_handle_t *)&c->pause, NULL);
+		if (c->sigint_open)
+			uv_close((uv_handle_t *)&c->sigint, NULL);
+		uv_run(&c->loop, UV_RUN_DEFAULT); /* the handles closing above (and forward's,
+		                                    when an interrupt closed it) */
 		uv_loop_close(&c->loop);
 	}
 	for (size_t i = 0; i < c->n_bases; i++)
 		free(c->bases[i]);
 	free(c->bases);
 	memset(c, 0, sizeof *c);
+}
+
+/* SIGINT: everything in flight is cancelled (forward runs their callbacks with FWD_CANCELED)
+ * and forward closed; ctl_client_close() lets its handles finish closing. */
+static void on_sigint(uv_signal_t *h, int signum)
+{
+	struct ctl_client *c = h->data;
+	(void)signum;
+	c->interrupted = true;
+	uv_timer_stop(&c->pause);
+	if (c->fwd != NULL) {
+		struct fwd *f = c->fwd;
+		c->fwd = NULL;
+		fwd_close(f, NULL, NULL);
+	}
+}
+
+int ctl_client_catch_interrupt(struct ctl_client *c)
+{
+	int rc = uv_signal_init(&c->loop, &c->sigint);
+	if (rc != 0)
+		return rc;
+	c->sigint_open = true;
+	c->sigint.data = c;
+	return uv_signal_start(&c->sigint, on_sigint, SIGINT);
+}
+
+static void on_pause_done(uv_timer_t *t)
+{
+	((struct ctl_client *)t->data)->pause_done = true;
+}
+
+bool ctl_client_pause(struct ctl_client *c, unsigned ms)
+{
+	c->pause_done = false;
+	if (!c->interrupted)
+		uv_timer_start(&c->pause, on_pause_done, ms, 0);
+	while (!c->pause_done && !c->interrupted)
+		uv_run(&c->loop, UV_RUN_ONCE);
+	return !c->interrupted;
 }
 
 void ctl_response_free(struct ctl_response *r)
@@ -216,6 +262,12 @@ static void attempt_start(struct ctl_client *c, const char *base, const struct c
 	                         .body_len = req->body_len,
 	                         .timeout_ms = timeout_ms,
 	                         .fresh_connection = !req->retry_unknown};
+	if (c->fwd == NULL) {
+		a->result = FWD_CANCELED;
+		snprintf(a->error, sizeof a->error, "interrupted");
+		buf_close(&url);
+		return;
+	}
 	(*a->pending)++;
 	if (fwd_send(c->fwd, &fr, on_answer, a) != 0) {
 		(*a->pending)--;
@@ -372,6 +424,11 @@ enum ctl_result ctl_call(struct ctl_client *c, const struct ctl_request *req,
 		struct attempt a = {.resp = &r, .pending = &pending};
 		attempt_start(c, base, req, attempt_budget(req, deadline - now, q.n - q.next), &a);
 		run_until_done(c, &pending);
+		if (a.result == FWD_CANCELED || c->interrupted) {
+			ctl_response_free(&r);
+			result = CTL_INTERRUPTED;
+			break;
+		}
 
 		if (a.result == FWD_OK && r.status == 503) {
 			char slug[64], leader[300];
@@ -407,7 +464,7 @@ enum ctl_result ctl_call(struct ctl_client *c, const struct ctl_request *req,
 			break;
 		}
 	}
-	if (result != CTL_UNKNOWN && last503.status != 0) {
+	if (result == CTL_UNREACHABLE && last503.status != 0) {
 		*resp = last503;
 		last503 = (struct ctl_response){0};
 		result = CTL_ANSWERED;

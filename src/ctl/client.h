@@ -15,7 +15,11 @@
  * a share of what is left (a paused member must not eat all of it); any other gets all that
  * is left, plus the time the server may legitimately hold the request (req.wait_ms: a
  * membership change that started and now waits for its outcome, a blocking query), plus a
- * second so that the server's own 504 arrives before we give up. */
+ * second so that the server's own 504 arrives before we give up.
+ *
+ * A verb that waits for changes (workload watch) catches SIGINT on the client's loop: the
+ * request in flight is cancelled, ctl_call answers CTL_INTERRUPTED, and every later call does
+ * so at once, so the verb ends as it chooses instead of being killed mid-line. */
 #ifndef CLOUDLESS_CTL_CLIENT_H
 #define CLOUDLESS_CTL_CLIENT_H
 
@@ -29,7 +33,10 @@
 struct ctl_client {
 	uv_loop_t loop;
 	bool loop_open;
-	struct fwd *fwd;
+	struct fwd *fwd;  /* NULL once an interrupt cancelled everything */
+	uv_timer_t pause; /* ctl_client_pause() */
+	uv_signal_t sigint;
+	bool sigint_open, interrupted, pause_done;
 	char **bases; /* "http://host:port" per endpoint, in the order given */
 	size_t n_bases;
 	size_t first; /* the endpoint that answered last: tried first */
@@ -62,12 +69,17 @@ enum ctl_result {
 	CTL_ANSWERED,    /* *resp holds an HTTP answer (any status) */
 	CTL_UNREACHABLE, /* no endpoint could be reached, or none answered in time */
 	CTL_UNKNOWN,     /* sent, but no answer came: the outcome is unknown */
+	CTL_INTERRUPTED, /* SIGINT arrived (see ctl_client_catch_interrupt) */
 };
 
 /* `endpoints` are host:port or http(s)://host:port entries (ctl_check_endpoint). */
 int ctl_client_init(struct ctl_client *c, const struct flags_list *endpoints, unsigned timeout_ms,
                     char *err, size_t errlen);
 void ctl_client_close(struct ctl_client *c);
+/* From now on SIGINT interrupts the client instead of killing the process (see the top). */
+int ctl_client_catch_interrupt(struct ctl_client *c);
+/* Waits ms on the client's loop; false when SIGINT came first (or had come before). */
+bool ctl_client_pause(struct ctl_client *c, unsigned ms);
 /* The request with failover (see the top). On anything but CTL_ANSWERED `why` says what
  * happened at each endpoint, in one line. */
 enum ctl_result ctl_call(struct ctl_client *c, const struct ctl_request *req,

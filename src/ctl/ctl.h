@@ -2,10 +2,9 @@
  *
  * cloudlessctl is `cloudlessctl [global flags] GROUP VERB [args] [flags]`. main.c owns the
  * global flags (--endpoints, --output, --timeout), the dispatch and --help; each verb group
- * is one file that exports a struct ctl_group (cluster.c, kv.c; workload.c and agent.c come
- * with the workload API) listing its verbs: name, arguments, help, its own flag table and the
- * function that runs it. Adding a group is that file, its line in main.c's group list and in
- * meson.build.
+ * is one file that exports a struct ctl_group (cluster.c, kv.c, workload.c, agent.c) listing
+ * its verbs: name, arguments, help, its own flag table and the function that runs it. Adding a
+ * group is that file, its line in main.c's group list and in meson.build.
  *
  * A verb builds requests, sends them through ctl/client.c (endpoint failover) and prints:
  * with -o json the API's JSON documents unchanged, so jq pipelines see what curl would;
@@ -14,7 +13,8 @@
  *
  * Exit status: 0 success; 1 the cluster answered with an error (a 4xx/5xx, or a health
  * check that failed); 2 wrong usage (one line on stderr with a hint); 3 no endpoint could
- * be reached or none answered in time. */
+ * be reached or none answered in time. A verb that catches SIGINT (workload watch) ends with
+ * CTL_EXIT_INTERRUPTED from its requests and decides what that means (watch: success). */
 #ifndef CLOUDLESS_CTL_CTL_H
 #define CLOUDLESS_CTL_CTL_H
 
@@ -31,6 +31,7 @@ enum {
 	CTL_EXIT_ERROR = 1,
 	CTL_EXIT_USAGE = 2,
 	CTL_EXIT_UNREACHABLE = 3,
+	CTL_EXIT_INTERRUPTED = 130, /* 128 + SIGINT, as a shell reports a command it stopped */
 };
 
 enum ctl_output { CTL_OUTPUT_TABLE, CTL_OUTPUT_JSON };
@@ -46,6 +47,7 @@ struct ctl {
 	struct ctl_globals g;
 	enum ctl_output output;
 	struct ctl_client client;
+	bool timeout_given;       /* --timeout was on the command line (not the default) */
 	const char *group, *verb; /* for messages */
 };
 
@@ -70,6 +72,26 @@ struct ctl_group {
 
 extern const struct ctl_group ctl_group_cluster;
 extern const struct ctl_group ctl_group_kv;
+extern const struct ctl_group ctl_group_workload;
+extern const struct ctl_group ctl_group_agent;
+
+/* Flag rows more than one verb has: `type` is the verb's options struct. */
+#define CTL_OPT_IDEMPOTENCY_KEY(type, field)                                                       \
+	{                                                                                          \
+		.flag = "--idempotency-key", .kind = FLAGS_STRING, .off = offsetof(type, field),   \
+		.metavar = "KEY",                                                                  \
+		.help =                                                                            \
+		    "Names this write so that repeating it (by you, or by cloudlessctl at "        \
+		    "another "                                                                     \
+		    "endpoint after a timeout) applies it once and answers with the first result." \
+	}
+#define CTL_OPT_STALE(type, field)                                                               \
+	{                                                                                        \
+		.flag = "--stale", .kind = FLAGS_BOOL, .off = offsetof(type, field),             \
+		.help =                                                                          \
+		    "Read the answering member's local state (maybe behind the leader) instead " \
+		    "of a linearizable read through the leader."                                 \
+	}
 
 /* ---- helpers for verbs (verb.c) ---------------------------------------------------------- */
 
@@ -82,6 +104,32 @@ int ctl_usage_error(const struct ctl *c, const char *fmt, ...)
  * with `keep_errors` an answered 4xx/5xx is kept in *resp (for verbs that print it). */
 int ctl_send(struct ctl *c, const struct ctl_request *req, struct ctl_response *resp,
              bool keep_errors);
+/* ctl_send for verbs that wait on the cluster (watch, drain --wait): what an election or a
+ * restart gives - no endpoint reachable, 503, 504, 429 - is asked again, quietly and with
+ * backoff, until --timeout passed; only then is it the verb's error. */
+int ctl_send_patient(struct ctl *c, const struct ctl_request *req, struct ctl_response *resp,
+                     bool keep_errors);
+/* A write: `path` (which may have a query) gets ?timeout=--timeout, so the cluster answers 504
+ * at the deadline rather than being cut off; the key becomes Idempotency-Key and if_version
+ * (when set) If-Match. It is repeated at another endpoint after an attempt whose outcome is
+ * unknown only when it carries a key: the leader then answers a repeat with the first
+ * result, while a plain repeat could apply twice, or fail a comparison its own first attempt
+ * changed and report a conflict that is not one. */
+struct ctl_write {
+	const char *method;
+	const char *path;
+	const void *body; /* NULL: none */
+	size_t body_len;
+	bool json_body; /* sent as application/json */
+	const char *idempotency_key;
+	const struct flags_opt_u64 *if_version;
+};
+int ctl_send_write(struct ctl *c, const struct ctl_write *w, struct ctl_response *resp);
+/* Prints a write's 2xx answer and frees it: its body unchanged with -o json, else the line
+ * of ctl_render_write for `key` and `action`. `answer` is the parsed body (NULL: parsed
+ * here). */
+int ctl_print_write(const struct ctl *c, struct ctl_response *resp, const json_t *answer,
+                    const char *key, const char *action);
 /* Prints the error line for an answered 4xx/5xx and returns CTL_EXIT_ERROR. */
 int ctl_report_answer(const struct ctl *c, const struct ctl_response *resp);
 /* Prints "cloudlessctl: message" on stderr and returns `code`. */
@@ -98,6 +146,18 @@ int ctl_print_answer(const struct ctl *c, struct ctl_response *resp,
 int ctl_print_json(const json_t *v);
 /* Parses an answer's body as JSON; prints an error and returns NULL when it is not. */
 json_t *ctl_parse_answer(const struct ctl_response *resp);
+/* Appends the whole of file `path` ("-": stdin) to out. */
+int ctl_read_input(struct ctl *c, const char *path, struct buf *out);
+
+/* A listing (kv ls, workload list, agent list): GETs `path` (which has a query already:
+ * "...?timeout=5000ms") with &limit and &continue, page after page, until the listing's
+ * continue token is null or `max` items were listed (0: no limit), then prints it: with -o
+ * json the only page's answer unchanged, or of several pages one listing document of the
+ * API's shape ({"items": [...], "continue": <token or null>}); otherwise `render` of that
+ * document, or `none` on stderr when there are no items (as kubectl get says "No resources
+ * found"). */
+int ctl_list_show(struct ctl *c, const char *path, unsigned max,
+                  void (*render)(const json_t *, struct buf *), const char *none);
 /* Appends s percent-encoded for a path segment or query value (every byte but A-Z a-z 0-9
  * - _ ~, so a key can hold '/', '.', '?' or '%' and stay one segment). */
 void ctl_put_escaped(struct buf *b, const char *s, size_t len);
@@ -119,5 +179,18 @@ void ctl_render_membership(const json_t *result, struct buf *out);
 void ctl_render_kv_write(const json_t *result, struct buf *out);
 /* kv ls: a listing, {"items":[...], "continue": ...}. */
 void ctl_render_kv_list(const json_t *list, struct buf *out);
+/* workload list: a listing of workloads. */
+void ctl_render_workload_list(const json_t *list, struct buf *out);
+/* workload get (and each change workload watch prints): the workload, its replicas. */
+void ctl_render_workload(const json_t *workload, struct buf *out);
+/* A table of replicas: for a workload with their agent and pending reason, for an agent
+ * without. */
+void ctl_render_replicas(const json_t *replicas, bool of_workload, struct buf *out);
+/* agent list: a listing of agents. */
+void ctl_render_agent_list(const json_t *list, struct buf *out);
+/* agent get: the agent and the replicas assigned to it. */
+void ctl_render_agent(const json_t *agent, struct buf *out);
+/* agent drain --wait: the progress line for the agent's document as it is now. */
+void ctl_render_drain_progress(const json_t *agent, struct buf *out);
 
 #endif

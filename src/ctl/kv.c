@@ -23,11 +23,6 @@
 #include "ctl/output.h"
 #include "util/text.h"
 
-/* The most `kv put KEY -` reads from stdin; the cluster's own --max-body (512 KiB by
- * default) is usually far lower and answers 413 with its limit. */
-#define CTL_MAX_STDIN (64u * 1024 * 1024)
-/* Keys shown per page of a listing: the API's maximum. */
-#define CTL_LIST_PAGE 1000u
 /* Value bytes shown in a listing's VALUE column. */
 #define CTL_VALUE_COLUMN 60u
 
@@ -143,47 +138,24 @@ static int run_get(struct ctl *c, void *opts, char **args, size_t n_args)
 	return rc;
 }
 
-/* Reads all of stdin into v. */
-static int read_stdin(struct ctl *c, struct buf *v)
-{
-	char chunk[65536];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
-		if (v->len + n > CTL_MAX_STDIN)
-			return ctl_usage_error(c, "the value on stdin is larger than %u MiB",
-			                       CTL_MAX_STDIN >> 20);
-		buf_append(v, chunk, n);
-	}
-	if (ferror(stdin))
-		return ctl_fail(CTL_EXIT_ERROR, "cannot read the value from stdin");
-	return CTL_EXIT_OK;
-}
-
 static int write_key(struct ctl *c, const char *method, const struct write_opts *o, const char *key,
                      const void *value, size_t len)
 {
-	struct fwd_header idem = {CLOUDLESS_HDR_IDEMPOTENCY_KEY, o->idempotency_key};
 	struct ctl_response resp;
 	struct buf path;
 	if (key[0] == '\0')
 		return ctl_usage_error(c, "the key must not be empty");
-	for (const char *p = o->idempotency_key; p != NULL && *p != '\0'; p++)
-		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
-			return ctl_usage_error(c,
-			                       "--idempotency-key: use visible ASCII characters");
 	buf_init(&path);
-	key_path(&path, key);
-	timeout_param(&path, c);
+	buf_puts(&path, "/v1/kv/");
+	ctl_put_escaped(&path, key, strlen(key));
 	if (o->cas.set)
-		buf_printf(&path, "&cas=%llu", (unsigned long long)o->cas.value);
-	struct ctl_request req = {.method = method,
-	                          .path = path.data,
-	                          .headers = o->idempotency_key != NULL ? &idem : NULL,
-	                          .n_headers = o->idempotency_key != NULL ? 1 : 0,
-	                          .body = value,
-	                          .body_len = len,
-	                          .retry_unknown = o->idempotency_key != NULL};
-	int rc = ctl_send(c, &req, &resp, false);
+		buf_printf(&path, "?cas=%llu", (unsigned long long)o->cas.value);
+	struct ctl_write w = {.method = method,
+	                      .path = path.data,
+	                      .body = value,
+	                      .body_len = len,
+	                      .idempotency_key = o->idempotency_key};
+	int rc = ctl_send_write(c, &w, &resp);
 	buf_close(&path);
 	return rc != CTL_EXIT_OK ? rc : ctl_print_answer(c, &resp, ctl_render_kv_write);
 }
@@ -195,7 +167,7 @@ static int run_put(struct ctl *c, void *opts, char **args, size_t n_args)
 	buf_init(&value);
 	int rc = CTL_EXIT_OK;
 	if (strcmp(args[1], "-") == 0)
-		rc = read_stdin(c, &value);
+		rc = ctl_read_input(c, "-", &value);
 	else
 		buf_puts(&value, args[1]);
 	if (rc == CTL_EXIT_OK)
@@ -211,97 +183,29 @@ static int run_del(struct ctl *c, void *opts, char **args, size_t n_args)
 	return write_key(c, "DELETE", opts, args[0], NULL, 0);
 }
 
-/* One page of a listing: items appended to `items`, the next token (or NULL) returned as a
- * copy. *single holds the page's answer while it is the only one. */
-static int list_page(struct ctl *c, const struct read_opts *o, const char *prefix,
-                     const char *token, unsigned limit, json_t *items, char **next,
-                     struct ctl_response *single)
-{
-	struct ctl_response resp;
-	struct buf path;
-	buf_init(&path);
-	buf_puts(&path, "/v1/kv/?");
-	timeout_param(&path, c);
-	buf_printf(&path, "&limit=%u&prefix=", limit);
-	ctl_put_escaped(&path, prefix, strlen(prefix));
-	if (token != NULL) {
-		buf_puts(&path, "&continue=");
-		ctl_put_escaped(&path, token, strlen(token));
-	}
-	if (o->stale)
-		buf_puts(&path, "&stale");
-	struct ctl_request req = {.method = "GET", .path = path.data, .retry_unknown = true};
-	int rc = ctl_send(c, &req, &resp, false);
-	buf_close(&path);
-	if (rc != CTL_EXIT_OK)
-		return rc;
-	json_t *page = ctl_parse_answer(&resp);
-	if (page == NULL || !json_is_array(json_object_get(page, "items"))) {
-		json_decref(page);
-		ctl_response_free(&resp);
-		return page == NULL ? CTL_EXIT_ERROR
-		                    : ctl_fail(CTL_EXIT_ERROR, "the listing has no items");
-	}
-	json_array_extend(items, json_object_get(page, "items"));
-	const char *cont = ctl_json_str(page, "continue", NULL);
-	*next = cont != NULL ? strdup(cont) : NULL;
-	json_decref(page);
-	if (token == NULL)
-		*single = resp;
-	else
-		ctl_response_free(&resp);
-	return CTL_EXIT_OK;
-}
-
 static int run_ls(struct ctl *c, void *opts, char **args, size_t n_args)
 {
 	struct read_opts *o = opts;
 	const char *prefix = n_args > 0 ? args[0] : "";
-	struct ctl_response first = {0};
-	json_t *items = json_array();
-	char *token = NULL;
-	size_t pages = 0;
-	int rc;
-
-	do {
-		unsigned limit = CTL_LIST_PAGE;
-		if (o->limit > 0 && o->limit - json_array_size(items) < limit)
-			limit = o->limit - (unsigned)json_array_size(items);
-		char *next = NULL;
-		rc = list_page(c, o, prefix, token, limit, items, &next, &first);
-		free(token);
-		token = next;
-		pages++;
-	} while (rc == CTL_EXIT_OK && token != NULL &&
-	         (o->limit == 0 || json_array_size(items) < o->limit));
-
-	if (rc == CTL_EXIT_OK) {
-		json_t *list = json_pack("{s:O, s:s?}", "items", items, "continue", token);
-		if (c->output == CTL_OUTPUT_JSON && pages == 1)
-			rc = ctl_print(first.body, first.body_len, true);
-		else if (c->output == CTL_OUTPUT_JSON)
-			rc = ctl_print_json(list);
-		else if (json_array_size(items) == 0)
-			fprintf(stderr, "No keys found%s%s.\n", prefix[0] ? " under " : "", prefix);
-		else
-			rc = ctl_print_rendered(ctl_render_kv_list, list);
-		json_decref(list);
-	}
-	free(token);
-	ctl_response_free(&first);
-	json_decref(items);
+	struct buf path, none;
+	buf_init(&path);
+	buf_puts(&path, "/v1/kv/?");
+	timeout_param(&path, c);
+	buf_puts(&path, "&prefix=");
+	ctl_put_escaped(&path, prefix, strlen(prefix));
+	if (o->stale)
+		buf_puts(&path, "&stale");
+	buf_init(&none);
+	buf_printf(&none, "No keys found%s%s.", prefix[0] ? " under " : "", prefix);
+	int rc = ctl_list_show(c, path.data, o->limit, ctl_render_kv_list, none.data);
+	buf_close(&none);
+	buf_close(&path);
 	return rc;
 }
 
 #define R(f) offsetof(struct read_opts, f)
 #define W(f) offsetof(struct write_opts, f)
-static const struct flags_option get_opts[] = {
-    {.flag = "--stale",
-     .kind = FLAGS_BOOL,
-     .off = R(stale),
-     .help = "Read the answering member's local state (maybe behind the leader) instead of "
-             "a linearizable read through the leader."},
-};
+static const struct flags_option get_opts[] = {CTL_OPT_STALE(struct read_opts, stale)};
 
 static const struct flags_option ls_opts[] = {
     {.flag = "--stale",
@@ -325,12 +229,7 @@ static const struct flags_option write_opts[] = {
      .help = "Compare-and-set: only when the key's modify index is INDEX (0: only when "
              "the key does not exist). A mismatch is a 409 conflict naming the current "
              "index."},
-    {.flag = "--idempotency-key",
-     .kind = FLAGS_STRING,
-     .off = W(idempotency_key),
-     .metavar = "KEY",
-     .help = "Names this write so that repeating it (by you, or by cloudlessctl at another "
-             "endpoint after a timeout) applies it once and answers with the first result."},
+    CTL_OPT_IDEMPOTENCY_KEY(struct write_opts, idempotency_key),
 };
 #undef R
 #undef W

@@ -19,7 +19,8 @@
 #endif
 
 /* Verb groups, in --help order. A new group is one file and one line here. */
-static const struct ctl_group *const groups[] = {&ctl_group_cluster, &ctl_group_kv};
+static const struct ctl_group *const groups[] = {&ctl_group_cluster, &ctl_group_kv,
+                                                 &ctl_group_workload, &ctl_group_agent};
 #define N_GROUPS (sizeof groups / sizeof groups[0])
 
 static const char *const output_choices[] = {"table", "json", NULL};
@@ -107,6 +108,9 @@ static const char *top_help(void)
 	                   "  cloudlessctl kv put config/mode fast\n"
 	                   "  printf 'hello' | cloudlessctl kv put greeting -\n"
 	                   "  cloudlessctl kv ls config/ -o json | jq -r '.items[].key'\n"
+	                   "  cloudlessctl workload apply -f web.json\n"
+	                   "  cloudlessctl workload scale default/web --replicas 5\n"
+	                   "  cloudlessctl agent drain worker-3 --wait\n"
 	                   "\nRun 'cloudlessctl GROUP VERB --help' for a verb's own flags.\n");
 	return help_buf;
 }
@@ -222,7 +226,8 @@ static int check_args(const struct ctl *c, const struct ctl_verb *v, size_t n)
 static int parse_and_run(int argc, char *argv[], struct ctl *c, const struct ctl_group *g,
                          const struct ctl_verb *v, void *opts, char **pos)
 {
-	struct flags_set sets[2] = {{global_opts, N_GLOBAL, &c->g, NULL}};
+	enum flags_origin origin[N_GLOBAL] = {FLAGS_FROM_NONE};
+	struct flags_set sets[2] = {{global_opts, N_GLOBAL, &c->g, origin}};
 	struct flags_spec spec = {.sets = sets, .n_sets = 1, .positionals = true};
 	char hint[160] = "'cloudlessctl --help'", err[512], list[256];
 	size_t n_pos = 0;
@@ -264,6 +269,9 @@ static int parse_and_run(int argc, char *argv[], struct ctl *c, const struct ctl
 
 	c->group = g->name;
 	c->verb = v->name;
+	for (size_t i = 0; i < N_GLOBAL; i++)
+		if (strcmp(global_opts[i].flag, "--timeout") == 0)
+			c->timeout_given = origin[i] == FLAGS_FROM_FLAG;
 	c->output = strcmp(c->g.output, "json") == 0 ? CTL_OUTPUT_JSON : CTL_OUTPUT_TABLE;
 	int rc = check_args(c, v, n_pos - 2);
 	if (rc != CTL_EXIT_OK)

@@ -58,6 +58,31 @@ void ctl_table_add_json(struct ctl_table *t, const json_t *v)
 		ctl_table_add(t, "-");
 }
 
+static int cmp_keys(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void ctl_table_add_labels(struct ctl_table *t, const json_t *labels)
+{
+	size_t n = json_object_size(labels), k = 0;
+	const char **keys = calloc(n > 0 ? n : 1, sizeof *keys);
+	const char *key;
+	json_t *v;
+	struct buf cell;
+	if (keys == NULL)
+		abort();
+	json_object_foreach((json_t *)labels, key, v) keys[k++] = key;
+	qsort(keys, k, sizeof *keys, cmp_keys);
+	buf_init(&cell);
+	for (size_t i = 0; i < k; i++)
+		buf_printf(&cell, "%s%s=%s", i > 0 ? "," : "", keys[i],
+		           ctl_json_str(labels, keys[i], ""));
+	ctl_table_add(t, "%s", cell.len > 0 ? cell.data : "-");
+	buf_close(&cell);
+	free(keys);
+}
+
 /* Columns as a terminal shows them: UTF-8 continuation bytes take no column. */
 static size_t display_width(const char *s)
 {
@@ -104,6 +129,28 @@ void ctl_table_close(struct ctl_table *t)
 		free(t->cells[i]);
 	free(t->cells);
 	memset(t, 0, sizeof *t);
+}
+
+void ctl_render_row(const char *const *heads, size_t ncols, const json_t *item,
+                    void (*row)(struct ctl_table *, const json_t *), struct buf *out)
+{
+	struct ctl_table t;
+	ctl_table_init(&t, heads, ncols);
+	row(&t, item);
+	ctl_table_render(&t, out);
+	ctl_table_close(&t);
+}
+
+void ctl_render_rows(const char *const *heads, size_t ncols, const json_t *items,
+                     void (*row)(struct ctl_table *, const json_t *), struct buf *out)
+{
+	struct ctl_table t;
+	size_t i;
+	json_t *item;
+	ctl_table_init(&t, heads, ncols);
+	json_array_foreach(items, i, item) row(&t, item);
+	ctl_table_render(&t, out);
+	ctl_table_close(&t);
 }
 
 void ctl_put_oneline(struct buf *out, const char *s, size_t len)
@@ -161,4 +208,20 @@ void ctl_render_problem(long status, const char *body, size_t len, struct buf *o
 		}
 	}
 	json_decref(doc);
+}
+
+void ctl_render_write(const char *key, const char *action, const json_t *answer, struct buf *out)
+{
+	const json_t *version = json_object_get(answer, "version");
+	const json_t *index = json_object_get(answer, "index");
+	ctl_put_oneline(out, key, strlen(key));
+	buf_printf(out, ": %s", action);
+	if (json_is_false(json_object_get(answer, "exists")))
+		buf_printf(out, " (index %lld; it no longer exists)",
+		           (long long)json_integer_value(index));
+	else if (json_is_integer(version))
+		buf_printf(out, " (version %lld)", (long long)json_integer_value(version));
+	else if (json_is_integer(index))
+		buf_printf(out, " (index %lld)", (long long)json_integer_value(index));
+	buf_puts(out, "\n");
 }

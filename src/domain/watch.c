@@ -15,8 +15,12 @@ uint64_t watch_topic_index(struct domain *d, const char *topic)
 {
 	struct fsm_domain *dom = &d->node->fsm.domain;
 	if (strncmp(topic, "agent:", 6) == 0) {
+		/* An agent never assigned anything is at 1, not at the domain's index: a blocking
+		 * query for its first assignment must wait for that, not answer at once. */
 		struct dom_agent *a = dom_agent_get(dom, topic + 6);
-		return a != NULL && a->assign_index > 0 ? a->assign_index : dom->index;
+		if (a == NULL)
+			return dom->index;
+		return a->assign_index > 0 ? a->assign_index : 1;
 	}
 	if (strncmp(topic, "workload:", 9) == 0) {
 		struct dom_workload *w = dom_workload_get(dom, topic + 9);

@@ -71,6 +71,7 @@ enum step {
 
 static void run(struct node *n);
 static void timer_cb(uv_timer_t *t);
+static void retry_later(struct node *n, unsigned ms);
 
 static void finish(struct node *n, struct node_change *c, unsigned status, bool changed,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -163,6 +164,19 @@ static bool quorum_safe(struct node *n, raft_id gone, bool adding)
 		voters++;
 	unsigned reachable = node_acking_voters(n, gone) + (adding ? 1 : 0);
 	return voters > 0 && reachable >= quorum(voters);
+}
+
+/* A leader elected less than an election timeout ago may not have heard from every voter
+ * yet (a follower's match index counts from its first answer in this term): a quorum check
+ * that fails then is asked again shortly instead of refusing a change that is safe. This is
+ * what a removal of the old leader meets: it hands leadership over, and the removal is sent
+ * again to the new leader at once. True when the caller should wait and retry. */
+static bool quorum_not_known_yet(struct node *n)
+{
+	if (clock_mono_ms() - n->leader_since_ms >= n->opts.election_ms)
+		return false;
+	retry_later(n, RETRY_MS);
+	return true;
 }
 
 static void change_cb(struct raft_change *req, int status)
@@ -322,6 +336,8 @@ static void join_start(struct node *n, struct node_change *c)
 		snprintf(c->replaced, sizeof c->replaced, "%s", c->node_id);
 	}
 	if (c->replace_id != 0 && !quorum_safe(n, c->replace_id, false)) {
+		if (quorum_not_known_yet(n))
+			return;
 		finish(n, c, 409, false,
 		       "replacing the old entry of %s would leave the cluster without a quorum of "
 		       "voters that accept appends",
@@ -361,6 +377,8 @@ static void remove_start(struct node *n, struct node_change *c)
 	if (s->role == RAFT_VOTER && !quorum_safe(n, c->target, false)) {
 		/* Checked before a leader hands over too: a refused removal must leave everything
 		 * as it was, leadership included. */
+		if (quorum_not_known_yet(n))
+			return;
 		finish(n, c, 409, false,
 		       "removing %s would leave the cluster without a quorum of voters that accept "
 		       "appends",

@@ -6,8 +6,15 @@ kills exactly the PIDs it started when the test ends (also on failure or interru
 Everything waits by polling a condition with a deadline; nothing sleeps in place of a
 condition. Standard library only.
 
+Agents (cloudless-agent) are processes of the same kind (Agent below): each runs under the
+cluster's temp dir with a metrics listener whose /status says which replica runs as which pid.
+An agent's replicas are process groups of their own that outlive it; the harness kills exactly
+those groups it can prove are the agent's replicas (pid and start time as recorded in the
+agent's state file), never anything by name.
+
 Environment:
   CLOUDLESS_BIN       path to the coordinator binary (meson passes it)
+  CLOUDLESS_AGENT_BIN path to the agent binary (default: next to the coordinator)
   CLOUDLESS_KEEP      keep the temp dir (for debugging)
   CLOUDLESS_TIME_SCALE  multiply every deadline (sanitizer builds are slower)
 """
@@ -16,6 +23,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -28,6 +36,8 @@ import traceback
 import urllib.parse
 
 BIN = os.environ.get("CLOUDLESS_BIN", "build/cloudless-coordinator")
+AGENT_BIN = os.environ.get("CLOUDLESS_AGENT_BIN",
+                           os.path.join(os.path.dirname(BIN), "cloudless-agent"))
 SCALE = float(os.environ.get("CLOUDLESS_TIME_SCALE", "1"))
 
 _live_clusters = []
@@ -67,6 +77,39 @@ def free_port():
         _handed_out.add(port)
         return port
     raise RuntimeError("no free port below %d" % _EPHEMERAL_LOW)
+
+
+def free_port_block(n):
+    """n consecutive ports, all free right now and below the ephemeral range (see free_port):
+    for scripts that take a BASE_PORT."""
+    low = 10000 if _EPHEMERAL_LOW > 11000 else 1024
+    for _ in range(1000):
+        base = random.randrange(low, _EPHEMERAL_LOW - n)
+        ports = range(base, base + n)
+        if any(p in _handed_out for p in ports):
+            continue
+        if all(port_is_free(p) for p in ports):
+            _handed_out.update(ports)
+            return base
+    raise RuntimeError("no block of %d free ports below %d" % (n, _EPHEMERAL_LOW))
+
+
+def port_is_free(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def listening(port):
+    """Whether something accepts connections on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 class Response:
@@ -119,30 +162,14 @@ def wait_for(what, fn, timeout=10.0, interval=0.02):
     raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (scaled(timeout), what, last))
 
 
-class Node:
-    def __init__(self, cluster, node_id):
-        self.cluster = cluster
-        self.node_id = node_id
-        self.raft_addr = "127.0.0.1:%d" % free_port()
-        self.http_addr = "127.0.0.1:%d" % free_port()
-        self.data_dir = os.path.join(cluster.dir, node_id)
-        self.log_path = os.path.join(cluster.dir, node_id + ".log")
+class Process:
+    """One process this harness started (a coordinator or an agent): its command line, its
+    log file (stdout and stderr, appended across restarts) and its lifetime."""
+
+    def __init__(self, log_path):
+        self.log_path = log_path
         self.proc = None
         self.args = []
-
-    # -- process control --
-    def start(self, bootstrap=False, join=None, extra=None):
-        args = [BIN, "--node-id", self.node_id, "--raft-addr", self.raft_addr,
-                "--http-addr", self.http_addr, "--data-dir", self.data_dir,
-                "--heartbeat-ms", str(self.cluster.heartbeat_ms),
-                "--election-ms", str(self.cluster.election_ms)]
-        if bootstrap:
-            args.append("--bootstrap")
-        if join:
-            args += ["--join", ",".join(n.http_addr if isinstance(n, Node) else n for n in join)]
-        args += self.cluster.extra_args + (extra or [])
-        self.args = args
-        return self.start_args(args)
 
     def start_args(self, args):
         log = open(self.log_path, "ab")
@@ -172,15 +199,39 @@ class Node:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def wipe(self):
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
     def log(self):
         try:
             with open(self.log_path, "rb") as f:
                 return f.read().decode(errors="replace")
         except OSError:
             return ""
+
+
+class Node(Process):
+    def __init__(self, cluster, node_id):
+        self.cluster = cluster
+        self.node_id = node_id
+        self.raft_addr = "127.0.0.1:%d" % free_port()
+        self.http_addr = "127.0.0.1:%d" % free_port()
+        self.data_dir = os.path.join(cluster.dir, node_id)
+        Process.__init__(self, os.path.join(cluster.dir, node_id + ".log"))
+
+    # -- process control --
+    def start(self, bootstrap=False, join=None, extra=None):
+        args = [BIN, "--node-id", self.node_id, "--raft-addr", self.raft_addr,
+                "--http-addr", self.http_addr, "--data-dir", self.data_dir,
+                "--heartbeat-ms", str(self.cluster.heartbeat_ms),
+                "--election-ms", str(self.cluster.election_ms)]
+        if bootstrap:
+            args.append("--bootstrap")
+        if join:
+            args += ["--join", ",".join(n.http_addr if isinstance(n, Node) else n for n in join)]
+        args += self.cluster.extra_args + (extra or [])
+        self.args = args
+        return self.start_args(args)
+
+    def wipe(self):
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     # -- HTTP --
     def req(self, method, path, body=None, headers=None, timeout=5.0):
@@ -204,10 +255,147 @@ class Node:
         return "Node(%s)" % self.node_id
 
 
+def _stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (field 3 on), None when gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def proc_start_time(pid):
+    """Field 22 of /proc/PID/stat (None when the process is gone or a zombie): with the pid it
+    names one process, as the agent's state file does."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def proc_alive(pid):
+    return pid > 0 and proc_start_time(pid) is not None
+
+
+def proc_stat(pid):
+    """(state, ppid, pgrp, session) of a process, None when it is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+
+
+def proc_environ(pid):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return {}
+    env = {}
+    for item in raw.split(b"\0"):
+        if b"=" in item:
+            k, v = item.split(b"=", 1)
+            env[k.decode()] = v.decode(errors="replace")
+    return env
+
+
+class Agent(Process):
+    """One cloudless-agent process with its data dir and metrics listener."""
+
+    def __init__(self, cluster, agent_id, zone=None, labels=None):
+        self.cluster = cluster
+        self.agent_id = agent_id
+        self.zone = zone
+        self.labels = labels
+        self.metrics_addr = "127.0.0.1:%d" % free_port()
+        self.data_dir = os.path.join(cluster.dir, agent_id)
+        Process.__init__(self, os.path.join(cluster.dir, agent_id + ".log"))
+        self.groups = {}  # pgid -> start time of the replicas this agent ran
+
+    def start(self, coordinators=None, extra=None):
+        coords = coordinators or [n.http_addr for n in self.cluster.nodes.values()]
+        args = [AGENT_BIN, "--node-id", self.agent_id, "--coordinators", ",".join(coords),
+                "--data-dir", self.data_dir, "--metrics-addr", self.metrics_addr,
+                "--log-level", "debug"]
+        if self.zone:
+            args += ["--zone", self.zone]
+        if self.labels:
+            args += ["--labels", ",".join("%s=%s" % kv for kv in self.labels.items())]
+        self.args = args + (extra or [])
+        return self.restart()
+
+    def kill(self, sig=signal.SIGKILL):
+        """Signals the agent process only: its replicas keep running."""
+        self.remember_groups()
+        return Process.kill(self, sig)
+
+    def stop(self, timeout=10):
+        self.remember_groups()
+        return Process.stop(self, timeout)
+
+    def remember_groups(self):
+        """Records the replica groups the state file names (pid and start time)."""
+        try:
+            with open(os.path.join(self.data_dir, "state.json")) as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            return
+        for r in st.get("replicas", []):
+            if r.get("pid"):
+                self.groups[r["pid"]] = r["start_time"]
+
+    def kill_replicas(self):
+        """SIGKILL to every replica group this agent started that is still the same process
+        group leader (same pid, same start time): a machine losing power."""
+        self.remember_groups()
+        for pgid, start in list(self.groups.items()):
+            if proc_start_time(pgid) == start:
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def kill_machine(self):
+        self.kill()
+        self.kill_replicas()
+
+    def status(self):
+        r = request(self.metrics_addr, "GET", "/status", timeout=2)
+        return r.json() if r is not None and r.status == 200 else None
+
+    def metrics(self):
+        r = request(self.metrics_addr, "GET", "/metrics", timeout=2)
+        return r.body.decode() if r is not None and r.status == 200 else ""
+
+    def metric(self, name, labels=""):
+        """The value of one sample of /metrics (None when absent)."""
+        want = name + ("{%s}" % labels if labels else "")
+        for line in self.metrics().splitlines():
+            if line.startswith(want + " "):
+                return float(line.split()[-1])
+        return None
+
+    def running(self):
+        """{replica id: (epoch, pid)} of what this agent reports running, by its /status,
+        each checked alive in /proc."""
+        st = self.status()
+        out = {}
+        for r in (st or {}).get("replicas", []):
+            if r["state"] == "running" and r["pid"] and proc_alive(r["pid"]):
+                out[r["id"]] = (r["epoch"], r["pid"])
+                self.groups.setdefault(r["pid"], proc_start_time(r["pid"]))
+        return out
+
+    def __repr__(self):
+        return "Agent(%s)" % self.agent_id
+
+
 class Cluster:
     def __init__(self, name, heartbeat_ms=50, election_ms=300, extra_args=None):
         self.dir = tempfile.mkdtemp(prefix="cloudless-%s-" % name)
         self.nodes = {}
+        self.agents = {}
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.extra_args = list(extra_args or [])
@@ -231,6 +419,11 @@ class Cluster:
         if join_via_flag:
             self.wait_voters(n)
         return self
+
+    def agent(self, agent_id, zone=None, labels=None):
+        if agent_id not in self.agents:
+            self.agents[agent_id] = Agent(self, agent_id, zone, labels)
+        return self.agents[agent_id]
 
     def running(self):
         return [n for n in self.nodes.values() if n.alive()]
@@ -275,6 +468,8 @@ class Cluster:
         return wait_for("converged state digests", same, timeout)
 
     def close(self):
+        for a in self.agents.values():
+            a.kill_machine()
         for n in self.nodes.values():
             if n.proc and n.proc.poll() is None:
                 n.proc.kill()
@@ -290,6 +485,8 @@ class Cluster:
     def dump_logs(self):
         for n in self.nodes.values():
             sys.stderr.write("----- log of %s -----\n%s\n" % (n.node_id, n.log()[-6000:]))
+        for a in self.agents.values():
+            sys.stderr.write("----- log of %s -----\n%s\n" % (a.agent_id, a.log()[-6000:]))
 
 
 def _cleanup():
@@ -426,3 +623,82 @@ def parse_responses(data, head=False):
             pos += n
         out.append(r)
     return out
+
+
+# -- the Prometheus exposition as the users' scripts read it --
+
+# The original test-ha-cluster.sh's leader check, character for character: an unanchored grep
+# that also matches a HELP line such as `# HELP cloudless_coordinator_is_leader 1 if ...`.
+ORIGINAL_LEADER_GREP = 'curl -s http://localhost:%d/metrics | grep -q "cloudless_coordinator_is_leader 1"'
+
+_HELP_VALUE = re.compile(r"(?:^|[\s(])([a-zA-Z_:][a-zA-Z0-9_:]*)\s+([-+]?(?:\d|\.\d|Inf\b|NaN\b))")
+
+
+def original_grep_says_leader(port):
+    """True when the original script's grep counts the node whose /metrics is on port."""
+    return subprocess.run(["bash", "-c", ORIGINAL_LEADER_GREP % port],
+                          stdin=subprocess.DEVNULL).returncode == 0
+
+
+def help_lines_with_values(text):
+    """HELP lines in which a metric name is followed by a value-like token: an unanchored
+    grep for `NAME VALUE` would take them for samples. Names are those of the scrape's own
+    families. Returns the offending lines."""
+    families = {ln.split(" ")[2] for ln in text.splitlines() if ln.startswith("# TYPE ")}
+    series = set(families)
+    for f in families:
+        series |= {f + s for s in ("_bucket", "_sum", "_count", "_total")}
+    bad = []
+    for ln in text.splitlines():
+        if ln.startswith("# HELP "):
+            for name, _ in _HELP_VALUE.findall(ln[len("# HELP "):]):
+                if name in series:
+                    bad.append(ln)
+                    break
+    return bad
+
+
+# -- YAML: the compose, Prometheus and workflow files --
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+_YAML_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "yaml_json.mjs")
+
+
+def load_yaml(path=None, text=None):
+    """The YAML file at path (or the text) as Python values, through the `yaml` npm package of
+    package.json (the cluster tests use Python's standard library only). Invalid YAML fails the
+    test with the parser's message."""
+    assert shutil.which("node"), "node is needed to read YAML (Debian's nodejs)"
+    p = subprocess.run(["node", _YAML_JSON, path or "-"], input=text, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, "%s: %s" % (path or "YAML text", p.stderr.strip())
+    return json.loads(p.stdout)
+
+
+# -- a binary's --help, as the docs and the compose checks read it --
+
+def help_options(binary, *command):
+    """The options of `binary [command...] --help`, in order: [{"flag", "short", "meta", "text",
+    "env", "default"}]. An option starts on a line `  [-x, ]--flag [META]`; the lines under it
+    are its description, whose last sentence is `env NAME; default VALUE` (or `; required`)."""
+    p = subprocess.run([binary] + list(command) + ["--help"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    section = p.stdout.split("\nOptions:\n", 1)[-1]
+    section = re.split(r"\n\S", section, maxsplit=1)[0]  # up to the next heading
+    opts = []
+    for ln in section.splitlines():
+        m = re.match(r"^  (?:(-\w), )?(--[a-z][a-z0-9-]*)(?: ([A-Z][A-Z:\[\],.]*))?(?:\s+(.*))?$", ln)
+        if m:
+            opts.append({"flag": m.group(2), "short": m.group(1), "meta": m.group(3) or "",
+                         "text": m.group(4) or ""})
+        elif opts and ln.strip():
+            opts[-1]["text"] += " " + ln.strip()
+    for o in opts:
+        o["text"] = o["text"].strip()
+        m = re.search(r"\s*env (CLOUDLESS_[A-Z0-9_]+)(?:; (?:default (.*)|(required)))?$", o["text"])
+        o["env"] = m.group(1) if m else None
+        o["default"] = (m.group(2) or ("required" if m.group(3) else "")) if m else ""
+        if m:
+            o["text"] = o["text"][:m.start()].strip()
+    return opts

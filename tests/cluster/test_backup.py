@@ -2,16 +2,14 @@
 data, `cloudless-coordinator restore` into a new data dir, that node started normally and two
 fresh nodes joined to it: every member reports the backup's data digest and writes work. A
 table of bad files (flipped byte, truncated, empty, wrong magic, a directory, a missing file)
-and a non-empty target are refused with a clear error and write nothing. And the runbook of
-docs/operations.md, run as written."""
+and a non-empty target are refused with a clear error and write nothing. And the page's
+"Backup and restore" procedure, run as written (test_runbooks.procedure)."""
 import os
-import shutil
 import subprocess
 
-import docrun
-from harness import BIN, free_port, request, run, scaled, wait_for
+from harness import BIN, free_port, run, scaled, wait_for
+from test_runbooks import procedure
 
-DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "operations.md")
 # Liveness is leader memory: an agent that stops beating is marked offline by whichever
 # leader times it out, which is a change of data. What is checked here is that the restored
 # state is the backed-up one, so the agents' deadline is out of the way.
@@ -212,30 +210,23 @@ def test_bad_files_and_targets_write_nothing(make):
     assert sorted(os.listdir(empty)) == ["db", "identity.json", "raft"], os.listdir(empty)
 
 
-def test_runbook_backup_and_restore(make):
-    c = make(extra_args=EXTRA).start(3)
-    ld = c.leader()
-    for i in range(50):
-        assert ld.put("runbook/%d" % i, "v%d" % i).status == 200
-    f = c.followers()[0]
-    new = {i: ("127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % free_port()) for i in (1, 2, 3)}
-    subst = {"10.0.0.1:8080": f.http_addr}
-    for i, (raft, http) in new.items():
-        subst["10.0.1.%d:7000" % i] = raft
-        subst["10.0.1.%d:8080" % i] = http
-    with docrun.Runner(os.path.join(c.dir, "runbook"), subst, default_node="coordinator-1") as rb:
-        steps = docrun.blocks(DOC, "Backup and restore")
-        assert len(steps) == 5, steps
-        out = rb.run(steps[0]).stdout
-        assert "X-Cloudless-Data-Digest" in out, out
-        out = rb.run(steps[1]).stdout
-        assert "Restored snapshot index" in out, out
-        for step in steps[2:]:
-            rb.run(step, timeout=90)
-        assert sorted(n for _, n in rb.started()) == ["coordinator-1", "coordinator-2",
-                                                      "coordinator-3"], rb.started()
-        r = request(new[2][1], "GET", "/v1/kv/runbook/7")
-        assert r is not None and r.status == 200 and r.body == b"v7", r
+def check_restored(h):
+    """The page's "Backup and restore": coordinator-4..6 are a new cluster holding the old one's
+    data, beside it."""
+    new = ["coordinator-4", "coordinator-5", "coordinator-6"]
+    for n in (4, 5, 6):
+        assert h.voters(n) == new, (n, h.voters(n))
+        assert sorted(h.status(n)["member_records"]) == new, h.status(n)
+        for i in (1, 2, 3):
+            assert h.get(n, "before-%d" % i) == "v%d" % i, (n, i)
+    assert h.status(4)["cluster_id"] != h.status(1)["cluster_id"]
+    assert all(n in h.last_output for n in new), h.last_output
+    wait_for("a write in the restored cluster", lambda: h.put(5, "after", "1"))
+    assert h.voters(1) == ["coordinator-1", "coordinator-2", "coordinator-3"]
+    wait_for("a write in the old cluster", lambda: h.put(1, "after-old", "1"))
+
+
+test_runbook_backup_and_restore = procedure("Backup and restore", check=check_restored)
 
 
 if __name__ == "__main__":

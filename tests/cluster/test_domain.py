@@ -352,6 +352,44 @@ def test_blocking_query(make):
             a.close()
 
 
+def test_first_assignment_wakes_a_new_agent(make):
+    """A blocking query for a new agent's assignments waits for its first assignment (the
+    agent's topic starts at index 1, not at the domain's index) and is woken by it."""
+    c, nodes, agents = cluster_with_agents(make)
+    new = SimAgent(nodes, "agent-new", "zone-c", labels={"pool": "new"})
+    try:
+        new.enroll()
+        new.start()
+        r = nodes[1].req("GET", "/v1/agents/agent-new/assignments")
+        assert r.status == 200 and r.json()["assignments"] == [], r
+        assert r.json()["index"] == 1 and r.header("X-Cloudless-Index") == "1", r.headers
+        result = {}
+
+        def block():
+            result["r"] = nodes[1].req("GET", "/v1/agents/agent-new/assignments?index=1&wait=10s",
+                                       timeout=20)
+            result["t"] = time.monotonic()
+        t = threading.Thread(target=block)
+        t.start()
+        time.sleep(scaled(0.5))
+        assert not result, "the blocking query answered before any assignment: %r" % result
+        r = nodes[0].req("POST", "/v1/workloads", spec(
+            "pinned", replicas=1, placement={"node_selector": {"pool": "new"}}))
+        assert r.status == 201, r
+        t_applied = time.monotonic()
+        t.join(timeout=15)
+        r = result["r"]
+        assert r is not None and r.status == 200, r
+        body = r.json()
+        assert [a["workload"] for a in body["assignments"]] == ["default/pinned"], body
+        assert body["index"] > 1 and int(r.header("X-Cloudless-Index")) == body["index"], body
+        assert result["t"] - t_applied < scaled(1.0), result["t"] - t_applied
+    finally:
+        new.close()
+        for a in agents:
+            a.close()
+
+
 def test_leader_killed_nothing_offline_nothing_moved(make):
     c, nodes, agents = cluster_with_agents(make)
     try:
@@ -448,5 +486,6 @@ def test_pending_reason_and_capacity_freed(make):
 if __name__ == "__main__":
     run([test_spread_and_same_view_everywhere, test_zero_entries_per_steady_heartbeat,
          test_silent_agent_replaced_and_told_to_stop, test_scale_drain_uncordon_if_match,
-         test_blocking_query, test_leader_killed_nothing_offline_nothing_moved,
+         test_blocking_query, test_first_assignment_wakes_a_new_agent,
+         test_leader_killed_nothing_offline_nothing_moved,
          test_bad_specs_change_nothing, test_pending_reason_and_capacity_freed])

@@ -3,17 +3,16 @@ SIGKILLed mid-stream and their data dirs deleted; `cloudless-coordinator recover
 while the survivor runs, then rewrites its membership; started normally it leads alone with
 every acknowledged write, new nodes join and every member converges to one digest. A lost
 member brought back with its old data dir marks itself removed without disturbing the
-recovered cluster. And the runbook of docs/operations.md, run as written."""
+recovered cluster. And the page's "Recovering from the loss of quorum" procedure, run as
+written (test_runbooks.procedure)."""
 import os
 import shutil
-import signal
 import subprocess
 import threading
 
-import docrun
 from harness import BIN, run, scaled, wait_for
+from test_runbooks import procedure
 
-DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "operations.md")
 
 
 def recover(data_dir):
@@ -128,42 +127,30 @@ def test_recover_after_quorum_loss(make):
     assert r is not None and r.status == 200, r
 
 
-def test_runbook_recover(make):
-    c = make()
-    nodes = [c.node("coordinator-%d" % i) for i in (1, 2, 3)]
-    peers = ",".join(n.http_addr for n in nodes)
-    for n in nodes:
-        n.start(extra=["--join", peers, "--bootstrap-expect", "3"])
-    c.wait_voters(3)
-    ld = c.leader()
-    for i in range(50):
-        assert ld.put("runbook/%d" % i, "v%d" % i).status == 200
-    c.wait_converged()
-    survivor = nodes[0]
-    for n in nodes[1:]:
-        n.kill()
-        n.wipe()
-    subst = {}
-    for i, n in enumerate(nodes, 1):
-        subst["10.0.0.%d:7000" % i] = n.raft_addr
-        subst["10.0.0.%d:8080" % i] = n.http_addr
-    # The shim maps /var/lib/cloudless to <c.dir>/<node id>: the harness's own data dirs.
-    with docrun.Runner(c.dir, subst, default_node=survivor.node_id) as rb:
-        steps = docrun.blocks(DOC, "Recovering from the loss of quorum")
-        assert len(steps) == 6, steps
-        out = rb.run(steps[0]).stdout
-        assert '"voters": 3' in out, out
-        # Step 2 says: stop it the way it is supervised.
-        assert survivor.stop() == 0
-        out = rb.run(steps[1]).stdout
-        assert "last index kept" in out, out
-        for step in steps[2:]:
-            rb.run(step, timeout=90)
-        assert sorted(n for _, n in rb.started()) == [n.node_id for n in nodes], rb.started()
-        for n in nodes:
-            r = n.get("runbook/7")
-            assert r is not None and r.status == 200 and r.body == b"v7", (n, r)
-            assert sorted(n.status()["member_records"]) == [x.node_id for x in nodes]
+def lose_coordinators_2_and_3(h):
+    """Every write acknowledged before is on coordinator-1 (converged), then the other two
+    and their data dirs are gone."""
+    wait_for("equal state digests", lambda: h.converged((1, 2, 3)))
+    for host in ("coordinator-2", "coordinator-3"):
+        h.kill(host)
+        shutil.rmtree(h.datadir(host))
+    wait_for("coordinator-1 to lose its leader",
+             lambda: (h.status(1) or {}).get("leader", 0) is None, 20)
+
+
+def check_recovered(h):
+    members = ["coordinator-1", "coordinator-2", "coordinator-3"]
+    for n in (1, 2, 3):
+        assert h.voters(n) == members, (n, h.voters(n))
+        assert sorted(h.status(n)["member_records"]) == members, h.status(n)
+        for i in (1, 2, 3):
+            assert h.get(n, "before-%d" % i) == "v%d" % i, (n, i)
+    wait_for("a write after the recovery", lambda: h.put(2, "after", "1"))
+    wait_for("equal state digests", lambda: h.converged((1, 2, 3)))
+
+
+test_runbook_recover = procedure("Recovering from the loss of quorum",
+                                 prepare=lose_coordinators_2_and_3, check=check_recovered)
 
 
 if __name__ == "__main__":

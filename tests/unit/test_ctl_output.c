@@ -31,26 +31,6 @@ static void render_status(const json_t *in, struct buf *out)
 	                          out);
 }
 
-static void render_leader(const json_t *in, struct buf *out)
-{
-	ctl_render_cluster_leader(json_object_get(in, "status"), out);
-}
-
-static void render_members(const json_t *in, struct buf *out)
-{
-	ctl_render_cluster_members(json_object_get(in, "status"), out);
-}
-
-static void render_health(const json_t *in, struct buf *out)
-{
-	ctl_render_cluster_health(json_object_get(in, "report"), out);
-}
-
-static void render_membership(const json_t *in, struct buf *out)
-{
-	ctl_render_membership(json_object_get(in, "result"), out);
-}
-
 static void render_kv_writes(const json_t *in, struct buf *out)
 {
 	size_t i;
@@ -58,9 +38,22 @@ static void render_kv_writes(const json_t *in, struct buf *out)
 	json_array_foreach(json_object_get(in, "results"), i, r) ctl_render_kv_write(r, out);
 }
 
-static void render_kv_list(const json_t *in, struct buf *out)
+/* The lines of workload and agent writes: {key, action, answer} each. */
+static void render_writes(const json_t *in, struct buf *out)
 {
-	ctl_render_kv_list(json_object_get(in, "list"), out);
+	size_t i;
+	json_t *w;
+	json_array_foreach(json_object_get(in, "writes"), i, w)
+	    ctl_render_write(ctl_json_str(w, "key", ""), ctl_json_str(w, "action", ""),
+	                     json_object_get(w, "answer"), out);
+}
+
+/* agent drain --wait's progress lines, one per state of the agent. */
+static void render_drain_progress(const json_t *in, struct buf *out)
+{
+	size_t i;
+	json_t *a;
+	json_array_foreach(json_object_get(in, "agents"), i, a) ctl_render_drain_progress(a, out);
 }
 
 /* One error line per answer, as cloudlessctl prints them after "cloudlessctl: ". */
@@ -77,22 +70,33 @@ static void render_problems(const json_t *in, struct buf *out)
 	}
 }
 
+/* A case renders its input with `render`, or with `of` the input's member `member`. */
 static const struct {
 	const char *name;
 	render_fn render;
-	bool table; /* output is one aligned table (checked structurally too) */
+	const char *member;
+	render_fn of;
+	bool table; /* output is aligned tables a blank line apart (checked structurally too) */
 } cases[] = {
-    {"cluster_status", render_status, true},
-    {"cluster_status_follower", render_status, true},
-    {"cluster_leader", render_leader, true},
-    {"cluster_members", render_members, true},
-    {"cluster_health", render_health, false},
-    {"membership_join", render_membership, false},
-    {"membership_noop", render_membership, false},
-    {"kv_write", render_kv_writes, false},
-    {"kv_list", render_kv_list, true},
-    {"kv_list_empty", render_kv_list, false},
-    {"problems", render_problems, false},
+    {"cluster_status", render_status, NULL, NULL, true},
+    {"cluster_status_follower", render_status, NULL, NULL, true},
+    {"cluster_leader", NULL, "status", ctl_render_cluster_leader, true},
+    {"cluster_members", NULL, "status", ctl_render_cluster_members, true},
+    {"cluster_health", NULL, "report", ctl_render_cluster_health, false},
+    {"membership_join", NULL, "result", ctl_render_membership, false},
+    {"membership_noop", NULL, "result", ctl_render_membership, false},
+    {"kv_write", render_kv_writes, NULL, NULL, false},
+    {"kv_list", NULL, "list", ctl_render_kv_list, true},
+    {"kv_list_empty", NULL, "list", ctl_render_kv_list, false},
+    {"problems", render_problems, NULL, NULL, false},
+    {"workload_list", NULL, "list", ctl_render_workload_list, true},
+    {"workload_get", NULL, "workload", ctl_render_workload, true},
+    {"workload_get_empty", NULL, "workload", ctl_render_workload, true},
+    {"agent_list", NULL, "list", ctl_render_agent_list, true},
+    {"agent_get", NULL, "agent", ctl_render_agent, true},
+    {"agent_get_empty", NULL, "agent", ctl_render_agent, true},
+    {"domain_writes", render_writes, NULL, NULL, false},
+    {"drain_progress", render_drain_progress, NULL, NULL, false},
 };
 
 static char *read_file(const char *path, size_t *len)
@@ -136,15 +140,21 @@ static void column_starts(const char *line, size_t len, size_t *starts, size_t *
 }
 
 /* Every line of a table starts its columns where the header does, and none ends in a
- * blank. Only the header's column positions are compared with each row's first ones. */
+ * blank. Only the header's column positions are compared with each row's first ones. An
+ * empty line ends a table: what follows is another (its first line its header). */
 static void check_table_shape(const char *name, const char *text)
 {
-	size_t head[16], nh, row[16], nr;
+	size_t head[16], nh = 0, row[16], nr;
 	const char *line = text;
 	bool first = true;
 	while (*line != '\0') {
 		const char *end = strchr(line, '\n');
 		size_t len = end != NULL ? (size_t)(end - line) : strlen(line);
+		if (len == 0) {
+			first = true;
+			line += end != NULL ? 1 : 0;
+			continue;
+		}
 		if (len > 0 && line[len - 1] == ' ') {
 			fprintf(stderr, "%s: trailing blank in \"%.*s\"\n", name, (int)len, line);
 			CHECK(0);
@@ -171,7 +181,8 @@ static void check_table_shape(const char *name, const char *text)
 	}
 }
 
-static void run_case(const char *name, render_fn render, bool table)
+static void run_case(const char *name, render_fn render, const char *member, render_fn of,
+                     bool table)
 {
 	char in_path[1024], out_path[1024];
 	snprintf(in_path, sizeof in_path, "%s/%s.json", golden_dir, name);
@@ -185,7 +196,10 @@ static void run_case(const char *name, render_fn render, bool table)
 	}
 	struct buf got;
 	buf_init(&got);
-	render(in, &got);
+	if (render != NULL)
+		render(in, &got);
+	else
+		of(json_object_get(in, member), &got);
 	buf_append(&got, "", 1);
 	got.len--;
 
@@ -241,6 +255,7 @@ int main(int argc, char *argv[])
 	         strcmp(getenv("CLOUDLESS_UPDATE_GOLDEN"), "1") == 0;
 	test_table_engine();
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-		run_case(cases[i].name, cases[i].render, cases[i].table);
+		run_case(cases[i].name, cases[i].render, cases[i].member, cases[i].of,
+		         cases[i].table);
 	TEST_DONE();
 }

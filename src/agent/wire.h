@@ -1,0 +1,69 @@
+/* wire: the coordinator API's documents the agent sends and reads (openapi.yaml:
+ * AgentEnrollment, Heartbeat/ReplicaReport, HeartbeatAnswer, the assignments answer, Agent).
+ *
+ * Decoding is strict about what the agent relies on (ids, epochs, desired, the index) and
+ * lenient about the rest, so that a coordinator that adds a field does not break agents. */
+#ifndef CLOUDLESS_AGENT_WIRE_H
+#define CLOUDLESS_AGENT_WIRE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One Replica of an answer. */
+struct agent_assignment {
+	char *id;
+	char *workload;
+	uint64_t epoch;
+	bool run;     /* desired == "run" */
+	json_t *spec; /* ReplicaSpec (a reference), NULL when absent */
+};
+
+struct agent_answer {
+	struct agent_assignment *items;
+	size_t n;
+	uint64_t index;
+	unsigned heartbeat_interval_ms; /* 0 when absent (the assignments answer) */
+	char *leader;                   /* the leader's HTTP address, NULL when unknown */
+	char **coordinators;            /* every coordinator's HTTP address */
+	size_t n_coordinators;
+};
+
+/* POST /v1/agents/{id}/heartbeat answer (HeartbeatAnswer). */
+int agent_wire_decode_heartbeat(const char *body, size_t len, struct agent_answer *out, char *err,
+                                size_t errlen);
+/* GET /v1/agents/{id}/assignments answer ({agent, assignments, index}). */
+int agent_wire_decode_assignments(const char *body, size_t len, struct agent_answer *out, char *err,
+                                  size_t errlen);
+void agent_answer_close(struct agent_answer *a);
+
+/* POST /v1/agents answer (Agent): the heartbeat interval it was given. */
+int agent_wire_decode_agent(const char *body, size_t len, unsigned *heartbeat_interval_ms,
+                            char *err, size_t errlen);
+
+/* leader_http_addr of a problem document, NULL when it names none (malloc'd). */
+char *agent_wire_leader_hint(const char *body, size_t len);
+
+struct agent_enrollment {
+	const char *id, *name, *region, *zone; /* name, region, zone: NULL or "" to omit */
+	char *const *label_keys, *const *label_values;
+	size_t n_labels;
+	uint64_t cpu_millicores, memory_bytes;
+};
+
+/* The request bodies, compact JSON (free() them). */
+char *agent_wire_enrollment(const struct agent_enrollment *e, size_t *len);
+
+struct agent_report {
+	const char *id;
+	uint64_t epoch;
+	const char *state; /* ReplicaReport.state */
+	bool has_exit_code;
+	int exit_code;
+	unsigned restarts;
+};
+
+char *agent_wire_heartbeat(const struct agent_report *r, size_t n, size_t *len);
+
+#endif
