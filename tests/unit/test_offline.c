@@ -14,7 +14,6 @@
 #include "raft/offline.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,14 +22,6 @@
 
 #include "raft/node.h"
 #include "testlib.h"
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
 
 static void make_tmp(char *dir, size_t size)
 {
@@ -233,7 +224,7 @@ static void test_restore_then_recover(void)
 	CHECK(strstr(err, "holds no raft state") != NULL);
 
 	buf_close(&img);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	test_rmtree(dir);
 }
 
 int main(void)
