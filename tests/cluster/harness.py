@@ -94,10 +94,15 @@ class Response:
         return "<%d %s>" % (self.status, self.body[:300])
 
 
-def request(addr, method, path, body=None, headers=None, timeout=5.0):
-    """One HTTP request; returns Response, or None when the connection failed."""
+def request(addr, method, path, body=None, headers=None, timeout=5.0, ssl_context=None):
+    """One HTTP request (HTTPS with ssl_context); returns Response, or None when the
+    connection failed (a failed TLS handshake included)."""
     host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    if ssl_context is not None:
+        conn = http.client.HTTPSConnection(host, int(port), timeout=timeout,
+                                           context=ssl_context)
+    else:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
@@ -201,7 +206,8 @@ class Node(Process):
 
     # -- HTTP --
     def req(self, method, path, body=None, headers=None, timeout=5.0):
-        return request(self.http_addr, method, path, body, headers, timeout)
+        return request(self.http_addr, method, path, body, headers, timeout,
+                       self.cluster.ssl_context)
 
     def status(self, digest=False):
         r = self.req("GET", "/raft/status" + ("?digest" if digest else ""), timeout=2)
@@ -358,8 +364,10 @@ class Agent(Process):
 
 
 class Cluster:
-    def __init__(self, name, heartbeat_ms=50, election_ms=300, extra_args=None):
+    def __init__(self, name, heartbeat_ms=50, election_ms=300, extra_args=None,
+                 ssl_context=None):
         self.dir = tempfile.mkdtemp(prefix="cloudless-%s-" % name)
+        self.ssl_context = ssl_context  # the harness's own requests go over HTTPS with it
         self.nodes = {}
         self.agents = {}
         self.heartbeat_ms = heartbeat_ms
