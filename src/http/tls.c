@@ -64,32 +64,76 @@ static void creds_put(struct creds *c)
 	}
 }
 
-/* "sha256=... serial=... not_after=..." of the first certificate of c. */
-static void describe(struct creds *c)
+/* "sha256=... serial=... not_after=..." of the node's own certificate. */
+static void describe(struct creds *c, gnutls_x509_crt_t crt)
 {
-	gnutls_x509_crt_t *crts = NULL;
-	unsigned n = 0;
-	c->describe[0] = '\0';
-	if (gnutls_certificate_get_x509_crt(c->x, 0, &crts, &n) < 0 || n == 0)
-		return;
 	unsigned char fp[32], serial[64];
 	size_t fp_len = sizeof fp, serial_len = sizeof serial;
 	char fph[2 * sizeof fp + 1] = "", serh[2 * sizeof serial + 1] = "", when[32] = "?";
-	if (gnutls_x509_crt_get_fingerprint(crts[0], GNUTLS_DIG_SHA256, fp, &fp_len) == 0)
+	if (gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, fp, &fp_len) == 0)
 		for (size_t i = 0; i < fp_len; i++)
 			snprintf(fph + 2 * i, 3, "%02x", fp[i]);
-	if (gnutls_x509_crt_get_serial(crts[0], serial, &serial_len) == 0)
+	if (gnutls_x509_crt_get_serial(crt, serial, &serial_len) == 0)
 		for (size_t i = 0; i < serial_len; i++)
 			snprintf(serh + 2 * i, 3, "%02x", serial[i]);
-	time_t t = gnutls_x509_crt_get_expiration_time(crts[0]);
+	time_t t = gnutls_x509_crt_get_expiration_time(crt);
 	struct tm tm;
 	if (t != (time_t)-1 && gmtime_r(&t, &tm) != NULL)
 		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	snprintf(c->describe, sizeof c->describe, "sha256=%s serial=%s not_after=%s", fph, serh,
-	         when);
+	snprintf(c->describe, sizeof c->describe, "sha256=%s serial=%s not_after=%s%s", fph, serh,
+	         when, t != (time_t)-1 && t < time(NULL) ? " expired=true" : "");
+}
+
+/* The certificate chain and the key, parsed here rather than by
+ * gnutls_certificate_set_x509_key_file2, which in GnuTLS 3.7.9 leaks a certificate on a
+ * malformed PEM file (and a bad file on SIGHUP must cost nothing). */
+static int load_key_pair(struct creds *c, const struct http_tls *t, char *err, size_t errlen)
+{
+	gnutls_datum_t cert = {NULL, 0}, key = {NULL, 0};
+	gnutls_x509_crt_t *crts = NULL;
+	unsigned n = 0;
+	gnutls_x509_privkey_t pk = NULL;
+	int rv = gnutls_load_file(t->cert_file, &cert);
+	if (rv < 0) {
+		snprintf(err, errlen, "cannot read --tls-cert %s: %s", t->cert_file,
+		         gnutls_strerror(rv));
+		goto out;
+	}
+	rv = gnutls_x509_crt_list_import2(&crts, &n, &cert, GNUTLS_X509_FMT_PEM,
+	                                  GNUTLS_X509_CRT_LIST_FAIL_IF_UNSORTED);
+	if (rv < 0) {
+		snprintf(err, errlen, "--tls-cert %s: %s", t->cert_file, gnutls_strerror(rv));
+		n = 0;
+		goto out;
+	}
+	if ((rv = gnutls_load_file(t->key_file, &key)) < 0) {
+		snprintf(err, errlen, "cannot read --tls-key %s: %s", t->key_file,
+		         gnutls_strerror(rv));
+		goto out;
+	}
+	if ((rv = gnutls_x509_privkey_init(&pk)) < 0 ||
+	    (rv = gnutls_x509_privkey_import2(pk, &key, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
+		snprintf(err, errlen, "--tls-key %s: %s", t->key_file, gnutls_strerror(rv));
+		goto out;
+	}
+	if ((rv = gnutls_certificate_set_x509_key(c->x, crts, n, pk)) < 0) {
+		snprintf(err, errlen, "--tls-cert %s with --tls-key %s: %s", t->cert_file,
+		         t->key_file, gnutls_strerror(rv));
+		goto out;
+	}
+	describe(c, crts[0]);
+out:
 	for (unsigned i = 0; i < n; i++)
 		gnutls_x509_crt_deinit(crts[i]);
 	gnutls_free(crts);
+	if (pk != NULL)
+		gnutls_x509_privkey_deinit(pk);
+	/* The key's bytes are secret: not left behind in freed memory. */
+	if (key.data != NULL)
+		gnutls_memset(key.data, 0, key.size);
+	gnutls_free(key.data);
+	gnutls_free(cert.data);
+	return rv < 0 ? -1 : 0;
 }
 
 static struct creds *creds_load(const struct http_tls *t, char *err, size_t errlen)
@@ -106,11 +150,7 @@ static struct creds *creds_load(const struct http_tls *t, char *err, size_t errl
 		return NULL;
 	}
 	atomic_init(&c->refs, 1);
-	rv = gnutls_certificate_set_x509_key_file2(c->x, t->cert_file, t->key_file,
-	                                           GNUTLS_X509_FMT_PEM, NULL, 0);
-	if (rv < 0) {
-		snprintf(err, errlen, "cannot load --tls-cert %s with --tls-key %s: %s",
-		         t->cert_file, t->key_file, gnutls_strerror(rv));
+	if (load_key_pair(c, t, err, errlen) != 0) {
 		creds_put(c);
 		return NULL;
 	}
@@ -126,7 +166,6 @@ static struct creds *creds_load(const struct http_tls *t, char *err, size_t errl
 		}
 		c->client_ca = true;
 	}
-	describe(c);
 	return c;
 }
 
