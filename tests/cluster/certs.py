@@ -1,8 +1,12 @@
 """Test certificates made with the openssl command (Debian's `openssl` package): a CA, and
 certificates it issues for servers (with IP subject alternative names) and clients. Everything
 is written under the directory given; nothing is left anywhere else. EC P-256 keys, so a
-certificate costs milliseconds."""
+certificate costs milliseconds. Pki puts them together for a TLS cluster (test_tls.py,
+bench/ab.py --b-tls)."""
+import hashlib
 import os
+import shutil
+import ssl
 import subprocess
 
 _serial = [0x1000]
@@ -23,7 +27,6 @@ class Cert:
         """SHA-256 of the DER certificate, lower-case hex (what ssl's getpeercert gives)."""
         der = subprocess.run(["openssl", "x509", "-in", self.cert, "-outform", "DER"],
                              check=True, stdout=subprocess.PIPE).stdout
-        import hashlib
         return hashlib.sha256(der).hexdigest()
 
 
@@ -57,3 +60,35 @@ def make_cert(directory, ca, name, ips=("127.0.0.1",), days=2):
     _run("x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key, "-set_serial",
          str(serial), "-days", str(days), "-extfile", ext, "-out", cert)
     return Cert(cert, key, serial)
+
+
+class Pki:
+    """A CA, a client certificate and one certificate per node, under directory/pki."""
+
+    def __init__(self, directory):
+        self.dir = os.path.join(directory, "pki")
+        os.makedirs(self.dir)
+        self.ca = make_ca(self.dir)
+        self.client = make_cert(self.dir, self.ca, "client")
+
+    def context(self, client_cert=False, ca=True):
+        """A client's ssl context: our CA, and the client certificate if asked."""
+        ctx = ssl.create_default_context(cafile=self.ca.cert if ca else None)
+        if client_cert:
+            ctx.load_cert_chain(self.client.cert, self.client.key)
+        return ctx
+
+    def node_args(self, node, client_ca=False):
+        """A node's TLS flags, with a certificate of its own at fixed paths (what SIGHUP
+        reads again): node.cert_path, node.key_path, and node.served (the Cert)."""
+        c = make_cert(self.dir, self.ca, node.node_id)
+        node.cert_path = os.path.join(self.dir, node.node_id + ".pem")
+        node.key_path = os.path.join(self.dir, node.node_id + ".key")
+        shutil.copy(c.cert, node.cert_path)
+        shutil.copy(c.key, node.key_path)
+        node.served = c
+        args = ["--tls-cert", node.cert_path, "--tls-key", node.key_path,
+                "--ca-file", self.ca.cert]
+        if client_ca:
+            args += ["--tls-client-ca", self.ca.cert]
+        return args

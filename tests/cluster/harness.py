@@ -380,16 +380,19 @@ class Cluster:
             self.nodes[node_id] = Node(self, node_id)
         return self.nodes[node_id]
 
-    def start(self, n=3, join_via_flag=True):
-        """n nodes: the first bootstraps, the others --join it; waits for n voters."""
-        first = self.node("coordinator-1").start(bootstrap=True)
+    def start(self, n=3, join_via_flag=True, extra_for=None):
+        """n nodes: the first bootstraps, the others --join it; waits for n voters.
+        extra_for(node) gives a node's own extra flags (its TLS certificate, say)."""
+        more = extra_for or (lambda nd: [])
+        first = self.node("coordinator-1")
+        first.start(bootstrap=True, extra=more(first))
         wait_for("first node to lead", lambda: self.leader_of([first]))
         for i in range(2, n + 1):
             nd = self.node("coordinator-%d" % i)
             if join_via_flag:
-                nd.start(join=[first])
+                nd.start(join=[first], extra=more(nd))
             else:
-                nd.start()
+                nd.start(extra=more(nd))
         if join_via_flag:
             self.wait_voters(n)
         return self
