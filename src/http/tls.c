@@ -379,12 +379,23 @@ static enum http_tls_status fatal(struct http_tls_conn *c, const char *what, int
 	return HTTP_TLS_ERROR;
 }
 
+/* GNUTLS_E_AGAIN means "need more input" only once pull has run dry: after a record that
+ * carried no data for the caller (a TLS 1.3 key update, a warning alert) GnuTLS returns it
+ * with input still waiting, which no read event would bring back. */
+static bool again_with_input(const struct http_tls_conn *c, ssize_t rv, size_t off_before)
+{
+	return rv == GNUTLS_E_AGAIN && c->src_off > off_before && c->src_off < c->src_len;
+}
+
 enum http_tls_status http_tls_conn_handshake(struct http_tls_conn *c)
 {
 	int rv;
-	do
+	size_t off;
+	do {
+		off = c->src_off;
 		rv = gnutls_handshake(c->s);
-	while (rv < 0 && rv != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(rv));
+	} while ((rv < 0 && rv != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(rv)) ||
+	         again_with_input(c, rv, off));
 	keep_rest(c);
 	if (rv == GNUTLS_E_AGAIN)
 		return HTTP_TLS_AGAIN;
@@ -400,10 +411,13 @@ enum http_tls_status http_tls_conn_handshake(struct http_tls_conn *c)
 long http_tls_conn_read(struct http_tls_conn *c, char *dst, size_t cap)
 {
 	ssize_t n;
-	do
+	size_t off;
+	do {
+		off = c->src_off;
 		n = gnutls_record_recv(c->s, dst, cap);
-	while (n < 0 && n != GNUTLS_E_AGAIN && !gnutls_error_is_fatal((int)n) &&
-	       n != GNUTLS_E_REHANDSHAKE);
+	} while ((n < 0 && n != GNUTLS_E_AGAIN && !gnutls_error_is_fatal((int)n) &&
+	          n != GNUTLS_E_REHANDSHAKE) ||
+	         again_with_input(c, n, off));
 	keep_rest(c);
 	if (n > 0)
 		return (long)n;
