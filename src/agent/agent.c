@@ -100,11 +100,14 @@ static void gauges(struct buf *out, void *arg)
 	struct agent_client_status st = {0};
 	if (a->client != NULL)
 		agent_client_status(a->client, &st);
+	/* No HELP text starts with a value: an unanchored grep for `NAME 1` would match it. */
 	metrics_write_gauge(out, "cloudless_agent_enrolled",
-	                    "1 once a coordinator accepted this agent's enrollment.", NULL,
-	                    st.enrolled);
+	                    "Whether a coordinator accepted this agent's enrollment (1) or not yet "
+	                    "(0).",
+	                    NULL, st.enrolled);
 	metrics_write_gauge(out, "cloudless_agent_connected",
-	                    "1 while the last heartbeat was answered.", NULL, st.connected);
+	                    "Whether the last heartbeat was answered (1) or not (0).", NULL,
+	                    st.connected);
 }
 
 static json_t *status(void *arg)

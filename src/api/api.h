@@ -182,6 +182,16 @@ void api_retry_or_fail(struct api_op *op, int raft_status);
 /* Answers 503 leadership-lost for an op whose earlier attempt may have been applied although
  * the latest one definitely was not (e.g. a re-sent CAS that meets its own change). */
 void api_fail_maybe_applied(struct api_op *op);
+/* A write raft refused (node_propose's answer, or its group commit's when it handed the
+ * command to raft): nothing was appended, so this attempt cannot have been applied. */
+void api_write_not_proposed(struct api_op *op, int rv);
+/* On the leader: proposes the entry for op (cb with op in p->data once applied or failed);
+ * answers itself when raft refuses it at once. The entry is copied. */
+void api_propose(struct api_op *op, const struct buf *entry,
+                 void (*cb)(struct node_propose *p, int status, void *result));
+/* On the leader: confirms leadership with a read barrier, then calls cb (op in r->data);
+ * answers (or waits for a leader) itself when the barrier cannot start. */
+void api_read_barrier(struct api_op *op, void (*cb)(struct node_read *r, int status));
 
 /* Names this process incarnation for internal idempotency keys (random, never reused). */
 #define API_INTERNAL_KEY_LEN 30
@@ -243,5 +253,8 @@ int api_domain_page(struct http_request *req, const char *listing, unsigned *lim
                     struct buf *start);
 json_t *api_domain_token(const char *listing, const char *next_key);
 void api_metrics_define(struct metrics *m);
+/* The leadership gauges every scrape starts with, the removed mode's included (it has no
+ * raft, hence the plain values). */
+void api_metrics_write_leadership(struct buf *out, bool is_leader, bool has_leader, bool removed);
 
 #endif

@@ -74,22 +74,6 @@ void api_domain_gone(struct api_op *op, unsigned status, uint64_t index, const c
 
 /* ---- writes ---- */
 
-static void write_not_proposed(struct api_op *op, int rv)
-{
-	if (rv == RAFT_NOTLEADER) {
-		api_wait_for_leader(op);
-		return;
-	}
-	if (op->maybe_applied) {
-		api_fail_maybe_applied(op);
-		return;
-	}
-	api_common_headers(op->api, op->req);
-	api_respond_raft_error(op->api, op->req, rv, false);
-	op->req = NULL;
-	api_op_release(op);
-}
-
 static void write_applied(struct node_propose *p, int status, void *result)
 {
 	struct api_op *op = p->data;
@@ -99,7 +83,7 @@ static void write_applied(struct node_propose *p, int status, void *result)
 		return;
 	}
 	if (status != 0 && p->index == 0) {
-		write_not_proposed(op, status);
+		api_write_not_proposed(op, status);
 		return;
 	}
 	if (status != 0) {
@@ -147,15 +131,8 @@ static void write_local(struct api_op *op)
 		idem.resent = op->retried || op->maybe_applied; /* see kv_routes.c write_local */
 	}
 	domain_encode(op->api->domain, op->dom_op, idem.key ? &idem : NULL, clock_wall_ms(), &b);
-	op->u.propose.cb = write_applied;
-	op->u.propose.data = op;
-	op->busy = true;
-	int rv = node_propose(op->api->node, &op->u.propose, &b);
+	api_propose(op, &b, write_applied);
 	buf_close(&b);
-	if (rv == 0)
-		return;
-	op->busy = false;
-	write_not_proposed(op, rv);
 }
 
 void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, const char *key,
@@ -251,21 +228,7 @@ static void read_confirmed(struct node_read *r, int status)
 
 static void read_local(struct api_op *op)
 {
-	op->u.read.cb = read_confirmed;
-	op->u.read.data = op;
-	op->busy = true;
-	int rv = node_read_barrier(op->api->node, &op->u.read);
-	if (rv == 0)
-		return;
-	op->busy = false;
-	if (rv == RAFT_NOTLEADER) {
-		api_wait_for_leader(op);
-		return;
-	}
-	api_common_headers(op->api, op->req);
-	api_respond_raft_error(op->api, op->req, rv, false);
-	op->req = NULL;
-	api_op_release(op);
+	api_read_barrier(op, read_confirmed);
 }
 
 /* ?index and ?wait; -1 after answering 400. */

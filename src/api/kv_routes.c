@@ -121,8 +121,6 @@ static void answer_write(struct api_op *op, const struct write_outcome *w)
 	}
 }
 
-static void write_not_proposed(struct api_op *op, int rv);
-
 static void write_applied(struct node_propose *p, int status, void *result)
 {
 	struct api_op *op = p->data;
@@ -132,7 +130,7 @@ static void write_applied(struct node_propose *p, int status, void *result)
 		return;
 	}
 	if (status != 0 && p->index == 0) {
-		write_not_proposed(op, status); /* refused before anything was appended */
+		api_write_not_proposed(op, status); /* refused before anything was appended */
 		return;
 	}
 	if (status != 0) {
@@ -258,33 +256,8 @@ static void write_local(struct api_op *op)
 	struct buf b;
 	buf_init(&b);
 	command_encode(&c, &b);
-	op->u.propose.cb = write_applied;
-	op->u.propose.data = op;
-	op->busy = true;
-	int rv = node_propose(a->node, &op->u.propose, &b);
+	api_propose(op, &b, write_applied);
 	buf_close(&b);
-	if (rv == 0)
-		return;
-	op->busy = false;
-	write_not_proposed(op, rv);
-}
-
-/* raft refused the command (node_propose's answer, or its group commit's when it handed the
- * command to raft): nothing was appended, so this attempt cannot have been applied. */
-static void write_not_proposed(struct api_op *op, int rv)
-{
-	if (rv == RAFT_NOTLEADER) {
-		api_wait_for_leader(op);
-		return;
-	}
-	if (op->maybe_applied) {
-		api_fail_maybe_applied(op);
-		return;
-	}
-	api_common_headers(op->api, op->req);
-	api_respond_raft_error(op->api, op->req, rv, false);
-	op->req = NULL;
-	api_op_release(op);
 }
 
 static void kv_write(struct api *a, struct http_request *req, const char *key, bool put)
@@ -380,21 +353,7 @@ static void read_confirmed(struct node_read *r, int status)
 
 static void read_local(struct api_op *op)
 {
-	op->u.read.cb = read_confirmed;
-	op->u.read.data = op;
-	op->busy = true;
-	int rv = node_read_barrier(op->api->node, &op->u.read);
-	if (rv == 0)
-		return;
-	op->busy = false;
-	if (rv == RAFT_NOTLEADER) {
-		api_wait_for_leader(op);
-		return;
-	}
-	api_common_headers(op->api, op->req);
-	api_respond_raft_error(op->api, op->req, rv, false);
-	op->req = NULL;
-	api_op_release(op);
+	api_read_barrier(op, read_confirmed);
 }
 
 static void kv_read(struct api *a, struct http_request *req, const char *key)

@@ -2,7 +2,10 @@
  *
  * Event counters and histograms live in the metrics registry; raft state is sampled at scrape
  * time and written as gauges. `cloudless_coordinator_is_leader 1|0` stays unlabelled because
- * existing HA scripts grep for that exact line. Counters kept by lower layers (leader changes,
+ * existing HA scripts grep for that line, without anchors: no HELP text may therefore start
+ * with a value (`# HELP cloudless_coordinator_is_leader 1 if ...` matched on every node), and
+ * tests/cluster/test_observability.py checks every HELP line for a metric name followed by
+ * one. Counters kept by lower layers (leader changes,
  * snapshots) are folded into the registry as deltas on each scrape. */
 #include <stdio.h>
 #include <string.h>
@@ -133,6 +136,20 @@ static int state_code(struct node *n)
 	}
 }
 
+void api_metrics_write_leadership(struct buf *out, bool is_leader, bool has_leader, bool removed)
+{
+	metrics_write_gauge(out, "cloudless_coordinator_is_leader",
+	                    "Whether this coordinator is the raft leader (1) or not (0).", NULL,
+	                    is_leader);
+	metrics_write_gauge(out, "cloudless_raft_has_leader",
+	                    "Whether this node knows a raft leader (1) or not (0).", NULL,
+	                    has_leader);
+	metrics_write_gauge(out, "cloudless_raft_removed",
+	                    "Whether the cluster removed this node (1: it serves nothing until its "
+	                    "data dir is wiped) or not (0).",
+	                    NULL, removed);
+}
+
 static void write_raft_gauges(struct api *a, struct buf *out)
 {
 	struct node *n = a->node;
@@ -143,11 +160,7 @@ static void write_raft_gauges(struct api *a, struct buf *out)
 	raft_leader(&n->raft, &lid, &laddr);
 	unsigned voters = node_voters(n);
 
-	metrics_write_gauge(out, "cloudless_coordinator_is_leader",
-	                    "1 if this coordinator is the raft leader, else 0.", NULL,
-	                    node_is_leader(n));
-	metrics_write_gauge(out, "cloudless_raft_has_leader", "1 if this node knows a leader.",
-	                    NULL, lid != 0);
+	api_metrics_write_leadership(out, node_is_leader(n), lid != 0, false);
 	metrics_write_gauge(out, "cloudless_raft_term", "Current raft term.", NULL,
 	                    (double)n->raft.current_term);
 	metrics_write_gauge(out, "cloudless_loop_lag_max_seconds",
@@ -212,10 +225,6 @@ static void write_raft_gauges(struct api *a, struct buf *out)
 			                     labels, (double)(last - match));
 		}
 	}
-	metrics_write_gauge(out, "cloudless_raft_removed",
-	                    "1 if the cluster removed this node (it serves nothing until its data "
-	                    "dir is wiped).",
-	                    NULL, 0);
 	buf_close(&esc);
 	metrics_write_gauge(out, "cloudless_build_info", "Build information.",
 	                    "version=\"" CLOUDLESS_VERSION "\"", 1);

@@ -537,6 +537,54 @@ void api_fail_maybe_applied(struct api_op *op)
 	finish_problem(op, 503, "leadership-lost", MAYBE_APPLIED);
 }
 
+void api_write_not_proposed(struct api_op *op, int rv)
+{
+	if (rv == RAFT_NOTLEADER) {
+		api_wait_for_leader(op);
+		return;
+	}
+	if (op->maybe_applied) {
+		api_fail_maybe_applied(op);
+		return;
+	}
+	api_common_headers(op->api, op->req);
+	api_respond_raft_error(op->api, op->req, rv, false);
+	op->req = NULL;
+	api_op_release(op);
+}
+
+void api_propose(struct api_op *op, const struct buf *entry,
+                 void (*cb)(struct node_propose *p, int status, void *result))
+{
+	op->u.propose.cb = cb;
+	op->u.propose.data = op;
+	op->busy = true;
+	int rv = node_propose(op->api->node, &op->u.propose, entry);
+	if (rv == 0)
+		return;
+	op->busy = false;
+	api_write_not_proposed(op, rv);
+}
+
+void api_read_barrier(struct api_op *op, void (*cb)(struct node_read *r, int status))
+{
+	op->u.read.cb = cb;
+	op->u.read.data = op;
+	op->busy = true;
+	int rv = node_read_barrier(op->api->node, &op->u.read);
+	if (rv == 0)
+		return;
+	op->busy = false;
+	if (rv == RAFT_NOTLEADER) {
+		api_wait_for_leader(op);
+		return;
+	}
+	api_common_headers(op->api, op->req);
+	api_respond_raft_error(op->api, op->req, rv, false);
+	op->req = NULL;
+	api_op_release(op);
+}
+
 static bool moves_with_leader(const struct api_op *op, raft_id leader)
 {
 	return op->fwd_single && op->sent_to != leader && op->kind != API_OP_CHANGE;

@@ -22,19 +22,11 @@ static void removed_status(struct api *a, struct http_request *req)
 
 static void removed_metrics(struct http_request *req)
 {
-	static const char text[] =
-	    "# HELP cloudless_coordinator_is_leader 1 if this coordinator is the raft leader, "
-	    "else 0.\n"
-	    "# TYPE cloudless_coordinator_is_leader gauge\n"
-	    "cloudless_coordinator_is_leader 0\n"
-	    "# HELP cloudless_raft_has_leader 1 if this node knows a leader.\n"
-	    "# TYPE cloudless_raft_has_leader gauge\n"
-	    "cloudless_raft_has_leader 0\n"
-	    "# HELP cloudless_raft_removed 1 if the cluster removed this node (it serves "
-	    "nothing until its data dir is wiped).\n"
-	    "# TYPE cloudless_raft_removed gauge\n"
-	    "cloudless_raft_removed 1\n";
-	http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, sizeof text - 1);
+	struct buf out;
+	buf_init(&out);
+	api_metrics_write_leadership(&out, false, false, true);
+	http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+	buf_close(&out);
 }
 
 void api_route_removed_mode(struct api *a, struct http_request *req, bool metrics_only)

@@ -69,18 +69,6 @@ static json_t *servers_json(struct node *n)
 	return arr;
 }
 
-static json_t *founders_json(const struct identity *id)
-{
-	json_t *arr = json_array();
-	for (unsigned i = 0; i < id->n_founders; i++) {
-		const struct identity_founder *f = &id->founders[i];
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "node_id", f->node_id,
-		                                     "raft_addr", f->raft_addr, "http_addr",
-		                                     f->http_addr, "incarnation", f->incarnation));
-	}
-	return arr;
-}
-
 /* While forming (--bootstrap-expect, raft not started): what the other candidates compare. */
 static json_t *forming_json(struct node *n)
 {
@@ -117,7 +105,7 @@ void api_route_status(struct api *a, struct http_request *req)
 		json_object_set_new(o, "leader_commit_index",
 		                    json_integer((json_int_t)peers_leader_commit(n)));
 	if (n->ident.n_founders > 0)
-		json_object_set_new(o, "founders", founders_json(&n->ident));
+		json_object_set_new(o, "founders", identity_founders_json(&n->ident));
 	if (n->discovery.active && n->opts.bootstrap_expect > 0)
 		json_object_set_new(o, "forming", forming_json(n));
 	if (http_request_query(req, "digest") != NULL) {

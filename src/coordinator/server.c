@@ -274,6 +274,8 @@ static int start_http(struct server *s, struct http_server **out, const char *ad
 	return 0;
 }
 
+/* The API listener and, with --metrics-addr, the metrics one (TLS with --tls-cert, the
+ * metrics one only with --metrics-tls). */
 static int start_listeners(struct server *s)
 {
 	const struct config *c = s->cfg;

@@ -617,6 +617,14 @@ static unsigned op_agent_enroll(struct ctx *c, json_t *op)
 	return created ? FSM_OK_CREATED : FSM_OK_UPDATED;
 }
 
+/* Replaces an agent's record with doc (owned), at this entry's version. */
+static unsigned agent_update(struct ctx *c, json_t *doc)
+{
+	set_uint(doc, "version", c->index);
+	write_agent(c, agent_put(c->d, doc));
+	return FSM_OK_UPDATED;
+}
+
 static unsigned op_agent_state(struct ctx *c, json_t *op)
 {
 	struct dom_agent *a = hmap_get(&c->d->agents, jstr(op, "id"));
@@ -629,9 +637,7 @@ static unsigned op_agent_state(struct ctx *c, json_t *op)
 		return FSM_OK_UNCHANGED;
 	json_t *doc = json_deep_copy(a->doc);
 	json_object_set_new(doc, "state", json_string(state));
-	set_uint(doc, "version", c->index);
-	write_agent(c, agent_put(c->d, doc));
-	return FSM_OK_UPDATED;
+	return agent_update(c, doc);
 }
 
 static unsigned op_agent_flags(struct ctx *c, json_t *op)
@@ -658,9 +664,7 @@ static unsigned op_agent_flags(struct ctx *c, json_t *op)
 		json_decref(doc);
 		return FSM_OK_UNCHANGED;
 	}
-	set_uint(doc, "version", c->index);
-	write_agent(c, agent_put(c->d, doc));
-	return FSM_OK_UPDATED;
+	return agent_update(c, doc);
 }
 
 static unsigned op_agent_drained(struct ctx *c, json_t *op)
@@ -674,9 +678,7 @@ static unsigned op_agent_drained(struct ctx *c, json_t *op)
 		return FSM_OK_UNCHANGED;
 	json_t *doc = json_deep_copy(a->doc);
 	json_object_set_new(doc, "drain_complete", json_true());
-	set_uint(doc, "version", c->index);
-	write_agent(c, agent_put(c->d, doc));
-	return FSM_OK_UPDATED;
+	return agent_update(c, doc);
 }
 
 static unsigned op_agent_delete(struct ctx *c, json_t *op)

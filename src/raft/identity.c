@@ -139,7 +139,7 @@ int identity_load(struct identity *id, const char *dir, const char *node_id, cha
 	return rv;
 }
 
-static json_t *founders_json(const struct identity *id)
+json_t *identity_founders_json(const struct identity *id)
 {
 	json_t *arr = json_array();
 	for (unsigned i = 0; i < id->n_founders; i++) {
@@ -211,7 +211,7 @@ int identity_save(const struct identity *id, const char *dir, char *err, size_t 
 	              "raft_addr", id->raft_addr, "incarnation", id->incarnation, "cluster_id",
 	              id->cluster_id, "bootstrapped", id->bootstrapped, "removed", id->removed);
 	if (o != NULL && id->n_founders > 0)
-		json_object_set_new(o, "founders", founders_json(id));
+		json_object_set_new(o, "founders", identity_founders_json(id));
 	char *text = o != NULL ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
 	json_decref(o);
 	if (text == NULL) {

@@ -21,6 +21,7 @@
 #ifndef CLOUDLESS_RAFT_IDENTITY_H
 #define CLOUDLESS_RAFT_IDENTITY_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -59,5 +60,8 @@ int identity_save(const struct identity *id, const char *dir, char *err, size_t 
 int identity_random_hex(char out[IDENTITY_HEX_LEN + 1]);
 /* True for a well-formed incarnation or cluster id. */
 bool identity_valid_hex(const char *s);
+
+/* The founders as a JSON array of {node_id, raft_addr, http_addr, incarnation} (new). */
+json_t *identity_founders_json(const struct identity *id);
 
 #endif

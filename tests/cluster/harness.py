@@ -23,6 +23,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -76,6 +77,39 @@ def free_port():
         _handed_out.add(port)
         return port
     raise RuntimeError("no free port below %d" % _EPHEMERAL_LOW)
+
+
+def free_port_block(n):
+    """n consecutive ports, all free right now and below the ephemeral range (see free_port):
+    for scripts that take a BASE_PORT."""
+    low = 10000 if _EPHEMERAL_LOW > 11000 else 1024
+    for _ in range(1000):
+        base = random.randrange(low, _EPHEMERAL_LOW - n)
+        ports = range(base, base + n)
+        if any(p in _handed_out for p in ports):
+            continue
+        if all(port_is_free(p) for p in ports):
+            _handed_out.update(ports)
+            return base
+    raise RuntimeError("no block of %d free ports below %d" % (n, _EPHEMERAL_LOW))
+
+
+def port_is_free(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def listening(port):
+    """Whether something accepts connections on 127.0.0.1:port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 class Response:
@@ -600,3 +634,81 @@ def parse_responses(data, head=False):
             pos += n
         out.append(r)
     return out
+
+
+# -- the Prometheus exposition as the users' scripts read it --
+
+# The original test-ha-cluster.sh's leader check, character for character: an unanchored grep
+# that also matches a HELP line such as `# HELP cloudless_coordinator_is_leader 1 if ...`.
+ORIGINAL_LEADER_GREP = 'curl -s http://localhost:%d/metrics | grep -q "cloudless_coordinator_is_leader 1"'
+
+_HELP_VALUE = re.compile(r"(?:^|[\s(])([a-zA-Z_:][a-zA-Z0-9_:]*)\s+([-+]?(?:\d|\.\d|Inf\b|NaN\b))")
+
+
+def original_grep_says_leader(port):
+    """True when the original script's grep counts the node whose /metrics is on port."""
+    return subprocess.run(["bash", "-c", ORIGINAL_LEADER_GREP % port],
+                          stdin=subprocess.DEVNULL).returncode == 0
+
+
+def help_lines_with_values(text):
+    """HELP lines in which a metric name is followed by a value-like token: an unanchored
+    grep for `NAME VALUE` would take them for samples. Names are those of the scrape's own
+    families. Returns the offending lines."""
+    families = {ln.split(" ")[2] for ln in text.splitlines() if ln.startswith("# TYPE ")}
+    series = set(families)
+    for f in families:
+        series |= {f + s for s in ("_bucket", "_sum", "_count", "_total")}
+    bad = []
+    for ln in text.splitlines():
+        if ln.startswith("# HELP "):
+            for name, _ in _HELP_VALUE.findall(ln[len("# HELP "):]):
+                if name in series:
+                    bad.append(ln)
+                    break
+    return bad
+
+
+# -- YAML: the compose, Prometheus and workflow files --
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+_YAML_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "yaml_json.mjs")
+
+
+def load_yaml(path=None, text=None):
+    """The YAML file at path (or the text) as Python values, through the `yaml` npm package of
+    package.json (the cluster tests use Python's standard library only). Invalid YAML fails the
+    test with the parser's message."""
+    assert shutil.which("node"), "node is needed to read YAML (Debian's nodejs)"
+    p = subprocess.run(["node", _YAML_JSON, path or "-"], input=text, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, "%s: %s" % (path or "YAML text", p.stderr.strip())
+    return json.loads(p.stdout)
+
+
+# -- a binary's --help, as the docs and the compose checks read it --
+
+def help_options(binary):
+    """The options of `binary --help`, in order: [{"flag", "short", "meta", "text", "env",
+    "default"}]. An option starts on a line `  [-x, ]--flag [META]`; the lines under it are its
+    description, whose last sentence is `env NAME; default VALUE` (or `; required`)."""
+    p = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    section = p.stdout.split("\nOptions:\n", 1)[-1]
+    section = re.split(r"\n\S", section, maxsplit=1)[0]  # up to the next heading
+    opts = []
+    for ln in section.splitlines():
+        m = re.match(r"^  (?:(-\w), )?(--[a-z][a-z0-9-]*)(?: ([A-Z][A-Z:\[\],.]*))?(?:\s+(.*))?$", ln)
+        if m:
+            opts.append({"flag": m.group(2), "short": m.group(1), "meta": m.group(3) or "",
+                         "text": m.group(4) or ""})
+        elif opts and ln.strip():
+            opts[-1]["text"] += " " + ln.strip()
+    for o in opts:
+        o["text"] = o["text"].strip()
+        m = re.search(r"\s*env (CLOUDLESS_[A-Z0-9_]+)(?:; (?:default (.*)|(required)))?$", o["text"])
+        o["env"] = m.group(1) if m else None
+        o["default"] = (m.group(2) or ("required" if m.group(3) else "")) if m else ""
+        if m:
+            o["text"] = o["text"][:m.start()].strip()
+    return opts

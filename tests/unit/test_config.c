@@ -901,14 +901,6 @@ static void test_usage(void)
 
 /* ---- data dir ---- */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int prepare(const char *dir, char *err, size_t errlen)
 {
 	struct config c;
@@ -1021,7 +1013,7 @@ static void test_data_dir(void)
 	CHECK(chdir(cwd) == 0);
 
 	umask(old);
-	CHECK(nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+	CHECK(test_rmtree(base) == 0);
 }
 
 int main(void)

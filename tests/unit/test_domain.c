@@ -14,14 +14,6 @@
 #include "fsm/fsm.h"
 #include "testlib.h"
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 struct env {
 	char dir[64];
 	char db[96];
@@ -51,7 +43,7 @@ static void env_close(struct env *e, bool remove_dir)
 {
 	fsm_close(&e->f);
 	if (remove_dir)
-		nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		test_rmtree(e->dir);
 }
 
 /* Applies a domain op (JSON text) as the next entry, with an idempotency key when key is not

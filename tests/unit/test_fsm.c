@@ -22,14 +22,6 @@
 
 /* ---- scaffolding ---- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 struct env {
 	char dir[64];
 	char db[96];
@@ -51,7 +43,7 @@ static void env_make(struct env *e)
 
 static void env_remove(struct env *e)
 {
-	nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	test_rmtree(e->dir);
 }
 
 /* The idempotency limits the simulated leader stamps into the entries put_x and del_x build

@@ -24,14 +24,6 @@
 
 #define N_SERVERS 3
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 struct proposal {
 	struct raft_apply req;
 	bool done;
@@ -307,7 +299,7 @@ out:
 	raft_fixture_close(&fx);
 	for (unsigned i = 0; i < N_SERVERS; i++) {
 		fsm_close(&fsms[i]);
-		nftw(dirs[i], rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		test_rmtree(dirs[i]);
 	}
 	TEST_DONE();
 }

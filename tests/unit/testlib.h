@@ -6,6 +6,7 @@
 #ifndef CLOUDLESS_TESTLIB_H
 #define CLOUDLESS_TESTLIB_H
 
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,5 +54,19 @@ static int testlib_checks;
 		fprintf(stderr, "%d checks, %d failed\n", testlib_checks, testlib_failures); \
 		return testlib_failures ? 1 : 0;                                             \
 	} while (0)
+
+static int testlib_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* rm -rf dir (a test's temporary directory); 0 on success. */
+static inline int test_rmtree(const char *dir)
+{
+	return nftw(dir, testlib_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 #endif
