@@ -14,6 +14,8 @@ leader's certificate like any client. Cases:
     opened before goes on; a bad one on SIGHUP keeps the old and says so;
   - cloudlessctl and an agent work against the TLS cluster with --ca-file (and a client
     certificate under --tls-client-ca), and fail without it;
+  - framing over TLS: pipelined large and chunked bodies, 100-continue, a strict-parser 400,
+    close_notify after Connection: close and at the idle timeout;
   - a handshake that stalls is cut off at --http-header-timeout-ms while others are served.
 """
 import hashlib
@@ -295,6 +297,67 @@ def test_ctl_and_agent_client_certificates(make):
     wait_for("the agent enrolled with its certificate", ready, 20)
 
 
+def tls_socket(addr, ctx):
+    """A TLS socket on which an EOF without close_notify raises (ssl.SSLEOFError)."""
+    host, port = addr.rsplit(":", 1)
+    raw = socket.create_connection((host, int(port)), timeout=scaled(10))
+    return ctx.wrap_socket(raw, server_hostname=host, suppress_ragged_eofs=False)
+
+
+def read_to_close(s):
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return out  # close_notify: a ragged EOF would have raised
+        out += d
+
+
+def test_framing_over_tls(make):
+    idle_ms = int(scaled(2) * 1000)
+    c = tls_cluster(make, n=1, extra=["--http-idle-timeout-ms", str(idle_ms)])
+    nd = c.nodes["coordinator-1"]
+    ctx = c.pki.context()
+    # Pipelined: large Content-Length bodies, a chunked one, reads of them, the last with
+    # Connection: close; every answer in order, then close_notify.
+    big = b"v" * 300000
+    reqs = b"".join(b"PUT /v1/kv/big%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+                    % (i, len(big), big) for i in range(3))
+    reqs += (b"PUT /v1/kv/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    reqs += b"GET /v1/kv/big1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    reqs += b"GET /v1/kv/chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    s = tls_socket(nd.http_addr, ctx)
+    s.sendall(reqs)
+    out = read_to_close(s)
+    s.close()
+    assert out.count(b"HTTP/1.1 200 OK\r\n") == 6, out[:500]
+    assert big in out and out.endswith(b"\r\n\r\nhello world"), out[-300:]
+    # Expect: 100-continue over TLS.
+    s = tls_socket(nd.http_addr, ctx)
+    s.sendall(b"PUT /v1/kv/expect HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+              b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    s.sendall(b"ok")
+    assert read_to_close(s).startswith(b"HTTP/1.1 200 OK")
+    s.close()
+    # The strict parser on the decrypted stream: a refusal as problem+json over TLS.
+    s = tls_socket(nd.http_addr, ctx)
+    s.sendall(b"GET /v1/kv/x HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n")
+    out = read_to_close(s)
+    s.close()
+    assert out.startswith(b"HTTP/1.1 400 ") and b"application/problem+json" in out, out
+    # An idle keep-alive connection is closed at the idle timeout, with close_notify.
+    s = tls_socket(nd.http_addr, ctx)
+    s.settimeout(scaled(10) + idle_ms / 1000.0)
+    s.sendall(b"GET /v1/kv/expect HTTP/1.1\r\nHost: x\r\n\r\n")
+    start = time.monotonic()
+    out = read_to_close(s)
+    s.close()
+    assert out.startswith(b"HTTP/1.1 200 OK") and out.endswith(b"ok"), out
+    assert time.monotonic() - start >= idle_ms / 1000.0 * 0.9
+
+
 def test_handshake_stall(make):
     timeout_ms = int(scaled(1.5) * 1000)
     c = tls_cluster(make, n=1, extra=["--http-header-timeout-ms", str(timeout_ms)])
@@ -338,4 +401,5 @@ def test_handshake_stall(make):
 
 if __name__ == "__main__":
     run([test_verify_forward_plaintext, test_client_certificates, test_sighup_reload,
-         test_ctl_and_agent, test_ctl_and_agent_client_certificates, test_handshake_stall])
+         test_ctl_and_agent, test_ctl_and_agent_client_certificates, test_framing_over_tls,
+         test_handshake_stall])
