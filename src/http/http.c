@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -964,6 +965,18 @@ static void tls_refuse_plain(struct http_conn *c)
 	            "this port serves HTTPS: send the request over TLS (https://)");
 }
 
+/* The handshake is done when the client's Finished arrived, and in TLS 1.3 the server has
+ * nothing to send back for it: the kernel delays its ACK (40 ms), and a client that leaves
+ * Nagle on holds its first request, written just behind Finished, until that ACK comes.
+ * TCP_QUICKACK sends the pending ACK now. */
+static void ack_now(struct http_conn *c)
+{
+	uv_os_fd_t fd;
+	int one = 1;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
 static void tls_received(struct http_conn *c, const char *data, size_t n)
 {
 	struct http_tls_conn *t = c->tls;
@@ -988,6 +1001,7 @@ static void tls_received(struct http_conn *c, const char *data, size_t n)
 		}
 		if (st == HTTP_TLS_AGAIN)
 			return;
+		ack_now(c);
 	}
 	tls_pump(c);
 }
