@@ -9,6 +9,10 @@ median throughput, p50 and p99 of each and the ratios B/A.
   python3 bench/ab.py --a /tmp/base/build-rel/cloudless-coordinator \\
                       --b build-rel/cloudless-coordinator --reps 5
 
+With --b-tls, cluster B serves TLS (a CA and node certificates made with openssl, as in
+tests/cluster/test_tls.py) and the load goes over https: --a and --b the same binary measure
+what TLS costs.
+
 Standard library only; prints one JSON line per measurement and a markdown table.
 """
 import argparse
@@ -21,17 +25,21 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
+import certs  # noqa: E402
 import harness  # noqa: E402
 
 
 class Side:
-    def __init__(self, name, binary):
+    def __init__(self, name, binary, tls=False):
         self.name, self.binary = name, binary
         self.cluster = harness.Cluster("ab-" + name)
+        self.pki = certs.Pki(self.cluster.dir) if tls else None
 
     def start(self):
         harness.BIN = self.binary
-        self.cluster.start(3)
+        if self.pki is not None:
+            self.cluster.ssl_context = self.pki.context()
+        self.cluster.start(3, extra_for=self.pki.node_args if self.pki is not None else None)
         # Nodes keep their own command line: later restarts would use this binary too.
         return self
 
@@ -43,9 +51,15 @@ class Side:
                       key=lambda n: n.node_id)[0]
 
 
-def loadgen(a, url, c, prefix):
+    def url(self, node):
+        return ("https://" if self.pki is not None else "http://") + node.http_addr
+
+
+def loadgen(a, side, url, c, prefix):
     args = [a.loadgen, "--api", "cloudless", "--op", "put", "--url", url, "--concurrency", str(c),
             "--duration", str(a.duration), "--warmup", str(a.warmup), "--prefix", prefix, "--quiet"]
+    if side.pki is not None:
+        args += ["--cacert", side.pki.ca.cert]
     r = subprocess.run(args, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise RuntimeError("loadgen failed: %s" % r.stderr.strip())
@@ -62,8 +76,9 @@ def main():
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--concurrency", default="1,16,64,256")
     p.add_argument("--ops", default="put-leader,put-follower")
+    p.add_argument("--b-tls", action="store_true", help="cluster B serves TLS; B's load is https")
     a = p.parse_args()
-    sides = [Side("A", a.a).start(), Side("B", a.b).start()]
+    sides = [Side("A", a.a).start(), Side("B", a.b, tls=a.b_tls).start()]
     res, seq = {}, 0
     try:
         for rep in range(a.reps):
@@ -74,7 +89,7 @@ def main():
                     for s in order:
                         seq += 1
                         node = s.target(where)
-                        r = loadgen(a, "http://" + node.http_addr, c, "ab%d" % seq)
+                        r = loadgen(a, s, s.url(node), c, "ab%d" % seq)
                         r.update(side=s.name, op=op, c=c, rep=rep)
                         print(json.dumps(r), flush=True)
                         res.setdefault((op, c, s.name), []).append(r)

@@ -53,6 +53,7 @@ struct opts {
 	const char *prefix;
 	const char *label;
 	const char *ack_log;
+	const char *cacert; /* https:// URLs: the CA to verify the server against */
 	long timeout_ms;
 	bool idempotent;
 	bool quiet;
@@ -244,6 +245,8 @@ static void client_init(const struct opts *o, struct client *c, int id)
 	curl_easy_setopt(c->easy, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, o->timeout_ms);
 	curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+	if (o->cacert != NULL)
+		curl_easy_setopt(c->easy, CURLOPT_CAINFO, o->cacert);
 	curl_easy_setopt(c->easy, CURLOPT_PRIVATE, c);
 	/* Every client keeps one connection of its own for the whole run. */
 	curl_easy_setopt(c->easy, CURLOPT_FORBID_REUSE, 0L);
@@ -272,6 +275,7 @@ static void usage(void)
 	      "  --timeout-ms MS          per-request timeout (10000)\n"
 	      "  --idempotent             cloudless writes carry a unique Idempotency-Key\n"
 	      "  --ack-log FILE           write \"send_ns done_ns status\" per completion\n"
+	      "  --cacert FILE            CA certificates for https:// URLs\n"
 	      "  --quiet                  no human-readable line on stderr\n",
 	      stderr);
 }
@@ -307,6 +311,7 @@ static void parse_args(struct opts *o, int argc, char **argv)
 	    {"timeout-ms", required_argument, NULL, 't'},
 	    {"idempotent", no_argument, NULL, 'i'},
 	    {"ack-log", required_argument, NULL, 'L'},
+	    {"cacert", required_argument, NULL, 'C'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -379,6 +384,9 @@ static void parse_args(struct opts *o, int argc, char **argv)
 			break;
 		case 'L':
 			o->ack_log = optarg;
+			break;
+		case 'C':
+			o->cacert = optarg;
 			break;
 		case 'q':
 			o->quiet = true;

@@ -6,15 +6,15 @@
 #                                    docker-compose for `config` checks of compose/,
 #                                    shellcheck for the HA script, npm,
 #                                    clang, valgrind, iproute2 + iptables for the fault
-#                                    harness's partitions, and etcd 3.4 for the side-by-side
-#                                    benchmark)
+#                                    harness's partitions, etcd 3.4 for the side-by-side
+#                                    benchmark, and openssl for the TLS tests' certificates)
 set -euo pipefail
 
 pkgs=(build-essential pkg-config meson ninja-build python3 curl
-      libraft-dev libuv1-dev librocksdb-dev libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libjemalloc-dev)
+      libraft-dev libuv1-dev librocksdb-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libjansson-dev libjemalloc-dev)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(jq prometheus docker-compose shellcheck clang libclang-rt-14-dev clang-format iproute2 iptables valgrind
-         etcd-server etcd-client)
+         etcd-server etcd-client openssl)
   # Node.js may come from another packaging (nodesource bundles npm); only add Debian's when
   # there is no npm at all, since Debian's npm conflicts with those builds.
   command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

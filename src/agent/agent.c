@@ -181,6 +181,11 @@ static int start(struct agent *a)
 	if (metrics_init(&a->metrics) != 0 || fwd_init(&a->fwd, &a->loop) != 0 ||
 	    fwd_set_user_agent(a->fwd, "cloudless-agent/" CLOUDLESS_VERSION) != 0)
 		return -1;
+	if (c->ca_file != NULL || c->cert_file != NULL) {
+		struct fwd_tls tls = {c->ca_file, c->cert_file, c->key_file};
+		if (fwd_set_tls(a->fwd, &tls) != 0)
+			return -1;
+	}
 	agent_metrics_define(a->metrics);
 	struct agent_driver_options dopts = {.log_max_bytes = c->replica_log_max_bytes,
 	                                     .log_max_files = c->replica_log_max_files};

@@ -275,7 +275,7 @@ static int post(struct agent_client *c, const char *method, const char *path, co
                 unsigned timeout_ms, fwd_cb cb)
 {
 	char url[512];
-	snprintf(url, sizeof url, "http://%s%s", current(c), path);
+	snprintf(url, sizeof url, "%s://%s%s", fwd_scheme(c->o.fwd), current(c), path);
 	struct fwd_header h[] = {{"Content-Type", "application/json"}};
 	struct fwd_request req = {.method = method,
 	                          .url = url,

@@ -83,6 +83,15 @@ static const struct flags_option options[] = {
      F(stop_replicas_on_exit), NULL, "false", NULL,
      "On SIGTERM or SIGINT, stop every replica (as a drain would) before exiting. By default "
      "the agent exits alone and its replicas keep running: restarted, it re-adopts them."},
+    {"--ca-file", "CLOUDLESS_CA_FILE", FLAGS_STRING, F(ca_file), "FILE", NULL, "plain HTTP",
+     "Talk https to the coordinators (started with --tls-cert) and verify their "
+     "certificates against these PEM CA certificates (for a public CA, the system bundle: "
+     "/etc/ssl/certs/ca-certificates.crt)."},
+    {"--cert-file", "CLOUDLESS_CERT_FILE", FLAGS_STRING, F(cert_file), "FILE", NULL, "none",
+     "PEM client certificate to present to coordinators that require one "
+     "(--tls-client-ca); implies https."},
+    {"--key-file", "CLOUDLESS_KEY_FILE", FLAGS_STRING, F(key_file), "FILE", NULL, "in --cert-file",
+     "PEM private key of --cert-file."},
 };
 #pragma GCC diagnostic pop
 
@@ -258,6 +267,9 @@ static int finish(struct agent_config *c, const enum flags_origin *origin, char 
 		return flags_fail(err, errlen, "%s: at most 100, got %u",
 		                  flags_who(who, sizeof who, files, origin[files - options]),
 		                  c->replica_log_max_files);
+	if (c->key_file != NULL && c->cert_file == NULL)
+		return flags_fail(err, errlen,
+		                  "--key-file needs --cert-file: the certificate of the key");
 	if (c->node_id == NULL && (c->node_id = hostname_id()) == NULL)
 		return flags_fail(err, errlen, "out of memory");
 	if (c->cpu_millicores == 0)

@@ -33,6 +33,10 @@ struct agent_config {
 	unsigned replica_log_max_files;
 	unsigned assignments_wait_s; /* 0: no blocking query between heartbeats */
 	bool stop_replicas_on_exit;
+	/* TLS towards the coordinators: any of these makes the agent speak https (fwd_set_tls). */
+	char *ca_file;   /* --ca-file: verifies the coordinators' certificates */
+	char *cert_file; /* --cert-file: client certificate, for --tls-client-ca coordinators */
+	char *key_file;  /* --key-file: its key (default: in cert_file) */
 };
 
 enum agent_config_result {

@@ -252,7 +252,7 @@ static void batch_send(struct api *a)
 		if (op->deadline_ms < deadline)
 			deadline = op->deadline_ms;
 	}
-	buf_printf(&url, "http://%s%s", q->leader_addr, BATCH_PATH);
+	buf_printf(&url, "%s://%s%s", fwd_scheme(a->fwd), q->leader_addr, BATCH_PATH);
 	struct fwd_header h[] = {{"Content-Type", FWD_BATCH_CONTENT_TYPE},
 	                         {CLOUDLESS_HDR_FORWARDED_BY, a->cfg->node_id}};
 	struct fwd_request fr = {.method = "POST",

@@ -328,10 +328,11 @@ static void append_escaped_path(struct buf *out, const char *path)
 	}
 }
 
-static void leader_url(struct buf *url, const char *http_addr, struct http_request *req)
+static void leader_url(struct buf *url, const struct api *a, const char *http_addr,
+                       struct http_request *req)
 {
 	const char *q = http_request_query_string(req);
-	buf_printf(url, "http://%s", http_addr);
+	buf_printf(url, "%s://%s", fwd_scheme(a->fwd), http_addr);
 	append_escaped_path(url, http_request_path(req));
 	if (q != NULL && q[0] != '\0')
 		buf_printf(url, "?%s", q);
@@ -341,7 +342,7 @@ static void redirect(struct api_op *op, const struct fsm_member *leader)
 {
 	struct buf url;
 	buf_init(&url);
-	leader_url(&url, leader->http_addr, op->req);
+	leader_url(&url, op->api, leader->http_addr, op->req);
 	api_common_headers(op->api, op->req);
 	http_response_header(op->req, "Location", url.data);
 	http_problem(op->req, 307, "redirect", "the leader %s serves this request at %s",
@@ -442,7 +443,7 @@ static void forward(struct api_op *op, const struct fsm_member *leader)
 	size_t nh = api_forward_headers(op, h);
 	struct buf url;
 	buf_init(&url);
-	leader_url(&url, leader->http_addr, op->req);
+	leader_url(&url, op->api, leader->http_addr, op->req);
 	size_t body_len = 0;
 	const char *body = http_request_body(op->req, &body_len);
 	uint64_t now = clock_mono_ms();

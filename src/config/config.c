@@ -169,6 +169,28 @@ static const struct flags_option options[] = {
      F(http_idle_timeout_ms), "MS", "120000", NULL,
      "An idle keep-alive HTTP connection is closed after this many milliseconds; so is one "
      "whose client stops reading an answer."},
+    /* TLS. One switch for the whole node: with a certificate the HTTP API serves only https,
+     * and the node speaks https to its peers (forwarding, joins, discovery), so every member
+     * of a cluster must be started the same way. */
+    {"--tls-cert", "CLOUDLESS_TLS_CERT", K_PATH, F(tls_cert), "FILE", NULL, "none (plain HTTP)",
+     "PEM certificate chain (this node's certificate first) to serve the HTTP API over TLS "
+     "with; needs --tls-key. It must name the address others reach this node at "
+     "(--advertise-http) as a subject alternative name (an IP or DNS entry). The node then "
+     "also speaks https to the other coordinators, so give all of them a certificate. "
+     "Read again on SIGHUP: new connections get the new one, a bad one keeps the old."},
+    {"--tls-key", "CLOUDLESS_TLS_KEY", K_PATH, F(tls_key), "FILE", NULL, "none",
+     "PEM private key (unencrypted) of --tls-cert. Read again on SIGHUP with it."},
+    {"--tls-client-ca", "CLOUDLESS_TLS_CLIENT_CA", K_PATH, F(tls_client_ca), "FILE", NULL, "none",
+     "PEM CA certificates: every HTTPS client must present a certificate issued by one of "
+     "them (mutual TLS), the other coordinators included, which present their --tls-cert. "
+     "Read again on SIGHUP."},
+    {"--ca-file", "CLOUDLESS_CA_FILE", K_PATH, F(ca_file), "FILE", NULL, "the system's CAs",
+     "PEM CA certificates the other coordinators' certificates are verified against when "
+     "this node forwards, joins or asks them anything (needs --tls-cert). Read for each new "
+     "connection."},
+    {"--metrics-tls", "CLOUDLESS_METRICS_TLS", K_BOOL, F(metrics_tls), NULL, "false", NULL,
+     "Serve --metrics-addr over TLS too, with the same certificate (and --tls-client-ca). "
+     "Off by default: the second listener is for a scraper that may not speak TLS."},
 };
 
 #pragma GCC diagnostic pop
@@ -297,6 +319,42 @@ static size_t option_index(size_t off)
 	abort(); /* every field named in check_combinations has a row */
 }
 
+/* "--a needs --b (...)" for a setting given without the one it depends on. */
+static int needs(struct parser *p, size_t off_a, size_t off_b, const char *why)
+{
+	char n1[96];
+	size_t ia = option_index(off_a), ib = option_index(off_b);
+	return fail(p->err, p->errlen, "%s needs %s: %s",
+	            who(n1, sizeof n1, &options[ia], p->origin[ia]), options[ib].flag, why);
+}
+
+static int check_tls(struct parser *p)
+{
+	const struct config *c = p->c;
+	if (c->tls_cert != NULL && c->tls_key == NULL)
+		return needs(p, offsetof(struct config, tls_cert), offsetof(struct config, tls_key),
+		             "the private key of the certificate");
+	if (c->tls_key != NULL && c->tls_cert == NULL)
+		return needs(p, offsetof(struct config, tls_key), offsetof(struct config, tls_cert),
+		             "the certificate of the key");
+	if (c->tls_client_ca != NULL && c->tls_cert == NULL)
+		return needs(p, offsetof(struct config, tls_client_ca),
+		             offsetof(struct config, tls_cert),
+		             "client certificates are asked for only over TLS");
+	if (c->ca_file != NULL && c->tls_cert == NULL)
+		return needs(p, offsetof(struct config, ca_file), offsetof(struct config, tls_cert),
+		             "the other coordinators are spoken to over https only when this one "
+		             "serves TLS itself");
+	if (c->metrics_tls && c->tls_cert == NULL)
+		return needs(p, offsetof(struct config, metrics_tls),
+		             offsetof(struct config, tls_cert), "the certificate to serve");
+	if (c->metrics_tls && c->metrics_addr == NULL)
+		return needs(p, offsetof(struct config, metrics_tls),
+		             offsetof(struct config, metrics_addr),
+		             "the listener to serve over TLS");
+	return 0;
+}
+
 static int check_combinations(struct parser *p)
 {
 	struct config *c = p->c;
@@ -338,6 +396,8 @@ static int check_combinations(struct parser *p)
 		return fail(p->err, p->errlen, "%s must differ from %s (both are %s)",
 		            who(n1, sizeof n1, &options[i_met], p->origin[i_met]),
 		            who(n2, sizeof n2, &options[i_http], p->origin[i_http]), c->http_addr);
+	if (check_tls(p) != 0)
+		return -1;
 	if (c->advertise_http != NULL) {
 		if (flags_hostport_is_wildcard(c->advertise_http))
 			return fail(p->err, p->errlen,
@@ -394,6 +454,10 @@ void config_close(struct config *c)
 	free(c->metrics_addr);
 	free(c->data_dir);
 	free(c->log_level);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->tls_client_ca);
+	free(c->ca_file);
 	for (size_t i = 0; i < CONFIG_MAX_JOIN; i++)
 		free(c->join[i]);
 	memset(c, 0, sizeof *c);

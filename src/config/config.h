@@ -59,6 +59,13 @@ struct config {
 	                                    default 10000 */
 	unsigned http_idle_timeout_ms;   /* --http-idle-timeout-ms, CLOUDLESS_HTTP_IDLE_TIMEOUT_MS,
 	                                    default 120000 */
+	/* TLS (http/tls.h; docs/operations.md "TLS"). With a certificate the HTTP API is https
+	 * only, and so is everything this node sends its peers. */
+	char *tls_cert;      /* --tls-cert, CLOUDLESS_TLS_CERT; NULL = plain HTTP */
+	char *tls_key;       /* --tls-key, CLOUDLESS_TLS_KEY; given with tls_cert or not at all */
+	char *tls_client_ca; /* --tls-client-ca, CLOUDLESS_TLS_CLIENT_CA; NULL = no client certs */
+	char *ca_file;       /* --ca-file, CLOUDLESS_CA_FILE: verifies peers; NULL = system store */
+	bool metrics_tls;    /* --metrics-tls, CLOUDLESS_METRICS_TLS: --metrics-addr is TLS too */
 };
 
 enum config_result {

@@ -12,6 +12,7 @@
 #include "domain/domain.h"
 #include "forward/forward.h"
 #include "http/http.h"
+#include "http/tls.h"
 #include "log/log.h"
 #include "metrics/metrics.h"
 #include "raft/identity.h"
@@ -28,7 +29,9 @@ struct server {
 	struct api api;
 	struct http_server *http;
 	struct http_server *metrics_http;
+	struct http_tls *tls; /* --tls-cert: both listeners' credentials (reloaded on SIGHUP) */
 	uv_signal_t sigterm, sigint;
+	uv_signal_t sighup;    /* reloads what can change without a restart (reload_on_sighup) */
 	uv_timer_t stop_timer; /* bounds the leadership hand-over */
 	uv_check_t publish;    /* api_publish_headers, api_follow_leader: once per iteration */
 	uv_timer_t lag_timer;  /* measures how late the loop runs timers (cloudless_loop_lag_*) */
@@ -60,8 +63,12 @@ static void close_listeners(struct server *s)
 	if (s->metrics_http != NULL)
 		http_server_close(s->metrics_http);
 	s->metrics_http = NULL;
+	/* After the servers: their connections held references to it. */
+	http_tls_close(s->tls);
+	s->tls = NULL;
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
 	uv_close((uv_handle_t *)&s->sigint, NULL);
+	uv_close((uv_handle_t *)&s->sighup, NULL);
 	uv_close((uv_handle_t *)&s->stop_timer, NULL);
 }
 
@@ -150,6 +157,31 @@ static void on_signal(uv_signal_t *h, int signum)
 	begin_shutdown(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* The TLS credentials: the same files read again; a bad set keeps the one in use. */
+static void reload_tls(struct server *s)
+{
+	char err[512], what[256];
+	if (http_tls_reload(s->tls, err, sizeof err) != 0) {
+		log_error("TLS certificate reload failed; still serving the previous one",
+		          "error=\"%s\"", err);
+		return;
+	}
+	http_tls_describe(s->tls, what, sizeof what);
+	log_info("TLS certificate reloaded", "%s", what);
+}
+
+/* SIGHUP, as daemons do: re-read what can change without a restart. Files are read on the
+ * loop; they are a few KiB. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+	struct server *s = h->data;
+	(void)signum;
+	if (s->tls != NULL)
+		reload_tls(s);
+	else
+		log_info("SIGHUP: nothing to reload", "node_id=%s", s->cfg->node_id);
+}
+
 static void on_removed(void *arg)
 {
 	struct server *s = arg;
@@ -218,7 +250,7 @@ static void append_sent(void *arg, raft_id id, uint64_t since_ns)
 }
 
 static int start_http(struct server *s, struct http_server **out, const char *addr,
-                      http_handler_fn handler, const char *flag)
+                      http_handler_fn handler, const char *flag, bool tls)
 {
 	char err[256];
 	struct http_server_options o = {.addr = addr,
@@ -233,7 +265,8 @@ static int start_http(struct server *s, struct http_server **out, const char *ad
 	                                .max_buffered = s->cfg->http_max_buffered,
 	                                .header_timeout_ms = s->cfg->http_header_timeout_ms,
 	                                .body_timeout_ms = s->cfg->http_body_timeout_ms,
-	                                .idle_timeout_ms = s->cfg->http_idle_timeout_ms};
+	                                .idle_timeout_ms = s->cfg->http_idle_timeout_ms,
+	                                .tls = tls ? s->tls : NULL};
 	if (http_server_init(out, &s->loop, &o, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s %s: %s\n", flag, addr, err);
 		return -1;
@@ -241,16 +274,43 @@ static int start_http(struct server *s, struct http_server **out, const char *ad
 	return 0;
 }
 
-/* The API listener and, with --metrics-addr, the metrics one. */
+/* The API listener and, with --metrics-addr, the metrics one (TLS with --tls-cert, the
+ * metrics one only with --metrics-tls). */
 static int start_listeners(struct server *s)
 {
 	const struct config *c = s->cfg;
-	if (start_http(s, &s->http, c->http_addr, api_handle, "--http-addr") != 0)
+	if (start_http(s, &s->http, c->http_addr, api_handle, "--http-addr", s->tls != NULL) != 0)
 		return -1;
 	if (c->metrics_addr != NULL &&
 	    start_http(s, &s->metrics_http, c->metrics_addr, api_handle_metrics_listener,
-	               "--metrics-addr") != 0)
+	               "--metrics-addr", c->metrics_tls) != 0)
 		return -1;
+	return 0;
+}
+
+/* --tls-cert: the listeners' credentials, and https with verification towards the peers,
+ * presenting the same certificate to those that ask for one (--tls-client-ca). */
+static int start_tls(struct server *s)
+{
+	const struct config *c = s->cfg;
+	char err[512], what[256];
+	if (c->tls_cert == NULL)
+		return 0;
+	struct http_tls_options o = {
+	    .cert_file = c->tls_cert, .key_file = c->tls_key, .client_ca_file = c->tls_client_ca};
+	if (http_tls_init(&s->tls, &o, err, sizeof err) != 0) {
+		fprintf(stderr, "cloudless-coordinator: %s\n", err);
+		return -1;
+	}
+	struct fwd_tls ft = {
+	    .ca_file = c->ca_file, .cert_file = c->tls_cert, .key_file = c->tls_key};
+	if (fwd_set_tls(s->fwd, &ft) != 0) {
+		fprintf(stderr, "cloudless-coordinator: out of memory\n");
+		return -1;
+	}
+	http_tls_describe(s->tls, what, sizeof what);
+	log_info("TLS certificate loaded", "%s client_certificates=%s metrics_tls=%s", what,
+	         c->tls_client_ca != NULL ? "required" : "no", c->metrics_tls ? "yes" : "no");
 	return 0;
 }
 
@@ -283,6 +343,8 @@ static int start(struct server *s)
 		return -1;
 	}
 	api_metrics_define(s->metrics);
+	if (start_tls(s) != 0)
+		return -1;
 	/* Initialised here, started below: close_listeners closes them in every mode. */
 	uv_check_init(&s->loop, &s->publish);
 	s->publish.data = s;
@@ -353,10 +415,12 @@ int server_run(const struct config *cfg)
 	uv_loop_init(&s->loop);
 	uv_signal_init(&s->loop, &s->sigterm);
 	uv_signal_init(&s->loop, &s->sigint);
+	uv_signal_init(&s->loop, &s->sighup);
 	uv_timer_init(&s->loop, &s->stop_timer);
-	s->sigterm.data = s->sigint.data = s->stop_timer.data = s;
+	s->sigterm.data = s->sigint.data = s->sighup.data = s->stop_timer.data = s;
 	uv_signal_start(&s->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&s->sigint, on_signal, SIGINT);
+	uv_signal_start(&s->sighup, on_sighup, SIGHUP);
 	if (start(s) != 0) {
 		/* Start-up failed part-way: exit without an orderly close; nothing was served and
 		 * raft's files are consistent on disk at every step. */

@@ -41,6 +41,8 @@ struct ctl_globals {
 	struct flags_list endpoints;
 	char *output;
 	unsigned timeout_ms;
+	/* TLS (main.c, tls_setup): any of these makes host:port endpoints https. */
+	char *ca_file, *cert_file, *key_file;
 };
 
 struct ctl {

@@ -57,6 +57,27 @@ static const struct flags_option global_opts[] = {
              "and membership changes pass it on as their ?timeout, so the cluster answers "
              "504 rather than being cut off; a membership change that started is waited "
              "for until its outcome."},
+    {.flag = "--ca-file",
+     .env = "CLOUDLESS_CA_FILE",
+     .kind = FLAGS_STRING,
+     .off = G(ca_file),
+     .metavar = "FILE",
+     .def_text = "the system's CAs",
+     .help = "PEM CA certificates to verify the coordinators' TLS certificates against. "
+             "With it (or --cert-file), host:port endpoints are https."},
+    {.flag = "--cert-file",
+     .env = "CLOUDLESS_CERT_FILE",
+     .kind = FLAGS_STRING,
+     .off = G(cert_file),
+     .metavar = "FILE",
+     .help = "PEM client certificate, for coordinators that require one (--tls-client-ca)."},
+    {.flag = "--key-file",
+     .env = "CLOUDLESS_KEY_FILE",
+     .kind = FLAGS_STRING,
+     .off = G(key_file),
+     .metavar = "FILE",
+     .def_text = "in --cert-file",
+     .help = "PEM private key of --cert-file."},
 };
 #undef G
 #define N_GLOBAL (sizeof global_opts / sizeof global_opts[0])
@@ -223,6 +244,38 @@ static int check_args(const struct ctl *c, const struct ctl_verb *v, size_t n)
 
 /* Parses the command line for verb v of group g (either may be NULL: not given or not known)
  * and runs it. */
+/* ---- TLS --------------------------------------------------------------------------------- */
+
+static bool tls_wanted(const struct ctl *c)
+{
+	return c->g.ca_file != NULL || c->g.cert_file != NULL;
+}
+
+/* With --ca-file or --cert-file, a host:port endpoint means https://host:port (an explicit
+ * http:// stays as given). */
+static int tls_endpoints(struct ctl *c)
+{
+	struct flags_list *l = &c->g.endpoints;
+	for (size_t i = 0; tls_wanted(c) && i < l->n; i++) {
+		if (strstr(l->items[i], "://") != NULL)
+			continue;
+		size_t n = strlen(l->items[i]) + sizeof "https://";
+		char *url = malloc(n);
+		if (url == NULL)
+			return -1;
+		snprintf(url, n, "https://%s", l->items[i]);
+		free(l->items[i]);
+		l->items[i] = url;
+	}
+	return 0;
+}
+
+static int tls_setup(struct ctl *c)
+{
+	struct fwd_tls tls = {c->g.ca_file, c->g.cert_file, c->g.key_file};
+	return tls_wanted(c) ? fwd_set_tls(c->client.fwd, &tls) : 0;
+}
+
 static int parse_and_run(int argc, char *argv[], struct ctl *c, const struct ctl_group *g,
                          const struct ctl_verb *v, void *opts, char **pos)
 {
@@ -276,8 +329,17 @@ static int parse_and_run(int argc, char *argv[], struct ctl *c, const struct ctl
 	int rc = check_args(c, v, n_pos - 2);
 	if (rc != CTL_EXIT_OK)
 		return rc;
+	if (tls_endpoints(c) != 0)
+		return ctl_fail(CTL_EXIT_ERROR, "out of memory");
+	if (c->g.key_file != NULL && c->g.cert_file == NULL)
+		return usage(hint, "--key-file needs --cert-file%s%s",
+		             ": the certificate of the key", "");
 	if (ctl_client_init(&c->client, &c->g.endpoints, c->g.timeout_ms, err, sizeof err) != 0)
 		return ctl_fail(CTL_EXIT_USAGE, "%s (see %s)", err, hint);
+	if (tls_setup(c) != 0) {
+		ctl_client_close(&c->client);
+		return ctl_fail(CTL_EXIT_ERROR, "out of memory");
+	}
 	rc = v->run(c, opts, pos + 2, n_pos - 2);
 	ctl_client_close(&c->client);
 	return rc;

@@ -100,6 +100,8 @@ struct fwd {
 	CURL *easy_cache[FWD_EASY_CACHE];
 	unsigned n_easy_cache;
 	char *user_agent; /* NULL: the coordinator's own */
+	bool tls;         /* fwd_set_tls was called */
+	char *ca_file, *cert_file, *key_file;
 	bool closing;
 	unsigned handles_closing; /* uv_close()d handles whose close callback has not run */
 	void (*done)(void *arg);
@@ -140,6 +142,9 @@ static void maybe_finish(struct fwd *f)
 	void (*done)(void *) = f->done;
 	void *arg = f->done_arg;
 	free(f->user_agent);
+	free(f->ca_file);
+	free(f->cert_file);
+	free(f->key_file);
 	free(f);
 	if (done != NULL)
 		done(arg);
@@ -706,6 +711,54 @@ int fwd_set_user_agent(struct fwd *f, const char *user_agent)
 	return 0;
 }
 
+static int set_path(char **field, const char *path)
+{
+	char *copy = NULL;
+	if (path != NULL && (copy = strdup(path)) == NULL)
+		return -1;
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+int fwd_set_tls(struct fwd *f, const struct fwd_tls *tls)
+{
+	if (set_path(&f->ca_file, tls->ca_file) != 0 ||
+	    set_path(&f->cert_file, tls->cert_file) != 0 ||
+	    set_path(&f->key_file, tls->key_file) != 0)
+		return -1;
+	f->tls = true;
+	return 0;
+}
+
+const char *fwd_scheme(const struct fwd *f)
+{
+	return f->tls ? "https" : "http";
+}
+
+/* Verification is curl's default and stays on; this names what to verify against. */
+static CURLcode set_tls_options(const struct fwd *f, CURL *easy, const char **opt)
+{
+	CURLcode ec = CURLE_OK;
+#define TLSOPT(o, v)                                                 \
+	do {                                                         \
+		*opt = #o;                                           \
+		if ((ec = curl_easy_setopt(easy, o, v)) != CURLE_OK) \
+			return ec;                                   \
+	} while (0)
+	if (f->ca_file != NULL)
+		TLSOPT(CURLOPT_CAINFO, f->ca_file);
+	/* Read the CA file for every new connection rather than for a day (curl's cache): a
+	 * rotated CA is trusted at once, and connections are long-lived anyway. */
+	TLSOPT(CURLOPT_CA_CACHE_TIMEOUT, 0L);
+	if (f->cert_file != NULL) {
+		TLSOPT(CURLOPT_SSLCERT, f->cert_file);
+		TLSOPT(CURLOPT_SSLKEY, f->key_file != NULL ? f->key_file : f->cert_file);
+	}
+#undef TLSOPT
+	return ec;
+}
+
 const char *fwd_response_header(const struct fwd_response *resp, const char *name)
 {
 	for (size_t i = 0; resp != NULL && i < resp->n_headers; i++)
@@ -888,6 +941,8 @@ int fwd_send_cancellable(struct fwd *f, const struct fwd_request *req, fwd_cb cb
 	SETOPT(CURLOPT_WRITEDATA, x);
 	SETOPT(CURLOPT_HEADERFUNCTION, on_header);
 	SETOPT(CURLOPT_HEADERDATA, x);
+	if (f->tls && (ec = set_tls_options(f, x->easy, &opt)) != CURLE_OK)
+		goto setopt_fail;
 	if (is_head) {
 		SETOPT(CURLOPT_NOBODY, 1L);
 	} else if (plain_get) {

@@ -22,7 +22,7 @@ struct fwd_header {
 
 struct fwd_request {
 	const char *method; /* "GET", "PUT", "POST", "DELETE", ... */
-	const char *url;    /* absolute http:// URL */
+	const char *url;    /* absolute http:// or https:// URL */
 	const struct fwd_header *headers;
 	size_t n_headers;
 	const void *body; /* may be NULL */
@@ -69,6 +69,19 @@ int fwd_init(struct fwd **out, uv_loop_t *loop);
  * so a leader's logs and metrics can tell the CLI or an agent from a forwarding follower.
  * Returns -1 (keeping the old one) when it holds CR or LF or memory runs out. */
 int fwd_set_user_agent(struct fwd *f, const char *user_agent);
+/* TLS for every later request. */
+struct fwd_tls {
+	const char *ca_file;   /* CA bundle the server's certificate must chain to (PEM); NULL:
+	                          the system's trust store */
+	const char *cert_file; /* optional client certificate (PEM), for servers that ask */
+	const char *key_file;  /* its key; NULL: in cert_file */
+};
+/* From now on the peers are spoken to over https (fwd_scheme) and their certificates are
+ * verified, host name included. The files are read for each new connection, so replacing
+ * them on disk takes effect without a restart. Copied; -1 when memory runs out. */
+int fwd_set_tls(struct fwd *f, const struct fwd_tls *tls);
+/* "https" after fwd_set_tls, "http" before: the scheme of URLs built from host:port. */
+const char *fwd_scheme(const struct fwd *f);
 /* Copies everything from req. Returns 0, or -1 if the request could not be started (the
  * callback is then not called). */
 int fwd_send(struct fwd *f, const struct fwd_request *req, fwd_cb cb, void *arg);

@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -44,6 +45,7 @@
 #include "http/internal.h"
 #include "http/parse.h"
 #include "http/problem.h"
+#include "http/tls.h"
 #include "log/log.h"
 
 /* Loop-side budget per wakeup: requests handed to handlers, and time spent on them. */
@@ -66,6 +68,9 @@
 /* Client errors are logged once per this interval, with how many were not. */
 #define HTTP_LOG_EVERY_MS 10000
 #define HTTP_IP_BUCKETS   1024
+/* TLS connections read their ciphertext into one buffer of the server thread's, which the
+ * session consumes at once (tls.h): an idle TLS connection pins no read buffer of its own. */
+#define HTTP_TLS_SCRATCH (64 * 1024)
 
 enum conn_state {
 	C_IDLE,   /* between requests (or before the first) */
@@ -106,6 +111,8 @@ struct http_conn {
 	bool broken;      /* a write failed while the loop held the request: close on its answer */
 	bool closing;     /* conn_close ran */
 	bool dead;        /* closed while the loop held its request: freed with the answer */
+	struct http_tls_conn *tls; /* NULL: plain HTTP */
+	bool tls_fed;              /* the first bytes arrived (a plain HTTP request is told so) */
 	char peer[64];
 };
 
@@ -113,7 +120,7 @@ struct http_write {
 	uv_write_t w;
 	struct http_conn *c;
 	struct http_request *req; /* an answer from the loop: freed when written */
-	char *data;               /* an answer of the server thread's own */
+	char *data;               /* an answer of the server thread's own, or TLS records */
 	bool close;
 };
 
@@ -153,6 +160,7 @@ struct http_server {
 	unsigned n_conns;
 	struct http_ip *ips[HTTP_IP_BUCKETS];
 	size_t buffered;
+	char *tls_scratch; /* HTTP_TLS_SCRATCH bytes when o.tls is set */
 	uint64_t err_logged_ms;
 	unsigned err_suppressed;
 	bool err_logged;
@@ -338,6 +346,7 @@ static void arm(struct http_conn *c, enum conn_state state, unsigned ms);
 
 static void conn_free(struct http_conn *c)
 {
+	http_tls_conn_free(c->tls);
 	free(c->rbuf);
 	free(c);
 }
@@ -390,12 +399,57 @@ static void on_shutdown(uv_shutdown_t *r, int status)
 	(void)status;
 }
 
+/* ---- server thread: TLS ------------------------------------------------------------ */
+
+static void on_tls_written(uv_write_t *w, int status)
+{
+	struct http_write *wr = (struct http_write *)w;
+	struct http_conn *c = wr->c;
+	c->writes--;
+	free(wr->data);
+	free(wr);
+	if (status < 0 && !c->closing)
+		conn_close(c);
+}
+
+/* Writes what the session produced outside an answer: handshake messages, a 100 Continue,
+ * TLS 1.3 key updates and tickets, alerts. libuv keeps writes in order, and every call into
+ * the session is followed by this or by conn_write, so records leave in the order made. */
+static void tls_send_pending(struct http_conn *c)
+{
+	size_t len;
+	char *data = http_tls_conn_take(c->tls, &len);
+	if (data == NULL)
+		return;
+	struct http_write *wr = calloc(1, sizeof *wr);
+	if (wr == NULL)
+		abort();
+	wr->c = c;
+	wr->data = data;
+	uv_buf_t b = uv_buf_init(data, (unsigned)len);
+	if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_tls_written) != 0) {
+		free(data);
+		free(wr);
+		conn_close(c);
+		return;
+	}
+	c->writes++;
+}
+
 static void linger(struct http_conn *c)
 {
 	c->state = C_LINGER;
 	c->lingered = 0;
 	c->rlen = 0;
 	arm(c, C_LINGER, HTTP_LINGER_MS);
+	if (c->tls != NULL) {
+		/* close_notify goes out before the write side is shut (uv_shutdown waits for the
+		 * writes queued before it), so the client can tell the end from a truncation. */
+		http_tls_conn_bye(c->tls);
+		tls_send_pending(c);
+		if (c->closing)
+			return;
+	}
 	if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
 		conn_close(c);
 		return;
@@ -417,6 +471,7 @@ static void write_free(struct http_conn *c, struct http_write *wr)
 }
 
 static void answer_done(struct http_conn *c, bool close, int status);
+static void tls_pump(struct http_conn *c);
 
 static void on_write(uv_write_t *w, int status)
 {
@@ -446,10 +501,28 @@ static void answer_done(struct http_conn *c, bool close, int status)
 	arm(c, C_IDLE, c->s->o.idle_timeout_ms);
 	conn_read_start(c);
 	conn_process(c);
+	/* A TLS session may hold the next pipelined request still encrypted: no read event
+	 * would come for it. */
+	if (c->tls != NULL)
+		tls_pump(c);
 }
 
 static void conn_write(struct http_conn *c, struct http_write *wr, uv_buf_t *bufs, unsigned n)
 {
+	uv_buf_t records;
+	if (c->tls != NULL) {
+		/* Encrypted here, on the server thread, in as few records as fit: the answer's
+		 * plaintext stays with wr until the write is over, only its records go out. */
+		for (unsigned i = 0; i < n; i++)
+			http_tls_conn_write(c->tls, bufs[i].base, bufs[i].len);
+		http_tls_conn_flush(c->tls);
+		size_t len;
+		free(wr->data);
+		wr->data = http_tls_conn_take(c->tls, &len);
+		records = uv_buf_init(wr->data, (unsigned)len);
+		bufs = &records;
+		n = 1;
+	}
 	wr->c = c;
 	c->state = C_WRITE;
 	uv_read_stop((uv_stream_t *)&c->tcp);
@@ -547,6 +620,18 @@ static void on_conn_timer(uv_timer_t *t)
 	case C_WAIT:
 		return;
 	case C_IDLE:
+		if (c->tls != NULL && !http_tls_conn_established(c->tls) && c->tls_fed) {
+			snprintf(detail, sizeof detail,
+			         "the TLS handshake did not complete within %u ms "
+			         "(--http-header-timeout-ms)",
+			         s->o.header_timeout_ms);
+			client_error(s, c, 0, detail);
+		} else if (c->tls != NULL && http_tls_conn_established(c->tls)) {
+			linger(c); /* with close_notify */
+			return;
+		}
+		conn_close(c);
+		return;
 	case C_WRITE:
 	case C_LINGER:
 		conn_close(c);
@@ -571,7 +656,9 @@ static void dispatch(struct http_conn *c)
 	uv_os_fd_t fd = -1;
 	if (c->writes == 0 && uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
 		fd = -1;
-	c->req->fd = c->writes == 0 ? fd : -1;
+	/* Not for TLS: the loop would have to encrypt, and large answers are the reason the
+	 * sockets have a thread of their own. */
+	c->req->fd = c->writes == 0 && c->tls == NULL ? fd : -1;
 	to_loop(c->s, c->req);
 }
 
@@ -588,6 +675,12 @@ static void on_continue_written(uv_write_t *w, int status)
 static void send_continue(struct http_conn *c)
 {
 	static char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	if (c->tls != NULL) {
+		http_tls_conn_write(c->tls, msg, sizeof msg - 1);
+		http_tls_conn_flush(c->tls);
+		tls_send_pending(c);
+		return;
+	}
 	uv_write_t *w = calloc(1, sizeof *w);
 	if (w == NULL)
 		abort();
@@ -764,41 +857,162 @@ static void conn_process(struct http_conn *c)
 	}
 }
 
+/* Makes room after rbuf's bytes for the next read; false when memory ran out. */
+static bool rbuf_room(struct http_conn *c)
+{
+	if (c->rcap - c->rlen < HTTP_READ_STEP) {
+		size_t cap = c->rcap + HTTP_READ_STEP * (c->rcap < 4 * HTTP_READ_STEP ? 1 : 4);
+		char *p = realloc(c->rbuf, cap);
+		if (p == NULL)
+			return false;
+		c->rbuf = p;
+		c->rcap = cap;
+	}
+	return true;
+}
+
+static bool body_direct(const struct http_conn *c)
+{
+	return c->state == C_BODY && c->fr.body == HTTP_BODY_LENGTH && c->req != NULL;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
 	struct http_conn *c = h->data;
 	(void)suggested;
-	if (c->state == C_BODY && c->fr.body == HTTP_BODY_LENGTH && c->req != NULL) {
+	if (c->tls != NULL && c->state != C_LINGER) {
+		*b = uv_buf_init(c->s->tls_scratch, HTTP_TLS_SCRATCH);
+		return;
+	}
+	if (body_direct(c)) {
 		struct buf *body = &c->req->body;
 		*b = uv_buf_init(body->data + body->len, (unsigned)c->body_left);
 		return;
 	}
 	if (c->state == C_LINGER)
 		c->rlen = 0;
-	if (c->rcap - c->rlen < HTTP_READ_STEP) {
-		size_t cap = c->rcap + HTTP_READ_STEP * (c->rcap < 4 * HTTP_READ_STEP ? 1 : 4);
-		char *p = realloc(c->rbuf, cap);
-		if (p == NULL) {
-			*b = uv_buf_init(NULL, 0);
-			return;
-		}
-		c->rbuf = p;
-		c->rcap = cap;
+	if (!rbuf_room(c)) {
+		*b = uv_buf_init(NULL, 0);
+		return;
 	}
 	*b = uv_buf_init(c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+/* n bytes of a Content-Length body arrived in place. */
+static void body_received(struct http_conn *c, size_t n)
+{
+	struct buf *body = &c->req->body;
+	body->len += n;
+	body->data[body->len] = '\0';
+	c->body_left -= (uint64_t)n;
+	if (c->body_left == 0)
+		dispatch(c);
+}
+
+static void left_mid_request(struct http_conn *c, const char *why)
+{
+	if (c->state == C_HEAD || c->state == C_BODY)
+		log_debug("http client left mid-request", "peer=%s error=%s", c->peer, why);
+	conn_close(c);
+}
+
+/* Decrypts into the head buffer or the body, as a plain read would have filled them, while
+ * the connection reads. */
+static void tls_pump(struct http_conn *c)
+{
+	while (c->tls != NULL && !c->closing &&
+	       (c->state == C_IDLE || c->state == C_HEAD || c->state == C_BODY)) {
+		bool direct = body_direct(c);
+		long n;
+		if (direct) {
+			struct buf *body = &c->req->body;
+			n = http_tls_conn_read(c->tls, body->data + body->len,
+			                       (size_t)c->body_left);
+		} else if (rbuf_room(c)) {
+			n = http_tls_conn_read(c->tls, c->rbuf + c->rlen, c->rcap - c->rlen);
+		} else {
+			conn_close(c);
+			return;
+		}
+		tls_send_pending(c);
+		if (n == HTTP_TLS_AGAIN || c->closing)
+			return;
+		if (n == HTTP_TLS_CLOSED) {
+			left_mid_request(c, "close_notify");
+			return;
+		}
+		if (n < 0) {
+			client_error(c->s, c, 0, http_tls_conn_error(c->tls));
+			conn_close(c);
+			return;
+		}
+		if (direct) {
+			body_received(c, (size_t)n);
+		} else {
+			c->rlen += (size_t)n;
+			conn_process(c);
+		}
+	}
+}
+
+/* A plain HTTP request on the TLS port is told so in plain HTTP (as nginx does), not left to
+ * guess at a dropped connection. */
+static void tls_refuse_plain(struct http_conn *c)
+{
+	http_tls_conn_free(c->tls);
+	c->tls = NULL;
+	conn_refuse(c, 400, "tls-required",
+	            "this port serves HTTPS: send the request over TLS (https://)");
+}
+
+/* The handshake is done when the client's Finished arrived, and in TLS 1.3 the server has
+ * nothing to send back for it: the kernel delays its ACK (40 ms), and a client that leaves
+ * Nagle on holds its first request, written just behind Finished, until that ACK comes.
+ * TCP_QUICKACK sends the pending ACK now. */
+static void ack_now(struct http_conn *c)
+{
+	uv_os_fd_t fd;
+	int one = 1;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
+static void tls_received(struct http_conn *c, const char *data, size_t n)
+{
+	struct http_tls_conn *t = c->tls;
+	if (!c->tls_fed) {
+		c->tls_fed = true;
+		/* 0x16: a TLS handshake record. A letter: the method of a plain request. */
+		if (data[0] >= 'A' && data[0] <= 'Z') {
+			tls_refuse_plain(c);
+			return;
+		}
+	}
+	http_tls_conn_feed(t, data, n);
+	if (!http_tls_conn_established(t)) {
+		enum http_tls_status st = http_tls_conn_handshake(t);
+		tls_send_pending(c); /* the alert too, when it failed */
+		if (c->closing)
+			return;
+		if (st == HTTP_TLS_ERROR) {
+			client_error(c->s, c, 0, http_tls_conn_error(t));
+			linger(c);
+			return;
+		}
+		if (st == HTTP_TLS_AGAIN)
+			return;
+		ack_now(c);
+	}
+	tls_pump(c);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
 	struct http_conn *c = st->data;
-	(void)b;
 	if (nread == 0 || c->closing)
 		return;
 	if (nread < 0) {
-		if (c->state == C_HEAD || c->state == C_BODY)
-			log_debug("http client left mid-request", "peer=%s error=%s", c->peer,
-			          uv_strerror((int)nread));
-		conn_close(c);
+		left_mid_request(c, uv_strerror((int)nread));
 		return;
 	}
 	if (c->state == C_LINGER) {
@@ -808,13 +1022,12 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 			conn_close(c);
 		return;
 	}
-	if (c->state == C_BODY && c->fr.body == HTTP_BODY_LENGTH) {
-		struct buf *body = &c->req->body;
-		body->len += (size_t)nread;
-		body->data[body->len] = '\0';
-		c->body_left -= (uint64_t)nread;
-		if (c->body_left == 0)
-			dispatch(c);
+	if (c->tls != NULL) {
+		tls_received(c, b->base, (size_t)nread);
+		return;
+	}
+	if (body_direct(c)) {
+		body_received(c, (size_t)nread);
 		return;
 	}
 	c->rlen += (size_t)nread;
@@ -866,6 +1079,11 @@ static void on_connection(uv_stream_t *l, int status)
 	if (why != NULL) {
 		/* Refused at once: a client over the limit learns it now instead of waiting. */
 		client_error(s, c, 0, why);
+		conn_close(c);
+		return;
+	}
+	if (s->o.tls != NULL && (c->tls = http_tls_conn_new(s->o.tls)) == NULL) {
+		client_error(s, c, 0, "cannot start a TLS session");
 		conn_close(c);
 		return;
 	}
@@ -1175,6 +1393,7 @@ static void on_wake_closed(uv_handle_t *h)
 	struct http_server *s = h->data;
 	pthread_mutex_destroy(&s->mu);
 	free(s->snap);
+	free(s->tls_scratch);
 	free(s);
 }
 
@@ -1334,6 +1553,8 @@ int http_server_init(struct http_server **out, uv_loop_t *loop,
 	s->o.addr = NULL;
 	snprintf(s->addr, sizeof s->addr, "%s", opts->addr);
 	defaults(&s->o);
+	if (s->o.tls != NULL && (s->tls_scratch = malloc(HTTP_TLS_SCRATCH)) == NULL)
+		abort();
 	pthread_mutex_init(&s->mu, NULL);
 	uv_loop_init(&s->hloop);
 	uv_async_init(&s->hloop, &s->hwake, on_hwake);
@@ -1344,6 +1565,7 @@ int http_server_init(struct http_server **out, uv_loop_t *loop,
 		uv_run(&s->hloop, UV_RUN_DEFAULT);
 		uv_loop_close(&s->hloop);
 		pthread_mutex_destroy(&s->mu);
+		free(s->tls_scratch);
 		free(s);
 		return -1;
 	}

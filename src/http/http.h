@@ -23,6 +23,7 @@
 
 struct http_server;
 struct http_request;
+struct http_tls;
 
 typedef void (*http_handler_fn)(struct http_request *req, void *arg);
 /* Called on the loop once per request when it is answered (the answer is then on its way to
@@ -49,6 +50,10 @@ struct http_server_options {
 	unsigned header_timeout_ms; /* 10000: a request head must arrive within this (408) */
 	unsigned body_timeout_ms;   /* 10000: and its body within this after the head (408) */
 	unsigned idle_timeout_ms;   /* 120000: an idle keep-alive connection is closed after */
+
+	/* NULL: plain HTTP. Otherwise every connection is TLS with these credentials (http/tls.h;
+	 * not owned: they must outlive the server), read and written by the server thread. */
+	struct http_tls *tls;
 };
 
 /* Binds and starts serving. On failure returns -1 and writes a one-line reason to err. */

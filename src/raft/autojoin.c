@@ -177,7 +177,7 @@ static void attempt(struct node *n)
 		return;
 	}
 	char url[COMMAND_MAX_ADDR + 32];
-	snprintf(url, sizeof url, "http://%s/raft/join", target);
+	snprintf(url, sizeof url, "%s://%s/raft/join", fwd_scheme(n->fwd), target);
 	json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "node_id", n->opts.node_id, "raft_addr",
 	                         n->opts.raft_addr, "http_addr", n->opts.http_addr, "incarnation",
 	                         n->ident.incarnation);

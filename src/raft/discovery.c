@@ -135,7 +135,7 @@ static void round_start(struct node *n)
 		struct discovery_peer *p = &d->peers[i];
 		char url[COMMAND_MAX_ADDR + 32];
 		p->answered = false;
-		snprintf(url, sizeof url, "http://%s/raft/status", p->addr);
+		snprintf(url, sizeof url, "%s://%s/raft/status", fwd_scheme(n->fwd), p->addr);
 		struct fwd_request req = {
 		    .method = "GET", .url = url, .timeout_ms = ASK_TIMEOUT_MS};
 		if (fwd_send(n->fwd, &req, ask_reply, p) == 0)

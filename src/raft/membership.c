@@ -872,7 +872,7 @@ static void notify_reply(const struct fwd_response *r, void *arg)
 static void notify_removed(struct node *n, const char *node_id, const char *http_addr)
 {
 	char url[COMMAND_MAX_ADDR + 32];
-	snprintf(url, sizeof url, "http://%s/raft/removed", http_addr);
+	snprintf(url, sizeof url, "%s://%s/raft/removed", fwd_scheme(n->fwd), http_addr);
 	json_t *o = json_pack("{s:s, s:s, s:s}", "node_id", node_id, "cluster_id",
 	                      node_cluster_id(n), "by", n->opts.node_id);
 	char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -955,7 +955,7 @@ void membership_check_removed(struct node *n, bool at_once)
 		if (strcmp(m->node_id, n->opts.node_id) == 0)
 			continue;
 		char url[COMMAND_MAX_ADDR + 32];
-		snprintf(url, sizeof url, "http://%s/raft/status", m->http_addr);
+		snprintf(url, sizeof url, "%s://%s/raft/status", fwd_scheme(n->fwd), m->http_addr);
 		struct fwd_request req = {.method = "GET", .url = url, .timeout_ms = 1000};
 		if (fwd_send_cancellable(n->fwd, &req, removal_reply, n, &rc->xfers[rc->n_xfers]) ==
 		    0) {

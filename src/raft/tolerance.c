@@ -115,7 +115,7 @@ void tolerance_poll(struct node *n)
 	    !node_leader(n, &m, NULL, NULL) || m == NULL || m->http_addr[0] == '\0')
 		return;
 	char url[COMMAND_MAX_ADDR + 32];
-	snprintf(url, sizeof url, "http://%s/raft/status", m->http_addr);
+	snprintf(url, sizeof url, "%s://%s/raft/status", fwd_scheme(n->fwd), m->http_addr);
 	struct fwd_request req = {.method = "GET", .url = url, .timeout_ms = 1000};
 	n->leader_view_asked_ms = now;
 	if (fwd_send(n->fwd, &req, view_reply, n) == 0)

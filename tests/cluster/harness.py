@@ -128,10 +128,15 @@ class Response:
         return "<%d %s>" % (self.status, self.body[:300])
 
 
-def request(addr, method, path, body=None, headers=None, timeout=5.0):
-    """One HTTP request; returns Response, or None when the connection failed."""
+def request(addr, method, path, body=None, headers=None, timeout=5.0, ssl_context=None):
+    """One HTTP request (HTTPS with ssl_context); returns Response, or None when the
+    connection failed (a failed TLS handshake included)."""
     host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    if ssl_context is not None:
+        conn = http.client.HTTPSConnection(host, int(port), timeout=timeout,
+                                           context=ssl_context)
+    else:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
@@ -235,7 +240,8 @@ class Node(Process):
 
     # -- HTTP --
     def req(self, method, path, body=None, headers=None, timeout=5.0):
-        return request(self.http_addr, method, path, body, headers, timeout)
+        return request(self.http_addr, method, path, body, headers, timeout,
+                       self.cluster.ssl_context)
 
     def status(self, digest=False):
         r = self.req("GET", "/raft/status" + ("?digest" if digest else ""), timeout=2)
@@ -392,8 +398,10 @@ class Agent(Process):
 
 
 class Cluster:
-    def __init__(self, name, heartbeat_ms=50, election_ms=300, extra_args=None):
+    def __init__(self, name, heartbeat_ms=50, election_ms=300, extra_args=None,
+                 ssl_context=None):
         self.dir = tempfile.mkdtemp(prefix="cloudless-%s-" % name)
+        self.ssl_context = ssl_context  # the harness's own requests go over HTTPS with it
         self.nodes = {}
         self.agents = {}
         self.heartbeat_ms = heartbeat_ms
@@ -406,16 +414,19 @@ class Cluster:
             self.nodes[node_id] = Node(self, node_id)
         return self.nodes[node_id]
 
-    def start(self, n=3, join_via_flag=True):
-        """n nodes: the first bootstraps, the others --join it; waits for n voters."""
-        first = self.node("coordinator-1").start(bootstrap=True)
+    def start(self, n=3, join_via_flag=True, extra_for=None):
+        """n nodes: the first bootstraps, the others --join it; waits for n voters.
+        extra_for(node) gives a node's own extra flags (its TLS certificate, say)."""
+        more = extra_for or (lambda nd: [])
+        first = self.node("coordinator-1")
+        first.start(bootstrap=True, extra=more(first))
         wait_for("first node to lead", lambda: self.leader_of([first]))
         for i in range(2, n + 1):
             nd = self.node("coordinator-%d" % i)
             if join_via_flag:
-                nd.start(join=[first])
+                nd.start(join=[first], extra=more(nd))
             else:
-                nd.start()
+                nd.start(extra=more(nd))
         if join_via_flag:
             self.wait_voters(n)
         return self

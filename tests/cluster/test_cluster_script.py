@@ -11,6 +11,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -54,26 +55,52 @@ def commands(block):
     return out
 
 
-def test_cluster_script_and_first_workload(make):
+def start_script(**extra_env):
+    """cluster.sh on a free port offset and a temp data dir; returns (process, offset, data,
+    banner) once it printed its banner (or ended)."""
     off = free_offset()
     data = tempfile.mkdtemp(prefix="cloudless-cluster-sh-")
     env = dict(os.environ, CLUSTER_BUILD=os.path.dirname(os.path.abspath(BIN)),
-               CLUSTER_DATA=data, CLUSTER_PORT_OFFSET=str(off))
+               CLUSTER_DATA=data, CLUSTER_PORT_OFFSET=str(off), **extra_env)
     script = subprocess.Popen(["bash", os.path.join(ROOT, "scripts", "cluster.sh")], env=env,
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, start_new_session=True)
+    seen = []
+    deadline = time.monotonic() + scaled(120)
+    while time.monotonic() < deadline:
+        line = script.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.startswith("Cloudless cluster running"):
+            break
+    return script, off, data, "".join(seen)
+
+
+def stop_script(script, data, replica_pids=()):
+    """Ctrl-C, as a user stops it: the agents stop their replicas, the coordinators exit.
+    Returns the script's exit status (None if it did not stop)."""
+    if script.poll() is None:
+        os.kill(script.pid, signal.SIGINT)
+    try:
+        rc = script.wait(timeout=scaled(40))
+    except subprocess.TimeoutExpired:
+        rc = None
+    for p in replica_pids:  # only our replica groups, and only if they are still there
+        if proc_alive(p):
+            os.killpg(p, signal.SIGKILL)
+    try:
+        os.killpg(script.pid, signal.SIGKILL)  # the session the script ran in
+    except OSError:
+        pass
+    subprocess.run(["rm", "-rf", data])
+    return rc
+
+
+def test_cluster_script_and_first_workload(make):
+    script, off, data, banner = start_script()
     replica_pids = []
     try:
-        seen = []
-        deadline = time.monotonic() + scaled(120)
-        while time.monotonic() < deadline:
-            line = script.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if line.startswith("Cloudless cluster running"):
-                break
-        banner = "".join(seen)
         assert "Cloudless cluster running (3 voters, 3 agents ready)" in banner, banner
 
         agents = request("127.0.0.1:%d" % (8081 + off), "GET", "/v1/agents").json()["items"]
@@ -121,24 +148,32 @@ def test_cluster_script_and_first_workload(make):
             return pids if len(pids) == 2 and all(proc_alive(p) for p in pids) else None
         replica_pids = wait_for("two replicas of default/tail running", running_pids, 15)
     finally:
-        # Ctrl-C, as a user stops it: the agents stop their replicas, the coordinators exit.
-        if script.poll() is None:
-            os.kill(script.pid, signal.SIGINT)
-        try:
-            rc = script.wait(timeout=scaled(40))
-        except subprocess.TimeoutExpired:
-            rc = None
-        for p in replica_pids:  # only our replica groups, and only if they are still there
-            if proc_alive(p):
-                os.killpg(p, signal.SIGKILL)
-        try:
-            os.killpg(script.pid, signal.SIGKILL)  # the session the script ran in
-        except OSError:
-            pass
-        subprocess.run(["rm", "-rf", data])
+        rc = stop_script(script, data, replica_pids)
     assert rc is not None, "cluster.sh did not stop on SIGINT"
     assert not any(proc_alive(p) for p in replica_pids), "replicas outlived Ctrl-C"
 
 
+def test_cluster_script_tls(make):
+    """CLUSTER_TLS=1: the same cluster over TLS with a CA of its own in data/tls."""
+    script, off, data, banner = start_script(CLUSTER_TLS="1")
+    try:
+        assert "Cloudless cluster running over TLS (3 voters, 3 agents ready)" in banner, banner
+        ca = os.path.join(data, "tls", "ca.pem")
+        ctx = ssl.create_default_context(cafile=ca)
+        r = request("127.0.0.1:%d" % (8082 + off), "GET", "/v1/agents", ssl_context=ctx)
+        assert r is not None and len(r.json()["items"]) == 3, r
+        assert request("127.0.0.1:%d" % (8083 + off), "GET", "/v1/agents") is None or \
+            request("127.0.0.1:%d" % (8083 + off), "GET", "/v1/agents").status == 400
+        # The banner's commands, as printed: the cloudlessctl one must work as it stands.
+        rest = [script.stdout.readline() for _ in range(3)]
+        ctl_line = [ln for ln in rest if "cloudlessctl --ca-file" in ln][0]
+        p = subprocess.run(["bash", "-c", ctl_line.strip()], cwd=ROOT, capture_output=True,
+                           text=True, timeout=scaled(30))
+        assert p.returncode == 0 and p.stdout.count("voter") >= 3, (p.stdout, p.stderr)
+    finally:
+        rc = stop_script(script, data)
+    assert rc is not None, "cluster.sh did not stop on SIGINT"
+
+
 if __name__ == "__main__":
-    run([test_cluster_script_and_first_workload])
+    run([test_cluster_script_and_first_workload, test_cluster_script_tls])
