@@ -21,17 +21,6 @@
 #include <string.h>
 #include <strings.h>
 
-int flags_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err != NULL && errlen > 0) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
-
 const char *flags_quote(char *dst, size_t size, const char *s)
 {
 	size_t n = 0;

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/errmsg.h"
+
 enum flags_kind {
 	FLAGS_STRING,      /* char *: any non-empty value */
 	FLAGS_BOOL,        /* bool: true|1|yes|false|0|no; the bare flag means true */
@@ -127,9 +129,9 @@ int flags_positional_index(const struct flags_spec *spec, int argc, char *const 
 
 /* ---- building blocks for program kinds and checks -------------------------------------- */
 
-/* Writes the formatted line to err and returns -1, so error paths read `return flags_fail()`. */
-int flags_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Writes the formatted line to err and returns -1, so error paths read `return flags_fail()`:
+ * the util library's errmsg_set under the name this module's callers know. */
+#define flags_fail errmsg_set
 /* Quotes a user-supplied value: printable ASCII as is, anything else as \xNN, long values
  * cut with "...". Returns dst. */
 const char *flags_quote(char *dst, size_t size, const char *s);
