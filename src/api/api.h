@@ -42,12 +42,17 @@ struct api_batcher {
 	struct batch_out *sent;     /* batches in flight (batch.c) */
 };
 
+struct auth_file;
+
 struct api {
 	uv_loop_t *loop;
 	struct node *node;
 	struct fwd *fwd;
 	struct metrics *metrics;
 	const struct config *cfg;
+	/* --auth-file as last loaded (the server owns it and swaps it on SIGHUP); NULL: protected
+	 * mode (auth_check.c). */
+	struct auth_file *auth;
 	struct api_op *ops; /* every op still holding an http_request */
 	unsigned n_ops;
 	bool closing;
@@ -156,6 +161,11 @@ void api_prepare(struct http_request *req, void *arg);
 /* The common headers for the answers the HTTP servers' own threads give (400, 413, 503...):
  * published when leader or applied index changed. Called once per loop iteration. */
 void api_publish_headers(struct api *a, struct http_server *const *servers, size_t n);
+
+/* auth_check.c: true when the caller may use the route; otherwise answered 401/403. */
+bool api_authorize(struct api *a, struct http_request *req);
+/* The scopes (auth.h) any one of which a route needs; 0 when it is open. */
+unsigned api_route_scopes(const char *method, const char *path, const char *mode);
 
 /* ---- shared between route files ---- */
 

@@ -1,0 +1,118 @@
+/* auth_check: who may call which route (issue 14; docs/operations.md "Authentication").
+ *
+ * The router calls api_authorize before any route runs, on the loop: one table walk, one
+ * token lookup by name and one HMAC for a token seen before (auth.h). Everything is decided
+ * from the method and path alone, before any body is looked at, so a denied request reaches
+ * no handler and changes nothing.
+ *
+ * With an auth file every route but `/raft/health?mode=live`, `/raft/removed` (a notice this
+ * node verifies with the leader before acting) and `/raft/forward` (a batch whose every item
+ * carries its caller's Authorization and is checked here again, as its own request) needs a
+ * token holding one of the route's scopes: 401 without a valid one, 403 with one that lacks
+ * them. Without an auth file the node is in protected mode: loopback clients get everything,
+ * others 403, unless --insecure. A follower forwards the caller's Authorization, so the leader
+ * decides again on the same credential: forwarding cannot widen anyone's rights. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "auth/auth.h"
+#include "http/problem.h"
+
+/* Scopes any one of which lets a request through; 0 = open to anyone. */
+static unsigned kv_scopes(const char *m)
+{
+	return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 ? AUTH_READ : AUTH_WRITE;
+}
+
+static unsigned agent_scopes(const char *m, const char *rest)
+{
+	bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+	if (rest[0] == '\0' || strcmp(rest, "/") == 0)
+		return get ? AUTH_READ : AUTH_ENROLL;
+	const char *slash = strchr(rest + 1, '/');
+	const char *verb = slash ? slash + 1 : "";
+	if (verb[0] == '\0')
+		return get ? AUTH_READ : AUTH_OPERATOR;
+	if (strcmp(verb, "heartbeat") == 0)
+		return AUTH_ENROLL;
+	if (strcmp(verb, "assignments") == 0)
+		return AUTH_READ;
+	return get ? AUTH_READ : AUTH_OPERATOR; /* cordon, uncordon, drain */
+}
+
+unsigned api_route_scopes(const char *method, const char *path, const char *mode)
+{
+	if (strcmp(path, "/raft/health") == 0)
+		return mode != NULL && strcmp(mode, "live") == 0 ? 0 : AUTH_READ | AUTH_METRICS;
+	if (strcmp(path, "/metrics") == 0)
+		return AUTH_METRICS;
+	if (strcmp(path, "/raft/removed") == 0 || strcmp(path, "/raft/forward") == 0)
+		return 0;
+	/* Peers ask each other's status with their --join-token, an operator token. */
+	if (strcmp(path, "/raft/status") == 0)
+		return AUTH_READ | AUTH_OPERATOR;
+	if (strncmp(path, "/raft/", 6) == 0 || strcmp(path, "/v1/snapshot") == 0)
+		return AUTH_OPERATOR;
+	if (strcmp(path, "/v1/agents") == 0 || strncmp(path, "/v1/agents/", 11) == 0)
+		return agent_scopes(method, path + 10);
+	/* kv, workloads, replicas, and anything unknown (a 404 is for token holders only). */
+	return kv_scopes(method);
+}
+
+static void unauthorized(struct http_request *req, const char *detail)
+{
+	http_response_header(req, "WWW-Authenticate", "Bearer realm=\"cloudless\"");
+	http_problem(req, 401, "unauthorized", "%s", detail);
+}
+
+bool api_authorize(struct api *a, struct http_request *req)
+{
+	const char *path = http_request_path(req);
+	unsigned need =
+	    api_route_scopes(http_request_method(req), path, http_request_query(req, "mode"));
+	if (a->auth == NULL) {
+		/* Protected mode. A synthetic request (a forwarded batch's item) came inside one
+		 * that passed this check already. */
+		if (a->cfg->insecure || need == 0 || http_request_is_synthetic(req) ||
+		    auth_peer_is_loopback(http_request_peer(req)))
+			return true;
+		http_problem(
+		    req, 403, "protected-mode",
+		    "this coordinator has no --auth-file and answers loopback clients only; "
+		    "start it with --auth-file (or --insecure)");
+		return false;
+	}
+	if (need == 0)
+		return true;
+	const char *h = http_request_header(req, "Authorization");
+	if (http_request_header_count(req, "Authorization") > 1) {
+		unauthorized(req, "the Authorization header is given more than once");
+		return false;
+	}
+	if (h == NULL) {
+		unauthorized(req,
+		             "this route needs a token: send Authorization: Bearer NAME.SECRET");
+		return false;
+	}
+	struct auth_bearer b;
+	const char *why = NULL;
+	if (auth_parse_bearer(h, &b, &why) != 0) {
+		unauthorized(req, why);
+		return false;
+	}
+	const struct auth_token *t = auth_check(a->auth, &b);
+	if (t == NULL) {
+		unauthorized(req, "unknown token or wrong secret");
+		return false;
+	}
+	if ((t->scopes & need) == 0) {
+		char want[64], have[64];
+		auth_format_scopes(need, want, sizeof want);
+		auth_format_scopes(t->scopes, have, sizeof have);
+		http_problem(req, 403, "forbidden", "token %s has scopes %s; %s %s needs one of %s",
+		             t->name, have, http_request_method(req), path, want);
+		return false;
+	}
+	return true;
+}
