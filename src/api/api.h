@@ -120,6 +120,9 @@ struct api_op {
 	/* Writes: the internal idempotency key (X-Cloudless-Forward-Key) of a write without one
 	 * of its own: made up here when forwarding it, or the forwarding follower's. */
 	char *internal_key;
+	/* An enrollment's new agent secret, as the agent sends it ("agent~ID.SECRET"): answered
+	 * once, never in an entry (agent_routes.c). */
+	char *agent_token;
 	unsigned change_kind;
 	struct api_op *batch_next; /* in api_batcher's queue */
 	char start_by_wall[24];    /* X-Cloudless-Start-By of a forwarded change */
@@ -166,6 +169,10 @@ void api_publish_headers(struct api *a, struct http_server *const *servers, size
 bool api_authorize(struct api *a, struct http_request *req);
 /* The scopes (auth.h) any one of which a route needs; 0 when it is open. */
 unsigned api_route_scopes(const char *method, const char *path, const char *mode);
+/* An agent's credential ("agent~ID.SECRET", auth_check.c): true with its id (not verified). */
+#define API_AGENT_ID_MAX 80
+struct auth_bearer;
+bool api_agent_credential(const struct auth_bearer *b, char id[API_AGENT_ID_MAX]);
 
 /* ---- shared between route files ---- */
 
@@ -256,6 +263,12 @@ void api_route_snapshot(struct api *a, struct http_request *req);
  * bad common parameters. */
 void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, const char *key,
                       void (*answer)(struct api_op *op, unsigned code, uint64_t index));
+/* The same for an enrollment whose answer carries a new agent secret (agent_token, copied;
+ * never part of the entry). */
+void api_domain_write_token(struct api *a, struct http_request *req, json_t *op_json,
+                            const char *key,
+                            void (*answer)(struct api_op *op, unsigned code, uint64_t index),
+                            const char *agent_token);
 void api_domain_read(struct api *a, struct http_request *req, const char *key, const char *topic,
                      void (*render)(struct api_op *op));
 /* Runs on the leader (no raft entry): heartbeats. */

@@ -11,13 +11,25 @@
  * token holding one of the route's scopes: 401 without a valid one, 403 with one that lacks
  * them. Without an auth file the node is in protected mode: loopback clients get everything,
  * others 403, unless --insecure. A follower forwards the caller's Authorization, so the leader
- * decides again on the same credential: forwarding cannot widen anyone's rights. */
+ * decides again on the same credential: forwarding cannot widen anyone's rights.
+ *
+ * Agents. Enrollment with an `enroll` token answers a secret made for that agent
+ * (agent_routes.c); the replicated agent record keeps only its salted hash. The agent then
+ * sends `Bearer agent~ID.SECRET`, which may enroll that agent again, heartbeat as it and read
+ * its assignments, nothing else, and never as another id (403). Deleting the agent deletes the
+ * hash, so the secret stops working on every node as the deletion applies there. A follower
+ * that cannot verify an agent's secret yet (its state lags the enrollment) lets a request the
+ * leader serves through to the leader, which checks it against the newest state. */
 #include <stdio.h>
 #include <string.h>
 
 #include "api/api.h"
 #include "auth/auth.h"
+#include "domain/spec.h"
 #include "http/problem.h"
+
+/* Not a token scope: the agent itself, with its own secret (api_route_scopes). */
+#define AUTH_AGENT (1u << 8)
 
 /* Scopes any one of which lets a request through; 0 = open to anyone. */
 static unsigned kv_scopes(const char *m)
@@ -29,15 +41,15 @@ static unsigned agent_scopes(const char *m, const char *rest)
 {
 	bool get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
 	if (rest[0] == '\0' || strcmp(rest, "/") == 0)
-		return get ? AUTH_READ : AUTH_ENROLL;
+		return get ? AUTH_READ : AUTH_ENROLL | AUTH_AGENT;
 	const char *slash = strchr(rest + 1, '/');
 	const char *verb = slash ? slash + 1 : "";
 	if (verb[0] == '\0')
 		return get ? AUTH_READ : AUTH_OPERATOR;
 	if (strcmp(verb, "heartbeat") == 0)
-		return AUTH_ENROLL;
+		return AUTH_AGENT;
 	if (strcmp(verb, "assignments") == 0)
-		return AUTH_READ;
+		return AUTH_READ | AUTH_AGENT;
 	return get ? AUTH_READ : AUTH_OPERATOR; /* cordon, uncordon, drain */
 }
 
@@ -64,6 +76,67 @@ static void unauthorized(struct http_request *req, const char *detail)
 {
 	http_response_header(req, "WWW-Authenticate", "Bearer realm=\"cloudless\"");
 	http_problem(req, 401, "unauthorized", "%s", detail);
+}
+
+bool api_agent_credential(const struct auth_bearer *b, char id[API_AGENT_ID_MAX])
+{
+	if (b->name_len <= 6 || memcmp(b->name, "agent~", 6) != 0 ||
+	    b->name_len - 6 >= API_AGENT_ID_MAX)
+		return false;
+	memcpy(id, b->name + 6, b->name_len - 6);
+	id[b->name_len - 6] = '\0';
+	return spec_agent_id(id);
+}
+
+/* The {id} of /v1/agents/{id}/..., "" for /v1/agents itself. */
+static void path_agent(const char *path, char id[API_AGENT_ID_MAX])
+{
+	const char *p = path + 10; /* after "/v1/agents" */
+	id[0] = '\0';
+	if (*p != '/')
+		return;
+	p++;
+	size_t n = strcspn(p, "/");
+	if (n < API_AGENT_ID_MAX) {
+		memcpy(id, p, n);
+		id[n] = '\0';
+	}
+}
+
+static bool agent_authorize(struct api *a, struct http_request *req, const struct auth_bearer *b,
+                            const char *id, unsigned need)
+{
+	const char *path = http_request_path(req);
+	const char *stored = NULL;
+	if (a->node != NULL) {
+		struct dom_agent *ag = dom_agent_get(&a->node->fsm.domain, id);
+		if (ag != NULL)
+			stored = json_string_value(json_object_get(ag->doc, "secret_hash"));
+	}
+	bool ok = auth_agent_secret_ok(stored, b->secret, b->secret_len);
+	bool to_leader = strcmp(http_request_method(req), "POST") == 0;
+	if (!ok && !(to_leader && a->node != NULL && !node_is_leader(a->node))) {
+		unauthorized(req,
+		             "unknown agent or wrong agent secret (an agent removed with DELETE "
+		             "/v1/agents/{id} must be enrolled again)");
+		return false;
+	}
+	char target[API_AGENT_ID_MAX];
+	path_agent(path, target);
+	if ((need & AUTH_AGENT) == 0) {
+		http_problem(
+		    req, 403, "forbidden",
+		    "an agent's secret may only enroll that agent, heartbeat as it and read "
+		    "its assignments; %s %s needs a token",
+		    http_request_method(req), path);
+		return false;
+	}
+	if (target[0] != '\0' && strcmp(target, id) != 0) {
+		http_problem(req, 403, "forbidden", "the secret of agent %s cannot act as agent %s",
+		             id, target);
+		return false;
+	}
+	return true;
 }
 
 bool api_authorize(struct api *a, struct http_request *req)
@@ -101,14 +174,25 @@ bool api_authorize(struct api *a, struct http_request *req)
 		unauthorized(req, why);
 		return false;
 	}
+	char agent[API_AGENT_ID_MAX];
+	if (api_agent_credential(&b, agent))
+		return agent_authorize(a, req, &b, agent, need);
 	const struct auth_token *t = auth_check(a->auth, &b);
 	if (t == NULL) {
 		unauthorized(req, "unknown token or wrong secret");
 		return false;
 	}
+	if (need == AUTH_AGENT) {
+		http_problem(
+		    req, 403, "forbidden",
+		    "%s %s is for the agent itself: send the secret its enrollment answered "
+		    "(Bearer agent~ID.SECRET)",
+		    http_request_method(req), path);
+		return false;
+	}
 	if ((t->scopes & need) == 0) {
 		char want[64], have[64];
-		auth_format_scopes(need, want, sizeof want);
+		auth_format_scopes(need & AUTH_ALL_SCOPES, want, sizeof want);
 		auth_format_scopes(t->scopes, have, sizeof have);
 		http_problem(req, 403, "forbidden", "token %s has scopes %s; %s %s needs one of %s",
 		             t->name, have, http_request_method(req), path, want);

@@ -47,6 +47,9 @@ static void op_free(struct api_op *op)
 	json_decref(op->dom_op);
 	free(op->dom_key);
 	free(op->internal_key);
+	if (op->agent_token != NULL)
+		memset(op->agent_token, 0, strlen(op->agent_token));
+	free(op->agent_token);
 	free(op);
 }
 

@@ -67,7 +67,8 @@ def auth_cluster(make, n=3):
     return c.start(n)
 
 
-# (method, path, body, scopes any one of which gets through; () = open to anyone)
+# (method, path, body, scopes any one of which gets through; () = open to anyone; "agent": the
+# agent's own secret, test_agent_identity)
 ENDPOINTS = [
     ("GET", "/raft/health?mode=live", None, ()),
     ("GET", "/raft/health", None, ("read", "metrics")),
@@ -87,7 +88,7 @@ ENDPOINTS = [
     ("POST", "/v1/agents", {}, ("enroll",)),
     ("GET", "/v1/agents/ag-x", None, ("read",)),
     ("DELETE", "/v1/agents/ag-x", None, ("operator",)),
-    ("POST", "/v1/agents/ag-x/heartbeat", {}, ("enroll",)),
+    ("POST", "/v1/agents/ag-x/heartbeat", {}, ("agent",)),  # the agent's own secret only
     ("GET", "/v1/agents/ag-x/assignments", None, ("read",)),
     ("POST", "/v1/agents/ag-x/cordon", None, ("operator",)),
     ("POST", "/v1/agents/ag-x/uncordon", None, ("operator",)),
@@ -160,7 +161,8 @@ def test_scope_matrix(make):
                     continue
                 r = call(node, method, path, body, bearer(scope))
                 assert_problem(r, 403, "forbidden", what + " with scope " + scope)
-                assert scope in r.json()["detail"], r.json()
+                if "agent" not in allowed:
+                    assert scope in r.json()["detail"], r.json()
                 denied += 1
     assert digests(c) == before, "a denied request changed the state"
     assert ld.get("m/a").body == b"before"
@@ -168,6 +170,8 @@ def test_scope_matrix(make):
     # answers: 200, 400 for the empty bodies, 404 for the unknown agent).
     for node in (ld, f):
         for method, path, body, allowed in ENDPOINTS:
+            if "agent" in allowed:
+                continue
             for scope in allowed:
                 r = call(node, method, path, body, bearer(scope))
                 assert r is not None and r.status not in (401, 403), (method, path, scope, r)
@@ -397,8 +401,137 @@ def test_protected_mode(make):
     assert status == 200, status
 
 
+CTL = os.environ.get("CLOUDLESS_CTL") or os.path.join(os.path.dirname(BIN), "cloudlessctl")
+
+
+def enroll_body(agent_id):
+    return {"id": agent_id, "capacity": {"cpu_millicores": 1000, "memory_bytes": 1 << 30}}
+
+
+def test_agent_identity(make):
+    c = auth_cluster(make)
+    ld = c.leader()
+    f = c.followers()[0]
+    # A real agent with an enroll token: it gets a secret of its own, keeps it in its data
+    # dir (0600) and heartbeats with it.
+    ag = c.agent("ag-1")
+    ag.start(extra=["--token", "enroll.enroll-" + SECRET, "--heartbeat-ms", "100"])
+    path = os.path.join(ag.data_dir, "agent-token")
+    wait_for("the agent's secret saved", lambda: os.path.exists(path))
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    with open(path) as fh:
+        mine = fh.read().strip()
+    assert mine.startswith("agent~ag-1."), mine
+    wait_for("heartbeats with the agent's own secret",
+             lambda: "heartbeat ok" in ag.log())
+    wait_for("ag-1 ready", lambda: ld.req("GET", "/v1/agents/ag-1").json()["state"] == "ready")
+    secret = mine.split(".", 1)[1]
+    # Only a hash is in the replicated state: no view, no backup image, shows the secret.
+    for nd in c.running():
+        view = nd.req("GET", "/v1/agents/ag-1?consistency=stale").body
+        assert secret.encode() not in view and b"secret_hash" not in view, view
+    snap = ld.req("GET", "/v1/snapshot", timeout=20)
+    assert snap.status == 200 and secret.encode() not in snap.body
+    # A second agent enrolled through the API with the enroll token, on a follower.
+    r = request(f.http_addr, "POST", "/v1/agents", enroll_body("ag-2"),
+                {"Authorization": bearer("enroll")})
+    assert r.status == 201, r
+    other = r.json()["token"]
+    assert other.startswith("agent~ag-2.") and "secret_hash" not in r.json()
+    me = "Bearer " + mine
+    hb = {"replicas": []}
+    for nd in c.running():
+        # Its own id: served (a follower forwards it to the leader).
+        r = request(nd.http_addr, "POST", "/v1/agents/ag-1/heartbeat", hb, {"Authorization": me})
+        assert r.status == 200, (nd.node_id, r)
+        r = request(nd.http_addr, "GET", "/v1/agents/ag-1/assignments?stale", None,
+                    {"Authorization": me})
+        assert r.status == 200, (nd.node_id, r)
+        # Another agent's id, anything else, enrolling another: 403.
+        for method, p, body in (("POST", "/v1/agents/ag-2/heartbeat", hb),
+                                ("GET", "/v1/agents/ag-2/assignments?stale", None),
+                                ("POST", "/v1/agents", enroll_body("ag-2")),
+                                ("GET", "/v1/kv/", None),
+                                ("DELETE", "/v1/agents/ag-2", None),
+                                ("GET", "/v1/agents", None)):
+            r = request(nd.http_addr, method, p, body, {"Authorization": me})
+            assert_problem(r, 403, "forbidden", "%s %s as ag-1 on %s" % (method, p, nd.node_id))
+        # Heartbeats are the agent's own: no token scope sends them, not even admin's.
+        for name in ("enroll", "admin"):
+            r = request(nd.http_addr, "POST", "/v1/agents/ag-2/heartbeat", hb,
+                        {"Authorization": bearer(name)})
+            assert_problem(r, 403, "forbidden", "heartbeat with %s" % name)
+        r = request(nd.http_addr, "POST", "/v1/agents/ag-1/heartbeat", hb,
+                    {"Authorization": "Bearer agent~ag-1.wrong-secret-0123456789"})
+        assert_problem(r, 401, "unauthorized", "a wrong agent secret")
+    # Re-enrolling with its own secret keeps the secret (no new token answered).
+    r = request(ld.http_addr, "POST", "/v1/agents", enroll_body("ag-1"), {"Authorization": me})
+    assert r.status == 200 and "token" not in r.json(), r
+    # The agent restarted keeps its secret and goes on.
+    ag.kill()
+    n_ok = ag.log().count("heartbeat ok")
+    ag.restart()
+    wait_for("heartbeats after the restart", lambda: ag.log().count("heartbeat ok") > n_ok)
+    with open(path) as fh:
+        assert fh.read().strip() == mine
+    # Removing ag-2 revokes its secret on every node.
+    r = request(ld.http_addr, "GET", "/v1/agents/ag-2/assignments?stale", None,
+                {"Authorization": "Bearer " + other})
+    assert r.status == 200, r
+    assert ld.req("DELETE", "/v1/agents/ag-2").status == 200
+    for nd in c.running():
+        wait_for("ag-2's secret refused on %s" % nd.node_id, lambda: request(
+            nd.http_addr, "GET", "/v1/agents/ag-2/assignments?stale", None,
+            {"Authorization": "Bearer " + other}).status == 401)
+        r = request(nd.http_addr, "POST", "/v1/agents/ag-2/heartbeat", hb,
+                    {"Authorization": "Bearer " + other})
+        assert_problem(r, 401, "unauthorized", "a removed agent's heartbeat on " + nd.node_id)
+        r = request(nd.http_addr, "POST", "/v1/agents", enroll_body("ag-2"),
+                    {"Authorization": "Bearer " + other})
+        assert_problem(r, 401, "unauthorized", "a removed agent's enrollment on " + nd.node_id)
+    # Removing the real agent: its secret is refused, it drops it and enrolls again with its
+    # enroll token, getting a new one.
+    assert ld.req("DELETE", "/v1/agents/ag-1").status == 200
+    def new_secret():
+        with open(path) as fh:
+            v = fh.read().strip()
+        return v if v != mine else None
+    fresh = wait_for("a new secret after the removal", new_secret, timeout=20)
+    assert request(ld.http_addr, "GET", "/v1/agents/ag-1/assignments?stale", None,
+                   {"Authorization": me}).status == 401
+    wait_for("the new secret works", lambda: request(
+        ld.http_addr, "GET", "/v1/agents/ag-1/assignments?stale", None,
+        {"Authorization": "Bearer " + fresh}).status == 200)
+
+
+def test_ctl_token(make):
+    c = auth_cluster(make, n=1)
+    ld = c.leader()
+    env = dict(os.environ)
+    env.pop("CLOUDLESS_TOKEN", None)
+
+    def ctl(args, token=None, flag=False):
+        e = dict(env)
+        argv = [CTL, "--endpoints", ld.http_addr]
+        if token and flag:
+            argv += ["--token", token]
+        elif token:
+            e["CLOUDLESS_TOKEN"] = token
+        p = subprocess.run(argv + args, capture_output=True, timeout=60, env=e)
+        return p.returncode, p.stdout.decode(), p.stderr.decode()
+    rc, out, err = ctl(["kv", "put", "ctl/a", "1"], "write.write-" + SECRET)
+    assert rc == 0, err
+    rc, out, err = ctl(["kv", "get", "ctl/a"], "read.read-" + SECRET, flag=True)
+    assert rc == 0 and "1" in out, (out, err)
+    rc, out, err = ctl(["kv", "get", "ctl/a"])
+    assert rc != 0 and "401" in err + out, (rc, out, err)
+    rc, out, err = ctl(["kv", "put", "ctl/a", "2"], "read.read-" + SECRET)
+    assert rc != 0 and "403" in err + out, (rc, out, err)
+    assert ld.get("ctl/a").body == b"1"
+
+
 if __name__ == "__main__":
     run([test_scope_matrix, test_repeated_authorization_header,
          test_forwarding_does_not_widen_rights, test_hash_token_and_auth_file_errors,
          test_auth_file_reload_on_sighup, test_join_with_wrong_token_is_refused,
-         test_protected_mode])
+         test_protected_mode, test_agent_identity, test_ctl_token])
