@@ -27,6 +27,7 @@
 #include "auth/auth.h"
 #include "domain/spec.h"
 #include "http/problem.h"
+#include "util/clock.h"
 
 /* Not a token scope: the agent itself, with its own secret (api_route_scopes). */
 #define AUTH_AGENT (1u << 8)
@@ -70,6 +71,36 @@ unsigned api_route_scopes(const char *method, const char *path, const char *mode
 		return agent_scopes(method, path + 10);
 	/* kv, workloads, replicas, and anything unknown (a 404 is for token holders only). */
 	return kv_scopes(method);
+}
+
+/* --rate-limit: a token bucket per token (and per coordinator), refilled at the limit per
+ * second and holding at most a second's worth, so a client may burst that much. */
+static bool rate_ok(struct api *a, struct http_request *req, struct auth_token *t, uint64_t now)
+{
+	double rate = a->cfg->rate_limit;
+	if (rate <= 0)
+		return true;
+	if (t->bucket_ms == 0 || now < t->bucket_ms) {
+		t->bucket = rate;
+	} else {
+		t->bucket += rate * (double)(now - t->bucket_ms) / 1000.0;
+		if (t->bucket > rate)
+			t->bucket = rate;
+	}
+	t->bucket_ms = now;
+	if (t->bucket >= 1.0) {
+		t->bucket -= 1.0;
+		return true;
+	}
+	char after[24];
+	unsigned secs = (unsigned)((1.0 - t->bucket) / rate + 0.999);
+	snprintf(after, sizeof after, "%u", secs < 1 ? 1 : secs);
+	http_response_header(req, "Retry-After", after);
+	http_problem(
+	    req, 429, "rate-limited",
+	    "token %s sent more than %u requests a second (--rate-limit); retry after %s s",
+	    t->name, a->cfg->rate_limit, after);
+	return false;
 }
 
 static void unauthorized(struct http_request *req, const char *detail)
@@ -177,11 +208,23 @@ bool api_authorize(struct api *a, struct http_request *req)
 	char agent[API_AGENT_ID_MAX];
 	if (api_agent_credential(&b, agent))
 		return agent_authorize(a, req, &b, agent, need);
-	const struct auth_token *t = auth_check(a->auth, &b);
-	if (t == NULL) {
+	struct auth_token *t = NULL;
+	uint64_t now = clock_mono_ms();
+	switch (auth_check(a->auth, &b, now, &t)) {
+	case AUTH_OK:
+		break;
+	case AUTH_BUSY:
+		http_response_header(req, "Retry-After", "1");
+		http_problem(req, 429, "rate-limited",
+		             "too many new secrets tried for token %.*s this second; retry later",
+		             (int)b.name_len, b.name);
+		return false;
+	default:
 		unauthorized(req, "unknown token or wrong secret");
 		return false;
 	}
+	if (!rate_ok(a, req, t, now))
+		return false;
 	if (need == AUTH_AGENT) {
 		http_problem(
 		    req, 403, "forbidden",

@@ -397,27 +397,47 @@ static void mac_secret(const struct auth_file *f, const char *s, size_t len,
 	hmac_sha256_digest(&ctx, AUTH_HASH_LEN, out);
 }
 
-struct auth_token *auth_check(struct auth_file *f, const struct auth_bearer *b)
+enum auth_result auth_check(struct auth_file *f, const struct auth_bearer *b, uint64_t now_ms,
+                            struct auth_token **out)
 {
 	struct auth_token *t = NULL;
+	*out = NULL;
 	if (b->secret_len > AUTH_SECRET_MAX)
-		return NULL;
+		return AUTH_DENIED;
 	for (size_t i = 0; i < f->n; i++)
 		if (strlen(f->tokens[i].name) == b->name_len &&
 		    memcmp(f->tokens[i].name, b->name, b->name_len) == 0)
 			t = &f->tokens[i];
 	if (t == NULL)
-		return NULL;
+		return AUTH_DENIED;
 	uint8_t mac[AUTH_HASH_LEN], h[AUTH_HASH_LEN];
 	mac_secret(f, b->secret, b->secret_len, mac);
-	if (t->seen && memeql_sec(mac, t->seen_mac, AUTH_HASH_LEN))
-		return t;
+	if (t->seen && memeql_sec(mac, t->seen_mac, AUTH_HASH_LEN)) {
+		*out = t;
+		return AUTH_OK;
+	}
+	for (unsigned i = 0; i < t->n_bad; i++)
+		if (memeql_sec(mac, t->bad_mac[i], AUTH_HASH_LEN))
+			return AUTH_DENIED;
+	if (t->slow_second != now_ms / 1000) {
+		t->slow_second = now_ms / 1000;
+		t->slow_checks = 0;
+	}
+	if (t->slow_checks >= AUTH_SLOW_PER_SEC)
+		return AUTH_BUSY;
+	t->slow_checks++;
 	derive(t->salt, t->rounds, b->secret, b->secret_len, h);
-	if (!memeql_sec(h, t->hash, AUTH_HASH_LEN))
-		return NULL;
+	if (!memeql_sec(h, t->hash, AUTH_HASH_LEN)) {
+		memcpy(t->bad_mac[t->next_bad], mac, AUTH_HASH_LEN);
+		t->next_bad = (t->next_bad + 1) % AUTH_BAD_REMEMBERED;
+		if (t->n_bad < AUTH_BAD_REMEMBERED)
+			t->n_bad++;
+		return AUTH_DENIED;
+	}
 	memcpy(t->seen_mac, mac, AUTH_HASH_LEN);
 	t->seen = true;
-	return t;
+	*out = t;
+	return AUTH_OK;
 }
 
 int auth_hash_line(const char *name, unsigned scopes, const char *secret, size_t secret_len,

@@ -40,6 +40,7 @@ enum auth_scope {
 #define AUTH_HASH_LEN       32
 #define AUTH_DEFAULT_ROUNDS 4096
 #define AUTH_MAX_ROUNDS     10000000u
+#define AUTH_BAD_REMEMBERED 4
 
 struct auth_token {
 	char name[AUTH_NAME_MAX + 1];
@@ -49,6 +50,16 @@ struct auth_token {
 	uint8_t hash[AUTH_HASH_LEN];
 	bool seen; /* seen_mac holds the HMAC of the verified secret */
 	uint8_t seen_mac[AUTH_HASH_LEN];
+	/* HMACs of the last wrong secrets: the same wrong secret again is refused at once. */
+	uint8_t bad_mac[AUTH_BAD_REMEMBERED][AUTH_HASH_LEN];
+	unsigned n_bad, next_bad;
+	/* Full PBKDF2 checks in the current second (AUTH_SLOW_PER_SEC bounds them). */
+	uint64_t slow_second;
+	unsigned slow_checks;
+	/* The request rate limit's bucket (the api's, api/auth_check.c): requests left, and when
+	 * it was last filled (ms). */
+	double bucket;
+	uint64_t bucket_ms;
 };
 
 struct auth_file {
@@ -81,9 +92,18 @@ struct auth_bearer {
  * name is what precedes the last '.', so it may itself hold dots (agent ids do). */
 int auth_parse_bearer(const char *value, struct auth_bearer *out, const char **why);
 
-/* The token the credential names, if its secret matches; NULL otherwise (unknown name or
- * wrong secret: the caller cannot tell which). */
-struct auth_token *auth_check(struct auth_file *f, const struct auth_bearer *b);
+/* Full (PBKDF2) checks of one token per second, beyond which a secret not seen before is not
+ * checked at all: a flood of wrong secrets for a known name costs the loop at most this many
+ * hashes a second (a few ms each), while clients whose secret was verified once go on. */
+#define AUTH_SLOW_PER_SEC 20
+
+enum auth_result { AUTH_OK, AUTH_DENIED, AUTH_BUSY };
+/* AUTH_OK with the token the credential names when its secret matches; AUTH_DENIED for an
+ * unknown name or a wrong secret (the caller cannot tell which); AUTH_BUSY when the secret
+ * was not checked because the token had its AUTH_SLOW_PER_SEC this second (now_ms: a
+ * monotonic clock). */
+enum auth_result auth_check(struct auth_file *f, const struct auth_bearer *b, uint64_t now_ms,
+                            struct auth_token **out);
 
 /* The auth-file line (no newline) for a new token: a random salt, `rounds` rounds. -1 with
  * why in err when name, scopes or secret are not valid. */

@@ -202,6 +202,9 @@ static const struct flags_option options[] = {
      "Without --auth-file, answer clients on any address, not only loopback ones. Needed to "
      "listen on a non-loopback address without an auth file; anyone who can reach the port "
      "can then do anything, run commands on every agent included."},
+    {"--rate-limit", "CLOUDLESS_RATE_LIMIT", K_UINT, F(rate_limit), "N", "0", "0 (no limit)",
+     "Requests a second each token of --auth-file may send to this node (bursts of up to N); "
+     "more are answered 429 with Retry-After. Forwarded requests count on the leader too."},
     {"--join-token", "CLOUDLESS_JOIN_TOKEN", K_PATH, F(join_token), "NAME.SECRET", NULL, "none",
      "An operator token (NAME.SECRET) this node presents to the other coordinators: to join "
      "them, and when it asks them for their status. Needed when the cluster has an auth file."},

@@ -67,9 +67,10 @@ struct config {
 	char *ca_file;       /* --ca-file, CLOUDLESS_CA_FILE: verifies peers; NULL = system store */
 	bool metrics_tls;    /* --metrics-tls, CLOUDLESS_METRICS_TLS: --metrics-addr is TLS too */
 	/* Tokens (auth/auth.h; docs/operations.md "Authentication"). */
-	char *auth_file;  /* --auth-file, CLOUDLESS_AUTH_FILE; NULL = protected mode */
-	bool insecure;    /* --insecure, CLOUDLESS_INSECURE: no auth file, any client address */
-	char *join_token; /* --join-token, CLOUDLESS_JOIN_TOKEN: NAME.SECRET shown to peers */
+	char *auth_file;     /* --auth-file, CLOUDLESS_AUTH_FILE; NULL = protected mode */
+	bool insecure;       /* --insecure, CLOUDLESS_INSECURE: no auth file, any client address */
+	char *join_token;    /* --join-token, CLOUDLESS_JOIN_TOKEN: NAME.SECRET shown to peers */
+	unsigned rate_limit; /* --rate-limit, CLOUDLESS_RATE_LIMIT: requests/s per token, 0 = off */
 };
 
 enum config_result {

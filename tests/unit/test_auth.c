@@ -26,15 +26,36 @@ static void test_hash_and_check(void)
 	struct auth_bearer b;
 	const char *why;
 	CHECK_EQ_INT(auth_parse_bearer(hdr, &b, &why), 0);
+	struct auth_token *t;
 	/* Twice: the second check takes the cached path, and must agree. */
-	CHECK(auth_check(&f, &b) == &f.tokens[0]);
-	CHECK(auth_check(&f, &b) == &f.tokens[0]);
+	CHECK_EQ_INT(auth_check(&f, &b, 1000, &t), AUTH_OK);
+	CHECK(t == &f.tokens[0]);
+	CHECK_EQ_INT(auth_check(&f, &b, 1000, &t), AUTH_OK);
+	CHECK(t == &f.tokens[0]);
 	snprintf(hdr, sizeof hdr, "Bearer ci.%sx", SECRET);
 	CHECK_EQ_INT(auth_parse_bearer(hdr, &b, &why), 0);
-	CHECK(auth_check(&f, &b) == NULL);
+	CHECK_EQ_INT(auth_check(&f, &b, 1000, &t), AUTH_DENIED);
+	CHECK(t == NULL);
+	/* Wrong secrets cost a full check each, AUTH_SLOW_PER_SEC a second, then none. */
+	char wrong[64];
+	for (int i = 2; i < AUTH_SLOW_PER_SEC; i++) { /* 2 spent above */
+		snprintf(wrong, sizeof wrong, "Bearer ci.wrong-secret-%04d", i);
+		CHECK_EQ_INT(auth_parse_bearer(wrong, &b, &why), 0);
+		CHECK_EQ_INT(auth_check(&f, &b, 1500, &t), AUTH_DENIED);
+	}
+	/* The same wrong secret again is remembered: refused without a full check. */
+	CHECK_EQ_INT(auth_check(&f, &b, 1600, &t), AUTH_DENIED);
+	CHECK_EQ_INT(auth_parse_bearer("Bearer ci.another-wrong-one", &b, &why), 0);
+	CHECK_EQ_INT(auth_check(&f, &b, 1900, &t), AUTH_BUSY);
+	snprintf(hdr, sizeof hdr, "Bearer ci.%s", SECRET);
+	CHECK_EQ_INT(auth_parse_bearer(hdr, &b, &why), 0);
+	CHECK_EQ_INT(auth_check(&f, &b, 1900, &t), AUTH_OK); /* the verified secret goes on */
+	snprintf(hdr, sizeof hdr, "Bearer ci.%sx", SECRET);
+	CHECK_EQ_INT(auth_parse_bearer(hdr, &b, &why), 0);
+	CHECK_EQ_INT(auth_check(&f, &b, 2000, &t), AUTH_DENIED); /* a new second */
 	snprintf(hdr, sizeof hdr, "Bearer cj.%s", SECRET);
 	CHECK_EQ_INT(auth_parse_bearer(hdr, &b, &why), 0);
-	CHECK(auth_check(&f, &b) == NULL);
+	CHECK_EQ_INT(auth_check(&f, &b, 2000, &t), AUTH_DENIED);
 	auth_file_close(&f);
 }
 
