@@ -119,13 +119,13 @@ bool api_agent_credential(const struct auth_bearer *b, char id[API_AGENT_ID_MAX]
 	return spec_agent_id(id);
 }
 
-/* The {id} of /v1/agents/{id}/..., "" for /v1/agents itself. */
+/* The {id} of /v1/agents/{id}/..., "" for any other path. */
 static void path_agent(const char *path, char id[API_AGENT_ID_MAX])
 {
-	const char *p = path + 10; /* after "/v1/agents" */
 	id[0] = '\0';
-	if (*p != '/')
+	if (strncmp(path, "/v1/agents/", 11) != 0)
 		return;
+	const char *p = path + 10; /* after "/v1/agents" */
 	p++;
 	size_t n = strcspn(p, "/");
 	if (n < API_AGENT_ID_MAX) {
@@ -223,8 +223,6 @@ bool api_authorize(struct api *a, struct http_request *req)
 		unauthorized(req, "unknown token or wrong secret");
 		return false;
 	}
-	if (!rate_ok(a, req, t, now))
-		return false;
 	if (need == AUTH_AGENT) {
 		http_problem(
 		    req, 403, "forbidden",
@@ -241,5 +239,7 @@ bool api_authorize(struct api *a, struct http_request *req)
 		             t->name, have, http_request_method(req), path, want);
 		return false;
 	}
-	return true;
+	/* After the scope check: a refused request costs no handler, and counting it would let
+	 * a client's mistakes use up its own budget. */
+	return rate_ok(a, req, t, now);
 }
