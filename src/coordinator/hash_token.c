@@ -14,15 +14,19 @@ static const char USAGE[] =
     "\n"
     "Reads a token's secret on standard input (one line) and prints the line to put in\n"
     "--auth-file for it: NAME SCOPES pbkdf2-sha256$ROUNDS$SALT$HASH. Clients then send\n"
-    "Authorization: Bearer NAME.SECRET.\n"
+    "Authorization: Bearer NAME.SECRET. The secret is 16-512 characters of\n"
+    "[A-Za-z0-9_~+/-], for instance:\n"
+    "  openssl rand -hex 32 > ci.secret\n"
+    "  cloudless-coordinator hash-token --name ci --scopes read,write < ci.secret >> auth\n"
     "\n"
-    "  --name NAME      1-64 characters of [A-Za-z0-9_-]\n"
-    "  --scopes SCOPES  comma-separated: read, write, operator, enroll, metrics\n"
-    "  --rounds N       PBKDF2-HMAC-SHA256 rounds (default 4096, 1000..10000000)\n"
-    "\n"
-    "The secret: 16-512 characters of [A-Za-z0-9_~+/-], for instance\n"
-    "  openssl rand -hex 32 | tee ci.secret | cloudless-coordinator hash-token --name ci "
-    "--scopes read,write\n";
+    "Options:\n"
+    "  --name NAME                 The token's name: 1-64 characters of [A-Za-z0-9_-].\n"
+    "                              required\n"
+    "  --scopes SCOPES             Comma-separated: read, write, operator, enroll,\n"
+    "                              metrics.\n"
+    "                              required\n"
+    "  --rounds N                  PBKDF2-HMAC-SHA256 rounds, 1000..10000000.\n"
+    "                              default 4096\n";
 
 int hash_token_main(int argc, char *const argv[])
 {
