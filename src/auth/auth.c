@@ -2,7 +2,6 @@
 #include "auth/auth.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,9 @@
 #include <nettle/memops.h>
 #include <nettle/pbkdf2.h>
 #include <nettle/sha2.h>
+
+#include "util/errmsg.h"
+#include "util/text.h"
 
 #define PBKDF2_PREFIX "pbkdf2-sha256$"
 #define SHA256_PREFIX "sha256$"
@@ -26,18 +28,6 @@ static const struct {
               {"enroll", AUTH_ENROLL},
               {"metrics", AUTH_METRICS}};
 #define N_SCOPES (sizeof SCOPES / sizeof SCOPES[0])
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int fill_random(void *p, size_t n)
 {
@@ -89,7 +79,7 @@ int auth_parse_scopes(const char *s, size_t len, unsigned *out, char *err, size_
 	unsigned bits = 0;
 	size_t i = 0;
 	if (len == 0) {
-		seterr(err, errlen, "no scopes");
+		errmsg_set(err, errlen, "no scopes");
 		return -1;
 	}
 	while (i <= len) {
@@ -104,10 +94,10 @@ int auth_parse_scopes(const char *s, size_t len, unsigned *out, char *err, size_
 				found = true;
 			}
 		if (!found) {
-			seterr(err, errlen,
-			       "unknown scope \"%.*s\" (scopes: read, write, operator, enroll, "
-			       "metrics)",
-			       (int)(j - i > 32 ? 32 : j - i), s + i);
+			errmsg_set(err, errlen,
+			           "unknown scope \"%.*s\" (scopes: read, write, operator, enroll, "
+			           "metrics)",
+			           (int)(j - i > 32 ? 32 : j - i), s + i);
 			return -1;
 		}
 		i = j + 1;
@@ -142,24 +132,13 @@ static void hex_encode(const uint8_t *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int hex_val(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Exactly 2*n hex digits. */
 static int hex_decode(const char *s, size_t len, uint8_t *out, size_t n)
 {
 	if (len != 2 * n)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
+		int hi = text_hex_value(s[2 * i]), lo = text_hex_value(s[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		out[i] = (uint8_t)(hi << 4 | lo);
@@ -179,38 +158,38 @@ static int parse_hash(const char *s, size_t len, struct auth_token *t, char *err
 {
 	size_t pl = strlen(PBKDF2_PREFIX);
 	if (len < pl || memcmp(s, PBKDF2_PREFIX, pl) != 0) {
-		seterr(err, errlen,
-		       "the hash must start with " PBKDF2_PREFIX
-		       " (make the line with cloudless-coordinator hash-token)");
+		errmsg_set(err, errlen,
+		           "the hash must start with " PBKDF2_PREFIX
+		           " (make the line with cloudless-coordinator hash-token)");
 		return -1;
 	}
 	const char *p = s + pl, *end = s + len;
 	const char *d1 = memchr(p, '$', (size_t)(end - p));
 	const char *d2 = d1 ? memchr(d1 + 1, '$', (size_t)(end - d1 - 1)) : NULL;
 	if (d1 == NULL || d2 == NULL) {
-		seterr(err, errlen, "the hash must be " PBKDF2_PREFIX "ROUNDS$SALT$HASH");
+		errmsg_set(err, errlen, "the hash must be " PBKDF2_PREFIX "ROUNDS$SALT$HASH");
 		return -1;
 	}
 	uint64_t rounds = 0;
 	if (d1 == p || d1 - p > 9) {
-		seterr(err, errlen, "bad round count");
+		errmsg_set(err, errlen, "bad round count");
 		return -1;
 	}
 	for (const char *q = p; q < d1; q++) {
 		if (*q < '0' || *q > '9') {
-			seterr(err, errlen, "bad round count");
+			errmsg_set(err, errlen, "bad round count");
 			return -1;
 		}
 		rounds = rounds * 10 + (uint64_t)(*q - '0');
 	}
 	if (rounds < 1000 || rounds > AUTH_MAX_ROUNDS) {
-		seterr(err, errlen, "round count must be 1000..%u", AUTH_MAX_ROUNDS);
+		errmsg_set(err, errlen, "round count must be 1000..%u", AUTH_MAX_ROUNDS);
 		return -1;
 	}
 	if (hex_decode(d1 + 1, (size_t)(d2 - d1 - 1), t->salt, AUTH_SALT_LEN) != 0 ||
 	    hex_decode(d2 + 1, (size_t)(end - d2 - 1), t->hash, AUTH_HASH_LEN) != 0) {
-		seterr(err, errlen, "salt must be %d and hash %d hex digits", 2 * AUTH_SALT_LEN,
-		       2 * AUTH_HASH_LEN);
+		errmsg_set(err, errlen, "salt must be %d and hash %d hex digits", 2 * AUTH_SALT_LEN,
+		           2 * AUTH_HASH_LEN);
 		return -1;
 	}
 	t->rounds = (unsigned)rounds;
@@ -246,13 +225,13 @@ static int parse_line(const char *line, size_t len, struct auth_token *t, char *
 	while (n < 4 && next_field(&p, end, &f[n], &fl[n]))
 		n++;
 	if (n != 3) {
-		seterr(err, errlen, "expected NAME SCOPES HASH, found %d field%s", n,
-		       n == 1 ? "" : "s");
+		errmsg_set(err, errlen, "expected NAME SCOPES HASH, found %d field%s", n,
+		           n == 1 ? "" : "s");
 		return -1;
 	}
 	if (!auth_valid_name(f[0], fl[0])) {
-		seterr(err, errlen, "token names are 1-%d characters of [A-Za-z0-9_-]",
-		       AUTH_NAME_MAX);
+		errmsg_set(err, errlen, "token names are 1-%d characters of [A-Za-z0-9_-]",
+		           AUTH_NAME_MAX);
 		return -1;
 	}
 	memset(t, 0, sizeof *t);
@@ -269,7 +248,7 @@ int auth_file_parse(struct auth_file *f, const char *text, size_t len, char *err
 	unsigned lineno = 0;
 	const char *p = text, *end = text + len;
 	if (memchr(text, '\0', len) != NULL) {
-		seterr(err, errlen, "the file contains a NUL byte");
+		errmsg_set(err, errlen, "the file contains a NUL byte");
 		return -1;
 	}
 	while (p < end) {
@@ -290,14 +269,14 @@ int auth_file_parse(struct auth_file *f, const char *text, size_t len, char *err
 			}
 			struct auth_token *t = &f->tokens[f->n];
 			if (parse_line(q, (size_t)(le - q), t, why, sizeof why) != 0) {
-				seterr(err, errlen, "line %u: %s", lineno, why);
+				errmsg_set(err, errlen, "line %u: %s", lineno, why);
 				auth_file_close(f);
 				return -1;
 			}
 			for (size_t i = 0; i < f->n; i++)
 				if (strcmp(f->tokens[i].name, t->name) == 0) {
-					seterr(err, errlen, "line %u: token %s is named twice",
-					       lineno, t->name);
+					errmsg_set(err, errlen, "line %u: token %s is named twice",
+					           lineno, t->name);
 					auth_file_close(f);
 					return -1;
 				}
@@ -306,7 +285,7 @@ int auth_file_parse(struct auth_file *f, const char *text, size_t len, char *err
 		p = nl ? nl + 1 : end;
 	}
 	if (fill_random(f->mac_key, sizeof f->mac_key) != 0) {
-		seterr(err, errlen, "no randomness: %s", strerror(errno));
+		errmsg_set(err, errlen, "no randomness: %s", strerror(errno));
 		auth_file_close(f);
 		return -1;
 	}
@@ -321,7 +300,7 @@ int auth_file_load(struct auth_file *f, const char *path, char *err, size_t errl
 	memset(f, 0, sizeof *f);
 	FILE *fp = fopen(path, "rb");
 	if (fp == NULL) {
-		seterr(err, errlen, "cannot open auth file %s: %s", path, strerror(errno));
+		errmsg_set(err, errlen, "cannot open auth file %s: %s", path, strerror(errno));
 		return -1;
 	}
 	char *text = malloc(AUTH_FILE_MAX + 1);
@@ -331,15 +310,15 @@ int auth_file_load(struct auth_file *f, const char *path, char *err, size_t errl
 	bool failed = ferror(fp);
 	fclose(fp);
 	if (failed || len > AUTH_FILE_MAX) {
-		seterr(err, errlen, "auth file %s: %s", path,
-		       failed ? "read error" : "larger than 4 MiB");
+		errmsg_set(err, errlen, "auth file %s: %s", path,
+		           failed ? "read error" : "larger than 4 MiB");
 		free(text);
 		return -1;
 	}
 	int rv = auth_file_parse(f, text, len, why, sizeof why);
 	free(text);
 	if (rv != 0)
-		seterr(err, errlen, "auth file %s: %s", path, why);
+		errmsg_set(err, errlen, "auth file %s: %s", path, why);
 	return rv;
 }
 
@@ -446,29 +425,29 @@ int auth_hash_line(const char *name, unsigned scopes, const char *secret, size_t
 	uint8_t salt[AUTH_SALT_LEN], h[AUTH_HASH_LEN];
 	char salt_hex[2 * AUTH_SALT_LEN + 1], h_hex[2 * AUTH_HASH_LEN + 1], sc[64];
 	if (!auth_valid_name(name, strlen(name))) {
-		seterr(err, errlen, "--name must be 1-%d characters of [A-Za-z0-9_-]",
-		       AUTH_NAME_MAX);
+		errmsg_set(err, errlen, "--name must be 1-%d characters of [A-Za-z0-9_-]",
+		           AUTH_NAME_MAX);
 		return -1;
 	}
 	if (scopes == 0 || (scopes & ~AUTH_ALL_SCOPES) != 0) {
-		seterr(err, errlen,
-		       "--scopes needs at least one of read, write, operator, enroll, "
-		       "metrics");
+		errmsg_set(err, errlen,
+		           "--scopes needs at least one of read, write, operator, enroll, "
+		           "metrics");
 		return -1;
 	}
 	if (!auth_valid_secret(secret, secret_len)) {
-		seterr(err, errlen,
-		       "the secret must be %d-%d characters of [A-Za-z0-9_~+/-] (for instance "
-		       "`openssl rand -hex 32`)",
-		       AUTH_SECRET_MIN, AUTH_SECRET_MAX);
+		errmsg_set(err, errlen,
+		           "the secret must be %d-%d characters of [A-Za-z0-9_~+/-] (for instance "
+		           "`openssl rand -hex 32`)",
+		           AUTH_SECRET_MIN, AUTH_SECRET_MAX);
 		return -1;
 	}
 	if (rounds < 1000 || rounds > AUTH_MAX_ROUNDS) {
-		seterr(err, errlen, "rounds must be 1000..%u", AUTH_MAX_ROUNDS);
+		errmsg_set(err, errlen, "rounds must be 1000..%u", AUTH_MAX_ROUNDS);
 		return -1;
 	}
 	if (fill_random(salt, sizeof salt) != 0) {
-		seterr(err, errlen, "no randomness: %s", strerror(errno));
+		errmsg_set(err, errlen, "no randomness: %s", strerror(errno));
 		return -1;
 	}
 	derive(salt, rounds, secret, secret_len, h);
@@ -478,7 +457,7 @@ int auth_hash_line(const char *name, unsigned scopes, const char *secret, size_t
 	int w = snprintf(out, outlen, "%s %s " PBKDF2_PREFIX "%u$%s$%s", name, sc, rounds, salt_hex,
 	                 h_hex);
 	if (w < 0 || (size_t)w >= outlen) {
-		seterr(err, errlen, "line too long");
+		errmsg_set(err, errlen, "line too long");
 		return -1;
 	}
 	return 0;

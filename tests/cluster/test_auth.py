@@ -19,10 +19,10 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 
 from harness import BIN, free_port, request, run, wait_for
+from test_forward_batch import batch, item, parse_responses
 
 PROBLEM = "application/problem+json"
 BATCH_TYPE = "application/vnd.cloudless.batch"
@@ -195,39 +195,6 @@ def test_repeated_authorization_header(make):
     conn.close()
 
 
-def s(b):
-    b = b.encode() if isinstance(b, str) else b
-    return struct.pack(">I", len(b)) + b
-
-
-def item(method, path, query="", headers=(), body=b""):
-    out = s(method) + s(path) + s(query) + struct.pack(">I", len(headers))
-    for name, value in headers:
-        out += s(name) + s(value)
-    return out + s(body)
-
-
-def batch_statuses(body):
-    _, n = struct.unpack_from(">BI", body, 0)
-    off, out = 5, []
-
-    def skip():
-        nonlocal off
-        (ln,) = struct.unpack_from(">I", body, off)
-        off += 4 + ln
-    for _ in range(n):
-        (status,) = struct.unpack_from(">I", body, off)
-        off += 4
-        skip()
-        (nh,) = struct.unpack_from(">I", body, off)
-        off += 4
-        for _ in range(2 * nh):
-            skip()
-        skip()
-        out.append(status)
-    return out
-
-
 def test_forwarding_does_not_widen_rights(make):
     c = auth_cluster(make)
     ld = c.leader()
@@ -244,14 +211,15 @@ def test_forwarding_does_not_widen_rights(make):
             r = request(node.http_addr, "PUT", "/v1/kv/fw/x", "v", h)
             assert r.status in (401, 403), (node.node_id, auth, r)
     # A forwarded batch: each item is checked on its own against its own Authorization.
-    body = struct.pack(">BI", 1, 4) + b"".join([
+    body = batch(*[
         item("PUT", "/v1/kv/fw/a", headers=[("Authorization", bearer("read"))], body=b"a"),
         item("PUT", "/v1/kv/fw/b", body=b"b"),
         item("PUT", "/v1/kv/fw/c", headers=[("Authorization", bearer("enroll"))], body=b"c"),
         item("PUT", "/v1/kv/fw/d", headers=[("Authorization", "Bearer x")], body=b"d")])
     r = request(ld.http_addr, "POST", "/raft/forward", body, {"Content-Type": BATCH_TYPE})
     assert r.status == 200, r
-    assert batch_statuses(r.body) == [403, 401, 403, 401], batch_statuses(r.body)
+    statuses = [x[0] for x in parse_responses(r.body)]
+    assert statuses == [403, 401, 403, 401], statuses
     assert digests(c) == before
     # The caller's own rights pass through: a write token writes through a follower, one by
     # one and in a batch of concurrent writes.
