@@ -10,8 +10,9 @@
  * carries its caller's Authorization and is checked here again, as its own request) needs a
  * token holding one of the route's scopes: 401 without a valid one, 403 with one that lacks
  * them. Without an auth file the node is in protected mode: loopback clients get everything,
- * others 403, unless --insecure. A follower forwards the caller's Authorization, so the leader
- * decides again on the same credential: forwarding cannot widen anyone's rights.
+ * others 403 (but for the liveness probe), unless --insecure. A follower forwards the caller's
+ * Authorization, so the leader decides again on the same credential: forwarding cannot widen
+ * anyone's rights.
  *
  * Agents. Enrollment with an `enroll` token answers a secret made for that agent
  * (agent_routes.c); the replicated agent record keeps only its salted hash. The agent then
@@ -178,8 +179,13 @@ bool api_authorize(struct api *a, struct http_request *req)
 	if (a->auth == NULL) {
 		/* Protected mode. A synthetic request (a forwarded batch's item) came inside one
 		 * that passed this check already. */
-		if (a->cfg->insecure || need == 0 || http_request_is_synthetic(req) ||
+		if (a->cfg->insecure || http_request_is_synthetic(req) ||
 		    auth_peer_is_loopback(http_request_peer(req)))
+			return true;
+		/* Only the liveness probe is open to everyone: the other open routes (a forwarded
+		 * batch above all, whose items are not checked again here) are the cluster's own.
+		 */
+		if (strcmp(path, "/raft/health") == 0 && need == 0)
 			return true;
 		http_problem(
 		    req, 403, "protected-mode",

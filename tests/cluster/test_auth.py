@@ -320,12 +320,13 @@ def local_ipv4():
     return None
 
 
-def from_source(src, addr, path):
-    """GET path from a socket bound to the local address src (so the server sees src)."""
+def from_source(src, addr, path, method="GET"):
+    """A request from a socket bound to the local address src (so the server sees src)."""
     host, port = addr.rsplit(":", 1)
     sk = socket.create_connection((host, int(port)), timeout=5, source_address=(src, 0))
     try:
-        sk.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
+        sk.sendall(("%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close"
+                    "\r\n\r\n" % (method, path)).encode())
         data = b""
         while True:
             b = sk.recv(65536)
@@ -352,6 +353,12 @@ def test_protected_mode(make):
     assert json.loads(body)["type"].endswith("/protected-mode")
     status, _, _ = from_source(src, nd.http_addr, "/raft/health?mode=live")
     assert status == 200, status
+    # The routes open under an auth file are not open here: a forwarded batch's items are not
+    # checked again, so the batch itself must come from loopback.
+    for method, path in (("POST", "/raft/forward"), ("POST", "/raft/removed"),
+                         ("GET", "/raft/health"), ("GET", "/metrics")):
+        status, head, _ = from_source(src, nd.http_addr, path, method)
+        assert status == 403 and PROBLEM in head, (method, path, status)
     # A non-loopback listen address without an auth file needs --insecure.
     p = subprocess.run([BIN, "--node-id", "x", "--bootstrap", "--data-dir",
                         os.path.join(c.dir, "x"), "--raft-addr", "127.0.0.1:%d" % free_port(),
