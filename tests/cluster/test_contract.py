@@ -475,6 +475,15 @@ def exercise_auth(rec, make):
     c.token = "admin.admin-" + SECRET
     c.extra_args = ["--auth-file", path, "--rate-limit", "1"]
     ld = c.start(1).leader()
+    # An enrollment with an enroll token answers the agent's secret (token), which then
+    # heartbeats as that agent.
+    r = rec.send(ld, "POST", "/v1/agents", {"id": "a1", "capacity": {
+        "cpu_millicores": 1000, "memory_bytes": 1 << 30}}, {"Authorization": bearer("enroll")},
+        expect=201)
+    agent = {"Authorization": "Bearer " + r.json()["token"]}
+    rec.send(ld, "POST", "/v1/agents/a1/heartbeat", {"replicas": []}, agent, expect=200)
+    rec.send(ld, "POST", "/v1/agents", {"id": "a1", "capacity": {
+        "cpu_millicores": 1000, "memory_bytes": 1 << 30}}, agent, expect=200)
     for method, p, body, weak in AUTH_OPS:
         rec.send(ld, method, p, body, expect=401)
         rec.send(ld, method, p, body, {"Authorization": bearer(weak)}, expect=403)
