@@ -203,8 +203,8 @@ static int load_auth(struct server *s, bool reload)
 	}
 	s->auth = f;
 	s->api.auth = f;
-	log_info(reload ? "Auth file reloaded" : "Auth file loaded", "file=%s tokens=%zu",
-	         s->cfg->auth_file, f->n);
+	if (reload)
+		log_info("Auth file reloaded", "file=%s tokens=%zu", s->cfg->auth_file, f->n);
 	return 0;
 }
 
@@ -223,10 +223,13 @@ static void on_sighup(uv_signal_t *h, int signum)
 }
 
 /* Says at start who may talk to this node. */
-static void log_access_mode(const struct config *c)
+static void log_access_mode(const struct server *s)
 {
-	if (c->auth_file != NULL)
+	const struct config *c = s->cfg;
+	if (c->auth_file != NULL) {
+		log_info("Auth file loaded", "file=%s tokens=%zu", c->auth_file, s->auth->n);
 		return;
+	}
 	if (c->insecure)
 		log_warn(
 		    "No --auth-file and --insecure: every client on any address may do anything, "
@@ -385,6 +388,7 @@ static int start_removed(struct server *s)
 	api_enter_removed(&s->api);
 	if (start_listeners(s) != 0)
 		return -1;
+	log_access_mode(s);
 	/* Once: what the HTTP thread's own refusals carry never changes in this mode. */
 	struct http_server *servers[] = {s->http, s->metrics_http};
 	api_publish_headers(&s->api, servers, 2);
@@ -404,7 +408,6 @@ static int start(struct server *s)
 		return -1;
 	if (c->auth_file != NULL && load_auth(s, false) != 0)
 		return -1;
-	log_access_mode(c);
 	/* Initialised here, started below: close_listeners closes them in every mode. */
 	uv_check_init(&s->loop, &s->publish);
 	s->publish.data = s;
@@ -461,6 +464,8 @@ static int start(struct server *s)
 		return -1;
 	}
 	s->node_started = true;
+	/* Once the start can no longer fail: a failed start says one line, its error. */
+	log_access_mode(s);
 	log_info("Coordinator started",
 	         "node_id=%s raft_addr=%s http_addr=%s advertise_http=%s data_dir=%s version=%s",
 	         c->node_id, c->raft_addr, c->http_addr, c->advertise_http, c->data_dir,
