@@ -38,6 +38,10 @@
 #   compose/test-ha-cluster.sh --topology   prints the topology of the mode (ids, addresses,
 #                                        join targets) and exits; tests compare it with the
 #                                        compose file.
+# Tokens: both modes run with an --auth-file, as compose/docker-compose-ha.yml does
+# (compose/make-auth.sh makes it: in compose mode compose/auth/ and compose/.env when missing,
+# locally in DATA/auth); every request here sends the admin token, the agents enroll with the
+# enroll token. AUTH=0 runs the local mode without (protected mode: loopback only).
 # Also: REPORT (markdown report; default $DATA/ha-report.md locally, ./ha-report.md in compose
 # mode), LOGS (directory for the collected logs; default beside the report),
 # FAILOVER_LIMIT_S (5), TIMEOUT_S (deadline of each wait, 60).
@@ -48,6 +52,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 LOCAL=${LOCAL:-0}
 KEEP=${KEEP:-0}
+AUTH=${AUTH:-1}
 FAILOVER_LIMIT_S=${FAILOVER_LIMIT_S:-5}
 TIMEOUT_S=${TIMEOUT_S:-60}
 services=(coordinator-1 coordinator-2 coordinator-3)
@@ -118,16 +123,22 @@ wait_for() { # description, command...
 
 if [[ $LOCAL == 1 ]]; then
   declare -A pid
+  make_tokens() {
+    [[ $AUTH == 1 ]] || return 0
+    AUTH_DIR=$DATA/auth ENV_FILE=$DATA/auth.env BIN=$BIN "$here/make-auth.sh" >/dev/null
+  }
   start_node() { # index 0..2; the same command shape on every node: re-running it is safe
     local i=$1 id=${services[$1]}
-    "$BIN" --node-id "$id" --raft-addr "${raft_addr[i]}" --http-addr "${http_addr[i]}" \
+    CLOUDLESS_AUTH_FILE=${auth_file:-} CLOUDLESS_JOIN_TOKEN=${peers_token:-} \
+      "$BIN" --node-id "$id" --raft-addr "${raft_addr[i]}" --http-addr "${http_addr[i]}" \
       --metrics-addr "127.0.0.1:${metrics_port[i]}" --data-dir "$DATA/$id" \
       --join "$join" --bootstrap-expect 3 >>"$DATA/$id.log" 2>&1 &
     pid[$id]=$!
   }
   start_agent() { # index 0..2
     local i=$1 id=${agents[$1]}
-    "$AGENT_BIN" --node-id "$id" --zone "${zones[i]}" --coordinators "$join" \
+    CLOUDLESS_TOKEN=${enroll_token:-} \
+      "$AGENT_BIN" --node-id "$id" --zone "${zones[i]}" --coordinators "$join" \
       --data-dir "$DATA/$id" --metrics-addr "127.0.0.1:${agent_port[i]}" \
       --stop-replicas-on-exit >>"$DATA/$id.log" 2>&1 &
     pid[$id]=$!
@@ -135,6 +146,7 @@ if [[ $LOCAL == 1 ]]; then
   stop_node() { kill -TERM "${pid[$1]}" && wait "${pid[$1]}" || true; }
   node_logs() { cat "$DATA/$1.log"; }
   deploy() { local i; for i in 0 1 2; do start_node "$i"; done; for i in 0 1 2; do start_agent "$i"; done; }
+  token_dir=$DATA/auth
   teardown() {
     local id
     # Agents first and gently: with --stop-replicas-on-exit they stop their replicas, which
@@ -160,20 +172,35 @@ else
   start_node() { "${dc[@]}" start "${services[$1]}"; }
   stop_node() { "${dc[@]}" stop "$1"; }
   node_logs() { "${dc[@]}" logs --no-color "$1"; }
+  make_tokens() { # compose/make-auth.sh hashes with the image's binary: build it first
+    [[ -f $here/auth/auth && -f $here/.env ]] && return 0
+    "${dc[@]}" build && "$here/make-auth.sh" >/dev/null
+  }
   deploy() { "${dc[@]}" down -v 2>/dev/null || true; "${dc[@]}" up -d --build; }
+  token_dir=$here/auth
   teardown() { [[ $KEEP == 1 ]] || "${dc[@]}" down -v >/dev/null 2>&1 || true; }
   status_table() { "${dc[@]}" ps; }
 fi
 
-# A scrape is read whole before grep looks at it: `curl | grep -q` under pipefail fails when
-# grep stops reading early and curl gets SIGPIPE.
-metrics() { curl -s --max-time 2 "http://localhost:${metrics_port[$1]}/metrics"; }
+# Every request carries the admin token, every scrape the metrics token (both empty without
+# AUTH). A scrape is read whole before grep looks at it: `curl | grep -q` under pipefail fails
+# when grep stops reading early and curl gets SIGPIPE.
+hdr=() mhdr=()
+load_tokens() {
+  [[ $AUTH == 1 ]] || return 0
+  auth_file=$token_dir/auth
+  peers_token=$(cat "$token_dir/peers.token")
+  enroll_token=$(cat "$token_dir/agents.token")
+  hdr=(-H "Authorization: Bearer $(cat "$token_dir/admin.token")")
+  mhdr=(-H "Authorization: Bearer $(cat "$token_dir/prometheus.token")")
+}
+metrics() { curl -s --max-time 2 "${mhdr[@]}" "http://localhost:${metrics_port[$1]}/metrics"; }
 has_line() { local m; m=$(metrics "$1") && grep -qx "$2" <<<"$m"; }
 is_leader() { has_line "$1" "cloudless_coordinator_is_leader 1"; }
 is_follower() { has_line "$1" "cloudless_coordinator_is_leader 0" && has_line "$1" "cloudless_raft_has_leader 1"; }
-# The original script's check, character for character but for the port, run as it ran
-# (set -e, no pipefail).
-original_is_leader() { (set +o pipefail; curl -s http://localhost:${metrics_port[$1]}/metrics | grep -q "cloudless_coordinator_is_leader 1"); }
+# The original script's check, character for character but for the port and the metrics
+# token, run as it ran (set -e, no pipefail).
+original_is_leader() { (set +o pipefail; curl -s "${mhdr[@]}" http://localhost:${metrics_port[$1]}/metrics | grep -q "cloudless_coordinator_is_leader 1"); }
 count() { # predicate, indexes...: how many of them satisfy it
   local p=$1 n=0 i
   shift
@@ -185,17 +212,17 @@ leader_among() { local i; for i in "$@"; do is_leader "$i" && { echo "$i"; retur
 api() { # index, curl args...
   local i=$1
   shift
-  curl -s --max-time 5 "$@" "http://localhost:${http_port[i]}"
+  curl -s --max-time 5 "${hdr[@]}" "$@" "http://localhost:${http_port[i]}"
 }
 voters_everywhere() { local i; for i in 0 1 2; do has_line "$i" "cloudless_raft_voters 3" || return 1; done; }
-value_on() { [[ $(curl -s --max-time 5 "http://localhost:${http_port[$1]}/v1/kv/$2$3") == "$4" ]]; }
+value_on() { [[ $(curl -s --max-time 5 "${hdr[@]}" "http://localhost:${http_port[$1]}/v1/kv/$2$3") == "$4" ]]; }
 read_everywhere() { # key value indexes...: linearizable and local reads agree on each
   local k=$1 v=$2 i
   shift 2
   for i in "$@"; do value_on "$i" "$k" "" "$v" && value_on "$i" "$k" "?consistency=stale" "$v" || return 1; done
 }
-put_via() { [[ $(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -X PUT -d "$3" "http://localhost:${http_port[$1]}/v1/kv/$2") == 200 ]]; }
-digest_of() { curl -s --max-time 2 "http://localhost:${http_port[$1]}/raft/status?digest" | grep -oE '"(fsm_index|state_digest)":("[^"]*"|[0-9]+)' | sort | tr '\n' ' '; }
+put_via() { [[ $(curl -s --max-time 10 "${hdr[@]}" -o /dev/null -w '%{http_code}' -X PUT -d "$3" "http://localhost:${http_port[$1]}/v1/kv/$2") == 200 ]]; }
+digest_of() { curl -s --max-time 2 "${hdr[@]}" "http://localhost:${http_port[$1]}/raft/status?digest" | grep -oE '"(fsm_index|state_digest)":("[^"]*"|[0-9]+)' | sort | tr '\n' ' '; }
 same_digest_everywhere() {
   local d0 d1 d2
   d0=$(digest_of 0) d1=$(digest_of 1) d2=$(digest_of 2)
@@ -207,7 +234,7 @@ agent_connected() { local m; m=$(agent_metrics "$1") && grep -qx "cloudless_agen
 agents_ready() { # every agent connected by its metrics, and ready by the coordinators' record
   local i
   for i in 0 1 2; do agent_connected "$i" || return 1; done
-  [[ $(curl -s --max-time 2 "http://localhost:${http_port[$1]}/v1/agents?stale" | grep -o '"state":"ready"' | wc -l) == 3 ]]
+  [[ $(curl -s --max-time 2 "${hdr[@]}" "http://localhost:${http_port[$1]}/v1/agents?stale" | grep -o '"state":"ready"' | wc -l) == 3 ]]
 }
 agent_sum() { # a sample, summed over the three agents
   local sum=0 v i m
@@ -220,10 +247,10 @@ agent_sum() { # a sample, summed over the three agents
 }
 replicas_running() { # index of a coordinator to ask
   [[ $(agent_sum 'cloudless_agent_replicas{state="running"}') == 3 ]] &&
-    curl -s --max-time 2 "http://localhost:${http_port[$1]}/v1/workloads/default/ha-check?stale" | grep -q '"running":3'
+    curl -s --max-time 2 "${hdr[@]}" "http://localhost:${http_port[$1]}/v1/workloads/default/ha-check?stale" | grep -q '"running":3'
 }
 put_workload() { # index of a coordinator; PUT creates or replaces, so a re-run is fine
-  [[ $(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -X PUT "http://localhost:${http_port[$1]}/v1/workloads/default/ha-check" -d \
+  [[ $(curl -s --max-time 10 "${hdr[@]}" -o /dev/null -w '%{http_code}' -X PUT "http://localhost:${http_port[$1]}/v1/workloads/default/ha-check" -d \
     '{"replicas":3,"command":["sh","-c","echo up $CLOUDLESS_REPLICA_ID; exec sleep 86400"],"kill_timeout_ms":1000}') == 200 ]]
 }
 
@@ -318,6 +345,8 @@ fi
 pass
 
 begin deploy
+make_tokens || fail "could not make the tokens (compose/make-auth.sh)"
+load_tokens
 deploy || fail "could not start the coordinators and agents"
 t_deploy=$EPOCHREALTIME # after compose's image build: the times measure the cluster, not docker
 pass

@@ -224,6 +224,8 @@ static int start(struct agent *a)
 	    .enrollment = a->enrollment,
 	    .heartbeat_ms = c->heartbeat_ms,
 	    .watch_wait_s = c->assignments_wait_s,
+	    .token = c->token,
+	    .data_dir = c->data_dir,
 	    .cb = {on_report, on_reported, on_assignments, a},
 	};
 	if (agent_client_init(&a->client, &copts) != 0)

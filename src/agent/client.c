@@ -7,9 +7,14 @@
  * coordinators the round ends in backoff. */
 #include "agent/client.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log/log.h"
@@ -43,12 +48,16 @@ struct agent_client {
 	uint64_t round_start; /* mono ms of this round's first attempt */
 	uint64_t index;       /* of the last answer applied */
 	char *last_answered;  /* the coordinator that answered the last heartbeat */
+	char *identity;       /* "Bearer agent~ID.SECRET" from the enrollment, or NULL */
+	char *bearer;         /* "Bearer " --token, or NULL */
 	uint64_t rng;
 	uv_timer_t timer;
 };
 
 static void send_next(struct agent_client *c);
 static void start_watch(struct agent_client *c);
+static void arm(struct agent_client *c, uint64_t delay_ms);
+static void forget_identity(struct agent_client *c, bool remove_file);
 
 static char *xstrdup(const char *s)
 {
@@ -77,7 +86,102 @@ static void maybe_free(struct agent_client *c)
 	free_strv(c->seeds, c->o.n_coordinators);
 	free_strv(c->list, c->n_list);
 	free(c->last_answered);
+	forget_identity(c, false);
+	free(c->bearer);
 	free(c);
+}
+
+/* ---- identity ------------------------------------------------------------------------ */
+
+#define IDENTITY_FILE "agent-token"
+
+static void forget_identity(struct agent_client *c, bool remove_file)
+{
+	if (c->identity != NULL)
+		memset(c->identity, 0, strlen(c->identity));
+	free(c->identity);
+	c->identity = NULL;
+	if (remove_file && c->o.data_dir != NULL) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof path, "%s/" IDENTITY_FILE, c->o.data_dir);
+		unlink(path);
+	}
+}
+
+static void set_identity(struct agent_client *c, const char *token, size_t len)
+{
+	forget_identity(c, false);
+	c->identity = malloc(len + 8);
+	if (c->identity == NULL)
+		abort();
+	snprintf(c->identity, len + 8, "Bearer %.*s", (int)len, token);
+}
+
+static void load_identity(struct agent_client *c)
+{
+	char path[PATH_MAX], buf[600];
+	if (c->o.data_dir == NULL)
+		return;
+	snprintf(path, sizeof path, "%s/" IDENTITY_FILE, c->o.data_dir);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	if (n == 0 || memchr(buf, '\n', n) != NULL || strncmp(buf, "agent~", 6) != 0) {
+		log_warn("agent identity file unreadable: enrolling with --token", "file=%s", path);
+		return;
+	}
+	set_identity(c, buf, n);
+	memset(buf, 0, sizeof buf);
+}
+
+/* Writes the secret to <data dir>/agent-token (tmp + fsync + rename, mode 0600). */
+static void save_identity(struct agent_client *c, const char *token)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	if (c->o.data_dir == NULL)
+		return;
+	mkdir(c->o.data_dir, 0700);
+	snprintf(path, sizeof path, "%s/" IDENTITY_FILE, c->o.data_dir);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	size_t len = strlen(token);
+	bool ok = fd >= 0 && write(fd, token, len) == (ssize_t)len && write(fd, "\n", 1) == 1 &&
+	          fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (!ok || rename(tmp, path) != 0) {
+		log_error(
+		    "cannot save the agent's secret: it will enroll with --token again after a "
+		    "restart",
+		    "file=%s error=\"%s\"", path, strerror(errno));
+		unlink(tmp);
+	}
+}
+
+/* The Authorization value of the next request: the agent's own secret, else --token. */
+static const char *authorization(const struct agent_client *c)
+{
+	return c->identity != NULL ? c->identity : c->bearer;
+}
+
+/* A 401 to the agent's own secret: it was revoked (DELETE /v1/agents/{id}) or belongs to
+ * another cluster. Back to --token. */
+static bool identity_refused(struct agent_client *c, const struct fwd_response *r)
+{
+	if (r->status != 401 || c->identity == NULL)
+		return false;
+	log_warn("the coordinators refused this agent's secret: enrolling again with --token",
+	         "id=%s coordinator=%s", c->o.agent_id, current(c));
+	forget_identity(c, true);
+	c->enrolled = false;
+	c->phase = PH_ENROLL;
+	c->round_failures = 0;
+	arm(c, 0);
+	return true;
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -243,7 +347,10 @@ static void on_enrolled(const struct fwd_response *r, void *arg)
 		failed(c, r->error, NULL);
 		return;
 	}
-	if (r->status == 400 || r->status == 409 || r->status == 413) {
+	if (identity_refused(c, r))
+		return;
+	if (r->status == 400 || r->status == 401 || r->status == 403 || r->status == 409 ||
+	    r->status == 413) {
 		log_error("enrollment refused", "coordinator=%s status=%ld detail=%.*s", current(c),
 		          r->status, (int)(r->body_len < 400 ? r->body_len : 400), r->body);
 		c->round_failures = 0;
@@ -260,6 +367,14 @@ static void on_enrolled(const struct fwd_response *r, void *arg)
 	}
 	c->enrolled = true;
 	c->index = 0; /* a new record (or a new cluster): its indexes start afresh */
+	json_t *doc = json_loadb(r->body, r->body_len, 0, NULL);
+	const char *token = json_string_value(json_object_get(doc, "token"));
+	if (token != NULL && strncmp(token, "agent~", 6) == 0) {
+		set_identity(c, token, strlen(token));
+		save_identity(c, token);
+		log_info("agent secret received and saved", "id=%s", c->o.agent_id);
+	}
+	json_decref(doc);
 	if (c->o.heartbeat_ms == 0)
 		c->interval_ms = interval;
 	log_info("agent enrolled", "id=%s coordinator=%s heartbeat_ms=%u", c->o.agent_id,
@@ -276,11 +391,14 @@ static int post(struct agent_client *c, const char *method, const char *path, co
 {
 	char url[512];
 	snprintf(url, sizeof url, "%s://%s%s", fwd_scheme(c->o.fwd), current(c), path);
-	struct fwd_header h[] = {{"Content-Type", "application/json"}};
+	struct fwd_header h[2] = {{"Content-Type", "application/json"}};
+	size_t nh = 1;
+	if (authorization(c) != NULL)
+		h[nh++] = (struct fwd_header){"Authorization", authorization(c)};
 	struct fwd_request req = {.method = method,
 	                          .url = url,
 	                          .headers = h,
-	                          .n_headers = 1,
+	                          .n_headers = nh,
 	                          .body = body,
 	                          .body_len = body != NULL ? strlen(body) : 0,
 	                          .timeout_ms = timeout_ms};
@@ -365,6 +483,8 @@ static void on_heartbeat(const struct fwd_response *r, void *arg)
 		failed(c, r->error, NULL);
 		return;
 	}
+	if (identity_refused(c, r))
+		return;
 	if (r->status == 404) {
 		log_info("agent not enrolled at the coordinator: enrolling again",
 		         "id=%s coordinator=%s", c->o.agent_id, current(c));
@@ -487,6 +607,13 @@ int agent_client_init(struct agent_client **out, const struct agent_client_optio
 	c->interval_ms = o->heartbeat_ms != 0 ? o->heartbeat_ms : DEFAULT_INTERVAL_MS;
 	c->backoff_ms = BACKOFF_MIN_MS;
 	c->rng = (uint64_t)getpid() * 2654435761u ^ clock_wall_ms();
+	if (o->token != NULL) {
+		c->bearer = malloc(strlen(o->token) + 8);
+		if (c->bearer == NULL)
+			abort();
+		sprintf(c->bearer, "Bearer %s", o->token);
+	}
+	load_identity(c);
 	uv_timer_init(o->loop, &c->timer);
 	c->timer.data = c;
 	c->pending = 1; /* the timer handle */

@@ -15,6 +15,12 @@
  * Enrollment happens at start and again whenever a heartbeat is answered 404 (the
  * coordinators do not know this agent: it was removed, or this is a new cluster).
  *
+ * Identity (coordinators with --auth-file). An enrollment made with an `enroll` token
+ * (--token) is answered with a secret for this agent ("agent~ID.SECRET"); the client keeps it
+ * in <data dir>/agent-token (mode 0600, written atomically) and sends it on everything after,
+ * enrollments after a restart included. A 401 to it (the agent was removed, which revokes the
+ * secret, or this is another cluster) drops it and enrolls again with --token.
+ *
  * Between heartbeats an assignments query (GET /v1/agents/{id}/assignments?index=N&wait=...,
  * served from the coordinator's local state) returns as soon as this agent's assignments
  * change, so new work starts without waiting for the next heartbeat. An answer older than one
@@ -53,6 +59,8 @@ struct agent_client_options {
 	const char *enrollment; /* the AgentEnrollment body */
 	unsigned heartbeat_ms;  /* 0: the interval the coordinator gives */
 	unsigned watch_wait_s;  /* wait of the assignments query; 0 = no query */
+	const char *token;      /* --token (NAME.SECRET, an enroll token) or NULL */
+	const char *data_dir;   /* where agent-token is kept; NULL: nowhere (tests) */
 	struct agent_client_callbacks cb;
 };
 

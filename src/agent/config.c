@@ -92,6 +92,11 @@ static const struct flags_option options[] = {
      "(--tls-client-ca); implies https."},
     {"--key-file", "CLOUDLESS_KEY_FILE", FLAGS_STRING, F(key_file), "FILE", NULL, "in --cert-file",
      "PEM private key of --cert-file."},
+    {"--token", "CLOUDLESS_TOKEN", FLAGS_STRING, F(token), "NAME.SECRET", NULL, "none",
+     "An enroll token for coordinators started with --auth-file. Enrolling with it gets this "
+     "agent a secret of its own, kept in --data-dir/agent-token and sent from then on; the "
+     "token is used again only if that secret is refused (the agent was removed). Prefer the "
+     "variable: a flag shows in ps."},
 };
 #pragma GCC diagnostic pop
 

@@ -37,6 +37,7 @@ struct agent_config {
 	char *ca_file;   /* --ca-file: verifies the coordinators' certificates */
 	char *cert_file; /* --cert-file: client certificate, for --tls-client-ca coordinators */
 	char *key_file;  /* --key-file: its key (default: in cert_file) */
+	char *token;     /* --token, CLOUDLESS_TOKEN: an enroll token (client.h, identity) */
 };
 
 enum agent_config_result {

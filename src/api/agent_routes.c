@@ -12,6 +12,7 @@
 #include "cloudless/protocol.h"
 #include "api/api.h"
 #include "api/decode.h"
+#include "auth/auth.h"
 #include "domain/spec.h"
 #include "fsm/fsm.h"
 #include "http/problem.h"
@@ -25,7 +26,12 @@ static void respond_agent(struct api_op *op, unsigned status, uint64_t index)
 		api_domain_gone(op, status, index, "agent");
 		return;
 	}
-	api_domain_respond(op, status, view_agent(d, ag, true));
+	json_t *v = view_agent(d, ag, true);
+	/* The new secret, answered this once (a replay from the idempotency record cannot know
+	 * it: the record's hash belongs to the first attempt's secret). */
+	if (op->agent_token != NULL && !op->dom_replayed)
+		json_object_set_new(v, "token", json_string(op->agent_token));
+	api_domain_respond(op, status, v);
 }
 
 static void count_enrollment(struct api *a, const char *result)
@@ -79,6 +85,32 @@ static void answer_delete(struct api_op *op, unsigned code, uint64_t index)
 	                   json_pack("{s:b, s:I}", "deleted", 1, "index", (json_int_t)index));
 }
 
+/* With an auth file: an agent enrolling again with its own secret keeps it (and may enroll
+ * only itself); otherwise (an enroll token, auth_check.c) a new secret is made here, its hash
+ * goes into the entry and the secret into the answer (token). -1 after answering 403. */
+static int enroll_identity(struct http_request *req, const char *id, json_t *op, char *token,
+                           size_t token_len)
+{
+	const char *h = http_request_header(req, "Authorization"), *why;
+	struct auth_bearer b;
+	char cred[API_AGENT_ID_MAX], secret[AUTH_AGENT_SECRET_LEN + 1], hash[AUTH_AGENT_HASH_LEN];
+	if (h != NULL && auth_parse_bearer(h, &b, &why) == 0 && api_agent_credential(&b, cred)) {
+		if (strcmp(cred, id) == 0)
+			return 0;
+		http_problem(req, 403, "forbidden", "the secret of agent %s cannot enroll agent %s",
+		             cred, id);
+		return -1;
+	}
+	if (auth_agent_secret_new(secret, hash) != 0) {
+		http_problem(req, 500, "internal", "no randomness for the agent's secret");
+		return -1;
+	}
+	json_object_set_new(op, "secret_hash", json_string(hash));
+	snprintf(token, token_len, "agent~%s.%s", id, secret);
+	memset(secret, 0, sizeof secret);
+	return 0;
+}
+
 static void enroll(struct api *a, struct http_request *req)
 {
 	char err[256];
@@ -90,10 +122,14 @@ static void enroll(struct api *a, struct http_request *req)
 		http_problem(req, 400, "bad-enrollment", "%s", err);
 		return;
 	}
-	char id[80];
+	char id[80], token[API_AGENT_ID_MAX + AUTH_AGENT_SECRET_LEN + 8] = "";
 	snprintf(id, sizeof id, "%s", json_string_value(json_object_get(spec, "id")));
-	api_domain_write(a, req, json_pack("{s:s, s:o}", "op", "agent.enroll", "agent", spec), id,
-	                 answer_enroll);
+	json_t *op = json_pack("{s:s, s:o}", "op", "agent.enroll", "agent", spec);
+	if (a->auth != NULL && enroll_identity(req, id, op, token, sizeof token) != 0) {
+		json_decref(op);
+		return;
+	}
+	api_domain_write_token(a, req, op, id, answer_enroll, token[0] ? token : NULL);
 }
 
 static void render_agent(struct api_op *op)

@@ -42,12 +42,17 @@ struct api_batcher {
 	struct batch_out *sent;     /* batches in flight (batch.c) */
 };
 
+struct auth_file;
+
 struct api {
 	uv_loop_t *loop;
 	struct node *node;
 	struct fwd *fwd;
 	struct metrics *metrics;
 	const struct config *cfg;
+	/* --auth-file as last loaded (the server owns it and swaps it on SIGHUP); NULL: protected
+	 * mode (auth_check.c). */
+	struct auth_file *auth;
 	struct api_op *ops; /* every op still holding an http_request */
 	unsigned n_ops;
 	bool closing;
@@ -115,6 +120,9 @@ struct api_op {
 	/* Writes: the internal idempotency key (X-Cloudless-Forward-Key) of a write without one
 	 * of its own: made up here when forwarding it, or the forwarding follower's. */
 	char *internal_key;
+	/* An enrollment's new agent secret, as the agent sends it ("agent~ID.SECRET"): answered
+	 * once, never in an entry (agent_routes.c). */
+	char *agent_token;
 	unsigned change_kind;
 	struct api_op *batch_next; /* in api_batcher's queue */
 	char start_by_wall[24];    /* X-Cloudless-Start-By of a forwarded change */
@@ -156,6 +164,15 @@ void api_prepare(struct http_request *req, void *arg);
 /* The common headers for the answers the HTTP servers' own threads give (400, 413, 503...):
  * published when leader or applied index changed. Called once per loop iteration. */
 void api_publish_headers(struct api *a, struct http_server *const *servers, size_t n);
+
+/* auth_check.c: true when the caller may use the route; otherwise answered 401/403. */
+bool api_authorize(struct api *a, struct http_request *req);
+/* The scopes (auth.h) any one of which a route needs; 0 when it is open. */
+unsigned api_route_scopes(const char *method, const char *path, const char *mode);
+/* An agent's credential ("agent~ID.SECRET", auth_check.c): true with its id (not verified). */
+#define API_AGENT_ID_MAX 80
+struct auth_bearer;
+bool api_agent_credential(const struct auth_bearer *b, char id[API_AGENT_ID_MAX]);
 
 /* ---- shared between route files ---- */
 
@@ -246,6 +263,12 @@ void api_route_snapshot(struct api *a, struct http_request *req);
  * bad common parameters. */
 void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, const char *key,
                       void (*answer)(struct api_op *op, unsigned code, uint64_t index));
+/* The same for an enrollment whose answer carries a new agent secret (agent_token, copied;
+ * never part of the entry). */
+void api_domain_write_token(struct api *a, struct http_request *req, json_t *op_json,
+                            const char *key,
+                            void (*answer)(struct api_op *op, unsigned code, uint64_t index),
+                            const char *agent_token);
 void api_domain_read(struct api *a, struct http_request *req, const char *key, const char *topic,
                      void (*render)(struct api_op *op));
 /* Runs on the leader (no raft entry): heartbeats. */

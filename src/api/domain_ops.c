@@ -138,6 +138,14 @@ static void write_local(struct api_op *op)
 void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, const char *key,
                       void (*answer)(struct api_op *op, unsigned code, uint64_t index))
 {
+	api_domain_write_token(a, req, op_json, key, answer, NULL);
+}
+
+void api_domain_write_token(struct api *a, struct http_request *req, json_t *op_json,
+                            const char *key,
+                            void (*answer)(struct api_op *op, unsigned code, uint64_t index),
+                            const char *agent_token)
+{
 	uint64_t deadline;
 	const char *idem = http_request_header(req, CLOUDLESS_HDR_IDEMPOTENCY_KEY), *internal;
 	if (idem != NULL && !api_valid_idem_key(idem)) {
@@ -161,6 +169,7 @@ void api_domain_write(struct api *a, struct http_request *req, json_t *op_json, 
 	op->safe_to_retry = idem != NULL || internal != NULL;
 	op->deadline_ms = deadline;
 	op->dom_answer = answer;
+	op->agent_token = agent_token != NULL ? strdup(agent_token) : NULL;
 	op->local = write_local;
 	api_dispatch_to_leader(op);
 }

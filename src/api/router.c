@@ -47,6 +47,9 @@ static void op_free(struct api_op *op)
 	json_decref(op->dom_op);
 	free(op->dom_key);
 	free(op->internal_key);
+	if (op->agent_token != NULL)
+		memset(op->agent_token, 0, strlen(op->agent_token));
+	free(op->agent_token);
 	free(op);
 }
 
@@ -268,6 +271,11 @@ static bool check_repeats(struct http_request *req)
 static void route(struct api *a, struct http_request *req, bool metrics_only)
 {
 	const char *path = http_request_path(req);
+	/* Before anything that reads the request (a removed node's answers included). */
+	if (!api_authorize(a, req)) {
+		http_request_set_tag(req, "denied");
+		return;
+	}
 	if (a->removed) {
 		api_route_removed_mode(a, req, metrics_only);
 		return;

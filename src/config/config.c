@@ -191,6 +191,23 @@ static const struct flags_option options[] = {
     {"--metrics-tls", "CLOUDLESS_METRICS_TLS", K_BOOL, F(metrics_tls), NULL, "false", NULL,
      "Serve --metrics-addr over TLS too, with the same certificate (and --tls-client-ca). "
      "Off by default: the second listener is for a scraper that may not speak TLS."},
+    /* Tokens (src/auth/auth.h; docs/operations.md "Authentication"). Without an auth file
+     * the node is in protected mode: it answers loopback clients only. */
+    {"--auth-file", "CLOUDLESS_AUTH_FILE", K_PATH, F(auth_file), "FILE", NULL,
+     "none (protected mode: loopback clients only)",
+     "Tokens the HTTP API accepts, one `NAME SCOPES HASH` line each as `cloudless-coordinator "
+     "hash-token` prints them; clients send `Authorization: Bearer NAME.SECRET`. Give every "
+     "coordinator the same file. Read again on SIGHUP: a bad file keeps the one in use."},
+    {"--insecure", "CLOUDLESS_INSECURE", K_BOOL, F(insecure), NULL, "false", NULL,
+     "Without --auth-file, answer clients on any address, not only loopback ones. Needed to "
+     "listen on a non-loopback address without an auth file; anyone who can reach the port "
+     "can then do anything, run commands on every agent included."},
+    {"--rate-limit", "CLOUDLESS_RATE_LIMIT", K_UINT, F(rate_limit), "N", "0", "0 (no limit)",
+     "Requests a second each token of --auth-file may send to this node (bursts of up to N); "
+     "more are answered 429 with Retry-After. Forwarded requests count on the leader too."},
+    {"--join-token", "CLOUDLESS_JOIN_TOKEN", K_PATH, F(join_token), "NAME.SECRET", NULL, "none",
+     "An operator token (NAME.SECRET) this node presents to the other coordinators: to join "
+     "them, and when it asks them for their status. Needed when the cluster has an auth file."},
 };
 
 #pragma GCC diagnostic pop
@@ -355,6 +372,40 @@ static int check_tls(struct parser *p)
 	return 0;
 }
 
+bool config_host_is_loopback(const char *hostport)
+{
+	char host[256];
+	unsigned port;
+	if (config_split_hostport(hostport, host, sizeof host, &port, true) != 0)
+		return false;
+	if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||
+	    strcmp(host, "[::1]") == 0)
+		return true;
+	struct in_addr a;
+	return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* Protected mode (as Redis does): without an auth file the node answers loopback clients
+ * only, so a listener anyone else can reach would refuse everyone; --insecure says that
+ * everyone is meant to get in. */
+static int check_protected(struct parser *p)
+{
+	struct config *c = p->c;
+	if (c->auth_file != NULL || c->insecure)
+		return 0;
+	const char *addrs[] = {c->http_addr, c->metrics_addr};
+	const char *flag[] = {"--http-addr", "--metrics-addr"};
+	for (int i = 0; i < 2; i++)
+		if (addrs[i] != NULL && !config_host_is_loopback(addrs[i]))
+			return fail(
+			    p->err, p->errlen,
+			    "%s %s is not a loopback address and there is no --auth-file: give "
+			    "one (cloudless-coordinator hash-token makes its lines), or "
+			    "--insecure to let anyone who reaches the port do anything",
+			    flag[i], addrs[i]);
+	return 0;
+}
+
 static int check_combinations(struct parser *p)
 {
 	struct config *c = p->c;
@@ -417,7 +468,7 @@ static int check_combinations(struct parser *p)
 		if (c->advertise_http == NULL)
 			return fail(p->err, p->errlen, "out of memory");
 	}
-	return 0;
+	return check_protected(p);
 }
 
 enum config_result config_parse(struct config *c, int argc, char *const argv[], char *const envp[],
@@ -455,6 +506,8 @@ void config_close(struct config *c)
 	free(c->data_dir);
 	free(c->log_level);
 	free(c->tls_cert);
+	free(c->auth_file);
+	free(c->join_token);
 	free(c->tls_key);
 	free(c->tls_client_ca);
 	free(c->ca_file);

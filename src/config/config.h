@@ -66,6 +66,11 @@ struct config {
 	char *tls_client_ca; /* --tls-client-ca, CLOUDLESS_TLS_CLIENT_CA; NULL = no client certs */
 	char *ca_file;       /* --ca-file, CLOUDLESS_CA_FILE: verifies peers; NULL = system store */
 	bool metrics_tls;    /* --metrics-tls, CLOUDLESS_METRICS_TLS: --metrics-addr is TLS too */
+	/* Tokens (auth/auth.h; docs/operations.md "Authentication"). */
+	char *auth_file;     /* --auth-file, CLOUDLESS_AUTH_FILE; NULL = protected mode */
+	bool insecure;       /* --insecure, CLOUDLESS_INSECURE: no auth file, any client address */
+	char *join_token;    /* --join-token, CLOUDLESS_JOIN_TOKEN: NAME.SECRET shown to peers */
+	unsigned rate_limit; /* --rate-limit, CLOUDLESS_RATE_LIMIT: requests/s per token, 0 = off */
 };
 
 enum config_result {
@@ -86,6 +91,8 @@ int config_prepare_data_dir(const struct config *c, char *err, size_t errlen);
 /* Creates dir and its missing parents (mode 0700), failing when a part is not a directory;
  * the errors name --data-dir. */
 int config_make_dirs(const char *dir, char *err, size_t errlen);
+/* True when host:port names a loopback host (127.0.0.0/8, ::1, localhost). */
+bool config_host_is_loopback(const char *hostport);
 /* A --node-id: 1-64 characters of A-Z a-z 0-9 . _ - */
 bool config_valid_node_id(const char *s);
 /* A --raft-addr: a numeric IPv4 address (not 0.0.0.0) and a port; -1 with why (no flag name)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "coordinator/hash_token.h"
 #include "coordinator/offline.h"
 #include "coordinator/server.h"
 #include "log/log.h"
@@ -46,6 +47,8 @@ int main(int argc, char *argv[])
 	char err[512];
 	pin_mmap_threshold();
 	signal(SIGPIPE, SIG_IGN);
+	if (argc > 1 && strcmp(argv[1], "hash-token") == 0)
+		return hash_token_main(argc, argv);
 	if (offline_is_command(argc, argv))
 		return offline_main(argc, argv);
 	switch (config_parse(&cfg, argc, argv, NULL, err, sizeof err)) {

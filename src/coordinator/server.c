@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "auth/auth.h"
 #include "domain/domain.h"
 #include "forward/forward.h"
 #include "http/http.h"
@@ -29,7 +30,8 @@ struct server {
 	struct api api;
 	struct http_server *http;
 	struct http_server *metrics_http;
-	struct http_tls *tls; /* --tls-cert: both listeners' credentials (reloaded on SIGHUP) */
+	struct http_tls *tls;   /* --tls-cert: both listeners' credentials (reloaded on SIGHUP) */
+	struct auth_file *auth; /* --auth-file (reloaded on SIGHUP); NULL = protected mode */
 	uv_signal_t sigterm, sigint;
 	uv_signal_t sighup;    /* reloads what can change without a restart (reload_on_sighup) */
 	uv_timer_t stop_timer; /* bounds the leadership hand-over */
@@ -66,6 +68,12 @@ static void close_listeners(struct server *s)
 	/* After the servers: their connections held references to it. */
 	http_tls_close(s->tls);
 	s->tls = NULL;
+	if (s->auth != NULL) {
+		auth_file_close(s->auth);
+		free(s->auth);
+		s->auth = NULL;
+		s->api.auth = NULL;
+	}
 	uv_close((uv_handle_t *)&s->sigterm, NULL);
 	uv_close((uv_handle_t *)&s->sigint, NULL);
 	uv_close((uv_handle_t *)&s->sighup, NULL);
@@ -170,6 +178,36 @@ static void reload_tls(struct server *s)
 	log_info("TLS certificate reloaded", "%s", what);
 }
 
+/* --auth-file, read on the loop (a few KiB). start: a bad file stops the start; reload: it
+ * keeps the tokens in use. The api reads s->auth through its own pointer, swapped here; no
+ * request holds a token between loop callbacks, so the old set is freed at once. */
+static int load_auth(struct server *s, bool reload)
+{
+	char err[512];
+	struct auth_file *f = calloc(1, sizeof *f);
+	if (f == NULL)
+		abort();
+	if (auth_file_load(f, s->cfg->auth_file, err, sizeof err) != 0) {
+		free(f);
+		if (!reload) {
+			fprintf(stderr, "cloudless-coordinator: %s\n", err);
+			return -1;
+		}
+		log_error("Auth file reload failed; still using the previous tokens",
+		          "error=\"%s\"", err);
+		return -1;
+	}
+	if (s->auth != NULL) {
+		auth_file_close(s->auth);
+		free(s->auth);
+	}
+	s->auth = f;
+	s->api.auth = f;
+	if (reload)
+		log_info("Auth file reloaded", "file=%s tokens=%zu", s->cfg->auth_file, f->n);
+	return 0;
+}
+
 /* SIGHUP, as daemons do: re-read what can change without a restart. Files are read on the
  * loop; they are a few KiB. */
 static void on_sighup(uv_signal_t *h, int signum)
@@ -178,8 +216,29 @@ static void on_sighup(uv_signal_t *h, int signum)
 	(void)signum;
 	if (s->tls != NULL)
 		reload_tls(s);
-	else
+	if (s->cfg->auth_file != NULL)
+		load_auth(s, true);
+	if (s->tls == NULL && s->cfg->auth_file == NULL)
 		log_info("SIGHUP: nothing to reload", "node_id=%s", s->cfg->node_id);
+}
+
+/* Says at start who may talk to this node. */
+static void log_access_mode(const struct server *s)
+{
+	const struct config *c = s->cfg;
+	if (c->auth_file != NULL) {
+		log_info("Auth file loaded", "file=%s tokens=%zu", c->auth_file, s->auth->n);
+		return;
+	}
+	if (c->insecure)
+		log_warn(
+		    "No --auth-file and --insecure: every client on any address may do anything, "
+		    "run commands on every agent included",
+		    "http_addr=%s", c->http_addr);
+	else
+		log_warn("No --auth-file: protected mode, only clients on loopback addresses are "
+		         "answered (others get 403 protected-mode)",
+		         "http_addr=%s", c->http_addr);
 }
 
 static void on_removed(void *arg)
@@ -325,9 +384,11 @@ static int start_removed(struct server *s)
 	         c->node_id, c->data_dir);
 	s->removed = true;
 	api_init(&s->api, &s->loop, NULL, s->fwd, s->metrics, c);
+	s->api.auth = s->auth;
 	api_enter_removed(&s->api);
 	if (start_listeners(s) != 0)
 		return -1;
+	log_access_mode(s);
 	/* Once: what the HTTP thread's own refusals carry never changes in this mode. */
 	struct http_server *servers[] = {s->http, s->metrics_http};
 	api_publish_headers(&s->api, servers, 2);
@@ -344,6 +405,8 @@ static int start(struct server *s)
 	}
 	api_metrics_define(s->metrics);
 	if (start_tls(s) != 0)
+		return -1;
+	if (c->auth_file != NULL && load_auth(s, false) != 0)
 		return -1;
 	/* Initialised here, started below: close_listeners closes them in every mode. */
 	uv_check_init(&s->loop, &s->publish);
@@ -372,7 +435,8 @@ static int start(struct server *s)
 	                         .connect_retry_ms = c->connect_retry_ms,
 	                         .bootstrap_expect = c->bootstrap_expect,
 	                         .health_max_lag = c->health_max_lag,
-	                         .catch_up_timeout_ms = c->catch_up_timeout_ms};
+	                         .catch_up_timeout_ms = c->catch_up_timeout_ms,
+	                         .peer_token = c->join_token};
 	if (node_init(&s->node, &s->loop, &o, s->fwd, s->metrics, err, sizeof err) != 0) {
 		fprintf(stderr, "cloudless-coordinator: %s\n", err);
 		return -1;
@@ -387,6 +451,7 @@ static int start(struct server *s)
 	domain_init(&s->domain, &s->loop, &s->node, s->metrics, &dopts);
 	s->domain_open = true;
 	api_init(&s->api, &s->loop, &s->node, s->fwd, s->metrics, c);
+	s->api.auth = s->auth;
 	s->api.domain = &s->domain;
 	if (start_listeners(s) != 0)
 		return -1;
@@ -399,6 +464,8 @@ static int start(struct server *s)
 		return -1;
 	}
 	s->node_started = true;
+	/* Once the start can no longer fail: a failed start says one line, its error. */
+	log_access_mode(s);
 	log_info("Coordinator started",
 	         "node_id=%s raft_addr=%s http_addr=%s advertise_http=%s data_dir=%s version=%s",
 	         c->node_id, c->raft_addr, c->http_addr, c->advertise_http, c->data_dir,

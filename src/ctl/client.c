@@ -134,6 +134,7 @@ void ctl_client_close(struct ctl_client *c)
 	for (size_t i = 0; i < c->n_bases; i++)
 		free(c->bases[i]);
 	free(c->bases);
+	free(c->authorization);
 	memset(c, 0, sizeof *c);
 }
 
@@ -247,6 +248,19 @@ static void on_answer(const struct fwd_response *r, void *arg)
 	}
 }
 
+/* The most headers a request of a verb carries (Content-Type, Idempotency-Key, If-Match...). */
+#define CTL_MAX_HEADERS 8
+
+int ctl_client_set_token(struct ctl_client *c, const char *token)
+{
+	free(c->authorization);
+	c->authorization = malloc(strlen(token) + 8);
+	if (c->authorization == NULL)
+		return -1;
+	sprintf(c->authorization, "Bearer %s", token);
+	return 0;
+}
+
 /* Starts req at base; on failure to start, the attempt is already complete (not sent). */
 static void attempt_start(struct ctl_client *c, const char *base, const struct ctl_request *req,
                           unsigned timeout_ms, struct attempt *a)
@@ -254,10 +268,16 @@ static void attempt_start(struct ctl_client *c, const char *base, const struct c
 	struct buf url;
 	buf_init(&url);
 	buf_printf(&url, "%s%s", base, req->path);
+	struct fwd_header h[CTL_MAX_HEADERS + 1];
+	size_t nh = 0;
+	for (size_t i = 0; i < req->n_headers && i < CTL_MAX_HEADERS; i++)
+		h[nh++] = req->headers[i];
+	if (c->authorization != NULL)
+		h[nh++] = (struct fwd_header){"Authorization", c->authorization};
 	struct fwd_request fr = {.method = req->method,
 	                         .url = url.data,
-	                         .headers = req->headers,
-	                         .n_headers = req->n_headers,
+	                         .headers = h,
+	                         .n_headers = nh,
 	                         .body = req->body,
 	                         .body_len = req->body_len,
 	                         .timeout_ms = timeout_ms,

@@ -41,6 +41,7 @@ struct ctl_client {
 	size_t n_bases;
 	size_t first; /* the endpoint that answered last: tried first */
 	unsigned timeout_ms;
+	char *authorization; /* "Bearer NAME.SECRET" (--token) or NULL: added to every request */
 };
 
 struct ctl_request {
@@ -76,6 +77,8 @@ enum ctl_result {
 int ctl_client_init(struct ctl_client *c, const struct flags_list *endpoints, unsigned timeout_ms,
                     char *err, size_t errlen);
 void ctl_client_close(struct ctl_client *c);
+/* --token: every request from now on carries Authorization: Bearer token. */
+int ctl_client_set_token(struct ctl_client *c, const char *token);
 /* From now on SIGINT interrupts the client instead of killing the process (see the top). */
 int ctl_client_catch_interrupt(struct ctl_client *c);
 /* Waits ms on the client's loop; false when SIGINT came first (or had come before). */

@@ -43,6 +43,7 @@ struct ctl_globals {
 	unsigned timeout_ms;
 	/* TLS (main.c, tls_setup): any of these makes host:port endpoints https. */
 	char *ca_file, *cert_file, *key_file;
+	char *token; /* --token, CLOUDLESS_TOKEN: NAME.SECRET sent as Authorization: Bearer */
 };
 
 struct ctl {

@@ -78,6 +78,14 @@ static const struct flags_option global_opts[] = {
      .metavar = "FILE",
      .def_text = "in --cert-file",
      .help = "PEM private key of --cert-file."},
+    {.flag = "--token",
+     .env = "CLOUDLESS_TOKEN",
+     .kind = FLAGS_STRING,
+     .off = G(token),
+     .metavar = "NAME.SECRET",
+     .def_text = "none",
+     .help = "Token for coordinators started with --auth-file, sent as Authorization: "
+             "Bearer on every request. Prefer the variable: a flag shows in ps."},
 };
 #undef G
 #define N_GLOBAL (sizeof global_opts / sizeof global_opts[0])
@@ -336,7 +344,8 @@ static int parse_and_run(int argc, char *argv[], struct ctl *c, const struct ctl
 		             ": the certificate of the key", "");
 	if (ctl_client_init(&c->client, &c->g.endpoints, c->g.timeout_ms, err, sizeof err) != 0)
 		return ctl_fail(CTL_EXIT_USAGE, "%s (see %s)", err, hint);
-	if (tls_setup(c) != 0) {
+	if (tls_setup(c) != 0 ||
+	    (c->g.token != NULL && ctl_client_set_token(&c->client, c->g.token) != 0)) {
 		ctl_client_close(&c->client);
 		return ctl_fail(CTL_EXIT_ERROR, "out of memory");
 	}

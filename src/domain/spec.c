@@ -98,8 +98,15 @@ static json_t *string_map(json_t *o, const char *field, bool env, size_t max_ent
 	}
 	const char *k;
 	json_t *v;
+	size_t total = 0;
 	json_object_foreach(m, k, v)
 	{
+		total += strlen(k) + 2 + (json_is_string(v) ? json_string_length(v) : 0);
+		if (env && total > SPEC_MAX_ENV_BYTES) {
+			fail(err, errlen, "field \"%s\" is over %d bytes in all", field,
+			     SPEC_MAX_ENV_BYTES);
+			return NULL;
+		}
 		if (env ? !env_key(k) : !label_key(k)) {
 			fail(err, errlen,
 			     env ? "field \"%s\": \"%.64s\" is not a variable name "
@@ -181,7 +188,7 @@ static json_t *command(json_t *o, char *err, size_t errlen)
 		fail(err, errlen, "command must be an array of 1 to %d strings", SPEC_MAX_COMMAND);
 		return NULL;
 	}
-	size_t i;
+	size_t i, total = 0;
 	json_t *v;
 	json_array_foreach(c, i, v)
 	{
@@ -191,6 +198,12 @@ static json_t *command(json_t *o, char *err, size_t errlen)
 			     SPEC_MAX_ARG);
 			return NULL;
 		}
+		total += json_string_length(v) + 1;
+	}
+	if (total > SPEC_MAX_COMMAND_BYTES) {
+		fail(err, errlen, "command is %zu bytes in all; at most %d", total,
+		     SPEC_MAX_COMMAND_BYTES);
+		return NULL;
 	}
 	return json_deep_copy(c);
 }

@@ -18,6 +18,10 @@
 #define SPEC_MAX_LABELS   64
 #define SPEC_MAX_ENV      256
 #define SPEC_MAX_VALUE    4096 /* env values */
+/* All of a command's arguments, and all of an env's names and values: what an agent passes to
+ * execve, kept far under the kernel's own limit (ARG_MAX, 2 MiB) and a raft entry's size. */
+#define SPEC_MAX_COMMAND_BYTES 65536
+#define SPEC_MAX_ENV_BYTES     65536
 
 /* DNS label: 1-63 of [a-z0-9-], alphanumeric at both ends. */
 bool spec_dns_label(const char *s);

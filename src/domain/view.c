@@ -52,6 +52,8 @@ json_t *view_replica(struct domain *d, const struct dom_replica *r, bool with_sp
 json_t *view_agent(struct domain *d, const struct dom_agent *a, bool with_replicas)
 {
 	json_t *o = json_deep_copy(a->doc);
+	/* The hash of the agent's secret stays in the replicated record; no view shows it. */
+	json_object_del(o, "secret_hash");
 	json_object_set_new(o, "schedulable", json_boolean(!a->cordoned && !a->draining));
 	json_object_set_new(o, "allocated",
 	                    json_pack("{s:I, s:I}", "cpu_millicores", (json_int_t)a->used_cpu,

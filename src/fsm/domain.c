@@ -589,7 +589,11 @@ static unsigned op_agent_enroll(struct ctx *c, json_t *op)
 	struct dom_agent *a = hmap_get(&c->d->agents, id);
 	static const char *const fields[] = {"name",   "region",   "zone",
 	                                     "labels", "capacity", "heartbeat_interval_ms"};
-	if (a != NULL && a->ready) {
+	/* A new agent secret's hash (the coordinator made the secret and answers it once; only
+	 * the hash is replicated). Absent: the agent enrolled again with its secret, which stays.
+	 */
+	const char *secret_hash = jstr(op, "secret_hash");
+	if (a != NULL && a->ready && secret_hash[0] == '\0') {
 		bool same = true;
 		for (size_t i = 0; i < sizeof fields / sizeof fields[0] && same; i++)
 			same = same_json(json_object_get(a->doc, fields[i]),
@@ -605,6 +609,8 @@ static unsigned op_agent_enroll(struct ctx *c, json_t *op)
 	}
 	json_object_set_new(doc, "id", json_string(id));
 	json_object_set_new(doc, "state", json_string("ready"));
+	if (secret_hash[0] != '\0')
+		json_object_set_new(doc, "secret_hash", json_string(secret_hash));
 	if (a == NULL) {
 		json_object_set_new(doc, "cordoned", json_false());
 		json_object_set_new(doc, "draining", json_false());

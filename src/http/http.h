@@ -88,8 +88,10 @@ const char *http_request_header(const struct http_request *req, const char *name
 /* How many header fields are named `name` (case-insensitive). */
 unsigned http_request_header_count(const struct http_request *req, const char *name);
 const char *http_request_body(const struct http_request *req, size_t *len);
-/* Peer address as "ip:port" (for logs). */
+/* Peer address as "ip:port" (for logs, and protected mode's loopback check). */
 const char *http_request_peer(struct http_request *req);
+/* True for a request made by http_request_synthetic (it has no connection of its own). */
+bool http_request_is_synthetic(const struct http_request *req);
 
 /* A static string (route name for metrics) the api layer attaches; read back in complete. */
 void http_request_set_tag(struct http_request *req, const char *tag);

@@ -256,6 +256,11 @@ const char *http_request_peer(struct http_request *req)
 	return req->peer;
 }
 
+bool http_request_is_synthetic(const struct http_request *req)
+{
+	return req->s == NULL;
+}
+
 void http_request_set_tag(struct http_request *req, const char *tag)
 {
 	req->tag = tag;

@@ -185,11 +185,11 @@ static void attempt(struct node *n)
 		json_object_set_new(body, "cluster_id", json_string(n->ident.cluster_id));
 	char *s = json_dumps(body, JSON_COMPACT);
 	json_decref(body);
-	struct fwd_header h[] = {{"Content-Type", "application/json"}};
+	struct fwd_header h[2] = {{"Content-Type", "application/json"}};
 	struct fwd_request req = {.method = "POST",
 	                          .url = url,
 	                          .headers = h,
-	                          .n_headers = 1,
+	                          .n_headers = node_peer_auth(n, h, 1),
 	                          .body = s,
 	                          .body_len = s ? strlen(s) : 0,
 	                          .timeout_ms =

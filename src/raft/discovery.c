@@ -136,8 +136,12 @@ static void round_start(struct node *n)
 		char url[COMMAND_MAX_ADDR + 32];
 		p->answered = false;
 		snprintf(url, sizeof url, "%s://%s/raft/status", fwd_scheme(n->fwd), p->addr);
-		struct fwd_request req = {
-		    .method = "GET", .url = url, .timeout_ms = ASK_TIMEOUT_MS};
+		struct fwd_header h[1];
+		struct fwd_request req = {.method = "GET",
+		                          .url = url,
+		                          .headers = h,
+		                          .n_headers = node_peer_auth(n, h, 0),
+		                          .timeout_ms = ASK_TIMEOUT_MS};
 		if (fwd_send(n->fwd, &req, ask_reply, p) == 0)
 			d->pending++;
 	}

@@ -877,11 +877,11 @@ static void notify_removed(struct node *n, const char *node_id, const char *http
 	                      node_cluster_id(n), "by", n->opts.node_id);
 	char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
-	struct fwd_header h[] = {{"Content-Type", "application/json"}};
+	struct fwd_header h[2] = {{"Content-Type", "application/json"}};
 	struct fwd_request req = {.method = "POST",
 	                          .url = url,
 	                          .headers = h,
-	                          .n_headers = 1,
+	                          .n_headers = node_peer_auth(n, h, 1),
 	                          .body = body,
 	                          .body_len = body ? strlen(body) : 0,
 	                          .timeout_ms = NOTIFY_TIMEOUT_MS};
@@ -956,7 +956,12 @@ void membership_check_removed(struct node *n, bool at_once)
 			continue;
 		char url[COMMAND_MAX_ADDR + 32];
 		snprintf(url, sizeof url, "%s://%s/raft/status", fwd_scheme(n->fwd), m->http_addr);
-		struct fwd_request req = {.method = "GET", .url = url, .timeout_ms = 1000};
+		struct fwd_header h[1];
+		struct fwd_request req = {.method = "GET",
+		                          .url = url,
+		                          .headers = h,
+		                          .n_headers = node_peer_auth(n, h, 0),
+		                          .timeout_ms = 1000};
 		if (fwd_send_cancellable(n->fwd, &req, removal_reply, n, &rc->xfers[rc->n_xfers]) ==
 		    0) {
 			rc->n_xfers++;

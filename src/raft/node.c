@@ -53,6 +53,14 @@ static void copy_options(struct node *n, const struct node_options *o)
 	n->opts.raft_addr = strdup(o->raft_addr);
 	n->opts.http_addr = strdup(o->http_addr);
 	n->opts.data_dir = strdup(o->data_dir);
+	n->opts.peer_token = NULL;
+	if (o->peer_token != NULL) {
+		char *v = malloc(strlen(o->peer_token) + 8);
+		if (v == NULL)
+			abort();
+		sprintf(v, "Bearer %s", o->peer_token);
+		n->opts.peer_token = v;
+	}
 	char **join = calloc(o->n_join ? o->n_join : 1, sizeof *join);
 	for (size_t i = 0; i < o->n_join; i++)
 		join[i] = strdup(o->join[i]);
@@ -65,9 +73,18 @@ static void free_options(struct node *n)
 	free((char *)n->opts.raft_addr);
 	free((char *)n->opts.http_addr);
 	free((char *)n->opts.data_dir);
+	free((char *)n->opts.peer_token);
 	for (size_t i = 0; i < n->opts.n_join; i++)
 		free((char *)n->opts.join[i]);
 	free((char **)n->opts.join);
+}
+
+size_t node_peer_auth(struct node *n, struct fwd_header *h, size_t nh)
+{
+	/* opts.peer_token holds the whole header value ("Bearer NAME.SECRET"). */
+	if (n->opts.peer_token != NULL)
+		h[nh++] = (struct fwd_header){"Authorization", n->opts.peer_token};
+	return nh;
 }
 
 int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, struct fwd *fwd,

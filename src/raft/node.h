@@ -47,6 +47,10 @@ struct node_options {
 	unsigned connect_retry_ms;
 	unsigned catch_up_timeout_ms; /* a joiner without catch-up progress this long is dropped */
 	unsigned health_max_lag; /* entries a voter may trail by and still count as caught up */
+	/* --join-token (NAME.SECRET) or NULL: presented to the other coordinators on every
+	 * request this node makes of its own (join, status, removal notice). Never added to a
+	 * request forwarded for a client: that carries the client's own credential. */
+	const char *peer_token;
 };
 
 /* A proposed command in flight. */
@@ -284,6 +288,10 @@ struct node {
 
 /* Derives the raft id (stable 63-bit hash) from the human node id. */
 raft_id node_raft_id(const char *node_id);
+
+/* Appends the Authorization header of --join-token (if any) to h (room for one more): the
+ * number of headers now. */
+size_t node_peer_auth(struct node *n, struct fwd_header *h, size_t nh);
 
 int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, struct fwd *fwd,
               struct metrics *metrics, char *err, size_t errlen);

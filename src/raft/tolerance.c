@@ -116,7 +116,12 @@ void tolerance_poll(struct node *n)
 		return;
 	char url[COMMAND_MAX_ADDR + 32];
 	snprintf(url, sizeof url, "%s://%s/raft/status", fwd_scheme(n->fwd), m->http_addr);
-	struct fwd_request req = {.method = "GET", .url = url, .timeout_ms = 1000};
+	struct fwd_header h[1];
+	struct fwd_request req = {.method = "GET",
+	                          .url = url,
+	                          .headers = h,
+	                          .n_headers = node_peer_auth(n, h, 0),
+	                          .timeout_ms = 1000};
 	n->leader_view_asked_ms = now;
 	if (fwd_send(n->fwd, &req, view_reply, n) == 0)
 		n->leader_view_pending = true;

@@ -1,14 +1,45 @@
 /* json: request-body decoding helpers (see json.h). */
 #include "util/json.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+
+/* The deepest nesting of arrays and objects in text (strings skipped), stopping past max. */
+static unsigned nesting_depth(const char *s, size_t len, unsigned max)
+{
+	unsigned depth = 0, deepest = 0;
+	bool in_string = false;
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+		if (in_string) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_string = false;
+		} else if (ch == '"') {
+			in_string = true;
+		} else if (ch == '[' || ch == '{') {
+			if (++depth > deepest && (deepest = depth) > max)
+				return deepest;
+		} else if ((ch == ']' || ch == '}') && depth > 0) {
+			depth--;
+		}
+	}
+	return deepest;
+}
 
 json_t *json_parse_object(const char *body, size_t len, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	if (body == NULL || len == 0) {
 		snprintf(err, errlen, "request body must be a JSON object");
+		return NULL;
+	}
+	/* jansson allows 2048 levels; no request needs more than a handful, and deep documents
+	 * cost recursion everywhere they are walked (copies, comparisons, encoding). */
+	if (nesting_depth(body, len, JSON_MAX_DEPTH) > JSON_MAX_DEPTH) {
+		snprintf(err, errlen, "JSON nested deeper than %d levels", JSON_MAX_DEPTH);
 		return NULL;
 	}
 	json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);

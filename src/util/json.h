@@ -9,7 +9,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Parses body as a JSON object. NULL and a message in err when it is not one. */
+/* The deepest nesting of arrays and objects a request body may have. */
+#define JSON_MAX_DEPTH 32
+
+/* Parses body as a JSON object. NULL and a message in err when it is not one, or when it nests
+ * deeper than JSON_MAX_DEPTH. */
 json_t *json_parse_object(const char *body, size_t len, char *err, size_t errlen);
 /* Fails when the object has a member whose name is not in the NULL-terminated list. */
 int json_check_fields(json_t *obj, const char *const allowed[], char *err, size_t errlen);

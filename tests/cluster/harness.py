@@ -240,6 +240,8 @@ class Node(Process):
 
     # -- HTTP --
     def req(self, method, path, body=None, headers=None, timeout=5.0):
+        if self.cluster.token and "Authorization" not in (headers or {}):
+            headers = dict(headers or {}, Authorization="Bearer " + self.cluster.token)
         return request(self.http_addr, method, path, body, headers, timeout,
                        self.cluster.ssl_context)
 
@@ -402,6 +404,7 @@ class Cluster:
                  ssl_context=None):
         self.dir = tempfile.mkdtemp(prefix="cloudless-%s-" % name)
         self.ssl_context = ssl_context  # the harness's own requests go over HTTPS with it
+        self.token = None  # NAME.SECRET the harness's own requests carry (--auth-file tests)
         self.nodes = {}
         self.agents = {}
         self.heartbeat_ms = heartbeat_ms

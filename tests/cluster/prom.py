@@ -33,6 +33,17 @@ def promtool(*args, stdin=None):
     return p.stdout
 
 
+def check_shipped_config():
+    """promtool check config of the shipped prometheus.yml, in a copy beside its rule file and
+    a placeholder metrics.token (compose/make-auth.sh makes the real one, mounted in compose)."""
+    with tempfile.TemporaryDirectory(prefix="cloudless-promcfg-") as d:
+        for f in (CONFIG, ALERTS):
+            shutil.copy(f, d)
+        with open(os.path.join(d, "metrics.token"), "w") as f:
+            f.write("placeholder\n")
+        return promtool("check", "config", os.path.join(d, os.path.basename(CONFIG)))
+
+
 def run_rule_tests(lines, rule_files=(ALERTS,)):
     """promtool test rules on a unit-test file made of `lines` (without its rule_files)."""
     d = tempfile.mkdtemp(prefix="promtool-")
@@ -94,8 +105,11 @@ class Prometheus:
     coordinator's metrics listener], "agents": [...]}; every job the config has must be given),
     every `interval`, with the given rules file. close() kills exactly the process it started."""
 
-    def __init__(self, jobs, rules, interval="1s"):
+    def __init__(self, jobs, rules, interval="1s", metrics_token="unused-placeholder"):
         self.dir = tempfile.mkdtemp(prefix="cloudless-prometheus-")
+        # The coordinators job's credentials_file (metrics.token, beside the config).
+        with open(os.path.join(self.dir, "metrics.token"), "w") as f:
+            f.write(metrics_token + "\n")
         self.addr = "127.0.0.1:%d" % free_port()
         self.config = os.path.join(self.dir, "prometheus.json")
         self.log_path = os.path.join(self.dir, "prometheus.log")

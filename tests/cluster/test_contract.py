@@ -445,6 +445,59 @@ def exercise_snapshot(rec, ld, f):
     rec.send(f, "GET", "/v1/snapshot?redirect", expect=307)
 
 
+# Every operation with a token, as test_auth.py's matrix has them: (method, path, body, a
+# token that lacks the operation's scopes).
+AUTH_OPS = [
+    ("GET", "/v1/kv/contract/a", None, "write"), ("PUT", "/v1/kv/contract/a", "v", "read"),
+    ("DELETE", "/v1/kv/contract/a", None, "read"), ("GET", "/v1/kv/", None, "write"),
+    ("GET", "/v1/snapshot", None, "read"), ("GET", "/raft/status", None, "write"),
+    ("GET", "/raft/health", None, "write"), ("GET", "/metrics", None, "read"),
+    ("POST", "/raft/join", {}, "read"), ("POST", "/raft/remove", {}, "read"),
+    ("POST", "/raft/transfer-leader", {}, "read"), ("GET", "/v1/agents", None, "write"),
+    ("POST", "/v1/agents", {}, "read"), ("GET", "/v1/agents/a1", None, "write"),
+    ("DELETE", "/v1/agents/a1", None, "read"), ("POST", "/v1/agents/a1/heartbeat", {}, "admin"),
+    ("GET", "/v1/agents/a1/assignments", None, "write"),
+    ("POST", "/v1/agents/a1/cordon", None, "read"), ("POST", "/v1/agents/a1/uncordon", None, "read"),
+    ("POST", "/v1/agents/a1/drain", None, "read"), ("GET", "/v1/workloads", None, "write"),
+    ("POST", "/v1/workloads", {}, "read"), ("GET", "/v1/workloads/ns/w", None, "write"),
+    ("PUT", "/v1/workloads/ns/w", {}, "read"), ("DELETE", "/v1/workloads/ns/w", None, "read"),
+    ("POST", "/v1/workloads/ns/w/scale", {}, "read"), ("GET", "/v1/replicas", None, "write"),
+]
+
+
+def exercise_auth(rec, make):
+    """401, 403 and 429 on every operation, against a node with an --auth-file and a
+    --rate-limit of one request a second per token."""
+    from test_auth import SECRET, TOKENS, bearer, write_auth_file
+    c = make("contract-auth")
+    path = os.path.join(c.dir, "auth")
+    write_auth_file(path, dict(TOKENS, flood=TOKENS["admin"]))
+    c.token = "admin.admin-" + SECRET
+    c.extra_args = ["--auth-file", path, "--rate-limit", "1"]
+    ld = c.start(1).leader()
+    # An enrollment with an enroll token answers the agent's secret (token), which then
+    # heartbeats as that agent.
+    r = rec.send(ld, "POST", "/v1/agents", {"id": "a1", "capacity": {
+        "cpu_millicores": 1000, "memory_bytes": 1 << 30}}, {"Authorization": bearer("enroll")},
+        expect=201)
+    agent = {"Authorization": "Bearer " + r.json()["token"]}
+    rec.send(ld, "POST", "/v1/agents/a1/heartbeat", {"replicas": []}, agent, expect=200)
+    rec.send(ld, "POST", "/v1/agents", {"id": "a1", "capacity": {
+        "cpu_millicores": 1000, "memory_bytes": 1 << 30}}, agent, expect=200)
+    for method, p, body, weak in AUTH_OPS:
+        rec.send(ld, method, p, body, expect=401)
+        rec.send(ld, method, p, body, {"Authorization": bearer(weak)}, expect=403)
+        if p.endswith("/heartbeat"):
+            continue  # an agent's own secret, which no rate limit counts
+        for _ in range(10):
+            request(ld.http_addr, "GET", "/raft/status", None, {"Authorization": bearer("flood")})
+            r = rec.send(ld, method, p, body, {"Authorization": bearer("flood")})
+            if r.status == 429:
+                break
+        assert r.status == 429, (method, p, r)
+    c.close()
+
+
 def check(rec):
     report = rec.validate()
     errors = report["errors"]
@@ -538,6 +591,8 @@ def test_contract(make):
                  expect=504)
     ghost_join.join()
     c.close()
+
+    exercise_auth(rec, make)
 
     # 409 on transfer: a single voter has nobody to hand leadership to.
     c = make("contract-single")

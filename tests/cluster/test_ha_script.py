@@ -70,12 +70,14 @@ def test_ha_script_local_mode(make):
         logs = os.path.join(data, "ha-logs")
         for n in ("coordinator-1", "coordinator-2", "coordinator-3"):
             with open(os.path.join(logs, n + ".log")) as f:
-                assert "Coordinator started" in f.read(), n
+                log = f.read()
+            # With tokens, as compose runs it (compose/make-auth.sh into DATA/auth).
+            assert "Coordinator started" in log and "Auth file loaded" in log, n
         for agent in ("agent-1", "agent-2", "agent-3"):
             with open(os.path.join(logs, agent + ".log")) as f:
                 log = f.read()
             assert "agent enrolled id=%s coordinator=" % agent in log, log
-            assert "heartbeat ok" in log, log
+            assert "heartbeat ok" in log and "agent secret received and saved" in log, log
         assert re.search(r"^- Leader elections: [1-9]", report, re.M), report
         assert re.search(r"^- Agent enrollments: [3-9]", report, re.M), report
         # The old leader came back with the others' state digest, named in the report.

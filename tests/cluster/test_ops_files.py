@@ -99,7 +99,8 @@ def flags_of(binary, *cmd):
 def test_doc_commands_use_real_flags(make):
     coord = {o["flag"] for o in help_options(BIN)}
     # The coordinator's offline sub-commands have flags of their own.
-    coord_sub = {sub: {o["flag"] for o in help_options(BIN, sub)} for sub in ("restore", "recover")}
+    coord_sub = {sub: {o["flag"] for o in help_options(BIN, sub)}
+                 for sub in ("restore", "recover", "hash-token")}
     agent = {o["flag"] for o in help_options(AGENT_BIN)}
     top = subprocess.run([CTL, "--help"], capture_output=True, text=True, timeout=30).stdout
     ctl = flags_of(CTL)

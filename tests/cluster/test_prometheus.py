@@ -11,15 +11,17 @@ import signal
 import tempfile
 
 from harness import free_port, help_lines_with_values, load_yaml, run, wait_for
-from prom import (ALERTS, ALERTS_TEST, CONFIG, Prometheus, alert_rules, dashboard_exprs,
-                  metric_names, promtool)
+from harness import request
+from prom import (ALERTS, ALERTS_TEST, Prometheus, alert_rules, check_shipped_config,
+                  dashboard_exprs, metric_names, promtool)
+from test_auth import SECRET, TOKENS, bearer, write_auth_file
 
 # The no-leader alert's `for` in the live test: above what a failover takes, well below 15 s.
 TEST_FOR = "3s"
 
 
 def test_promtool_checks(make):
-    out = promtool("check", "config", CONFIG)
+    out = check_shipped_config()
     assert "SUCCESS" in out and "1 rule files found" in out, out
     out = promtool("check", "rules", ALERTS)
     assert "SUCCESS: %d rules found" % len(alert_rules()) in out, out
@@ -68,7 +70,12 @@ def short_for_rules(directory):
 
 
 def start_with_metrics_listeners(c):
-    """Three coordinators, each with a --metrics-addr listener (what compose scrapes)."""
+    """Three coordinators, each with a --metrics-addr listener (what compose scrapes), and an
+    --auth-file as compose has (the harness uses the admin token)."""
+    path = os.path.join(c.dir, "auth")
+    write_auth_file(path, TOKENS)
+    c.token = "admin.admin-" + SECRET
+    c.extra_args = ["--auth-file", path, "--join-token", c.token]
     maddr = {}
     for i in (1, 2, 3):
         maddr["coordinator-%d" % i] = "127.0.0.1:%d" % free_port()
@@ -85,7 +92,7 @@ def start_with_metrics_listeners(c):
 def start_agents(c):
     ags = [c.agent("agent-%d" % i, zone=z) for i, z in ((1, "zone-a"), (2, "zone-b"), (3, "zone-a"))]
     for a in ags:
-        a.start()
+        a.start(extra=["--token", "enroll.enroll-" + SECRET])
     return {a.metrics_addr: a for a in ags}
 
 
@@ -98,9 +105,15 @@ def test_real_scrape(make):
     # A forwarded write, so that the forward counters the dashboard shows have series.
     wait_for("a write through a follower",
              lambda: (lambda r: r is not None and r.status == 200)(follower.put("k", "v")))
+    # The metrics listener wants the metrics token, as the main one does.
+    for addr in maddr.values():
+        assert request(addr, "GET", "/metrics").status == 401
+        assert request(addr, "GET", "/metrics", None, {"Authorization": bearer("read")}).status == 403
+        assert request(addr, "GET", "/metrics", None, {"Authorization": bearer("metrics")}).status == 200
     agents = start_agents(c)
     with tempfile.TemporaryDirectory(prefix="cloudless-rules-") as d:
-        prom = Prometheus({"coordinators": maddr.values(), "agents": agents}, short_for_rules(d))
+        prom = Prometheus({"coordinators": maddr.values(), "agents": agents}, short_for_rules(d),
+                          metrics_token="metrics.metrics-" + SECRET)
         try:
             check_agents(prom, agents)
             check_scrape(c, prom, instance_of)

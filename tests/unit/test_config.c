@@ -26,7 +26,7 @@ enum tri { ANY, NO, YES };
 struct row {
 	const char *name;
 	const char *argv[24]; /* after argv[0]; NULL-terminated */
-	const char *env[12];  /* NAME=value; NULL-terminated */
+	const char *env[14];  /* NAME=value; NULL-terminated */
 	enum config_result want;
 	/* errors: phrases the message must contain */
 	const char *err[3];
@@ -59,7 +59,8 @@ static const struct row rows[] = {
      .max_body = 524288},
     {"equals form",
      {"--node-id=n-1.a_b", "--raft-addr=10.1.2.3:7001", "--http-addr=node1.example:8081",
-      "--heartbeat-ms=20", "--election-ms=40", "--log-level=DEBUG", "--data-dir=/var/x"},
+      "--heartbeat-ms=20", "--election-ms=40", "--log-level=DEBUG", "--data-dir=/var/x",
+      "--insecure=true"},
      {NULL},
      CONFIG_OK,
      .node_id = "n-1.a_b",
@@ -76,7 +77,7 @@ static const struct row rows[] = {
       "CLOUDLESS_HTTP_ADDR=0.0.0.0:8080", "CLOUDLESS_ADVERTISE_HTTP=coord-1:8080",
       "CLOUDLESS_METRICS_ADDR=[::1]:9090", "CLOUDLESS_DATA_DIR=/data", "CLOUDLESS_BOOTSTRAP=Yes",
       "CLOUDLESS_HEARTBEAT_MS=100", "CLOUDLESS_ELECTION_MS=1000", "CLOUDLESS_LOG_LEVEL=warn",
-      "CLOUDLESS_MAX_BODY=1m", NULL},
+      "CLOUDLESS_MAX_BODY=1m", "CLOUDLESS_INSECURE=true", NULL},
      CONFIG_OK,
      .node_id = "e1",
      .raft_addr = "192.168.0.9:3000",
@@ -157,7 +158,7 @@ static const struct row rows[] = {
      .join = "a:1|a:2|a:3|a:4|a:5|a:6|a:7|a:8|a:9|a:10|a:11|a:12|a:13|a:14|a:15|a:16"},
     {"wildcard http with advertise",
      {"--node-id", "n1", "--http-addr", "[::]:8080", "--advertise-http", "[2001:db8::1]:8080"},
-     {NULL},
+     {"CLOUDLESS_AUTH_FILE=/etc/cloudless/auth", NULL},
      CONFIG_OK,
      .http_addr = "[::]:8080",
      .advertise_http = "[2001:db8::1]:8080"},
@@ -321,6 +322,31 @@ static const struct row rows[] = {
      {NULL},
      CONFIG_ERROR,
      .err = {"--advertise-http", "wildcard"}},
+    {"non-loopback http needs an auth file or --insecure",
+     {"--node-id", "n1", "--http-addr", "10.0.0.1:8080"},
+     {NULL},
+     CONFIG_ERROR,
+     .err = {"--http-addr 10.0.0.1:8080 is not a loopback address", "--insecure"}},
+    {"non-loopback metrics needs an auth file or --insecure",
+     {"--node-id", "n1", "--metrics-addr", "0.0.0.0:9090"},
+     {NULL},
+     CONFIG_ERROR,
+     .err = {"--metrics-addr", "--auth-file"}},
+    {"non-loopback http with --insecure",
+     {"--node-id", "n1", "--http-addr", "10.0.0.1:8080", "--insecure"},
+     {NULL},
+     CONFIG_OK,
+     .err = {NULL}},
+    {"non-loopback http with an auth file",
+     {"--node-id", "n1", "--http-addr", "10.0.0.1:8080"},
+     {"CLOUDLESS_AUTH_FILE=/etc/cloudless/auth", NULL},
+     CONFIG_OK,
+     .err = {NULL}},
+    {"loopback names need nothing",
+     {"--node-id", "n1", "--http-addr", "localhost:8080", "--metrics-addr", "127.0.0.2:9090"},
+     {NULL},
+     CONFIG_OK,
+     .err = {NULL}},
     {"metrics same as http",
      {"--node-id", "n1", "--metrics-addr", "127.0.0.1:8080"},
      {NULL},
