@@ -11,7 +11,7 @@
 set -euo pipefail
 
 pkgs=(build-essential pkg-config meson ninja-build python3 curl
-      libraft-dev libuv1-dev librocksdb-dev libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libjansson-dev libjemalloc-dev)
+      libraft-dev libuv1-dev librocksdb-dev libmicrohttpd-dev libgnutls28-dev nettle-dev libcurl4-openssl-dev libjansson-dev libjemalloc-dev)
 if [[ "${1:-}" == "--test" ]]; then
   pkgs+=(jq prometheus docker-compose shellcheck clang libclang-rt-14-dev clang-format iproute2 iptables valgrind
          etcd-server etcd-client openssl)
