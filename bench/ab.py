@@ -11,7 +11,8 @@ median throughput, p50 and p99 of each and the ratios B/A.
 
 With --b-tls, cluster B serves TLS (a CA and node certificates made with openssl, as in
 tests/cluster/test_tls.py) and the load goes over https: --a and --b the same binary measure
-what TLS costs.
+what TLS costs. With --b-auth, cluster B runs with an --auth-file (test_auth.py's tokens) and
+the load carries a write token: what checking tokens costs.
 
 Standard library only; prints one JSON line per measurement and a markdown table.
 """
@@ -27,13 +28,23 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
 import certs  # noqa: E402
 import harness  # noqa: E402
+import test_auth  # noqa: E402
+from test_auth import TOKENS, write_auth_file  # noqa: E402
 
 
 class Side:
-    def __init__(self, name, binary, tls=False):
+    def __init__(self, name, binary, tls=False, auth=False):
         self.name, self.binary = name, binary
         self.cluster = harness.Cluster("ab-" + name)
         self.pki = certs.Pki(self.cluster.dir) if tls else None
+        self.token = None
+        if auth:
+            test_auth.BIN = binary  # its hash-token
+            path = os.path.join(self.cluster.dir, "auth")
+            write_auth_file(path, TOKENS)
+            self.cluster.token = "admin.admin-" + test_auth.SECRET
+            self.cluster.extra_args = ["--auth-file", path, "--join-token", self.cluster.token]
+            self.token = "write.write-" + test_auth.SECRET
 
     def start(self):
         harness.BIN = self.binary
@@ -60,6 +71,8 @@ def loadgen(a, side, url, c, prefix):
             "--duration", str(a.duration), "--warmup", str(a.warmup), "--prefix", prefix, "--quiet"]
     if side.pki is not None:
         args += ["--cacert", side.pki.ca.cert]
+    if side.token is not None:
+        args += ["--token", side.token]
     r = subprocess.run(args, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise RuntimeError("loadgen failed: %s" % r.stderr.strip())
@@ -77,8 +90,10 @@ def main():
     p.add_argument("--concurrency", default="1,16,64,256")
     p.add_argument("--ops", default="put-leader,put-follower")
     p.add_argument("--b-tls", action="store_true", help="cluster B serves TLS; B's load is https")
+    p.add_argument("--b-auth", action="store_true",
+                   help="cluster B has an --auth-file; B's load carries a write token")
     a = p.parse_args()
-    sides = [Side("A", a.a).start(), Side("B", a.b, tls=a.b_tls).start()]
+    sides = [Side("A", a.a).start(), Side("B", a.b, tls=a.b_tls, auth=a.b_auth).start()]
     res, seq = {}, 0
     try:
         for rep in range(a.reps):

@@ -54,6 +54,7 @@ struct opts {
 	const char *label;
 	const char *ack_log;
 	const char *cacert; /* https:// URLs: the CA to verify the server against */
+	const char *token;  /* sent as Authorization: Bearer (a coordinator with --auth-file) */
 	long timeout_ms;
 	bool idempotent;
 	bool quiet;
@@ -247,6 +248,12 @@ static void client_init(const struct opts *o, struct client *c, int id)
 	curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
 	if (o->cacert != NULL)
 		curl_easy_setopt(c->easy, CURLOPT_CAINFO, o->cacert);
+	if (o->token != NULL) {
+		/* curl writes the header itself, so the per-request header lists stay as they are.
+		 */
+		curl_easy_setopt(c->easy, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+		curl_easy_setopt(c->easy, CURLOPT_XOAUTH2_BEARER, o->token);
+	}
 	curl_easy_setopt(c->easy, CURLOPT_PRIVATE, c);
 	/* Every client keeps one connection of its own for the whole run. */
 	curl_easy_setopt(c->easy, CURLOPT_FORBID_REUSE, 0L);
@@ -276,6 +283,7 @@ static void usage(void)
 	      "  --idempotent             cloudless writes carry a unique Idempotency-Key\n"
 	      "  --ack-log FILE           write \"send_ns done_ns status\" per completion\n"
 	      "  --cacert FILE            CA certificates for https:// URLs\n"
+	      "  --token NAME.SECRET      send Authorization: Bearer (cloudless --auth-file)\n"
 	      "  --quiet                  no human-readable line on stderr\n",
 	      stderr);
 }
@@ -312,6 +320,7 @@ static void parse_args(struct opts *o, int argc, char **argv)
 	    {"idempotent", no_argument, NULL, 'i'},
 	    {"ack-log", required_argument, NULL, 'L'},
 	    {"cacert", required_argument, NULL, 'C'},
+	    {"token", required_argument, NULL, 'T'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -387,6 +396,9 @@ static void parse_args(struct opts *o, int argc, char **argv)
 			break;
 		case 'C':
 			o->cacert = optarg;
+			break;
+		case 'T':
+			o->token = optarg;
 			break;
 		case 'q':
 			o->quiet = true;
