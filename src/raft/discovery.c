@@ -265,9 +265,11 @@ static void found_cluster(struct node *n, const struct discovery_peer *member)
 /* The sorted, comma-joined node ids of the forming peers that answered, and us. */
 static unsigned forming_set(struct node *n, char *out, size_t size)
 {
-	const char *ids[IDENTITY_MAX_FOUNDERS + 1];
-	unsigned k = 0;
-	ids[k++] = n->opts.node_id;
+	/* Fully initialised: only ids[0..k) is ever read, but at -O3 gcc inlines this into
+	 * evaluate() and cannot prove that the dedup loop stays below k (-Wmaybe-uninitialized
+	 * broke release builds with -Werror). */
+	const char *ids[IDENTITY_MAX_FOUNDERS + 1] = {n->opts.node_id};
+	unsigned k = 1;
 	for (unsigned i = 0; i < n->discovery.n_peers && k <= IDENTITY_MAX_FOUNDERS; i++) {
 		struct discovery_peer *p = &n->discovery.peers[i];
 		bool dup = false;
