@@ -137,7 +137,8 @@ json_t *liveness_reported(struct domain *d, const char *agent_id);
 /* ---- plan.c ---- */
 void plan_mark(struct domain *d, const char *workload_key);
 void plan_mark_all(struct domain *d);
-void plan_run(struct domain *d);
+/* true when the run stopped at its time budget with workloads left to plan. */
+bool plan_run(struct domain *d);
 void plan_leader_stop(struct domain *d);
 
 /* ---- view.c ---- */

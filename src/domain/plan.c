@@ -15,7 +15,12 @@
  * Also here: a drain completes (agent.drained) once nothing is assigned to the agent and its
  * last heartbeat reported no replica starting or running (or it is offline); stop records
  * of offline agents are forgotten (replica.forget: the agent stops anything unassigned when
- * it returns). */
+ * it returns).
+ *
+ * Cost. A run is bounded in time (PLAN_BUDGET_NS; the rest goes on in the next loop
+ * iteration, in the same key order), and a workload with nothing to decide costs one pass
+ * over its slots, with no scan of the agents: a steady-state plan of every workload is
+ * O(replicas). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +30,12 @@
 #include "log/log.h"
 #include "scheduler/place.h"
 #include "util/clock.h"
+
+/* One run places for at most this long, then yields the loop to heartbeats and raft and
+ * goes on in the next iteration (domain.c's kick): with thousands of agents, each placement
+ * scans every agent, and an unbounded run of a 50,000-replica burst held the loop for
+ * seconds, long enough for heartbeats to time out and agents to be marked offline. */
+#define PLAN_BUDGET_NS (10 * 1000000ULL)
 
 struct plan_prop {
 	struct node_propose p;
@@ -39,7 +50,9 @@ struct run {
 	struct sched_agent *agents;
 	struct sched_label **labels; /* per agent, owned */
 	size_t n;
-	struct hmap index; /* agent id -> index + 1 */
+	struct hmap index;    /* agent id -> index + 1 */
+	uint64_t deadline_ns; /* uv_hrtime() past which the run yields the loop */
+	bool labels_built;
 };
 
 static void prop_cb(struct node_propose *p, int status, void *result)
@@ -141,8 +154,6 @@ static void run_init(struct run *r, struct domain *d)
 		struct sched_agent *s = &r->agents[r->n];
 		s->id = a->id;
 		s->zone = a->zone;
-		r->labels[r->n] = labels_of(json_object_get(a->doc, "labels"), &s->n_labels);
-		s->labels = r->labels[r->n];
 		s->cpu = a->cpu;
 		s->mem = a->mem;
 		s->used_cpu = a->used_cpu;
@@ -151,6 +162,22 @@ static void run_init(struct run *r, struct domain *d)
 		s->schedulable = !a->cordoned && !a->draining;
 		r->n++;
 		hmap_put(&r->index, a->id, (void *)(uintptr_t)r->n);
+	}
+}
+
+/* The agents' labels, only for a workload with a node selector (the only filter that reads
+ * them): building them walks every agent's JSON document, which with thousands of agents
+ * was most of a run's cost when no workload asked for them. */
+static void run_labels(struct run *r)
+{
+	if (r->labels_built)
+		return;
+	r->labels_built = true;
+	for (size_t i = 0; i < r->n; i++) {
+		struct dom_agent *a = dom_agent_get(&r->d->node->fsm.domain, r->agents[i].id);
+		r->labels[i] = labels_of(a != NULL ? json_object_get(a->doc, "labels") : NULL,
+		                         &r->agents[i].n_labels);
+		r->agents[i].labels = r->labels[i];
 	}
 }
 
@@ -293,10 +320,31 @@ static void place_slot(struct run *run, const struct dom_workload *w, struct req
 	json_decref(op);
 }
 
-static void plan_workload(struct run *run, const struct dom_workload *w)
+/* Whether any slot of w needs a decision (O(slots), no agent scan): a workload whose
+ * replicas are all where they belong costs the plan nothing more. */
+static bool needs_work(struct domain *d, const struct dom_workload *w)
+{
+	struct fsm_domain *dom = &d->node->fsm.domain;
+	char id[320];
+	for (unsigned s = 0; s < w->replicas; s++) {
+		struct dom_replica *r = dom_slot_get(dom, w->key, s);
+		if (needs_place(w, r) == NULL)
+			continue;
+		snprintf(id, sizeof id, "%s/%u", w->key, s);
+		if (hmap_get(&d->inflight, id) == NULL)
+			return true;
+	}
+	return false;
+}
+
+/* false when the run's time budget ran out before every slot was seen: w is planned again
+ * in the next run. */
+static bool plan_workload(struct run *run, const struct dom_workload *w)
 {
 	struct fsm_domain *dom = &run->d->node->fsm.domain;
 	struct request q;
+	if (!needs_work(run->d, w))
+		return true;
 	for (size_t i = 0; i < run->n; i++)
 		run->agents[i].same_workload = 0;
 	for (unsigned s = 0; s < w->replicas; s++) {
@@ -306,9 +354,15 @@ static void plan_workload(struct run *run, const struct dom_workload *w)
 			a->same_workload++;
 	}
 	request_init(&q, w);
-	for (unsigned s = 0; s < w->replicas; s++)
+	if (q.req.n_selector > 0)
+		run_labels(run);
+	bool done = true;
+	for (unsigned s = 0; s < w->replicas && done; s++) {
 		place_slot(run, w, &q, s);
+		done = uv_hrtime() < run->deadline_ns;
+	}
 	request_close(&q);
+	return done;
 }
 
 /* ---- agents: drains and stop records ---- */
@@ -362,13 +416,13 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-void plan_run(struct domain *d)
+bool plan_run(struct domain *d)
 {
 	struct fsm_domain *dom = &d->node->fsm.domain;
 	struct hmap *src = d->plan_all ? &dom->workloads : &d->dirty;
 	size_t n = hmap_size(src);
 	if (!d->leading || (n == 0 && !d->plan_all))
-		return;
+		return false;
 	uint64_t t0 = uv_hrtime();
 	const char **keys = calloc(n + 1, sizeof *keys);
 	const char *k;
@@ -380,20 +434,32 @@ void plan_run(struct domain *d)
 	qsort(keys, n, sizeof *keys, cmp_str); /* the same order on any leader */
 	struct run run;
 	run_init(&run, d);
-	for (size_t i = 0; i < n; i++) {
+	run.deadline_ns = t0 + PLAN_BUDGET_NS;
+	size_t i = 0;
+	while (i < n) {
 		struct dom_workload *w = dom_workload_get(dom, keys[i]);
-		if (w != NULL)
-			plan_workload(&run, w);
+		if (w != NULL && !plan_workload(&run, w))
+			break; /* out of time: keys[i] itself is planned again */
+		i++;
+		if (uv_hrtime() >= run.deadline_ns)
+			break;
 	}
 	run_close(&run);
+	/* What is left (keys[i..n)) is the next run's dirty set; keys point into src, so copy
+	 * them before src is reset. */
+	struct hmap rest;
+	hmap_init(&rest);
+	for (size_t j = i; j < n; j++)
+		hmap_put(&rest, keys[j], d);
 	free(keys);
 	tend_agents(d);
 	hmap_close(&d->dirty);
-	hmap_init(&d->dirty);
+	d->dirty = rest;
 	d->plan_all = false;
 	double secs = (double)(uv_hrtime() - t0) / 1e9;
 	d->plans++;
 	d->plan_seconds_total += secs;
 	d->last_plan_seconds = secs;
 	metrics_observe(d->metrics, "cloudless_scheduling_duration_seconds", NULL, secs);
+	return hmap_size(&d->dirty) > 0;
 }
