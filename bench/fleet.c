@@ -22,7 +22,8 @@
  *   status        enrolled / live agents, replicas assigned to live agents (desired run) and
  *                 reported running (a heartbeat that said so was answered), heartbeats and
  *                 errors so far
- *   stats         heartbeats answered since the last stats, their rate and latency percentiles
+ *   stats         heartbeats answered since the last stats, their rate and latency percentiles,
+ *                 and how late they left against their due time (the simulator's own limit)
  *   silence K     K random live agents stop heartbeating (a SIGKILL as the coordinators see
  *                 it); the replicas they held are watched until every one is assigned to a live
  *                 agent and reported running there, then {"event":"replaced",...} is printed
@@ -46,6 +47,7 @@
 #include <curl/curl.h>
 
 #include "agent/wire.h"
+#include "samples.h"
 #include "util/buf.h"
 #include "util/hmap.h"
 
@@ -108,11 +110,6 @@ struct where {
 	uint64_t running_ns;
 };
 
-struct samples {
-	uint64_t *v;
-	size_t n, cap;
-};
-
 static struct opts o;
 static struct agent *agents;
 static struct agent **heap;
@@ -121,6 +118,10 @@ static struct conn *free_conns;
 static CURLM *multi;
 static struct hmap where; /* replica id -> struct where */
 static struct samples window;
+/* How late heartbeats left against their due time: the simulator's own queueing (all
+ * connections busy, or its thread behind). Large values mean the figures are the
+ * simulator's limit, not the coordinators'. */
+static struct samples late;
 static uint64_t window_start;
 static long long hb_ok, hb_err, enroll_ok, enroll_err, reenrolls;
 static long long win_ok, win_err, win_5xx, win_transport;
@@ -130,13 +131,6 @@ static char **trial_ids;
 static size_t trial_n;
 static uint64_t trial_t0;
 static int trial_agents;
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *msg)
 {
@@ -208,36 +202,6 @@ static void schedule(struct agent *a, uint64_t at)
 	heap_push(a);
 }
 
-/* ---- samples ---------------------------------------------------------------------------- */
-
-static void samples_add(struct samples *s, uint64_t v)
-{
-	if (s->n == s->cap) {
-		s->cap = s->cap ? s->cap * 2 : 65536;
-		s->v = realloc(s->v, s->cap * sizeof *s->v);
-		if (s->v == NULL)
-			die("out of memory");
-	}
-	s->v[s->n++] = v;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted values, in milliseconds. */
-static double pct_ms(const uint64_t *v, size_t n, double p)
-{
-	if (n == 0)
-		return 0;
-	size_t i = (size_t)(p / 100.0 * (double)n);
-	if (i >= n)
-		i = n - 1;
-	return (double)v[i] / 1e6;
-}
-
 /* ---- requests --------------------------------------------------------------------------- */
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -290,7 +254,7 @@ static void send_request(struct conn *c, struct agent *a)
 	/* The agent's deadline: one interval (a third of the coordinator's agent timeout). */
 	curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS,
 	                 (long)(a->interval_ms ? a->interval_ms : 1000));
-	c->sent_ns = now_ns();
+	c->sent_ns = samples_now_ns();
 	curl_multi_add_handle(multi, c->easy);
 }
 
@@ -375,7 +339,7 @@ static void failed(struct agent *a, uint64_t now, bool server_error)
 static void done(struct conn *c, CURLcode res)
 {
 	struct agent *a = c->ag;
-	uint64_t now = now_ns();
+	uint64_t now = samples_now_ns();
 	long status = 0;
 	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
 	a->busy = false;
@@ -459,16 +423,18 @@ static void cmd_status(void)
 
 static void cmd_stats(void)
 {
-	uint64_t now = now_ns();
+	uint64_t now = samples_now_ns();
 	double secs = (double)(now - window_start) / 1e9;
-	qsort(window.v, window.n, sizeof *window.v, cmp_u64);
+	samples_sort(&window);
+	samples_sort(&late);
 	printf(
 	    "{\"stats\":true,\"seconds\":%.3f,\"heartbeats\":%lld,\"per_s\":%.1f,\"errors\":%lld,"
 	    "\"errors_5xx\":%lld,\"errors_transport\":%lld,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-	    "\"max_ms\":%.3f}\n",
+	    "\"max_ms\":%.3f,\"late_p99_ms\":%.3f,\"late_max_ms\":%.3f}\n",
 	    secs, win_ok, secs > 0 ? (double)win_ok / secs : 0, win_err, win_5xx, win_transport,
-	    pct_ms(window.v, window.n, 50), pct_ms(window.v, window.n, 99),
-	    window.n ? (double)window.v[window.n - 1] / 1e6 : 0);
+	    samples_pct_ms(&window, 50), samples_pct_ms(&window, 99), samples_max_ms(&window),
+	    samples_pct_ms(&late, 99), samples_max_ms(&late));
+	late.n = 0;
 	window.n = 0;
 	win_ok = win_err = win_5xx = win_transport = 0;
 	window_start = now;
@@ -510,7 +476,7 @@ static void cmd_silence(int k)
 			trial_ids[trial_n++] = strdup(a->reps[j].id);
 		}
 	}
-	trial_t0 = now_ns();
+	trial_t0 = samples_now_ns();
 	trial_agents = k;
 	printf("{\"silenced\":%d,\"replicas\":%zu}\n", k, trial_n);
 }
@@ -539,7 +505,7 @@ static void trial_check(void)
 static void cmd_revive(void)
 {
 	int n = 0;
-	uint64_t now = now_ns();
+	uint64_t now = samples_now_ns();
 	for (int i = 0; i < o.agents; i++) {
 		struct agent *a = &agents[i];
 		if (!a->silent)
@@ -565,10 +531,11 @@ static void cmd_recovery(void)
 		if (a->recovered_ns != 0)
 			v[n++] = a->recovered_ns - mark_ns;
 	}
-	qsort(v, n, sizeof *v, cmp_u64);
+	struct samples sorted = {.v = v, .n = n, .cap = n};
+	samples_sort(&sorted);
 	printf(
 	    "{\"recovery\":true,\"live\":%zu,\"answered\":%zu,\"p50_ms\":%.1f,\"max_ms\":%.1f}\n",
-	    live, n, pct_ms(v, n, 50), n ? (double)v[n - 1] / 1e6 : 0.0);
+	    live, n, samples_pct_ms(&sorted, 50), samples_max_ms(&sorted));
 	free(v);
 }
 
@@ -585,7 +552,7 @@ static bool command(char *line)
 	else if (strcmp(line, "revive") == 0)
 		cmd_revive();
 	else if (strcmp(line, "mark") == 0) {
-		mark_ns = now_ns();
+		mark_ns = samples_now_ns();
 		for (int i = 0; i < o.agents; i++)
 			agents[i].recovered_ns = 0;
 		printf("{\"marked\":true}\n");
@@ -742,7 +709,7 @@ int main(int argc, char **argv)
 	parse_args(argc, argv);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		die("curl_global_init failed");
-	rng_state ^= now_ns() ^ ((uint64_t)getpid() << 32);
+	rng_state ^= samples_now_ns() ^ ((uint64_t)getpid() << 32);
 	hmap_init(&where);
 	if (fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK) != 0)
 		die("cannot make stdin non-blocking");
@@ -773,7 +740,7 @@ int main(int argc, char **argv)
 
 	agents = xcalloc((size_t)o.agents, sizeof *agents);
 	heap = xcalloc((size_t)o.agents, sizeof *heap);
-	uint64_t start = now_ns();
+	uint64_t start = samples_now_ns();
 	for (int i = 0; i < o.agents; i++) {
 		agent_init(&agents[i], i);
 		schedule(&agents[i], start);
@@ -785,13 +752,15 @@ int main(int argc, char **argv)
 	struct curl_waitfd extra = {.fd = 0, .events = CURL_WAIT_POLLIN};
 	bool go = true;
 	while (go) {
-		uint64_t now = now_ns();
+		uint64_t now = samples_now_ns();
 		struct conn *c;
 		while (heap_n > 0 && heap[0]->next_ns <= now && (c = free_conns) != NULL) {
 			struct agent *a = heap_pop();
 			if (a->silent)
 				continue; /* revive reschedules it */
 			conn_get();
+			if (a->enrolled)
+				samples_add(&late, now - a->next_ns);
 			send_request(c, a);
 		}
 		int running = 0;
@@ -812,7 +781,7 @@ int main(int argc, char **argv)
 		trial_check();
 		int wait_ms = 10;
 		if (heap_n > 0 && free_conns != NULL) {
-			uint64_t t = now_ns();
+			uint64_t t = samples_now_ns();
 			wait_ms =
 			    heap[0]->next_ns <= t ? 0 : (int)((heap[0]->next_ns - t) / 1000000);
 			if (wait_ms > 10)
@@ -843,7 +812,8 @@ int main(int argc, char **argv)
 		free(v);
 	hmap_close(&where);
 	trial_clear();
-	free(window.v);
+	samples_close(&window);
+	samples_close(&late);
 	buf_close(&in);
 	curl_slist_free_all(json_headers);
 	curl_multi_cleanup(multi);

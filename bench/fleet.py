@@ -19,6 +19,8 @@ reporting their replicas running one heartbeat after they were assigned). Phases
                replicas moved (both target 0), time until every agent's heartbeat is answered
   memory       leader VmRSS at 0 / 1,000 / 2,000 agents (no replicas) and at 2,000 agents with
                0 / 10,000 / 20,000 replicas: the slopes per agent and per replica
+  real         one real cloudless-agent: a 200-replica workload of real processes, create ->
+               all 200 alive, then scale to 0 -> all gone
 
 --quick (the 'bench' suite runs it) starts a 3-node cluster with 30 simulated agents, places a
 12-replica workload with a node selector, checks that every agent enrolled and heartbeats, that
@@ -56,7 +58,7 @@ def parse_args():
     p.add_argument("--quick", action="store_true", help="a tiny run that proves the tooling works")
     p.add_argument("--coordinator", default=os.path.join(ROOT, "build-rel", "cloudless-coordinator"))
     p.add_argument("--fleet", default=os.path.join(ROOT, "build-rel", "bench", "cloudless-fleet"))
-    p.add_argument("--phases", default="heartbeats,placements,failure,leader,memory")
+    p.add_argument("--phases", default="heartbeats,placements,failure,leader,memory,real")
     p.add_argument("--agents", default="100,1000,5000,10000",
                    help="heartbeats phase: fleet sizes")
     p.add_argument("--heartbeat-ms", type=int, default=500,
@@ -65,7 +67,8 @@ def parse_args():
     p.add_argument("--replicas", default="10000,50000", help="placements phase: totals")
     p.add_argument("--strategies", default="spread,binpack,selector")
     p.add_argument("--trials", type=int, default=20, help="failure phase: trials per size")
-    p.add_argument("--connections", type=int, default=256)
+    p.add_argument("--connections", type=int, default=1024,
+                   help="the simulator's keep-alive connections (at most one per agent)")
     return p.parse_args()
 
 
@@ -152,46 +155,49 @@ def create(c, name, replicas, strategy="spread", selector=None):
     raise AssertionError("could not create %s: %r" % (name, r))
 
 
-def workloads(c):
-    """{name: (desired, scheduled, running)} from a follower's mirror (every page)."""
-    out, token = {}, None
-    nd = c.running()[-1]
+def pages(nd, path):
+    """Every item of a paged listing (limit 1,000, ?continue) from nd's mirror; None when a
+    page fails."""
+    items, token = [], None
     while True:
-        path = "/v1/workloads?limit=1000&consistency=stale"
+        full = path + ("&" if "?" in path else "?") + "limit=1000&consistency=stale"
         if token:
-            path += "&continue=" + token
-        r = nd.req("GET", path, timeout=30)
+            full += "&continue=" + token
+        r = nd.req("GET", full, timeout=30)
         if r is None or r.status != 200:
             return None
         doc = r.json()
-        for w in doc["items"]:
-            s = w["status"]
-            out[w["name"]] = (s["desired"], s["scheduled"], s["running"])
+        items += doc["items"]
         token = doc.get("continue")
         if not token:
-            return out
+            return items
+
+
+def workloads(c):
+    """{name: (desired, scheduled, running)} from a follower's mirror."""
+    items = pages(c.running()[-1], "/v1/workloads")
+    if items is None:
+        return None
+    return {w["name"]: (w["status"]["desired"], w["status"]["scheduled"],
+                        w["status"]["running"]) for w in items}
 
 
 def assigned_running(sim, n, timeout):
     """Waits until the simulator holds n replicas (desired run), all reported running."""
-    def ok():
+    deadline, s = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
         s = sim.status()
-        return s if s["assigned"] == n and s["running"] == n else None
-    return wait_for("%d replicas running" % n, ok, timeout, 0.05)
+        if s["assigned"] == n and s["running"] == n:
+            return s
+        time.sleep(0.05)
+    raise AssertionError("timed out after %.0f s waiting for %d replicas running (last: %r)"
+                         % (timeout, n, s))
 
 
 def proc_cpu(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def commit_index(nd):
@@ -228,6 +234,7 @@ def phase_heartbeats():
             row = {"agents": n, "interval_ms": ARGS.heartbeat_ms, "enroll_s": enroll_s,
                    "offered_per_s": n * 1000.0 / ARGS.heartbeat_ms, "per_s": st["per_s"],
                    "p50_ms": st["p50_ms"], "p99_ms": st["p99_ms"], "errors": st["errors"],
+                   "late_p99_ms": st["late_p99_ms"], "offline": n - ready_count(c),
                    "leader_cpu": (cpu1 - cpu0) / (t1 - t0), "entries": entries,
                    "entries_per_1000": entries * 1000.0 / max(1, st["heartbeats"])}
             log("heartbeats %s" % row)
@@ -237,14 +244,15 @@ def phase_heartbeats():
             c.close()
     print("\n### Heartbeats (interval %d ms, timeout %d ms, %g s window, one replica per agent)\n"
           % (ARGS.heartbeat_ms, 3 * ARGS.heartbeat_ms, ARGS.window))
-    print("| agents | offered/s | answered/s | p50 | p99 | errors | leader CPU | raft entries "
-          "/ 1,000 heartbeats | enroll all |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| agents | offered/s | answered/s | p50 | p99 | errors | agents offline | leader CPU "
+          "| raft entries / 1,000 heartbeats | simulator lateness p99 | enroll all |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print("| %d | %.0f | %.0f | %.1f ms | %.1f ms | %d | %.0f%% | %.2f (%d in window) | %.1f s |"
+        print("| %d | %.0f | %.0f | %.1f ms | %.1f ms | %d | %d | %.0f%% | %.2f (%d in window) "
+              "| %.1f ms | %.1f s |"
               % (r["agents"], r["offered_per_s"], r["per_s"], r["p50_ms"], r["p99_ms"],
-                 r["errors"], 100 * r["leader_cpu"], r["entries_per_1000"], r["entries"],
-                 r["enroll_s"]))
+                 r["errors"], r["offline"], 100 * r["leader_cpu"], r["entries_per_1000"],
+                 r["entries"], r["late_p99_ms"], r["enroll_s"]))
     return rows
 
 
@@ -363,48 +371,14 @@ def phase_failure():
 
 
 def ready_count(c):
-    n, token = 0, None
-    nd = c.running()[-1]
-    while True:
-        path = "/v1/agents?limit=1000&consistency=stale&state=ready"
-        if token:
-            path += "&continue=" + token
-        r = nd.req("GET", path, timeout=30)
-        if r is None or r.status != 200:
-            return -1
-        doc = r.json()
-        n += len(doc["items"])
-        token = doc.get("continue")
-        if not token:
-            return n
+    items = pages(c.running()[-1], "/v1/agents?state=ready")
+    return -1 if items is None else len(items)
 
 
 def placement_map(c, nd=None):
-    """{replica id: agent} over every page of /v1/replicas."""
-    out, token = {}, None
-    nd = nd or c.running()[-1]
-    while True:
-        path = "/v1/replicas?limit=1000&consistency=stale"
-        if token:
-            path += "&continue=" + token
-        r = nd.req("GET", path, timeout=30)
-        if r is None or r.status != 200:
-            return None
-        doc = r.json()
-        for x in doc["items"]:
-            out[x["id"]] = x.get("agent")
-        token = doc.get("continue")
-        if not token:
-            return out
-
-
-def offline_transitions(nd):
-    text = nd.metrics()
-    total = 0
-    for line in text.splitlines():
-        if line.startswith("cloudless_agents_marked_offline_total"):
-            total += float(line.split()[-1])
-    return total
+    """{replica id: agent} of every replica."""
+    items = pages(nd or c.running()[-1], "/v1/replicas")
+    return None if items is None else {x["id"]: x.get("agent") for x in items}
 
 
 def phase_leader():
@@ -449,13 +423,13 @@ def phase_memory():
     try:
         ld = c.leader()
         time.sleep(1)
-        pts_a = [(0, rss_kb(ld.proc.pid))]
+        pts_a = [(0, harness.rss_kb(ld.proc.pid))]
         for i in range(2):
             sim = Sim(c, 1000, ["--prefix", "m%d" % i])
             sims.append(sim)
             enrolled(sim, 1000, 120)
             time.sleep(2)
-            pts_a.append((1000 * (i + 1), rss_kb(ld.proc.pid)))
+            pts_a.append((1000 * (i + 1), harness.rss_kb(ld.proc.pid)))
         pts_r = [(0, pts_a[-1][1])]
         for i in range(2):
             for k in range(10):
@@ -463,7 +437,7 @@ def phase_memory():
             wait_for("replicas running", lambda: sum(s.status()["running"] for s in sims) ==
                      10000 * (i + 1), 120, 0.2)
             time.sleep(2)
-            pts_r.append((10000 * (i + 1), rss_kb(ld.proc.pid)))
+            pts_r.append((10000 * (i + 1), harness.rss_kb(ld.proc.pid)))
     finally:
         for s in sims:
             s.close()
@@ -479,6 +453,45 @@ def phase_memory():
     print("| replicas at 2,000 agents %s | %s KiB | %.0f bytes per replica |" % (
         " / ".join(str(x) for x, _ in pts_r), " / ".join(str(y) for _, y in pts_r), slope(pts_r)))
     return {"agents": pts_a, "replicas": pts_r}
+
+
+def phase_real():
+    """One real cloudless-agent, a 200-replica workload of real processes: create -> 200
+    processes running (alive in /proc), then scale to 0 -> none left."""
+    n, reps = 200, max(1, min(ARGS.trials, 3))
+    c = new_cluster("fleet-real", 1000, 3000)
+    rows = []
+    try:
+        ag = c.agent("real", zone="z1")
+        ag.start()
+        wait_for("agent ready", lambda: ready_count(c) == 1, 20)
+        for k in range(reps):
+            name = "real%d" % k
+            t0 = time.monotonic()
+            create(c, name, n)
+            wait_for("%d processes" % n, lambda: len([1 for rid in ag.running()
+                                                      if rid.startswith("default/%s/" % name)])
+                     == n, 120, 0.05)
+            t_start = time.monotonic() - t0
+            pids = [pid for rid, (_, pid) in ag.running().items()
+                    if rid.startswith("default/%s/" % name)]
+            t1 = time.monotonic()
+            r = c.leader().req("POST", "/v1/workloads/default/%s/scale" % name, {"replicas": 0})
+            assert r is not None and r.status == 200, r
+            wait_for("processes gone", lambda: not any(harness.proc_alive(p) for p in pids),
+                     120, 0.05)
+            t_stop = time.monotonic() - t1
+            rows.append((t_start, t_stop))
+            log("real agent: start-all %.2f s, stop-all %.2f s" % (t_start, t_stop))
+            c.leader().req("DELETE", "/v1/workloads/default/%s" % name)
+    finally:
+        c.close()
+    print("\n### One real cloudless-agent, 200 processes (`sleep 600`)\n")
+    print("| repetition | create -> 200 running | scale to 0 -> every process gone |")
+    print("|---|---|---|")
+    for i, (a, b) in enumerate(rows):
+        print("| %d | %.2f s | %.2f s |" % (i + 1, a, b))
+    return rows
 
 
 def quick():
@@ -525,7 +538,8 @@ def main():
     print("Fleet figures (bench/fleet.py; 2 shared cores: the simulator, three coordinators "
           "and other work share them)")
     phases = {"heartbeats": phase_heartbeats, "placements": phase_placements,
-              "failure": phase_failure, "leader": phase_leader, "memory": phase_memory}
+              "failure": phase_failure, "leader": phase_leader, "memory": phase_memory,
+              "real": phase_real}
     for ph in ARGS.phases.split(","):
         phases[ph]()
         sys.stdout.flush()
