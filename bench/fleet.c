@@ -716,6 +716,9 @@ int main(int argc, char **argv)
 
 	multi = curl_multi_init();
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)o.connections + 16);
+	/* A hard cap too: a timed-out request's connection is closed and replaced, and without
+	 * the cap replacements could pile up faster than the servers notice the closes. */
+	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)o.connections);
 	json_headers = curl_slist_append(NULL, "Content-Type: application/json");
 	json_headers = curl_slist_append(json_headers, "Expect:");
 

@@ -19,11 +19,15 @@ static void kick_cb(uv_timer_t *t)
 	if (!d->leading)
 		return;
 	liveness_flush_reports(d);
+	uint64_t t0 = uv_hrtime();
 	if (plan_run(d)) {
-		/* The rest in 1 ms, not 0: a 0 ms timer started from a timer callback would run
-		 * in the same pass of the loop's timers, before any I/O is served. */
+		/* The rest after as long as this run took (at least 1 ms): a burst of placements
+		 * takes at most half of the loop, and heartbeats and raft get the other half. Not
+		 * 0 ms: a 0 ms timer started from a timer callback would run in the same pass of
+		 * the loop's timers, before any I/O is served. */
+		uint64_t ms = (uv_hrtime() - t0) / 1000000;
 		d->kicked = true;
-		uv_timer_start(&d->kick, kick_cb, 1, 0);
+		uv_timer_start(&d->kick, kick_cb, ms > 0 ? ms : 1, 0);
 	}
 }
 
@@ -95,6 +99,7 @@ void domain_on_apply(void *arg, enum dom_event ev, const char *key, uint64_t ind
 	case DOM_EV_AGENT:
 		/* Ready, offline, cordoned, draining, removed, new capacity: any of them may
 		 * change where replicas can go. */
+		plan_forget_agents(d);
 		plan_mark_all(d);
 		break;
 	case DOM_EV_REPLICA: {

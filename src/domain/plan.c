@@ -36,6 +36,7 @@
  * scans every agent, and an unbounded run of a 50,000-replica burst held the loop for
  * seconds, long enough for heartbeats to time out and agents to be marked offline. */
 #define PLAN_BUDGET_NS (10 * 1000000ULL)
+#define FULL_RUN_MS    1000
 
 struct plan_prop {
 	struct node_propose p;
@@ -45,7 +46,7 @@ struct plan_prop {
 	enum { P_PLACE, P_PENDING, P_OTHER } kind;
 };
 
-struct run {
+struct plan_run {
 	struct domain *d;
 	struct sched_agent *agents;
 	struct sched_label **labels; /* per agent, owned */
@@ -53,6 +54,9 @@ struct run {
 	struct hmap index;    /* agent id -> index + 1 */
 	uint64_t deadline_ns; /* uv_hrtime() past which the run yields the loop */
 	bool labels_built;
+	uint64_t built_ms;     /* clock_mono_ms() of run_init */
+	const char *zones[64]; /* one pointer per distinct zone name (see run_init) */
+	size_t n_zones;
 };
 
 static void prop_cb(struct node_propose *p, int status, void *result)
@@ -109,6 +113,7 @@ void plan_mark_all(struct domain *d)
 
 void plan_leader_stop(struct domain *d)
 {
+	plan_forget_agents(d);
 	hmap_close(&d->dirty);
 	hmap_init(&d->dirty);
 	/* Proposals still out answer later; they only remove their own entry. */
@@ -137,7 +142,19 @@ static struct sched_label *labels_of(json_t *obj, size_t *n)
 	return l;
 }
 
-static void run_init(struct run *r, struct domain *d)
+/* Agents of one zone get the same zone pointer, so that the placement function's zone
+ * table matches them by pointer and compares names only once per zone (place.c). */
+static const char *zone_intern(struct plan_run *r, const char *zone)
+{
+	for (size_t i = 0; i < r->n_zones; i++)
+		if (strcmp(r->zones[i], zone) == 0)
+			return r->zones[i];
+	if (r->n_zones < sizeof r->zones / sizeof r->zones[0])
+		r->zones[r->n_zones++] = zone;
+	return zone;
+}
+
+static void run_init(struct plan_run *r, struct domain *d)
 {
 	struct fsm_domain *dom = &d->node->fsm.domain;
 	const char *k;
@@ -145,6 +162,7 @@ static void run_init(struct run *r, struct domain *d)
 	memset(r, 0, sizeof *r);
 	r->d = d;
 	hmap_init(&r->index);
+	r->built_ms = clock_mono_ms();
 	r->agents = calloc(hmap_size(&dom->agents) + 1, sizeof *r->agents);
 	r->labels = calloc(hmap_size(&dom->agents) + 1, sizeof *r->labels);
 	if (r->agents == NULL || r->labels == NULL)
@@ -153,7 +171,7 @@ static void run_init(struct run *r, struct domain *d)
 		struct dom_agent *a = v;
 		struct sched_agent *s = &r->agents[r->n];
 		s->id = a->id;
-		s->zone = a->zone;
+		s->zone = zone_intern(r, a->zone);
 		s->cpu = a->cpu;
 		s->mem = a->mem;
 		s->used_cpu = a->used_cpu;
@@ -168,7 +186,7 @@ static void run_init(struct run *r, struct domain *d)
 /* The agents' labels, only for a workload with a node selector (the only filter that reads
  * them): building them walks every agent's JSON document, which with thousands of agents
  * was most of a run's cost when no workload asked for them. */
-static void run_labels(struct run *r)
+static void run_labels(struct plan_run *r)
 {
 	if (r->labels_built)
 		return;
@@ -181,7 +199,7 @@ static void run_labels(struct run *r)
 	}
 }
 
-static void run_close(struct run *r)
+static void run_close(struct plan_run *r)
 {
 	for (size_t i = 0; i < r->n; i++)
 		free(r->labels[i]);
@@ -190,7 +208,35 @@ static void run_close(struct run *r)
 	hmap_close(&r->index);
 }
 
-static struct sched_agent *agent_of(struct run *r, const char *id)
+void plan_forget_agents(struct domain *d)
+{
+	if (d->plan_cache == NULL)
+		return;
+	run_close(d->plan_cache);
+	free(d->plan_cache);
+	d->plan_cache = NULL;
+}
+
+/* The agents of a run, kept across the runs of one burst: building them walks and indexes
+ * every agent (with 10,000 agents, more than the placements of a 10 ms run). Kept only while
+ * a run stops at its budget, for at most FULL_RUN_MS, and dropped when any agent changes
+ * (plan_forget_agents from domain.c): the capacity it tracks includes the decisions of the
+ * earlier runs, and what it misses (capacity freed since) only makes it conservative; apply
+ * re-checks every placement anyway. */
+static struct plan_run *run_get(struct domain *d)
+{
+	if (d->plan_cache != NULL && clock_mono_ms() - d->plan_cache->built_ms >= FULL_RUN_MS)
+		plan_forget_agents(d);
+	if (d->plan_cache == NULL) {
+		d->plan_cache = calloc(1, sizeof *d->plan_cache);
+		if (d->plan_cache == NULL)
+			abort();
+		run_init(d->plan_cache, d);
+	}
+	return d->plan_cache;
+}
+
+static struct sched_agent *agent_of(struct plan_run *r, const char *id)
 {
 	uintptr_t i = (uintptr_t)hmap_get(&r->index, id);
 	return i > 0 ? &r->agents[i - 1] : NULL;
@@ -265,7 +311,7 @@ static void set_avoid(struct request *q, const struct dom_replica *r)
 	q->req.avoid = q->avoid;
 }
 
-static void place_slot(struct run *run, const struct dom_workload *w, struct request *q,
+static void place_slot(struct plan_run *run, const struct dom_workload *w, struct request *q,
                        unsigned slot)
 {
 	struct domain *d = run->d;
@@ -339,7 +385,7 @@ static bool needs_work(struct domain *d, const struct dom_workload *w)
 
 /* false when the run's time budget ran out before every slot was seen: w is planned again
  * in the next run. */
-static bool plan_workload(struct run *run, const struct dom_workload *w)
+static bool plan_workload(struct plan_run *run, const struct dom_workload *w)
 {
 	struct fsm_domain *dom = &run->d->node->fsm.domain;
 	struct request q;
@@ -432,19 +478,19 @@ bool plan_run(struct domain *d)
 	for (size_t i = 0; hmap_next(src, &i, &k, NULL);)
 		keys[n++] = k;
 	qsort(keys, n, sizeof *keys, cmp_str); /* the same order on any leader */
-	struct run run;
-	run_init(&run, d);
-	run.deadline_ns = t0 + PLAN_BUDGET_NS;
+	struct plan_run *run = run_get(d);
+	run->deadline_ns = t0 + PLAN_BUDGET_NS;
 	size_t i = 0;
 	while (i < n) {
 		struct dom_workload *w = dom_workload_get(dom, keys[i]);
-		if (w != NULL && !plan_workload(&run, w))
+		if (w != NULL && !plan_workload(run, w))
 			break; /* out of time: keys[i] itself is planned again */
 		i++;
-		if (uv_hrtime() >= run.deadline_ns)
+		if (uv_hrtime() >= run->deadline_ns)
 			break;
 	}
-	run_close(&run);
+	if (i == n)
+		plan_forget_agents(d); /* done: the next burst starts from the records */
 	/* What is left (keys[i..n)) is the next run's dirty set; keys point into src, so copy
 	 * them before src is reset. */
 	struct hmap rest;

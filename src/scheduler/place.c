@@ -87,10 +87,13 @@ static void zones_build(struct zones *z, const struct sched_agent *agents, size_
 	z->load[MAX_ZONES] = 0;
 	for (size_t i = 0; i < n; i++) {
 		size_t k = 0;
-		/* Agents of one zone usually share its name's spelling, often its pointer. */
-		while (k < z->n && z->name[k] != agents[i].zone &&
-		       strcmp(z->name[k], agents[i].zone) != 0)
+		/* By pointer first: the plan gives agents of one zone the same pointer, so the
+		 * names are compared only when the caller did not. */
+		while (k < z->n && z->name[k] != agents[i].zone)
 			k++;
+		if (k == z->n)
+			for (k = 0; k < z->n && strcmp(z->name[k], agents[i].zone) != 0;)
+				k++;
 		if (k == z->n) {
 			if (z->n == MAX_ZONES) {
 				z->zone[i] = MAX_ZONES; /* more zones than anyone runs: empty */
