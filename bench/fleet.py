@@ -116,6 +116,7 @@ class Sim:
         return self.events.get(timeout=timeout)
 
     def close(self):
+        """Asks it to quit; returns its exit status (a sanitizer's report makes it non-zero)."""
         if self.p.poll() is None:
             try:
                 self.p.stdin.write("quit\n")
@@ -124,6 +125,7 @@ class Sim:
             except (OSError, subprocess.TimeoutExpired):
                 self.p.kill()
                 self.p.wait()
+        return self.p.returncode
 
 
 def new_cluster(name, heartbeat_ms, timeout_ms):
@@ -523,6 +525,8 @@ def quick():
         wait_for("30 agents ready again", lambda: ready_count(c) == 30, 20)
         status = sim.status()
         assert status["enroll_errors"] == 0, status
+        rc = sim.close()
+        assert rc == 0, "cloudless-fleet exited %r: %s" % (rc, open(sim.log_path).read()[-3000:])
         print("fleet quick: %d agents enrolled, %d heartbeats, 12 replicas placed on tier=a "
               "and running; 3 silenced agents' %d replicas replaced in %.2f s" % (
                   status["enrolled"], status["heartbeats"], s["replicas"], ev["seconds"]))
