@@ -9,9 +9,11 @@
  * wire.c, the cl_agent_wire leaf library), so the coordinators see exactly what real agents
  * send. Like the agent, a failed heartbeat (transport error, timeout, 5xx) is sent again at
  * once to the next coordinator, a 404 re-enrolls, and a full round of failures backs off
- * (capped at one interval). What the simulator does not do: the blocking assignments query
- * (it runs as the agent does with --assignments-wait 0) and leader following (every heartbeat
- * picks a random coordinator, so two thirds of them are forwarded, the expensive path).
+ * (capped at one interval). With --watch S each agent also runs the blocking assignments query
+ * between heartbeats as the agent does (--assignments-wait S, its default 30); without it, it
+ * behaves like --assignments-wait 0. What the simulator does not do: leader following (every
+ * heartbeat picks a random coordinator, so two thirds of them are forwarded, the expensive
+ * path).
  *
  * All agents share one libcurl multi handle and a pool of --connections keep-alive connections
  * (a real fleet holds one connection per agent; the coordinators' per-request cost is the
@@ -63,6 +65,7 @@ struct opts {
 	int zones;
 	int connections;
 	unsigned interval_ms; /* 0: the coordinator's */
+	unsigned watch_s;     /* wait of the assignments query; 0: no query */
 	const char *prefix;
 	uint64_t cpu, mem;
 	bool quiet;
@@ -90,6 +93,9 @@ struct agent {
 	size_t n_reps;
 	size_t n_sent;         /* reps[0..n_sent) were in the heartbeat in flight */
 	uint64_t recovered_ns; /* first answer to a heartbeat sent after the mark, 0: none */
+	uint64_t index;        /* of the last answer applied */
+	uint64_t watch_index;  /* the index the query in flight waits past */
+	bool watching;
 };
 
 struct conn {
@@ -99,7 +105,7 @@ struct conn {
 	char *body;
 	struct buf resp;
 	uint64_t sent_ns;
-	bool enroll;
+	enum { K_ENROLL, K_HEARTBEAT, K_WATCH } kind;
 	struct conn *next_free;
 };
 
@@ -231,12 +237,12 @@ static void send_request(struct conn *c, struct agent *a)
 	size_t len = 0;
 	const char *base = o.urls[a->target % o.n_urls];
 	if (!a->enrolled) {
-		c->enroll = true;
+		c->kind = K_ENROLL;
 		snprintf(c->url, sizeof c->url, "%s/v1/agents", base);
 		curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, a->enrollment);
 		len = a->enrollment_len;
 	} else {
-		c->enroll = false;
+		c->kind = K_HEARTBEAT;
 		struct agent_report *r = xcalloc(a->n_reps, sizeof *r);
 		for (size_t i = 0; i < a->n_reps; i++)
 			r[i] =
@@ -311,6 +317,55 @@ static void apply_answer(struct agent *a, struct agent_answer *ans, uint64_t don
 	reps_free(a);
 	a->reps = reps;
 	a->n_reps = ans->n;
+	if (ans->index > a->index)
+		a->index = ans->index;
+}
+
+/* The assignments query, as cloudless-agent runs it between heartbeats (client.c): it
+ * returns as soon as this agent's assignments change, so new work is known (and reported
+ * running in the next heartbeat) without waiting for a heartbeat to bring it. */
+static void start_watch(struct agent *a)
+{
+	if (o.watch_s == 0 || a->watching || a->silent || !a->enrolled)
+		return;
+	struct conn *c = conn_get();
+	if (c == NULL)
+		return; /* every connection busy: the next heartbeat tries again */
+	c->ag = a;
+	c->kind = K_WATCH;
+	buf_reset(&c->resp);
+	a->watch_index = a->index > 0 ? a->index : 1; /* index=0 answers at once */
+	snprintf(c->url, sizeof c->url, "%s/v1/agents/%s/assignments?index=%llu&wait=%us&stale",
+	         o.urls[a->target % o.n_urls], a->id, (unsigned long long)a->watch_index,
+	         o.watch_s);
+	curl_easy_setopt(c->easy, CURLOPT_URL, c->url);
+	curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS,
+	                 (long)(o.watch_s * 1000 + a->interval_ms + 2000));
+	c->sent_ns = samples_now_ns();
+	a->watching = true;
+	curl_multi_add_handle(multi, c->easy);
+}
+
+/* A newer answer is applied only while no heartbeat is in flight (that heartbeat's reports
+ * are the list it was sent with; its own answer is at least as new). Failures wait for the
+ * next heartbeat, as in the agent; a query that fired is asked again at once. */
+static void watch_done(struct conn *c, struct agent *a, CURLcode res, long status)
+{
+	char err[256];
+	struct agent_answer ans;
+	a->watching = false;
+	if (a->silent || res != CURLE_OK || status != 200 ||
+	    agent_wire_decode_assignments(c->resp.data, c->resp.len, &ans, err, sizeof err) != 0)
+		return;
+	bool fired = ans.index > a->watch_index;
+	if (ans.index > a->index && !a->busy) {
+		a->n_sent = 0; /* acknowledges nothing */
+		apply_answer(a, &ans, samples_now_ns());
+	}
+	agent_answer_close(&ans);
+	if (fired)
+		start_watch(a);
 }
 
 static void failed(struct agent *a, uint64_t now, bool server_error)
@@ -342,10 +397,14 @@ static void done(struct conn *c, CURLcode res)
 	uint64_t now = samples_now_ns();
 	long status = 0;
 	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
-	a->busy = false;
 	c->ag = NULL;
 	char err[256];
-	if (c->enroll) {
+	if (c->kind == K_WATCH) {
+		watch_done(c, a, res, status);
+		return;
+	}
+	a->busy = false;
+	if (c->kind == K_ENROLL) {
 		unsigned interval = 0;
 		if (res == CURLE_OK && (status == 200 || status == 201) &&
 		    agent_wire_decode_agent(c->resp.data, c->resp.len, &interval, err,
@@ -397,6 +456,7 @@ static void done(struct conn *c, CURLcode res)
 	agent_answer_close(&ans);
 	a->target = (int)(rng() % (uint64_t)o.n_urls);
 	schedule(a, c->sent_ns + (uint64_t)a->interval_ms * 1000000ULL);
+	start_watch(a);
 }
 
 /* ---- commands --------------------------------------------------------------------------- */
@@ -599,12 +659,13 @@ static bool read_commands(struct buf *in)
 
 static void usage(void)
 {
-	fprintf(stderr,
-	        "usage: cloudless-fleet --url http://H:P[,http://H:P...] [--agents N] [--zones Z]\n"
-	        "         [--connections C] [--interval-ms MS] [--prefix P] [--cpu MILLI]\n"
-	        "         [--memory BYTES] [--quiet]\n"
-	        "Simulates N agents; commands on stdin (status, stats, silence K, revive, mark,\n"
-	        "recovery, quit), one JSON answer line each on stdout.\n");
+	fprintf(
+	    stderr,
+	    "usage: cloudless-fleet --url http://H:P[,http://H:P...] [--agents N] [--zones Z]\n"
+	    "         [--connections C] [--interval-ms MS] [--watch S] [--prefix P] [--cpu MILLI]\n"
+	    "         [--memory BYTES] [--quiet]\n"
+	    "Simulates N agents; commands on stdin (status, stats, silence K, revive, mark,\n"
+	    "recovery, quit), one JSON answer line each on stdout.\n");
 }
 
 static void parse_args(int argc, char **argv)
@@ -615,6 +676,7 @@ static void parse_args(int argc, char **argv)
 	    {"zones", required_argument, NULL, 'z'},
 	    {"connections", required_argument, NULL, 'c'},
 	    {"interval-ms", required_argument, NULL, 'i'},
+	    {"watch", required_argument, NULL, 'w'},
 	    {"prefix", required_argument, NULL, 'p'},
 	    {"cpu", required_argument, NULL, 'C'},
 	    {"memory", required_argument, NULL, 'M'},
@@ -649,6 +711,9 @@ static void parse_args(int argc, char **argv)
 			break;
 		case 'i':
 			o.interval_ms = (unsigned)atoi(optarg);
+			break;
+		case 'w':
+			o.watch_s = (unsigned)atoi(optarg);
 			break;
 		case 'p':
 			o.prefix = optarg;

@@ -15,6 +15,7 @@ reporting their replicas running one heartbeat after they were assigned). Phases
   failure      1,000 agents (1 s heartbeat, 3 s timeout), 3,000 replicas: silence 1 agent,
                then 10% of the agents (--trials each; they are revived in between): time
                until every replica they held runs on a live agent, reported running
+               (--watch: the agents also run the blocking assignments query)
   leader       1,000 agents heartbeating; SIGKILL the leader: agents marked offline and
                replicas moved (both target 0), time until every agent's heartbeat is answered
   memory       leader VmRSS at 0 / 1,000 / 2,000 agents (no replicas) and at 2,000 agents with
@@ -67,6 +68,8 @@ def parse_args():
     p.add_argument("--replicas", default="10000,50000", help="placements phase: totals")
     p.add_argument("--strategies", default="spread,binpack,selector")
     p.add_argument("--trials", type=int, default=20, help="failure phase: trials per size")
+    p.add_argument("--watch", action="store_true",
+                   help="failure phase: agents run the blocking assignments query too")
     p.add_argument("--connections", type=int, default=512,
                    help="the simulator's keep-alive connections (at most one per agent)")
     return p.parse_args()
@@ -332,9 +335,9 @@ def phase_placements():
     return rows
 
 
-def steady_fleet(name, agents, replicas):
+def steady_fleet(name, agents, replicas, extra=()):
     c = new_cluster(name, 1000, 3000)
-    sim = Sim(c, agents)
+    sim = Sim(c, agents, extra)
     enrolled(sim, agents, 120)
     k = 0
     while k * 1000 < replicas:
@@ -346,7 +349,10 @@ def steady_fleet(name, agents, replicas):
 
 def phase_failure():
     agents, replicas = 1000, 3000
-    c, sim = steady_fleet("fleet-fail", agents, replicas)
+    # with the agent's blocking assignments query (--watch: one long poll per agent, so a
+    # connection each, plus room for the heartbeats)
+    extra = ["--watch", "30", "--connections", str(agents + 256)] if ARGS.watch else []
+    c, sim = steady_fleet("fleet-fail", agents, replicas, extra)
     rows = []
     try:
         for k in (1, agents // 10):
@@ -366,7 +372,7 @@ def phase_failure():
         sim.close()
         c.close()
     print("\n### Failure to replacement (1,000 agents, 1 s heartbeat, 3 s timeout, "
-          "3,000 replicas)\n")
+          "3,000 replicas%s)\n" % (", assignments query" if ARGS.watch else ""))
     print("| agents silenced | trials | p50 | p99 | max |")
     print("|---|---|---|---|---|")
     for r in rows:
@@ -502,7 +508,7 @@ def phase_real():
 
 def quick():
     c = new_cluster("fleet-quick", 200, 600)
-    sim = Sim(c, 30)
+    sim = Sim(c, 30, ["--watch", "5", "--connections", "64"])  # the agent's query too
     try:
         enrolled(sim, 30, 30)
         wait_for("30 agents ready", lambda: ready_count(c) == 30, 20)
