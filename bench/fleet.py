@@ -357,9 +357,12 @@ def phase_failure():
     try:
         for k in (1, agents // 10):
             out = []
-            for t in range(ARGS.trials):
+            while len(out) < ARGS.trials:
                 s = sim.cmd("silence %d" % k)
                 ev = sim.event(60)
+                if s["replicas"] == 0:  # it held nothing: not a trial
+                    sim.cmd("revive")
+                    continue
                 out.append(ev["seconds"])
                 log("silence %d (%d replicas): %.3f s" % (k, s["replicas"], ev["seconds"]))
                 sim.cmd("revive")
