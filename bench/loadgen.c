@@ -29,6 +29,8 @@
 
 #include <curl/curl.h>
 
+#include "samples.h"
+
 #define MAX_URLS    16
 #define MAX_CLIENTS 4096
 /* After a failed request a client waits this long before its next one, so a refused
@@ -74,11 +76,6 @@ struct client {
 	long long n; /* requests sent by this client */
 };
 
-struct samples {
-	uint64_t *v;
-	size_t n, cap;
-};
-
 struct stats {
 	struct samples lat;
 	long long ok, non2xx, transport;
@@ -86,47 +83,10 @@ struct stats {
 	uint64_t first_ns, last_ns;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static void die(const char *msg)
 {
 	fprintf(stderr, "cloudless-loadgen: %s\n", msg);
 	exit(2);
-}
-
-static void samples_add(struct samples *s, uint64_t v)
-{
-	if (s->n == s->cap) {
-		s->cap = s->cap ? s->cap * 2 : 65536;
-		s->v = realloc(s->v, s->cap * sizeof *s->v);
-		if (s->v == NULL)
-			die("out of memory");
-	}
-	s->v[s->n++] = v;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted samples, in milliseconds. */
-static double pct_ms(const struct samples *s, double p)
-{
-	if (s->n == 0)
-		return 0;
-	size_t rank = (size_t)ceil(p / 100.0 * (double)s->n);
-	if (rank < 1)
-		rank = 1;
-	if (rank > s->n)
-		rank = s->n;
-	return (double)s->v[rank - 1] / 1e6;
 }
 
 static void b64(const char *in, size_t len, char *out)
@@ -223,7 +183,7 @@ static void client_send(const struct opts *o, CURLM *multi, struct client *c, co
 	}
 	c->n++;
 	c->busy = true;
-	c->sent_ns = now_ns();
+	c->sent_ns = samples_now_ns();
 	curl_multi_add_handle(multi, c->easy);
 }
 
@@ -429,7 +389,7 @@ int main(int argc, char **argv)
 	parse_args(&o, argc, argv);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
 		die("curl_global_init failed");
-	rng_state ^= now_ns();
+	rng_state ^= samples_now_ns();
 
 	char value[1025];
 	for (int i = 0; i < o.value_size; i++)
@@ -455,7 +415,7 @@ int main(int argc, char **argv)
 		client_init(&o, &clients[i], i);
 
 	struct stats st = {0};
-	uint64_t start = now_ns();
+	uint64_t start = samples_now_ns();
 	uint64_t measure_from = start + (uint64_t)(o.warmup_s * 1e9);
 	uint64_t stop = measure_from + (uint64_t)(o.duration_s * 1e9);
 	long long sent = 0;
@@ -470,7 +430,7 @@ int main(int argc, char **argv)
 	}
 
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = samples_now_ns();
 		bool stopping = o.requests > 0 ? sent >= o.requests : now >= stop;
 		if (stopping && busy == 0)
 			break;
@@ -483,7 +443,7 @@ int main(int argc, char **argv)
 				continue;
 			struct client *c = NULL;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
-			uint64_t done = now_ns();
+			uint64_t done = samples_now_ns();
 			long code = 0;
 			CURLcode res = msg->data.result;
 			if (res == CURLE_OK)
@@ -514,7 +474,7 @@ int main(int argc, char **argv)
 			}
 			c->next_ns = ok ? done : done + ERROR_BACKOFF_NS;
 		}
-		now = now_ns();
+		now = samples_now_ns();
 		stopping = o.requests > 0 ? sent >= o.requests : now >= stop;
 		uint64_t wait_ns = 100 * 1000000ULL;
 		for (int i = 0; i < o.concurrency && !stopping; i++) {
@@ -540,7 +500,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	qsort(st.lat.v, st.lat.n, sizeof *st.lat.v, cmp_u64);
+	samples_sort(&st.lat);
 	double secs;
 	if (o.requests > 0)
 		secs = (double)(st.last_ns - st.first_ns) / 1e9;
@@ -560,17 +520,17 @@ int main(int argc, char **argv)
 	       "\"throughput\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,"
 	       "\"mean_ms\":%.3f,\"max_ms\":%.3f,\"status_4xx\":%lld,\"status_5xx\":%lld}\n",
 	       o.api == API_ETCD ? "etcd" : "cloudless", op_name(o.op), o.label, o.concurrency,
-	       secs, st.ok, errors, st.non2xx, st.transport, tput, pct_ms(&st.lat, 50),
-	       pct_ms(&st.lat, 99), pct_ms(&st.lat, 99.9), mean, max, st.status_counts[4],
-	       st.status_counts[5]);
+	       secs, st.ok, errors, st.non2xx, st.transport, tput, samples_pct_ms(&st.lat, 50),
+	       samples_pct_ms(&st.lat, 99), samples_pct_ms(&st.lat, 99.9), mean, max,
+	       st.status_counts[4], st.status_counts[5]);
 	fflush(stdout);
 	if (!o.quiet)
 		fprintf(stderr,
 		        "%-9s %-5s c=%-4d %9.0f req/s  p50 %7.3f ms  p99 %7.3f ms  p99.9 %7.3f ms"
 		        "  errors %lld (non-2xx %lld, transport %lld)\n",
 		        o.api == API_ETCD ? "etcd" : "cloudless", op_name(o.op), o.concurrency,
-		        tput, pct_ms(&st.lat, 50), pct_ms(&st.lat, 99), pct_ms(&st.lat, 99.9),
-		        errors, st.non2xx, st.transport);
+		        tput, samples_pct_ms(&st.lat, 50), samples_pct_ms(&st.lat, 99),
+		        samples_pct_ms(&st.lat, 99.9), errors, st.non2xx, st.transport);
 
 	for (int i = 0; i < o.concurrency; i++) {
 		curl_easy_cleanup(clients[i].easy);

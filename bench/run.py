@@ -137,12 +137,7 @@ def wait_until(what, fn, timeout, interval=0.005):
     raise RuntimeError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+rss_kb = harness.rss_kb
 
 
 def maxval(xs):

@@ -19,7 +19,16 @@ static void kick_cb(uv_timer_t *t)
 	if (!d->leading)
 		return;
 	liveness_flush_reports(d);
-	plan_run(d);
+	uint64_t t0 = uv_hrtime();
+	if (plan_run(d)) {
+		/* The rest after as long as this run took (at least 1 ms): a burst of placements
+		 * takes at most half of the loop, and heartbeats and raft get the other half. Not
+		 * 0 ms: a 0 ms timer started from a timer callback would run in the same pass of
+		 * the loop's timers, before any I/O is served. */
+		uint64_t ms = (uv_hrtime() - t0) / 1000000;
+		d->kicked = true;
+		uv_timer_start(&d->kick, kick_cb, ms > 0 ? ms : 1, 0);
+	}
 }
 
 /* Soon, once: applies come in bursts; one plan and one report entry serve them all. */
@@ -90,17 +99,20 @@ void domain_on_apply(void *arg, enum dom_event ev, const char *key, uint64_t ind
 	case DOM_EV_AGENT:
 		/* Ready, offline, cordoned, draining, removed, new capacity: any of them may
 		 * change where replicas can go. */
+		plan_forget_agents(d);
 		plan_mark_all(d);
 		break;
 	case DOM_EV_REPLICA: {
-		/* Its workload is reported on its own (DOM_EV_WORKLOAD); a replica that stopped
-		 * or moved frees capacity that pending replicas may use. */
+		/* Its own workload is planned again. Not every workload: each placement and each
+		 * reported state is a replica event, and planning everything on each of them made
+		 * a burst of N placements cost N full plans. Capacity a stopped or moved replica
+		 * frees reaches other workloads' pending replicas by the periodic full plan (at
+		 * most FULL_PLAN_MS later). */
 		const char *slash = strrchr(key, '/');
 		if (slash != NULL) {
 			snprintf(buf, sizeof buf, "%.*s", (int)(slash - key), key);
 			plan_mark(d, buf);
 		}
-		plan_mark_all(d);
 		break;
 	}
 	}

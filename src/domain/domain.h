@@ -90,6 +90,7 @@ struct domain {
 	bool plan_all;        /* every workload (capacity changed, new leader, periodic) */
 	struct hmap inflight; /* replica ids and agent ids with a proposal in flight */
 	uint64_t last_full_plan_ms;
+	struct plan_run *plan_cache; /* the agents of a plan stopped at its budget */
 
 	struct dom_watches watches;
 	uv_timer_t tick; /* leadership, liveness sweep, periodic planning */
@@ -137,8 +138,12 @@ json_t *liveness_reported(struct domain *d, const char *agent_id);
 /* ---- plan.c ---- */
 void plan_mark(struct domain *d, const char *workload_key);
 void plan_mark_all(struct domain *d);
-void plan_run(struct domain *d);
+/* true when the run stopped at its time budget with workloads left to plan. */
+bool plan_run(struct domain *d);
 void plan_leader_stop(struct domain *d);
+/* An agent changed (enrolled, ready, offline, cordoned, draining, removed): a plan that goes
+ * on rebuilds its view of the agents. */
+void plan_forget_agents(struct domain *d);
 
 /* ---- view.c ---- */
 json_t *view_agent(struct domain *d, const struct dom_agent *a, bool with_replicas);

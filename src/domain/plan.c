@@ -15,7 +15,12 @@
  * Also here: a drain completes (agent.drained) once nothing is assigned to the agent and its
  * last heartbeat reported no replica starting or running (or it is offline); stop records
  * of offline agents are forgotten (replica.forget: the agent stops anything unassigned when
- * it returns). */
+ * it returns).
+ *
+ * Cost. A run is bounded in time (PLAN_BUDGET_NS; the rest goes on in the next loop
+ * iteration, in the same key order), and a workload with nothing to decide costs one pass
+ * over its slots, with no scan of the agents: a steady-state plan of every workload is
+ * O(replicas). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +31,13 @@
 #include "scheduler/place.h"
 #include "util/clock.h"
 
+/* One run places for at most this long, then yields the loop to heartbeats and raft and
+ * goes on in the next iteration (domain.c's kick): with thousands of agents, each placement
+ * scans every agent, and an unbounded run of a 50,000-replica burst held the loop for
+ * seconds, long enough for heartbeats to time out and agents to be marked offline. */
+#define PLAN_BUDGET_NS (10 * 1000000ULL)
+#define FULL_RUN_MS    1000
+
 struct plan_prop {
 	struct node_propose p;
 	struct domain *d;
@@ -34,12 +46,17 @@ struct plan_prop {
 	enum { P_PLACE, P_PENDING, P_OTHER } kind;
 };
 
-struct run {
+struct plan_run {
 	struct domain *d;
 	struct sched_agent *agents;
 	struct sched_label **labels; /* per agent, owned */
 	size_t n;
-	struct hmap index; /* agent id -> index + 1 */
+	struct hmap index;    /* agent id -> index + 1 */
+	uint64_t deadline_ns; /* uv_hrtime() past which the run yields the loop */
+	bool labels_built;
+	uint64_t built_ms;     /* clock_mono_ms() of run_init */
+	const char *zones[64]; /* one pointer per distinct zone name (see run_init) */
+	size_t n_zones;
 };
 
 static void prop_cb(struct node_propose *p, int status, void *result)
@@ -96,6 +113,7 @@ void plan_mark_all(struct domain *d)
 
 void plan_leader_stop(struct domain *d)
 {
+	plan_forget_agents(d);
 	hmap_close(&d->dirty);
 	hmap_init(&d->dirty);
 	/* Proposals still out answer later; they only remove their own entry. */
@@ -124,7 +142,19 @@ static struct sched_label *labels_of(json_t *obj, size_t *n)
 	return l;
 }
 
-static void run_init(struct run *r, struct domain *d)
+/* Agents of one zone get the same zone pointer, so that the placement function's zone
+ * table matches them by pointer and compares names only once per zone (place.c). */
+static const char *zone_intern(struct plan_run *r, const char *zone)
+{
+	for (size_t i = 0; i < r->n_zones; i++)
+		if (strcmp(r->zones[i], zone) == 0)
+			return r->zones[i];
+	if (r->n_zones < sizeof r->zones / sizeof r->zones[0])
+		r->zones[r->n_zones++] = zone;
+	return zone;
+}
+
+static void run_init(struct plan_run *r, struct domain *d)
 {
 	struct fsm_domain *dom = &d->node->fsm.domain;
 	const char *k;
@@ -132,6 +162,7 @@ static void run_init(struct run *r, struct domain *d)
 	memset(r, 0, sizeof *r);
 	r->d = d;
 	hmap_init(&r->index);
+	r->built_ms = clock_mono_ms();
 	r->agents = calloc(hmap_size(&dom->agents) + 1, sizeof *r->agents);
 	r->labels = calloc(hmap_size(&dom->agents) + 1, sizeof *r->labels);
 	if (r->agents == NULL || r->labels == NULL)
@@ -140,9 +171,7 @@ static void run_init(struct run *r, struct domain *d)
 		struct dom_agent *a = v;
 		struct sched_agent *s = &r->agents[r->n];
 		s->id = a->id;
-		s->zone = a->zone;
-		r->labels[r->n] = labels_of(json_object_get(a->doc, "labels"), &s->n_labels);
-		s->labels = r->labels[r->n];
+		s->zone = zone_intern(r, a->zone);
 		s->cpu = a->cpu;
 		s->mem = a->mem;
 		s->used_cpu = a->used_cpu;
@@ -154,7 +183,23 @@ static void run_init(struct run *r, struct domain *d)
 	}
 }
 
-static void run_close(struct run *r)
+/* The agents' labels, only for a workload with a node selector (the only filter that reads
+ * them): building them walks every agent's JSON document, which with thousands of agents
+ * was most of a run's cost when no workload asked for them. */
+static void run_labels(struct plan_run *r)
+{
+	if (r->labels_built)
+		return;
+	r->labels_built = true;
+	for (size_t i = 0; i < r->n; i++) {
+		struct dom_agent *a = dom_agent_get(&r->d->node->fsm.domain, r->agents[i].id);
+		r->labels[i] = labels_of(a != NULL ? json_object_get(a->doc, "labels") : NULL,
+		                         &r->agents[i].n_labels);
+		r->agents[i].labels = r->labels[i];
+	}
+}
+
+static void run_close(struct plan_run *r)
 {
 	for (size_t i = 0; i < r->n; i++)
 		free(r->labels[i]);
@@ -163,7 +208,35 @@ static void run_close(struct run *r)
 	hmap_close(&r->index);
 }
 
-static struct sched_agent *agent_of(struct run *r, const char *id)
+void plan_forget_agents(struct domain *d)
+{
+	if (d->plan_cache == NULL)
+		return;
+	run_close(d->plan_cache);
+	free(d->plan_cache);
+	d->plan_cache = NULL;
+}
+
+/* The agents of a run, kept across the runs of one burst: building them walks and indexes
+ * every agent (with 10,000 agents, more than the placements of a 10 ms run). Kept only while
+ * a run stops at its budget, for at most FULL_RUN_MS, and dropped when any agent changes
+ * (plan_forget_agents from domain.c): the capacity it tracks includes the decisions of the
+ * earlier runs, and what it misses (capacity freed since) only makes it conservative; apply
+ * re-checks every placement anyway. */
+static struct plan_run *run_get(struct domain *d)
+{
+	if (d->plan_cache != NULL && clock_mono_ms() - d->plan_cache->built_ms >= FULL_RUN_MS)
+		plan_forget_agents(d);
+	if (d->plan_cache == NULL) {
+		d->plan_cache = calloc(1, sizeof *d->plan_cache);
+		if (d->plan_cache == NULL)
+			abort();
+		run_init(d->plan_cache, d);
+	}
+	return d->plan_cache;
+}
+
+static struct sched_agent *agent_of(struct plan_run *r, const char *id)
 {
 	uintptr_t i = (uintptr_t)hmap_get(&r->index, id);
 	return i > 0 ? &r->agents[i - 1] : NULL;
@@ -238,7 +311,7 @@ static void set_avoid(struct request *q, const struct dom_replica *r)
 	q->req.avoid = q->avoid;
 }
 
-static void place_slot(struct run *run, const struct dom_workload *w, struct request *q,
+static void place_slot(struct plan_run *run, const struct dom_workload *w, struct request *q,
                        unsigned slot)
 {
 	struct domain *d = run->d;
@@ -293,10 +366,31 @@ static void place_slot(struct run *run, const struct dom_workload *w, struct req
 	json_decref(op);
 }
 
-static void plan_workload(struct run *run, const struct dom_workload *w)
+/* Whether any slot of w needs a decision (O(slots), no agent scan): a workload whose
+ * replicas are all where they belong costs the plan nothing more. */
+static bool needs_work(struct domain *d, const struct dom_workload *w)
+{
+	struct fsm_domain *dom = &d->node->fsm.domain;
+	char id[320];
+	for (unsigned s = 0; s < w->replicas; s++) {
+		struct dom_replica *r = dom_slot_get(dom, w->key, s);
+		if (needs_place(w, r) == NULL)
+			continue;
+		snprintf(id, sizeof id, "%s/%u", w->key, s);
+		if (hmap_get(&d->inflight, id) == NULL)
+			return true;
+	}
+	return false;
+}
+
+/* false when the run's time budget ran out before every slot was seen: w is planned again
+ * in the next run. */
+static bool plan_workload(struct plan_run *run, const struct dom_workload *w)
 {
 	struct fsm_domain *dom = &run->d->node->fsm.domain;
 	struct request q;
+	if (!needs_work(run->d, w))
+		return true;
 	for (size_t i = 0; i < run->n; i++)
 		run->agents[i].same_workload = 0;
 	for (unsigned s = 0; s < w->replicas; s++) {
@@ -306,9 +400,15 @@ static void plan_workload(struct run *run, const struct dom_workload *w)
 			a->same_workload++;
 	}
 	request_init(&q, w);
-	for (unsigned s = 0; s < w->replicas; s++)
+	if (q.req.n_selector > 0)
+		run_labels(run);
+	bool done = true;
+	for (unsigned s = 0; s < w->replicas && done; s++) {
 		place_slot(run, w, &q, s);
+		done = uv_hrtime() < run->deadline_ns;
+	}
 	request_close(&q);
+	return done;
 }
 
 /* ---- agents: drains and stop records ---- */
@@ -362,13 +462,13 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-void plan_run(struct domain *d)
+bool plan_run(struct domain *d)
 {
 	struct fsm_domain *dom = &d->node->fsm.domain;
 	struct hmap *src = d->plan_all ? &dom->workloads : &d->dirty;
 	size_t n = hmap_size(src);
 	if (!d->leading || (n == 0 && !d->plan_all))
-		return;
+		return false;
 	uint64_t t0 = uv_hrtime();
 	const char **keys = calloc(n + 1, sizeof *keys);
 	const char *k;
@@ -378,22 +478,34 @@ void plan_run(struct domain *d)
 	for (size_t i = 0; hmap_next(src, &i, &k, NULL);)
 		keys[n++] = k;
 	qsort(keys, n, sizeof *keys, cmp_str); /* the same order on any leader */
-	struct run run;
-	run_init(&run, d);
-	for (size_t i = 0; i < n; i++) {
+	struct plan_run *run = run_get(d);
+	run->deadline_ns = t0 + PLAN_BUDGET_NS;
+	size_t i = 0;
+	while (i < n) {
 		struct dom_workload *w = dom_workload_get(dom, keys[i]);
-		if (w != NULL)
-			plan_workload(&run, w);
+		if (w != NULL && !plan_workload(run, w))
+			break; /* out of time: keys[i] itself is planned again */
+		i++;
+		if (uv_hrtime() >= run->deadline_ns)
+			break;
 	}
-	run_close(&run);
+	if (i == n)
+		plan_forget_agents(d); /* done: the next burst starts from the records */
+	/* What is left (keys[i..n)) is the next run's dirty set; keys point into src, so copy
+	 * them before src is reset. */
+	struct hmap rest;
+	hmap_init(&rest);
+	for (size_t j = i; j < n; j++)
+		hmap_put(&rest, keys[j], d);
 	free(keys);
 	tend_agents(d);
 	hmap_close(&d->dirty);
-	hmap_init(&d->dirty);
+	d->dirty = rest;
 	d->plan_all = false;
 	double secs = (double)(uv_hrtime() - t0) / 1e9;
 	d->plans++;
 	d->plan_seconds_total += secs;
 	d->last_plan_seconds = secs;
 	metrics_observe(d->metrics, "cloudless_scheduling_duration_seconds", NULL, secs);
+	return hmap_size(&d->dirty) > 0;
 }

@@ -2,6 +2,7 @@
 #include "scheduler/place.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const FILTER_NAMES[SCHED_N_FILTERS] = {
@@ -69,37 +70,41 @@ static bool avoided(const struct sched_request *req, const char *id)
 }
 
 /* This workload's replicas per zone (over every agent, feasible or not), computed once per
- * placement: zones are few, agents many. */
+ * placement: zones are few, agents many. zone[i] is agent i's zone as an index into name[]
+ * and load[], so ranking compares integers and never a zone name again (with thousands of
+ * agents, strcmp of zone names was the largest cost of a placement). */
 #define MAX_ZONES 64
 struct zones {
 	const char *name[MAX_ZONES];
-	unsigned load[MAX_ZONES];
+	unsigned load[MAX_ZONES + 1]; /* load[MAX_ZONES]: agents of zones past the table (0) */
 	size_t n;
+	unsigned *zone; /* per agent */
 };
 
 static void zones_build(struct zones *z, const struct sched_agent *agents, size_t n)
 {
 	z->n = 0;
+	z->load[MAX_ZONES] = 0;
 	for (size_t i = 0; i < n; i++) {
 		size_t k = 0;
-		while (k < z->n && strcmp(z->name[k], agents[i].zone) != 0)
+		/* By pointer first: the plan gives agents of one zone the same pointer, so the
+		 * names are compared only when the caller did not. */
+		while (k < z->n && z->name[k] != agents[i].zone)
 			k++;
+		if (k == z->n)
+			for (k = 0; k < z->n && strcmp(z->name[k], agents[i].zone) != 0;)
+				k++;
 		if (k == z->n) {
-			if (z->n == MAX_ZONES)
-				continue; /* more zones than anyone runs: they count as empty */
+			if (z->n == MAX_ZONES) {
+				z->zone[i] = MAX_ZONES; /* more zones than anyone runs: empty */
+				continue;
+			}
 			z->name[z->n] = agents[i].zone;
 			z->load[z->n++] = 0;
 		}
+		z->zone[i] = (unsigned)k;
 		z->load[k] += agents[i].same_workload;
 	}
-}
-
-static unsigned zone_load(const struct zones *z, const char *zone)
-{
-	for (size_t k = 0; k < z->n; k++)
-		if (strcmp(z->name[k], zone) == 0)
-			return z->load[k];
-	return 0;
 }
 
 /* Free capacity left after placing req, as a fraction of capacity (cpu + memory), scaled
@@ -114,30 +119,56 @@ static uint64_t left_after(const struct sched_agent *a, const struct sched_reque
 	return f;
 }
 
-/* Negative when a ranks before b. */
-static int compare(const struct sched_agent *agents, const struct zones *z,
-                   const struct sched_request *req, size_t a, size_t b)
+/* An agent's rank for req, smallest first: the strategy's keys, then the tie hash (computed
+ * only when the keys tie: with a uniform fleet they always do, and it is then computed once
+ * per agent), then the id. */
+struct rank {
+	size_t i;
+	uint64_t k1, k2, k3;
+	bool hashed;
+	uint64_t hash;
+};
+
+static void rank_of(const struct sched_agent *agents, const struct zones *z,
+                    const struct sched_request *req, size_t i, struct rank *r)
 {
-	const struct sched_agent *x = &agents[a], *y = &agents[b];
+	const struct sched_agent *a = &agents[i];
+	r->i = i;
+	r->hashed = false;
 	if (req->strategy == SCHED_SPREAD) {
-		unsigned zx = zone_load(z, x->zone), zy = zone_load(z, y->zone);
-		if (zx != zy)
-			return zx < zy ? -1 : 1;
-		if (x->same_workload != y->same_workload)
-			return x->same_workload < y->same_workload ? -1 : 1;
-		uint64_t fx = x->mem - x->used_mem, fy = y->mem - y->used_mem;
-		if (fx != fy)
-			return fx > fy ? -1 : 1;
+		r->k1 = z->load[z->zone[i]];
+		r->k2 = a->same_workload;
+		r->k3 = UINT64_MAX - (a->mem - a->used_mem); /* most free memory first */
 	} else {
-		uint64_t lx = left_after(x, req), ly = left_after(y, req);
-		if (lx != ly)
-			return lx < ly ? -1 : 1;
+		r->k1 = left_after(a, req);
+		r->k2 = r->k3 = 0;
 	}
-	uint64_t hx = sched_tie_hash(req->replica_id, x->id);
-	uint64_t hy = sched_tie_hash(req->replica_id, y->id);
+}
+
+static uint64_t rank_hash(const struct sched_agent *agents, const struct sched_request *req,
+                          struct rank *r)
+{
+	if (!r->hashed) {
+		r->hash = sched_tie_hash(req->replica_id, agents[r->i].id);
+		r->hashed = true;
+	}
+	return r->hash;
+}
+
+/* Negative when x ranks before y. */
+static int compare(const struct sched_agent *agents, const struct sched_request *req,
+                   struct rank *x, struct rank *y)
+{
+	if (x->k1 != y->k1)
+		return x->k1 < y->k1 ? -1 : 1;
+	if (x->k2 != y->k2)
+		return x->k2 < y->k2 ? -1 : 1;
+	if (x->k3 != y->k3)
+		return x->k3 < y->k3 ? -1 : 1;
+	uint64_t hx = rank_hash(agents, req, x), hy = rank_hash(agents, req, y);
 	if (hx != hy)
 		return hx < hy ? -1 : 1;
-	return strcmp(x->id, y->id); /* a hash collision: the ids still differ */
+	return strcmp(agents[x->i].id, agents[y->i].id); /* a hash collision: ids differ */
 }
 
 static void explain(const struct sched_result *out, size_t n, char *reason, size_t size)
@@ -159,19 +190,29 @@ void sched_place(const struct sched_agent *agents, size_t n, const struct sched_
 	struct zones z;
 	memset(out, 0, sizeof *out);
 	out->agent = -1;
+	z.zone = malloc((n ? n : 1) * sizeof *z.zone);
+	if (z.zone == NULL)
+		abort();
 	zones_build(&z, agents, n);
-	int best = -1, best_avoided = -1;
+	struct rank best = {0}, best_avoided = {0}, cand;
+	bool have = false, have_avoided = false;
 	for (size_t i = 0; i < n; i++) {
 		enum sched_filter f = sched_check(&agents[i], req);
 		if (f != SCHED_N_FILTERS) {
 			out->rejected[f]++;
 			continue;
 		}
-		int *slot = avoided(req, agents[i].id) ? &best_avoided : &best;
-		if (*slot < 0 || compare(agents, &z, req, i, (size_t)*slot) < 0)
-			*slot = (int)i;
+		bool av = avoided(req, agents[i].id);
+		struct rank *slot = av ? &best_avoided : &best;
+		bool *filled = av ? &have_avoided : &have;
+		rank_of(agents, &z, req, i, &cand);
+		if (!*filled || compare(agents, req, &cand, slot) < 0) {
+			*slot = cand;
+			*filled = true;
+		}
 	}
-	out->agent = best >= 0 ? best : best_avoided;
+	free(z.zone);
+	out->agent = have ? (int)best.i : have_avoided ? (int)best_avoided.i : -1;
 	if (out->agent < 0)
 		explain(out, n, out->reason, sizeof out->reason);
 }

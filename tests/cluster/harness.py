@@ -294,6 +294,15 @@ def proc_stat(pid):
     return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
 
 
+def rss_kb(pid):
+    """VmRSS of a process, in KiB (0 when /proc does not say)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def proc_environ(pid):
     try:
         with open("/proc/%d/environ" % pid, "rb") as f:

@@ -139,6 +139,18 @@ static void test_spread_over_zones_then_agents(void)
 	CHECK_EQ_INT(c4[3], 2);
 	CHECK_EQ_INT(c4[0] + c4[1] + c4[2], 2);
 	CHECK(c4[0] <= 1 && c4[1] <= 1 && c4[2] <= 1);
+
+	/* The same with every zone name in a buffer of its own: the zone table matches agents
+	 * by pointer first (the plan interns zones) and must fall back to the names. */
+	char zb[4][3] = {"z1", "z1", "z1", "z2"};
+	for (int i = 0; i < 4; i++) {
+		b[i].zone = zb[i];
+		b[i].same_workload = 0;
+		b[i].used_cpu = b[i].used_mem = 0;
+	}
+	place_all(b, 4, &q, "default/api", 4, c4, chosen);
+	CHECK_EQ_INT(c4[3], 2);
+	CHECK_EQ_INT(c4[0] + c4[1] + c4[2], 2);
 }
 
 static void test_binpack_fills_the_fullest(void)
