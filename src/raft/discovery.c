@@ -133,16 +133,10 @@ static void round_start(struct node *n)
 	d->pending = 0;
 	for (unsigned i = 0; i < d->n_peers; i++) {
 		struct discovery_peer *p = &d->peers[i];
-		char url[COMMAND_MAX_ADDR + 32];
+		struct node_peer_get g;
 		p->answered = false;
-		snprintf(url, sizeof url, "%s://%s/raft/status", fwd_scheme(n->fwd), p->addr);
-		struct fwd_header h[1];
-		struct fwd_request req = {.method = "GET",
-		                          .url = url,
-		                          .headers = h,
-		                          .n_headers = node_peer_auth(n, h, 0),
-		                          .timeout_ms = ASK_TIMEOUT_MS};
-		if (fwd_send(n->fwd, &req, ask_reply, p) == 0)
+		node_peer_status_get(n, p->addr, ASK_TIMEOUT_MS, &g);
+		if (fwd_send(n->fwd, &g.req, ask_reply, p) == 0)
 			d->pending++;
 	}
 	if (d->pending == 0)

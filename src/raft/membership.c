@@ -954,16 +954,10 @@ void membership_check_removed(struct node *n, bool at_once)
 		const struct fsm_member *m = &n->members[i];
 		if (strcmp(m->node_id, n->opts.node_id) == 0)
 			continue;
-		char url[COMMAND_MAX_ADDR + 32];
-		snprintf(url, sizeof url, "%s://%s/raft/status", fwd_scheme(n->fwd), m->http_addr);
-		struct fwd_header h[1];
-		struct fwd_request req = {.method = "GET",
-		                          .url = url,
-		                          .headers = h,
-		                          .n_headers = node_peer_auth(n, h, 0),
-		                          .timeout_ms = 1000};
-		if (fwd_send_cancellable(n->fwd, &req, removal_reply, n, &rc->xfers[rc->n_xfers]) ==
-		    0) {
+		struct node_peer_get g;
+		node_peer_status_get(n, m->http_addr, 1000, &g);
+		if (fwd_send_cancellable(n->fwd, &g.req, removal_reply, n,
+		                         &rc->xfers[rc->n_xfers]) == 0) {
 			rc->n_xfers++;
 			rc->pending++;
 		}

@@ -87,6 +87,17 @@ size_t node_peer_auth(struct node *n, struct fwd_header *h, size_t nh)
 	return nh;
 }
 
+void node_peer_status_get(struct node *n, const char *http_addr, unsigned timeout_ms,
+                          struct node_peer_get *g)
+{
+	snprintf(g->url, sizeof g->url, "%s://%s/raft/status", fwd_scheme(n->fwd), http_addr);
+	g->req = (struct fwd_request){.method = "GET",
+	                              .url = g->url,
+	                              .headers = g->h,
+	                              .n_headers = node_peer_auth(n, g->h, 0),
+	                              .timeout_ms = timeout_ms};
+}
+
 int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, struct fwd *fwd,
               struct metrics *metrics, char *err, size_t errlen)
 {

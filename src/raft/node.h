@@ -293,6 +293,17 @@ raft_id node_raft_id(const char *node_id);
  * number of headers now. */
 size_t node_peer_auth(struct node *n, struct fwd_header *h, size_t nh);
 
+/* A GET of a peer's /raft/status with this node's peer credentials, as discovery, the removal
+ * check and the tolerance poll ask it; g is the caller's storage (fwd_send copies what it
+ * needs, so g may live on the stack). */
+struct node_peer_get {
+	char url[COMMAND_MAX_ADDR + 32];
+	struct fwd_header h[1];
+	struct fwd_request req;
+};
+void node_peer_status_get(struct node *n, const char *http_addr, unsigned timeout_ms,
+                          struct node_peer_get *g);
+
 int node_init(struct node *n, uv_loop_t *loop, const struct node_options *opts, struct fwd *fwd,
               struct metrics *metrics, char *err, size_t errlen);
 /* Bootstraps if asked and needed, starts raft, the watch timer and auto-join. */

@@ -114,15 +114,9 @@ void tolerance_poll(struct node *n)
 	if (n->leader_view_pending || now - n->leader_view_asked_ms < POLL_EVERY_MS ||
 	    !node_leader(n, &m, NULL, NULL) || m == NULL || m->http_addr[0] == '\0')
 		return;
-	char url[COMMAND_MAX_ADDR + 32];
-	snprintf(url, sizeof url, "%s://%s/raft/status", fwd_scheme(n->fwd), m->http_addr);
-	struct fwd_header h[1];
-	struct fwd_request req = {.method = "GET",
-	                          .url = url,
-	                          .headers = h,
-	                          .n_headers = node_peer_auth(n, h, 0),
-	                          .timeout_ms = 1000};
+	struct node_peer_get g;
+	node_peer_status_get(n, m->http_addr, 1000, &g);
 	n->leader_view_asked_ms = now;
-	if (fwd_send(n->fwd, &req, view_reply, n) == 0)
+	if (fwd_send(n->fwd, &g.req, view_reply, n) == 0)
 		n->leader_view_pending = true;
 }
