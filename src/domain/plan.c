@@ -7,7 +7,10 @@
  * when it has no record, is unplaced, was told to stop, or its agent is gone, offline or
  * draining; when its replica failed after its restart attempts (placed elsewhere if
  * anything else fits: failed_on); or when the workload's spec changed since it was placed
- * (kept on its agent when that agent still fits). Cordoned agents keep what they run. A
+ * (kept on its agent when that agent still fits). An exclusive workload's replica on an
+ * offline agent waits until that agent's fence has stopped it (sched_replace_at, from the
+ * agent's last heartbeat); the periodic full plan places it then. Cordoned agents keep what
+ * they run. A
  * slot with a proposal in flight is left alone until the answer; a refused placement (the
  * state moved under the plan) marks the workload dirty again. Agents' free capacity is
  * tracked across the run so one plan does not promise the same room twice.
@@ -227,6 +230,23 @@ static const char *needs_place(const struct dom_workload *w, const struct dom_re
 	return NULL;
 }
 
+/* An exclusive workload's replica on an offline agent: true while its copy may still run
+ * there (the agent's fence has not stopped it yet). */
+static bool fence_holds(struct domain *d, const struct dom_workload *w, const struct dom_replica *r)
+{
+	json_t *pl = json_object_get(w->doc, "placement");
+	if (r == NULL || !r->run || r->on == NULL || r->on->ready ||
+	    !json_is_true(json_object_get(pl, "exclusive")))
+		return false;
+	json_t *f = json_object_get(w->doc, "stop_after_disconnect_s");
+	json_t *k = json_object_get(w->doc, "kill_timeout_ms");
+	uint64_t at = sched_replace_at(liveness_last_contact(d, r->agent),
+	                               json_is_integer(f) ? (uint64_t)json_integer_value(f) : 0,
+	                               json_is_integer(k) ? (uint64_t)json_integer_value(k) : 0,
+	                               d->opts.fence_margin_ms);
+	return clock_mono_ms() < at;
+}
+
 static void set_avoid(struct request *q, const struct dom_replica *r)
 {
 	json_t *failed = r != NULL ? json_object_get(r->doc, "failed_on") : NULL;
@@ -245,7 +265,7 @@ static void place_slot(struct run *run, const struct dom_workload *w, struct req
 	struct dom_replica *r = dom_slot_get(&d->node->fsm.domain, w->key, slot);
 	char id[320];
 	snprintf(id, sizeof id, "%s/%u", w->key, slot);
-	if (hmap_get(&d->inflight, id) != NULL || needs_place(w, r) == NULL)
+	if (hmap_get(&d->inflight, id) != NULL || needs_place(w, r) == NULL || fence_holds(d, w, r))
 		return;
 	q->req.replica_id = id;
 	set_avoid(q, r);

@@ -17,7 +17,8 @@
 #define SPEC_MAX_ARG      4096
 #define SPEC_MAX_LABELS   64
 #define SPEC_MAX_ENV      256
-#define SPEC_MAX_VALUE    4096 /* env values */
+#define SPEC_MAX_VALUE    4096  /* env values */
+#define SPEC_MAX_FENCE_S  86400 /* stop_after_disconnect_s */
 
 /* DNS label: 1-63 of [a-z0-9-], alphanumeric at both ends. */
 bool spec_dns_label(const char *s);

@@ -723,8 +723,11 @@ static unsigned op_agent_delete(struct ctx *c, json_t *op)
 /* What replicas run: every field but the count, the labels and the bookkeeping. */
 static bool same_spec(json_t *a, json_t *b)
 {
-	static const char *const fields[] = {"command",   "env",     "image",          "resources",
-	                                     "placement", "restart", "kill_timeout_ms"};
+	/* The fence is part of what the agent runs: changing it is a rolling restart, as for
+	 * any other field the agents are given. */
+	static const char *const fields[] = {
+	    "command",   "env",     "image",           "resources",
+	    "placement", "restart", "kill_timeout_ms", "stop_after_disconnect_s"};
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
 		if (!same_json(json_object_get(a, fields[i]), json_object_get(b, fields[i])))
 			return false;
