@@ -12,7 +12,14 @@ with the namespace and never touch the host. The test's clients run as root and 
 filtered, so they reach every node during a partition. Without a namespace the run falls back
 to plain loopback on the host and skips partitions (and says so).
 
-Environment: CLOUDLESS_BIN (binary), CLOUDLESS_TIME_SCALE (multiplies deadlines, for
+Agents (Agent below) are machines: a cloudless-agent under its own uid (61101, 61102, ...),
+whose replica processes inherit that uid. Cutting an agent off from coordinators is one rule
+per coordinator: drop TCP from uid(agent) to that coordinator's HTTP port. SIGKILL of the
+agent alone leaves its replicas running; machine death also SIGKILLs their process groups,
+found exactly: the pids the replicas logged (replica.py), each checked in /proc to still be
+that replica (its command line names this run's replica log, its environment this agent).
+
+Environment: CLOUDLESS_BIN (binary), CLOUDLESS_AGENT_BIN (the agent's), CLOUDLESS_TIME_SCALE (multiplies deadlines, for
 sanitizer builds), CLOUDLESS_KEEP (keep data dirs).
 """
 import base64
@@ -31,6 +38,8 @@ import time
 import urllib.parse
 
 BIN = os.path.abspath(os.environ.get("CLOUDLESS_BIN", "build/cloudless-coordinator"))
+AGENT_BIN = os.path.abspath(os.environ.get("CLOUDLESS_AGENT_BIN", "build/cloudless-agent"))
+AGENT_UID_BASE = 61100
 SCALE = float(os.environ.get("CLOUDLESS_TIME_SCALE", "1"))
 UID_BASE = 61000
 CHAIN = "CLFAULT"
@@ -158,6 +167,30 @@ class Net:
                     continue
                 self._rule("-A", a, b)
                 self._rule("-A", b, a)
+                self.blocked.add(k)
+
+    def mark_agent(self, agent):
+        """Marks every connection the agent opens (conntrack mark = its uid), so a partition
+        can drop both directions of it: the owner match sees only the agent's own packets,
+        and an answer to a request sent before the cut (a blocking assignments query) would
+        still get through."""
+        if self.enabled:
+            run_cmd(["iptables", "-t", "mangle", "-A", "OUTPUT", "-m", "owner", "--uid-owner",
+                     str(agent.uid), "-j", "CONNMARK", "--set-mark", str(agent.uid)])
+
+    def isolate_agent(self, agent, nodes):
+        """Cuts the agent off from these coordinators, both ways, established connections
+        included (agents are only ever clients: they open every connection)."""
+        if not self.enabled:
+            return
+        with self.lock:
+            for nd in nodes:
+                k = frozenset((agent.agent_id, nd.node_id))
+                if k in self.blocked:
+                    continue
+                for way in ("--dport", "--sport"):
+                    run_cmd(["iptables", "-A", CHAIN, "-p", "tcp", "-m", "connmark", "--mark",
+                             str(agent.uid), way, str(nd.http_port), "-j", "DROP"])
                 self.blocked.add(k)
 
     def heal(self):
@@ -494,6 +527,119 @@ class Cluster:
 
 
 # ---- monitoring ----
+
+class Agent:
+    """One cloudless-agent, a "machine" of the domain tests (see the module docstring).
+    replica_log is the shared log its replicas (replica.py) append to."""
+
+    def __init__(self, dir, idx, coordinators, replica_log, ns_active, extra_args=()):
+        self.idx = idx
+        self.agent_id = "a%d" % idx
+        self.uid = AGENT_UID_BASE + idx if ns_active else None
+        self.data_dir = os.path.join(dir, self.agent_id)
+        self.log_path = os.path.join(dir, self.agent_id + ".log")
+        self.replica_log = replica_log
+        self.coordinators = coordinators  # faultlib Nodes
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.exits = []
+        self.expect_exit = False
+        os.makedirs(self.data_dir, exist_ok=True)
+        if self.uid is not None:
+            os.chown(self.data_dir, self.uid, self.uid)
+
+    def start(self):
+        args = [AGENT_BIN, "--node-id", self.agent_id, "--coordinators",
+                ",".join(n.http_addr for n in self.coordinators), "--data-dir", self.data_dir,
+                "--log-level", "debug"] + self.extra_args
+        if self.proc is not None and self.proc.poll() is not None:
+            self.exits.append((self.proc.returncode, self.expect_exit))
+        with open(self.log_path, "ab") as lf:
+            kw = {}
+            if self.uid is not None:
+                kw = dict(user=self.uid, group=self.uid, extra_groups=[])
+            self.proc = subprocess.Popen(args, stdout=lf, stderr=lf, stdin=subprocess.DEVNULL,
+                                         **kw)
+        self.expect_exit = False
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL of the agent only: its replicas keep running."""
+        if self.alive():
+            self.expect_exit = True
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def terminate(self, timeout=30):
+        if self.alive():
+            self.expect_exit = True
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=scaled(timeout))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def pause(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+
+    def replica_pids(self):
+        """The live replica processes of this agent: pids from the replica log, each still
+        that replica (cmdline names the log, environment names this agent)."""
+        out = []
+        try:
+            with open(self.replica_log) as f:
+                lines = [json.loads(x) for x in f if x.strip()]
+        except (OSError, ValueError):
+            return out
+        for e in lines:
+            if e.get("ev") != "start" or e.get("agent") != self.agent_id:
+                continue
+            pid = e["pid"]
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    cmd = f.read()
+                with open("/proc/%d/environ" % pid, "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            if self.replica_log.encode() in cmd and \
+                    ("CLOUDLESS_AGENT_ID=" + self.agent_id).encode() in env:
+                out.append(pid)
+        return out
+
+    def kill_machine(self, history=None):
+        """The machine dies: the agent, then every replica process group it ran. Each kill
+        is recorded in history as a `killed` line (the copy itself cannot write its stop)."""
+        self.kill()
+        for pid in self.replica_pids():
+            try:
+                os.killpg(pid, signal.SIGKILL)  # a replica leads its own process group
+            except OSError:
+                continue
+            if history is not None:
+                history.add(ev="killed", pid=pid, agent=self.agent_id)
+
+    def status_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def __repr__(self):
+        return self.agent_id
+
 
 class Monitor:
     """Samples /raft/status of every node (one thread each, so a paused node stalls nobody)
