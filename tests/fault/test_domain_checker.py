@@ -222,6 +222,19 @@ def test_restart_after_a_fault_on_another_agent_detected():
     expect_anomaly("healthy replica restarted", ev, final, assigned, views)
 
 
+def test_copy_born_after_its_delete_is_explained_and_counted():
+    ev = change(1, "create", 0, 0.1, replicas=1, marker="m1")
+    s = start(0.5)
+    # The slot moved (a drain of a1) just before the delete; the new agent got the placement
+    # after the delete was acknowledged and stopped the copy at once.
+    ev += [s, {"ev": "drain", "agent": "a1", "invoke": int(0.9 * S), "complete": int(1.6 * S)}]
+    ev += [stop(s, 1.0)] + change(1, "delete", 1.05, 1.1)
+    late = start(1.2, 0, 2, "a2")
+    ev += [late, stop(late, 1.25)]
+    stats = expect_ok(ev, {}, {}, {"n1": {}})
+    assert stats["late_starts"] == 1, stats
+
+
 def test_premature_drain_detected():
     ev, final, assigned, views = good_history()
     # a1's copy stops only at 5.2 s, but the drain said complete at 5.1 s.
