@@ -41,7 +41,8 @@ The checks (each returns a list of anomalies, strings naming times, pids and age
                     coordinators record, and every coordinator's view equal.
   check_restarts    no copy was stopped while nothing explains it: no change to its workload,
                     no fault window on its agent, no drain of its agent, no harness kill. A
-                    leader change, or another agent's fault, is not an explanation.
+                    leader change, or another agent's fault, is not an explanation; every
+                    coordinator down explains only the fence stopping an exclusive workload.
   check_drains      a drain was reported complete only after every copy on that agent that
                     started before completion had exited.
 check_domain() runs them all and returns (anomalies, stats)."""
@@ -52,6 +53,9 @@ S = 1_000_000_000
 DISCONNECTS = ("partition-all", "sigstop", "agent-kill")
 # Fault kinds that may legitimately stop the replicas of the agent they name.
 AGENT_FAULTS = DISCONNECTS + ("machine-death",)
+# ...and, for exclusive workloads, whose agent fences them when it reaches no coordinator:
+# also every coordinator down (agent null: every agent).
+FENCE_CAUSES = DISCONNECTS + ("coordinators-down",)
 
 
 class Copy:
@@ -279,7 +283,7 @@ def check_convergence(events, final, assigned, views):
     return anomalies
 
 
-def check_restarts(events, grace_s=5.0, lag_s=2.0):
+def check_restarts(events, grace_s=5.0, lag_s=2.0, exclusive=()):
     """A copy stopped by its agent (a stop line) needs a reason: a change to its workload
     invoked while it ran, a fault window on its agent that began before it stopped (and ended
     no more than grace_s before it started), or a drain of its agent invoked before it
@@ -305,6 +309,10 @@ def check_restarts(events, grace_s=5.0, lag_s=2.0):
         if any(f["agent"] == c.agent and f["start"] <= c.end and f["end"] + grace >= c.start
                for f in fs):
             continue
+        if c.workload in exclusive and any(
+                f["kind"] in FENCE_CAUSES and f["agent"] in (None, c.agent) and
+                f["start"] <= c.end and f["end"] + grace >= c.start for f in faults(events)):
+            continue  # its agent's fence
         if any(d["agent"] == c.agent and d["invoke"] <= c.end for d in ds):
             continue
         anomalies.append("healthy replica restarted: %r was stopped with no change to its "
@@ -351,7 +359,7 @@ def check_domain(events, final, assigned, views, exclusive=(), grace_s=5.0):
     dup, overlaps = check_duplicates(events, exclusive, grace_s)
     anomalies = problems + dup + check_changes(events, final) + \
         check_convergence(events, final, assigned, views) + \
-        check_restarts(events, grace_s) + check_drains(events)
+        check_restarts(events, grace_s, exclusive=exclusive) + check_drains(events)
     gaps = fence_gaps(events, exclusive)
     cs, _ = copies(events)
     by_kind = {}

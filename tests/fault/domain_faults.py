@@ -48,7 +48,10 @@ from faultlib import (SCALE, Agent, Cluster, History, Net, NetNS, SendError, htt
 HERE = os.path.dirname(os.path.abspath(__file__))
 NEMESES = ["partition-all", "partition-some", "sigstop", "agent-kill", "machine-death",
            "leader-kill", "drain-leader", "coordinators-down"]
-FENCE_S = 5
+# Longer than every nemesis window (which scale with CLOUDLESS_TIME_SCALE too): a SIGSTOPped
+# agent cannot fence, so a pause past fence + kill timeout + margin would give an exclusive
+# workload two copies (docs/architecture.md, "The fence").
+FENCE_S = int(scaled(5))
 KILL_MS = 1000
 COORD_ARGS = ["--agent-heartbeat-ms", "200", "--agent-timeout-ms", "1000"]
 EXCLUSIVE = "default/ex"

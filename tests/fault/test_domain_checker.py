@@ -235,6 +235,16 @@ def test_copy_born_after_its_delete_is_explained_and_counted():
     assert stats["late_starts"] == 1, stats
 
 
+def test_coordinators_down_explains_only_the_fence():
+    ev, final, assigned, views = good_history()
+    s2 = [e for e in ev if e.get("ev") == "start" and e["replica"] == WL + "/2"][-1]
+    ev += [fault("coordinators-down", None, 7, 13), stop(s2, 11), start(13.5, 2, 2, "a3")]
+    # The exclusive workload's agent fenced it: expected.
+    expect_ok(ev, final, assigned, views, exclusive={WL})
+    # An ordinary workload must keep running through the outage.
+    expect_anomaly("healthy replica restarted", ev, final, assigned, views)
+
+
 def test_premature_drain_detected():
     ev, final, assigned, views = good_history()
     # a1's copy stops only at 5.2 s, but the drain said complete at 5.1 s.
