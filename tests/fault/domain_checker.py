@@ -29,7 +29,8 @@ The checks (each returns a list of anomalies, strings naming times, pids and age
   check_duplicates  at most one running copy per replica slot at any instant. Two copies may
                     overlap only when the older one's agent was cut off from every coordinator
                     (a DISCONNECTS window began before the newer copy started) and the old copy
-                    stopped within `grace_s` after that window ended: that is the documented
+                    stopped within `grace_s` after that window ended ("older" is the lower
+                    epoch, whichever copy started first): that is the documented
                     behaviour of a workload without the fence (the stale copy runs until its
                     agent reaches a coordinator again, as in Nomad and Kubernetes). Workloads
                     in `exclusive` may never overlap. The allowed overlaps are measured.
@@ -127,15 +128,19 @@ def check_duplicates(events, exclusive=(), grace_s=5.0):
     grace = grace_s * S
     overlaps = []
     for rid, lst in sorted(_by_replica(cs).items()):
-        for i, old in enumerate(lst):
-            for new in lst[i + 1:]:
-                if new.start >= old.end:
+        for i, a in enumerate(lst):
+            for b in lst[i + 1:]:
+                if b.start >= a.end:
                     continue
-                t0, t1 = new.start, min(old.end, new.end)
+                # The stale copy is the older placement (lower epoch), whichever started
+                # first: an agent resumed after a pause may still start a placement it was
+                # given before, until its next answer tells it the slot moved.
+                old, new = (a, b) if (a.epoch, a.start) <= (b.epoch, b.start) else (b, a)
+                t0, t1 = max(a.start, b.start), min(a.end, b.end)
                 why = None
                 if old.workload not in exclusive:
                     for w in windows:
-                        if w["agent"] == old.agent and w["start"] <= t0 and \
+                        if w["agent"] == old.agent and w["start"] <= new.start and \
                                 old.end <= w["end"] + grace:
                             why = w
                             break

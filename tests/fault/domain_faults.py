@@ -253,14 +253,17 @@ def nemesis(kind, cluster, agents, net, hist, rng):
         t1 = now_ns()
         deadline = time.monotonic() + scaled(25)
         healed = False
+
+        def heal():
+            if how == "partition":
+                net.heal()
+            else:
+                leader.restart()
+            hist.add(ev="fault", kind="leader-" + how, agent=None, start=t1, end=now_ns(),
+                     node=leader.node_id)
         while time.monotonic() < deadline:
             if not healed and now_ns() - t1 > scaled(3) * 1e9:
-                if how == "partition":
-                    net.heal()
-                else:
-                    leader.restart()
-                hist.add(ev="fault", kind="leader-" + how, agent=None, start=t1, end=now_ns(),
-                         node=leader.node_id)
+                heal()
                 healed = True
             nd = rng.choice([n for n in cluster.nodes if n.alive()])
             a = http_or_none(nd.http_addr, "GET", "/v1/agents/%s" % victim.agent_id, timeout=1)
@@ -269,12 +272,7 @@ def nemesis(kind, cluster, agents, net, hist, rng):
                 break
             time.sleep(0.03)
         if not healed:
-            if how == "partition":
-                net.heal()
-            else:
-                leader.restart()
-            hist.add(ev="fault", kind="leader-" + how, agent=None, start=t1, end=now_ns(),
-                     node=leader.node_id)
+            heal()
         hist.events.append(d)
         uncordon = http_or_none(cluster.leader(timeout=10).http_addr, "POST",
                                 "/v1/agents/%s/uncordon" % victim.agent_id, timeout=5)
@@ -362,7 +360,8 @@ def run_round(args, ns, rno, kind, seed, outdir):
         sm.update(stats)
         sm["ops"] = {k: sum(c.n[k] for c in churn) for k in ("ok", "fail", "info")}
         for a in agents:
-            text = a.status_log()
+            a.reap()
+            text = a.log()
             if "AddressSanitizer" in text or "runtime error:" in text:
                 sm["anomalies"].append("sanitizer report in %s's log" % a)
             for rc, expected in a.exits:

@@ -278,7 +278,59 @@ def b64value(doc):
 
 # ---- processes ----
 
-class Node:
+class Proc:
+    """What coordinators and agents share: one child process (self.proc, None when there is
+    none), how each of its runs ended (self.exits: (returncode, expected)), its log file."""
+
+    def reap(self):
+        """Records how the last process ended, once."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self.exits.append((self.proc.returncode, self.expect_exit))
+            self.proc = None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        if self.proc is not None:
+            self.expect_exit = True
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGCONT)  # harmless; a stopped process dies anyway
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.reap()
+
+    def terminate(self, timeout=30):
+        """SIGTERM (a graceful stop: a leader hands leadership over first) and wait."""
+        if self.proc is not None:
+            self.expect_exit = True
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGCONT)
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=scaled(timeout))
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+            self.reap()
+
+    def pause(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+
+class Node(Proc):
     def __init__(self, cluster, idx, port_base):
         self.cluster = cluster
         self.idx = idx
@@ -339,38 +391,6 @@ class Node:
         self.expect_exit = False
         return self
 
-    def reap(self):
-        """Records how the last process ended, once."""
-        if self.proc is not None and self.proc.poll() is not None:
-            self.exits.append((self.proc.returncode, self.expect_exit))
-            self.proc = None
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self):
-        if self.proc is not None:
-            self.expect_exit = True
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGCONT)  # harmless; a stopped process dies anyway
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-            self.reap()
-
-    def terminate(self, timeout=30):
-        """SIGTERM (a graceful stop: a leader hands leadership over first) and wait."""
-        if self.proc is not None:
-            self.expect_exit = True
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGCONT)
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=scaled(timeout))
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-            self.reap()
-
     def set_flag(self, name, value):
         """Changes (or adds) one flag of the command line the next restart() uses."""
         if name in self.args:
@@ -378,23 +398,8 @@ class Node:
         else:
             self.args += [name, str(value)]
 
-    def pause(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
-
     def wipe(self):
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
 
     def req(self, method, path, body=None, headers=None, timeout=5.0):
         return http_or_none(self.http_addr, method, path, body, headers, timeout)
@@ -528,7 +533,7 @@ class Cluster:
 
 # ---- monitoring ----
 
-class Agent:
+class Agent(Proc):
     """One cloudless-agent, a "machine" of the domain tests (see the module docstring).
     replica_log is the shared log its replicas (replica.py) append to."""
 
@@ -552,8 +557,7 @@ class Agent:
         args = [AGENT_BIN, "--node-id", self.agent_id, "--coordinators",
                 ",".join(n.http_addr for n in self.coordinators), "--data-dir", self.data_dir,
                 "--log-level", "debug"] + self.extra_args
-        if self.proc is not None and self.proc.poll() is not None:
-            self.exits.append((self.proc.returncode, self.expect_exit))
+        self.reap()
         with open(self.log_path, "ab") as lf:
             kw = {}
             if self.uid is not None:
@@ -563,35 +567,9 @@ class Agent:
         self.expect_exit = False
         return self
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def kill(self):
         """SIGKILL of the agent only: its replicas keep running."""
-        if self.alive():
-            self.expect_exit = True
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def terminate(self, timeout=30):
-        if self.alive():
-            self.expect_exit = True
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=scaled(timeout))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def pause(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
+        Proc.kill(self)
 
     def replica_pids(self):
         """The live replica processes of this agent: pids from the replica log, each still
@@ -629,13 +607,6 @@ class Agent:
                 continue
             if history is not None:
                 history.add(ev="killed", pid=pid, agent=self.agent_id)
-
-    def status_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
 
     def __repr__(self):
         return self.agent_id

@@ -173,17 +173,17 @@ def main():
                           "stopped" % -gap)
         if stats["allowed_overlaps"] < 1:
             failed.append("the ordinary workload shows no overlap: was a1 really cut off?")
-        if "Replica fenced" not in a1.status_log():
+        if "Replica fenced" not in a1.log():
             failed.append("a1's log lacks the 'Replica fenced' line")
         for a in agents:
-            if "AddressSanitizer" in a.status_log() or "runtime error:" in a.status_log():
+            if "AddressSanitizer" in a.log() or "runtime error:" in a.log():
                 failed.append("sanitizer report in %s's log" % a)
-        if "Replica fenced" in a2.status_log():
+        if "Replica fenced" in a2.log():
             failed.append("a2 fenced a replica although it was never cut off")
     except Exception as e:  # a failed wait_for: report it with the logs' tails
         failed.append("%s: %s" % (type(e).__name__, e))
         for a in agents:
-            print("---- %s log tail ----\n%s" % (a, a.status_log()[-3000:]))
+            print("---- %s log tail ----\n%s" % (a, a.log()[-3000:]))
     finally:
         for a in agents:
             a.kill_machine(hist)
