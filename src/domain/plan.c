@@ -9,7 +9,9 @@
  * anything else fits: failed_on); or when the workload's spec changed since it was placed
  * (kept on its agent when that agent still fits). An exclusive workload's replica on an
  * offline agent waits until that agent's fence has stopped it (sched_replace_at, from the
- * agent's last heartbeat); the periodic full plan places it then. Cordoned agents keep what
+ * agent's last heartbeat); the periodic full plan places it then; one on a draining agent is
+ * told to stop there first (replica.stop) and placed once that agent reports it stopped.
+ * Cordoned agents keep what
  * they run. A
  * slot with a proposal in flight is left alone until the answer; a refused placement (the
  * state moved under the plan) marks the workload dirty again. Agents' free capacity is
@@ -230,12 +232,35 @@ static const char *needs_place(const struct dom_workload *w, const struct dom_re
 	return NULL;
 }
 
-/* An exclusive workload's replica on an offline agent: true while its copy may still run
- * there (the agent's fence has not stopped it yet). */
+/* An exclusive workload's replica that must leave a ready agent (a drain, a spec it no
+ * longer fits there; not a failure, whose process is gone, nor a new spec it still fits
+ * there, which the agent runs after the old process exits): it is told to stop where it is
+ * first (replica.stop, proposed here), and placed elsewhere only once that agent reports it
+ * stopped. True while that is under way. */
+static bool exclusive_stop_first(struct domain *d, const struct dom_workload *w,
+                                 const struct dom_replica *r)
+{
+	json_t *pl = json_object_get(w->doc, "placement");
+	if (r == NULL || r->on == NULL || !r->on->ready || r->state == DOM_R_FAILED ||
+	    !json_is_true(json_object_get(pl, "exclusive")))
+		return false;
+	if (!r->run) /* told already: wait for the agent to report it stopped */
+		return r->state == DOM_R_RUNNING || r->state == DOM_R_STARTING;
+	if (!r->on->draining)
+		return false;
+	json_t *op = json_pack("{s:s, s:s, s:I}", "op", "replica.stop", "id", r->id, "epoch",
+	                       (json_int_t)r->epoch);
+	propose(d, op, r->id, w->key, P_OTHER);
+	json_decref(op);
+	return true;
+}
+
+/* An exclusive workload's replica on an offline agent (told to stop or not): true while its
+ * copy may still run there (the agent's fence has not stopped it yet). */
 static bool fence_holds(struct domain *d, const struct dom_workload *w, const struct dom_replica *r)
 {
 	json_t *pl = json_object_get(w->doc, "placement");
-	if (r == NULL || !r->run || r->on == NULL || r->on->ready ||
+	if (r == NULL || r->on == NULL || r->on->ready ||
 	    !json_is_true(json_object_get(pl, "exclusive")))
 		return false;
 	json_t *f = json_object_get(w->doc, "stop_after_disconnect_s");
@@ -265,7 +290,8 @@ static void place_slot(struct run *run, const struct dom_workload *w, struct req
 	struct dom_replica *r = dom_slot_get(&d->node->fsm.domain, w->key, slot);
 	char id[320];
 	snprintf(id, sizeof id, "%s/%u", w->key, slot);
-	if (hmap_get(&d->inflight, id) != NULL || needs_place(w, r) == NULL || fence_holds(d, w, r))
+	if (hmap_get(&d->inflight, id) != NULL || needs_place(w, r) == NULL ||
+	    fence_holds(d, w, r) || exclusive_stop_first(d, w, r))
 		return;
 	q->req.replica_id = id;
 	set_avoid(q, r);
@@ -355,8 +381,11 @@ static void tend_agents(struct domain *d)
 		struct dom_agent *a = v;
 		if (!a->ready) {
 			for (struct dom_replica *r = a->replicas; r != NULL; r = r->anext) {
-				if (r->run || hmap_get(&d->inflight, r->id) != NULL)
-					continue;
+				struct dom_workload *w =
+				    dom_workload_get(&d->node->fsm.domain, r->workload);
+				if (r->run || hmap_get(&d->inflight, r->id) != NULL ||
+				    (w != NULL && fence_holds(d, w, r)))
+					continue; /* forgetting it would let its slot be placed */
 				json_t *op = json_pack("{s:s, s:s, s:I}", "op", "replica.forget",
 				                       "id", r->id, "epoch", (json_int_t)r->epoch);
 				propose(d, op, r->id, r->workload, P_OTHER);

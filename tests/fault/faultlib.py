@@ -15,9 +15,9 @@ to plain loopback on the host and skips partitions (and says so).
 Agents (Agent below) are machines: a cloudless-agent under its own uid (61101, 61102, ...),
 whose replica processes inherit that uid. Cutting an agent off from coordinators is one rule
 per coordinator: drop TCP from uid(agent) to that coordinator's HTTP port. SIGKILL of the
-agent alone leaves its replicas running; machine death also SIGKILLs their process groups,
-found exactly: the pids the replicas logged (replica.py), each checked in /proc to still be
-that replica (its command line names this run's replica log, its environment this agent).
+agent alone leaves its replicas running; machine death also SIGKILLs the agent's children
+and every replica process of that agent (found in /proc: its command line names this run's
+replica log, its environment this agent), each replica's whole process group.
 
 Environment: CLOUDLESS_BIN (binary), CLOUDLESS_AGENT_BIN (the agent's), CLOUDLESS_TIME_SCALE (multiplies deadlines, for
 sanitizer builds), CLOUDLESS_KEEP (keep data dirs).
@@ -571,38 +571,45 @@ class Agent(Proc):
         """SIGKILL of the agent only: its replicas keep running."""
         Proc.kill(self)
 
-    def replica_pids(self):
-        """The live replica processes of this agent: pids from the replica log, each still
-        that replica (cmdline names the log, environment names this agent)."""
+    def _machine_pids(self, agent_pid):
+        """Every process of this machine but the agent: its children (replicas between fork
+        and exec included, and their log writers) and every replica process naming this
+        agent and this run's replica log (re-adopted ones are no children of this agent)."""
         out = []
-        try:
-            with open(self.replica_log) as f:
-                lines = [json.loads(x) for x in f if x.strip()]
-        except (OSError, ValueError):
-            return out
-        for e in lines:
-            if e.get("ev") != "start" or e.get("agent") != self.agent_id:
+        me = ("CLOUDLESS_AGENT_ID=" + self.agent_id).encode()
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == agent_pid:
                 continue
-            pid = e["pid"]
+            pid = int(name)
             try:
+                with open("/proc/%d/stat" % pid, "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
                 with open("/proc/%d/cmdline" % pid, "rb") as f:
                     cmd = f.read()
                 with open("/proc/%d/environ" % pid, "rb") as f:
                     env = f.read().split(b"\0")
-            except OSError:
+            except (OSError, ValueError, IndexError):
                 continue
-            if self.replica_log.encode() in cmd and \
-                    ("CLOUDLESS_AGENT_ID=" + self.agent_id).encode() in env:
+            if (agent_pid and ppid == agent_pid) or \
+                    (self.replica_log.encode() in cmd and me in env):
                 out.append(pid)
         return out
 
     def kill_machine(self, history=None):
-        """The machine dies: the agent, then every replica process group it ran. Each kill
+        """The machine dies: the agent (frozen first, so it forks nothing more), then every
+        process of the machine (_machine_pids), each replica's whole process group. Each kill
         is recorded in history as a `killed` line (the copy itself cannot write its stop)."""
+        agent_pid = self.proc.pid if self.alive() else 0
+        if agent_pid:
+            self.proc.send_signal(signal.SIGSTOP)
+        victims = self._machine_pids(agent_pid)
         self.kill()
-        for pid in self.replica_pids():
+        for pid in victims + self._machine_pids(0):
             try:
-                os.killpg(pid, signal.SIGKILL)  # a replica leads its own process group
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)  # a replica leads its own group
+                else:
+                    os.kill(pid, signal.SIGKILL)  # forked, not yet in its own session
             except OSError:
                 continue
             if history is not None:

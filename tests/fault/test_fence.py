@@ -10,7 +10,9 @@ by domain_checker.py:
     stop: the gap between them is measured and must be positive;
   - the ordinary replica is replaced on a2 after the agent timeout while a1's copy keeps
     running (the documented overlap, measured), and a1 stops its stale copy once healed;
-  - after healing, exactly one copy per workload, as every coordinator records.
+  - after healing, exactly one copy per workload, as every coordinator records;
+  - a drain of the agent then running the exclusive replica stops it there before its
+    replacement starts elsewhere (the gap is measured).
 Needs root (a private network namespace); without it, exits 77 (skipped). Prints
 `N passed, N failed`."""
 import json
@@ -146,6 +148,24 @@ def main():
         wait_for("coordinators agree", lambda: len({json.dumps(v, sort_keys=True) for v in
                                                     final_state(cluster, ("lock", "free"))[2].values()}) == 1, 20)
 
+        # A drain of the agent that now runs the exclusive replica: stopped there first,
+        # started elsewhere only after (no overlap, measured).
+        holder = running(rlog, "default/lock")[0].agent
+        t_drain = now_ns()
+        api(cluster, "POST", "/v1/agents/%s/drain" % holder)
+        done = wait_for("drain of %s complete" % holder, lambda: api(
+            cluster, "GET", "/v1/agents/%s" % holder).get("drain_complete"), 20)
+        hist.events.append({"ev": "drain", "agent": holder, "invoke": t_drain,
+                            "complete": now_ns() if done else None})
+        wait_for("lock running again", lambda: [c for c in running(rlog, "default/lock")
+                                                if c.agent != holder], 20)
+        wait_for("coordinators agree", lambda: len({json.dumps(v, sort_keys=True) for v in
+                                                    final_state(cluster, ("lock", "free"))[2].values()}) == 1, 20)
+        cs = copies_now(rlog)
+        drained = [c for c in cs if c.workload == "default/lock" and c.agent == holder][-1]
+        moved = [c for c in cs if c.workload == "default/lock" and c.start > drained.start][0]
+        drain_gap = (moved.start - drained.end) / 1e9
+
         events = replica_lines(rlog) + hist.events
         final, assigned, views = final_state(cluster, ("lock", "free"))
         anomalies, stats = dc.check_domain(events, final, assigned, views,
@@ -162,6 +182,11 @@ def main():
               "copies overlapped %.2f s (a1's stopped %.2f s after the heal)" % (
                   fenced_after, FENCE_S, gap, overlap, (free_a1[0].end - t_heal) / 1e9),
               flush=True)
+        print("drain: the exclusive copy on %s stopped, and %.3f s later its replacement "
+              "started on %s" % (holder, drain_gap, moved.agent), flush=True)
+        if drain_gap <= 0:
+            failed.append("a drain started the exclusive replacement %.3f s before the old "
+                          "copy stopped" % -drain_gap)
         if anomalies:
             failed += ["checker: " + a for a in anomalies]
         if lock_a1[0].how != "stop":
