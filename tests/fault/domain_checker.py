@@ -33,7 +33,9 @@ The checks (each returns a list of anomalies, strings naming times, pids and age
                     epoch, whichever copy started first): that is the documented
                     behaviour of a workload without the fence (the stale copy runs until its
                     agent reaches a coordinator again, as in Nomad and Kubernetes). Workloads
-                    in `exclusive` may never overlap. The allowed overlaps are measured.
+                    in `exclusive` may never overlap. A drain moves an ordinary workload's
+                    replica at once, so its old copy may also run on until it has stopped
+                    (within grace_s of the new copy's start). Both kinds are measured.
   check_changes     every acknowledged change is visible in the final state (no lost scale,
                     no lost update, no resurrected delete); an indeterminate change may or may
                     not have applied.
@@ -120,13 +122,14 @@ def _by_replica(cs):
 
 
 def check_duplicates(events, exclusive=(), grace_s=5.0):
-    """Returns (anomalies, overlaps); overlaps are the allowed ones as
-    (replica, seconds, old copy, new copy)."""
+    """Returns (anomalies, overlaps, drain_overlaps): the allowed ones as (replica, seconds,
+    old copy, new copy), those of a cut-off agent's stale copy and those of a drain's move."""
     cs, _ = copies(events)
     anomalies = []
     windows = [f for f in faults(events) if f["kind"] in DISCONNECTS]
     grace = grace_s * S
     overlaps = []
+    drain_overlaps = []
     for rid, lst in sorted(_by_replica(cs).items()):
         for i, a in enumerate(lst):
             for b in lst[i + 1:]:
@@ -144,6 +147,15 @@ def check_duplicates(events, exclusive=(), grace_s=5.0):
                                 old.end <= w["end"] + grace:
                             why = w
                             break
+                    for d in drains(events):
+                        # A drain moves an ordinary replica at once: the old copy stops
+                        # while the new one starts (as a Kubernetes eviction does).
+                        if why is None and d["agent"] == old.agent and \
+                                d["invoke"] <= new.start and old.end <= new.start + grace:
+                            why = d
+                if why is not None and why.get("ev") == "drain":
+                    drain_overlaps.append((rid, (t1 - t0) / S, old, new))
+                    continue
                 if why is None:
                     anomalies.append("duplicate replica %s: %r and %r both ran for %.3fs from %.3f%s"
                                      % (rid, old, new, (t1 - t0) / S, t0 / S,
@@ -151,7 +163,7 @@ def check_duplicates(events, exclusive=(), grace_s=5.0):
                                         else ""))
                 else:
                     overlaps.append((rid, (t1 - t0) / S, old, new))
-    return anomalies, overlaps
+    return anomalies, overlaps, drain_overlaps
 
 
 def fence_gaps(events, exclusive):
@@ -361,7 +373,7 @@ def check_domain(events, final, assigned, views, exclusive=(), grace_s=5.0):
     """Every check; returns (anomalies, stats)."""
     events = ordered(events)
     _, problems = copies(events)
-    dup, overlaps = check_duplicates(events, exclusive, grace_s)
+    dup, overlaps, drain_overlaps = check_duplicates(events, exclusive, grace_s)
     anomalies = problems + dup + check_changes(events, final) + \
         check_convergence(events, final, assigned, views) + \
         check_restarts(events, grace_s, exclusive=exclusive) + check_drains(events)
@@ -379,6 +391,8 @@ def check_domain(events, final, assigned, views, exclusive=(), grace_s=5.0):
         "drains": len(drains(events)),
         "allowed_overlaps": len(overlaps),
         "max_overlap_s": max((o[1] for o in overlaps), default=0.0),
+        "drain_overlaps": len(drain_overlaps),
+        "max_drain_overlap_s": max((o[1] for o in drain_overlaps), default=0.0),
         "exclusive_min_gap_s": min((g[1] for g in gaps), default=None),
         "late_starts": len(late_starts(events)),
     }

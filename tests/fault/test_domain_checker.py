@@ -262,6 +262,18 @@ def test_coordinators_down_explains_only_the_fence():
     expect_anomaly("healthy replica restarted", ev, final, assigned, views)
 
 
+def test_drain_move_overlap_allowed_only_for_ordinary_workloads():
+    ev, final, assigned, views = good_history()
+    # Drain a3 at 9 s: slot 2 starts on a1 at 9.1 s while a3's copy takes 0.2 s to stop.
+    s2 = [e for e in ev if e.get("ev") == "start" and e["replica"] == WL + "/2"][-1]
+    ev += [{"ev": "drain", "agent": "a3", "invoke": int(9 * S), "complete": None},
+           start(9.1, 2, 3, "a1"), stop(s2, 9.3)]
+    assigned[WL + "/2"] = ("a1", 3)
+    stats = expect_ok(ev, final, assigned, views)
+    assert stats["drain_overlaps"] == 1 and abs(stats["max_drain_overlap_s"] - 0.2) < 1e-6, stats
+    expect_anomaly("exclusive workload", ev, final, assigned, views, exclusive={WL})
+
+
 def test_premature_drain_detected():
     ev, final, assigned, views = good_history()
     # a1's copy stops only at 5.2 s, but the drain said complete at 5.1 s.
