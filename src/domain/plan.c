@@ -11,11 +11,9 @@
  * offline agent waits until that agent's fence has stopped it (sched_replace_at, from the
  * agent's last heartbeat); the periodic full plan places it then; one on a draining agent is
  * told to stop there first (replica.stop) and placed once that agent reports it stopped.
- * Cordoned agents keep what
- * they run. A
- * slot with a proposal in flight is left alone until the answer; a refused placement (the
- * state moved under the plan) marks the workload dirty again. Agents' free capacity is
- * tracked across the run so one plan does not promise the same room twice.
+ * Cordoned agents keep what they run. A slot with a proposal in flight is left alone until the
+ * answer; a refused placement (the state moved under the plan) marks the workload dirty again.
+ * Agents' free capacity is tracked across the run so one plan does not promise the same room twice.
  *
  * Also here: a drain completes (agent.drained) once nothing is assigned to the agent and its
  * last heartbeat reported no replica starting or running (or it is offline); stop records
@@ -232,11 +230,12 @@ static const char *needs_place(const struct dom_workload *w, const struct dom_re
 	return NULL;
 }
 
-/* An exclusive workload's replica that must leave a ready agent (a drain, a spec it no
- * longer fits there; not a failure, whose process is gone, nor a new spec it still fits
- * there, which the agent runs after the old process exits): it is told to stop where it is
- * first (replica.stop, proposed here), and placed elsewhere only once that agent reports it
- * stopped. True while that is under way. */
+/* An exclusive workload's replica on a draining agent: told to stop there first
+ * (replica.stop, proposed here) and placed elsewhere only once that agent reports it
+ * stopped; also any stop record of it still reported running on a ready agent. True while
+ * that is under way. (A failed replica has no process left; a new spec that still fits runs
+ * on the same agent, which waits for the old process; a new spec that no longer fits there
+ * is moved at once: see docs/architecture.md.) */
 static bool exclusive_stop_first(struct domain *d, const struct dom_workload *w,
                                  const struct dom_replica *r)
 {
