@@ -68,6 +68,9 @@ static size_t on_report(void *arg, const struct agent_report **out)
 static void on_reported(void *arg)
 {
 	struct agent *a = arg;
+	struct agent_client_status st = {0};
+	agent_client_status(a->client, &st);
+	agent_replicas_contact(a->replicas, st.contact_ms);
 	agent_replicas_reported(a->replicas);
 }
 

@@ -46,6 +46,8 @@ struct agent_client {
 	unsigned round_failures;
 	unsigned backoff_ms;
 	uint64_t round_start; /* mono ms of this round's first attempt */
+	uint64_t sent_ms;     /* mono ms the heartbeat in flight was sent */
+	uint64_t contact_ms;  /* mono ms the last answered heartbeat was sent (the fence) */
 	uint64_t index;       /* of the last answer applied */
 	char *last_answered;  /* the coordinator that answered the last heartbeat */
 	char *identity;       /* "Bearer agent~ID.SECRET" from the enrollment, or NULL */
@@ -455,6 +457,7 @@ static void heartbeat_ok(struct agent_client *c, struct agent_answer *a)
 		          (unsigned long long)a->index, a->n);
 	c->connected = true;
 	c->failing = false;
+	c->contact_ms = c->sent_ms;
 	metrics_counter_add(c->o.metrics, "cloudless_agent_heartbeats_total", NULL, 1);
 	if (c->o.heartbeat_ms == 0)
 		c->interval_ms = a->heartbeat_interval_ms;
@@ -516,6 +519,7 @@ static void heartbeat(struct agent_client *c)
 	snprintf(path, sizeof path, "/v1/agents/%s/heartbeat", c->o.agent_id);
 	log_debug("heartbeat", "coordinator=%s replicas=%zu", current(c), n);
 	c->busy = true;
+	c->sent_ms = clock_mono_ms();
 	int rc = post(c, "POST", path, body, deadline_ms(c), on_heartbeat);
 	free(body);
 	if (rc != 0) {
@@ -644,5 +648,6 @@ void agent_client_status(const struct agent_client *c, struct agent_client_statu
 	                                    .connected = c->connected,
 	                                    .coordinator = current(c),
 	                                    .interval_ms = c->interval_ms,
-	                                    .index = c->index};
+	                                    .index = c->index,
+	                                    .contact_ms = c->contact_ms};
 }

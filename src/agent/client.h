@@ -76,6 +76,10 @@ struct agent_client_status {
 	const char *coordinator; /* the one the next request goes to */
 	unsigned interval_ms;
 	uint64_t index; /* of the last answer applied */
+	/* When the last answered heartbeat was sent (mono ms; 0 before the first): the
+	 * coordinator saw the agent alive no earlier than this, which is what the fence counts
+	 * from (replicas.h). */
+	uint64_t contact_ms;
 };
 
 void agent_client_status(const struct agent_client *c, struct agent_client_status *out);

@@ -46,6 +46,9 @@ struct agent_replicas {
 	struct replica **recs;
 	size_t n, cap;
 	uv_timer_t restart_timer;
+	uv_timer_t fence_timer;
+	uint64_t contact_ms;      /* the fence counts from here (mono ms) */
+	unsigned open_timers;     /* while closing */
 	struct agent_answer last; /* the latest answer, reconciled again after each stop */
 	bool have_last;
 	uint64_t seq;
@@ -273,12 +276,31 @@ static const char *env_value(char **env, const char *name)
 static void on_proc_exit(struct agent_proc *p, const struct agent_exit *e, void *arg);
 static void after_exit(struct replica *x, bool status_known, int code, bool success);
 
+/* Whether x's fence has fired: it has one and no heartbeat sent in its last
+ * stop_after_disconnect_s seconds was answered. */
+static bool fence_fired(const struct replica *x, uint64_t now)
+{
+	uint64_t f = x->has_spec ? x->spec.stop_after_disconnect_s : 0;
+	return f > 0 && now > x->r->contact_ms && now - x->r->contact_ms > f * 1000;
+}
+
 /* Starts x's process now. A start that fails (no spec, command not found, exec error)
  * counts as an exit with status 127, as a shell reports it, and goes through the policy. */
 static void start_process(struct replica *x, const char *why)
 {
 	struct agent_replicas *r = x->r;
 	char dir[PATH_MAX], err[512], own[N_RESERVED][512];
+	if (fence_fired(x, clock_mono_ms())) {
+		/* Started again by the first answer that still assigns it. */
+		log_info("Replica start held by its fence",
+		         "id=%s epoch=%llu disconnected_ms=%llu stop_after_disconnect_s=%llu",
+		         x->id, (unsigned long long)x->epoch,
+		         (unsigned long long)(clock_mono_ms() - r->contact_ms),
+		         (unsigned long long)x->spec.stop_after_disconnect_s);
+		set_phase(x, AGENT_PHASE_PENDING);
+		save(r);
+		return;
+	}
 	if (!x->has_spec) {
 		log_error("Replica cannot start", "id=%s epoch=%llu error=\"no valid spec\"", x->id,
 		          (unsigned long long)x->epoch);
@@ -448,6 +470,40 @@ static void stop_replica(struct replica *x, const char *why)
 	default:
 		break;
 	}
+}
+
+/* ---- the fence ------------------------------------------------------------------------ */
+
+void agent_replicas_contact(struct agent_replicas *r, uint64_t contact_ms)
+{
+	if (contact_ms > r->contact_ms)
+		r->contact_ms = contact_ms;
+}
+
+void agent_replicas_fence(struct agent_replicas *r)
+{
+	uint64_t now = clock_mono_ms();
+	if (r->stopping_all || r->closing)
+		return;
+	for (size_t i = 0; i < r->n; i++) {
+		struct replica *x = r->recs[i];
+		if (!fence_fired(x, now) ||
+		    (x->phase != AGENT_PHASE_RUNNING && x->phase != AGENT_PHASE_BACKOFF &&
+		     x->phase != AGENT_PHASE_PENDING))
+			continue;
+		log_warn("Replica fenced: no coordinator answered",
+		         "id=%s epoch=%llu disconnected_ms=%llu stop_after_disconnect_s=%llu",
+		         x->id, (unsigned long long)x->epoch,
+		         (unsigned long long)(now - r->contact_ms),
+		         (unsigned long long)x->spec.stop_after_disconnect_s);
+		stop_replica(x, "fence");
+	}
+	schedule_restarts(r);
+}
+
+static void on_fence_timer(uv_timer_t *t)
+{
+	agent_replicas_fence(t->data);
 }
 
 /* ---- reconciliation ------------------------------------------------------------------- */
@@ -719,8 +775,12 @@ int agent_replicas_init(struct agent_replicas **out, const struct agent_replicas
 	if (r == NULL)
 		return -1;
 	r->o = *o;
+	r->contact_ms = clock_mono_ms(); /* nothing answered yet: count from our start */
 	uv_timer_init(o->loop, &r->restart_timer);
 	r->restart_timer.data = r;
+	uv_timer_init(o->loop, &r->fence_timer);
+	r->fence_timer.data = r;
+	uv_timer_start(&r->fence_timer, on_fence_timer, AGENT_FENCE_TICK_MS, AGENT_FENCE_TICK_MS);
 	*out = r;
 	return 0;
 }
@@ -736,10 +796,12 @@ void agent_replicas_stop_all(struct agent_replicas *r, void (*done)(void *arg), 
 	maybe_stop_done(r);
 }
 
+/* Two timers: the table is freed when the second has closed. */
 static void on_timer_closed(uv_handle_t *h)
 {
 	struct agent_replicas *r = h->data;
-	free(r);
+	if (--r->open_timers == 0)
+		free(r);
 }
 
 void agent_replicas_close(struct agent_replicas *r)
@@ -756,5 +818,8 @@ void agent_replicas_close(struct agent_replicas *r)
 	free(r->reports);
 	agent_answer_close(&r->last);
 	uv_timer_stop(&r->restart_timer);
+	uv_timer_stop(&r->fence_timer);
+	r->open_timers = 2;
 	uv_close((uv_handle_t *)&r->restart_timer, on_timer_closed);
+	uv_close((uv_handle_t *)&r->fence_timer, on_timer_closed);
 }

@@ -10,7 +10,16 @@
  * loaded from the state file, until the first answer arrives) is run only if its process is
  * still there: a dead one is not restarted before the coordinator confirms it is still ours,
  * since while the agent was down it may have been placed elsewhere. Once confirmed, crashes
- * are restarted by the policy whether or not a coordinator answers. */
+ * are restarted by the policy whether or not a coordinator answers.
+ *
+ * The fence. A replica whose spec sets stop_after_disconnect_s is stopped (as for `desired:
+ * stop`) once no heartbeat sent in the last that many seconds was answered, and is not
+ * started again (first start, restart, re-adoption) until one is: the next answer that
+ * still assigns it starts it again with the same epoch. The clock starts at the send time of
+ * the last answered heartbeat (agent_replicas_contact), never later than the moment the
+ * coordinator last saw this agent, so the coordinator's own count (from that heartbeat's
+ * arrival) can only run behind the agent's; an agent that just started counts from its
+ * start. Without the field (the default) replicas keep running through any outage. */
 #ifndef CLOUDLESS_AGENT_REPLICAS_H
 #define CLOUDLESS_AGENT_REPLICAS_H
 
@@ -40,6 +49,12 @@ int agent_replicas_init(struct agent_replicas **out, const struct agent_replicas
  * this agent the file does not account for (orphans.h). -1 (with err) when the file was
  * unreadable: it was moved aside and only the processes found are held; the agent goes on. */
 int agent_replicas_load(struct agent_replicas *r, char *err, size_t errlen);
+/* A heartbeat sent at contact_ms (monotonic) was answered: the fence counts from there. */
+void agent_replicas_contact(struct agent_replicas *r, uint64_t contact_ms);
+/* Stops the replicas whose fence has fired (also run every AGENT_FENCE_TICK_MS). */
+void agent_replicas_fence(struct agent_replicas *r);
+#define AGENT_FENCE_TICK_MS 100
+
 /* Reconciles with a coordinator's answer (heartbeat or assignments). */
 void agent_replicas_apply(struct agent_replicas *r, const struct agent_answer *a);
 

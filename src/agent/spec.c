@@ -136,7 +136,9 @@ int agent_spec_decode(json_t *obj, struct agent_spec *out, char *err, size_t err
 	    decode_restart(obj, out, err, errlen) != 0 ||
 	    decode_resources(obj, out, err, errlen) != 0 ||
 	    get_uint(obj, "kill_timeout_ms", 600000, &out->kill_timeout_ms, err, errlen) != 0 ||
-	    get_uint(obj, "spec_version", INT64_MAX, &out->spec_version, err, errlen) != 0)
+	    get_uint(obj, "spec_version", INT64_MAX, &out->spec_version, err, errlen) != 0 ||
+	    get_uint(obj, "stop_after_disconnect_s", 86400, &out->stop_after_disconnect_s, err,
+	             errlen) != 0)
 		goto fail;
 	json_t *image = json_object_get(obj, "image");
 	if (image != NULL && !json_is_null(image) && !json_is_string(image)) {

@@ -23,6 +23,9 @@ struct agent_spec {
 	struct agent_restart_policy restart;
 	uint64_t kill_timeout_ms;
 	uint64_t spec_version;
+	/* The fence: stop the replica once no coordinator answered a heartbeat for this long
+	 * (seconds; 0 = never, the default). */
+	uint64_t stop_after_disconnect_s;
 };
 
 #define AGENT_SPEC_DEFAULT_KILL_TIMEOUT_MS 5000u

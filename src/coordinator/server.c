@@ -446,6 +446,9 @@ static int start(struct server *s)
 	s->node.event_arg = s;
 	struct domain_options dopts = {.agent_timeout_ms = c->agent_timeout_ms,
 	                               .heartbeat_ms = c->agent_heartbeat_ms,
+	                               /* the fence's tick, a deposed leader's last answers
+	                                * (it steps down within an election timeout), slack */
+	                               .fence_margin_ms = 2 * c->election_ms + 1000,
 	                               .idem_ttl_s = c->idempotency_ttl_s,
 	                               .idem_max = c->idempotency_max};
 	domain_init(&s->domain, &s->loop, &s->node, s->metrics, &dopts);

@@ -14,7 +14,9 @@
  *               are planned with scheduler/place.c against the mirror, and the placements
  *               proposed; the fsm re-checks each against the state it lands in and refuses the
  *               stale ones, which are simply planned again. Replicas of agents that went
- *               offline, were removed or are draining are placed elsewhere with new epochs;
+ *               offline, were removed or are draining are placed elsewhere with new epochs
+ *               (an exclusive workload's only once the offline agent's fence has stopped
+ *               them: sched_replace_at);
  *               a drain completes only when nothing is assigned and the agent's heartbeats
  *               report none of the old processes.
  *   view.c      the JSON every node answers with (agents, workloads with status, replicas,
@@ -39,6 +41,9 @@
 struct domain_options {
 	unsigned agent_timeout_ms; /* a silent agent goes offline after this */
 	unsigned heartbeat_ms;     /* the interval agents are told to beat at */
+	/* Exclusive workloads: how long past an agent's fence (and its kill timeout) its
+	 * replicas wait before they are placed elsewhere (scheduler/place.h sched_replace_at). */
+	unsigned fence_margin_ms;
 	/* The idempotency limits every entry carries (--idempotency-ttl, --idempotency-max):
 	 * the fsm prunes records by them on each apply, whatever proposed the entry. */
 	uint32_t idem_ttl_s, idem_max;
@@ -66,9 +71,9 @@ struct dom_watches {
 /* Liveness of one agent, leader memory (liveness.c). */
 struct dom_live {
 	uint64_t deadline_ms; /* monotonic */
-	uint64_t last_ms;
-	bool proposing;   /* a state transition is in flight */
-	json_t *reported; /* the replicas its last heartbeat listed */
+	uint64_t last_ms;     /* its last heartbeat, or our election when none since */
+	bool proposing;       /* a state transition is in flight */
+	json_t *reported;     /* the replicas its last heartbeat listed */
 };
 
 struct domain {
@@ -132,6 +137,9 @@ void liveness_leader_start(struct domain *d);
 void liveness_leader_stop(struct domain *d);
 void liveness_sweep(struct domain *d);
 void liveness_flush_reports(struct domain *d);
+/* When the leader last heard from the agent (mono ms): its last heartbeat, or the leader's
+ * election (or the agent's enrollment) when none arrived since. */
+uint64_t liveness_last_contact(struct domain *d, const char *agent_id);
 /* The replicas an agent last reported, NULL when unknown (leader memory). */
 json_t *liveness_reported(struct domain *d, const char *agent_id);
 

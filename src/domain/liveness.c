@@ -33,7 +33,8 @@ static struct dom_live *live_get(struct domain *d, const char *id, bool create)
 		l = calloc(1, sizeof *l);
 		if (l == NULL)
 			abort();
-		l->deadline_ms = clock_mono_ms() + d->opts.agent_timeout_ms;
+		l->last_ms = clock_mono_ms(); /* it may have reached someone until now */
+		l->deadline_ms = l->last_ms + d->opts.agent_timeout_ms;
 		hmap_put(&d->live, id, l);
 	}
 	return l;
@@ -134,6 +135,11 @@ void liveness_leader_stop(struct domain *d)
 	reported_clear(d);
 	if (d->reports != NULL)
 		json_array_clear(d->reports);
+}
+
+uint64_t liveness_last_contact(struct domain *d, const char *agent_id)
+{
+	return live_get(d, agent_id, true)->last_ms;
 }
 
 json_t *liveness_reported(struct domain *d, const char *agent_id)

@@ -7,10 +7,13 @@
  * when it has no record, is unplaced, was told to stop, or its agent is gone, offline or
  * draining; when its replica failed after its restart attempts (placed elsewhere if
  * anything else fits: failed_on); or when the workload's spec changed since it was placed
- * (kept on its agent when that agent still fits). Cordoned agents keep what they run. A
- * slot with a proposal in flight is left alone until the answer; a refused placement (the
- * state moved under the plan) marks the workload dirty again. Agents' free capacity is
- * tracked across the run so one plan does not promise the same room twice.
+ * (kept on its agent when that agent still fits). An exclusive workload's replica on an
+ * offline agent waits until that agent's fence has stopped it (sched_replace_at, from the
+ * agent's last heartbeat); the periodic full plan places it then; one on a draining agent is
+ * told to stop there first (replica.stop) and placed once that agent reports it stopped.
+ * Cordoned agents keep what they run. A slot with a proposal in flight is left alone until the
+ * answer; a refused placement (the state moved under the plan) marks the workload dirty again.
+ * Agents' free capacity is tracked across the run so one plan does not promise the same room twice.
  *
  * Also here: a drain completes (agent.drained) once nothing is assigned to the agent and its
  * last heartbeat reported no replica starting or running (or it is offline); stop records
@@ -300,6 +303,47 @@ static const char *needs_place(const struct dom_workload *w, const struct dom_re
 	return NULL;
 }
 
+/* An exclusive workload's replica on a draining agent: told to stop there first
+ * (replica.stop, proposed here) and placed elsewhere only once that agent reports it
+ * stopped; also any stop record of it still reported running on a ready agent. True while
+ * that is under way. (A failed replica has no process left; a new spec that still fits runs
+ * on the same agent, which waits for the old process; a new spec that no longer fits there
+ * is moved at once: see docs/architecture.md.) */
+static bool exclusive_stop_first(struct domain *d, const struct dom_workload *w,
+                                 const struct dom_replica *r)
+{
+	json_t *pl = json_object_get(w->doc, "placement");
+	if (r == NULL || r->on == NULL || !r->on->ready || r->state == DOM_R_FAILED ||
+	    !json_is_true(json_object_get(pl, "exclusive")))
+		return false;
+	if (!r->run) /* told already: wait for the agent to report it stopped */
+		return r->state == DOM_R_RUNNING || r->state == DOM_R_STARTING;
+	if (!r->on->draining)
+		return false;
+	json_t *op = json_pack("{s:s, s:s, s:I}", "op", "replica.stop", "id", r->id, "epoch",
+	                       (json_int_t)r->epoch);
+	propose(d, op, r->id, w->key, P_OTHER);
+	json_decref(op);
+	return true;
+}
+
+/* An exclusive workload's replica on an offline agent (told to stop or not): true while its
+ * copy may still run there (the agent's fence has not stopped it yet). */
+static bool fence_holds(struct domain *d, const struct dom_workload *w, const struct dom_replica *r)
+{
+	json_t *pl = json_object_get(w->doc, "placement");
+	if (r == NULL || r->on == NULL || r->on->ready ||
+	    !json_is_true(json_object_get(pl, "exclusive")))
+		return false;
+	json_t *f = json_object_get(w->doc, "stop_after_disconnect_s");
+	json_t *k = json_object_get(w->doc, "kill_timeout_ms");
+	uint64_t at = sched_replace_at(liveness_last_contact(d, r->agent),
+	                               json_is_integer(f) ? (uint64_t)json_integer_value(f) : 0,
+	                               json_is_integer(k) ? (uint64_t)json_integer_value(k) : 0,
+	                               d->opts.fence_margin_ms);
+	return clock_mono_ms() < at;
+}
+
 static void set_avoid(struct request *q, const struct dom_replica *r)
 {
 	json_t *failed = r != NULL ? json_object_get(r->doc, "failed_on") : NULL;
@@ -318,7 +362,8 @@ static void place_slot(struct plan_run *run, const struct dom_workload *w, struc
 	struct dom_replica *r = dom_slot_get(&d->node->fsm.domain, w->key, slot);
 	char id[320];
 	snprintf(id, sizeof id, "%s/%u", w->key, slot);
-	if (hmap_get(&d->inflight, id) != NULL || needs_place(w, r) == NULL)
+	if (hmap_get(&d->inflight, id) != NULL || needs_place(w, r) == NULL ||
+	    fence_holds(d, w, r) || exclusive_stop_first(d, w, r))
 		return;
 	q->req.replica_id = id;
 	set_avoid(q, r);
@@ -435,8 +480,11 @@ static void tend_agents(struct domain *d)
 		struct dom_agent *a = v;
 		if (!a->ready) {
 			for (struct dom_replica *r = a->replicas; r != NULL; r = r->anext) {
-				if (r->run || hmap_get(&d->inflight, r->id) != NULL)
-					continue;
+				struct dom_workload *w =
+				    dom_workload_get(&d->node->fsm.domain, r->workload);
+				if (r->run || hmap_get(&d->inflight, r->id) != NULL ||
+				    (w != NULL && fence_holds(d, w, r)))
+					continue; /* forgetting it would let its slot be placed */
 				json_t *op = json_pack("{s:s, s:s, s:I}", "op", "replica.forget",
 				                       "id", r->id, "epoch", (json_int_t)r->epoch);
 				propose(d, op, r->id, r->workload, P_OTHER);

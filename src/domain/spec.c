@@ -232,10 +232,16 @@ static json_t *zones(json_t *p, char *err, size_t errlen)
 
 static json_t *placement(json_t *o, char *err, size_t errlen)
 {
-	static const char *const allowed[] = {"node_selector", "zones", "strategy", NULL};
+	static const char *const allowed[] = {"node_selector", "zones", "strategy", "exclusive",
+	                                      NULL};
 	json_t *p = json_object_get(o, "placement");
 	if (check_object(p, "placement", allowed, err, errlen) != 0)
 		return NULL;
+	json_t *ex = json_object_get(p, "exclusive");
+	if (ex != NULL && !json_is_null(ex) && !json_is_boolean(ex)) {
+		fail(err, errlen, "placement.exclusive must be true or false");
+		return NULL;
+	}
 	const char *strategy = "spread";
 	json_t *s = json_object_get(p, "strategy");
 	if (s != NULL && !json_is_null(s)) {
@@ -252,8 +258,8 @@ static json_t *placement(json_t *o, char *err, size_t errlen)
 		json_decref(sel);
 		return NULL;
 	}
-	return json_pack("{s:o, s:o, s:s}", "node_selector", sel, "zones", zs, "strategy",
-	                 strategy);
+	return json_pack("{s:o, s:o, s:s, s:b}", "node_selector", sel, "zones", zs, "strategy",
+	                 strategy, "exclusive", json_is_true(ex));
 }
 
 static json_t *restart(json_t *o, char *err, size_t errlen)
@@ -314,15 +320,17 @@ json_t *spec_workload(const char *body, size_t len, const char *ns, const char *
                       size_t errlen)
 {
 	static const char *const allowed[] = {
-	    "namespace", "name",      "command", "env",    "image",           "replicas",
-	    "resources", "placement", "restart", "labels", "kill_timeout_ms", NULL};
+	    "namespace", "name",     "command",         "env",
+	    "image",     "replicas", "resources",       "placement",
+	    "restart",   "labels",   "kill_timeout_ms", "stop_after_disconnect_s",
+	    NULL};
 	json_t *o = json_parse_object(body, len, err, errlen);
 	if (o == NULL)
 		return NULL;
 	json_t *out = NULL, *cmd = NULL, *env = NULL, *res = NULL, *pl = NULL, *rs = NULL;
 	json_t *labels = NULL;
 	const char *wns, *wname, *image = "";
-	uint64_t replicas = 1, kill = 5000;
+	uint64_t replicas = 1, kill = 5000, fence = 0;
 	json_t *img = json_object_get(o, "image");
 	if (json_check_fields(o, allowed, err, errlen) != 0 ||
 	    naming(o, "namespace", ns, "default", &wns, err, errlen) != 0 ||
@@ -331,6 +339,8 @@ json_t *spec_workload(const char *body, size_t len, const char *ns, const char *
 	    (env = string_map(o, "env", true, SPEC_MAX_ENV, SPEC_MAX_VALUE, err, errlen)) == NULL ||
 	    get_uint(o, "replicas", "", 0, SPEC_MAX_REPLICAS, &replicas, err, errlen) != 0 ||
 	    get_uint(o, "kill_timeout_ms", "", 0, 600000, &kill, err, errlen) != 0 ||
+	    get_uint(o, "stop_after_disconnect_s", "", 0, SPEC_MAX_FENCE_S, &fence, err, errlen) !=
+	        0 ||
 	    (res = resources(o, "resources", 0, err, errlen)) == NULL ||
 	    (pl = placement(o, err, errlen)) == NULL || (rs = restart(o, err, errlen)) == NULL ||
 	    (labels = string_map(o, "labels", false, SPEC_MAX_LABELS, 255, err, errlen)) == NULL)
@@ -342,10 +352,21 @@ json_t *spec_workload(const char *body, size_t len, const char *ns, const char *
 		}
 		image = json_string_value(img);
 	}
-	out = json_pack("{s:s, s:s, s:O, s:O, s:s, s:I, s:O, s:O, s:O, s:I, s:O}", "namespace", wns,
-	                "name", wname, "command", cmd, "env", env, "image", image, "replicas",
+	/* At most one copy needs the agent's fence: without it nothing bounds how long a copy
+	 * on an agent cut off from the coordinators keeps running, so the coordinators could
+	 * never safely start its replacement. */
+	if (json_is_true(json_object_get(pl, "exclusive")) && fence == 0) {
+		fail(err, errlen,
+		     "placement.exclusive needs stop_after_disconnect_s (1-%d): without the "
+		     "agent's fence a cut-off copy runs for as long as its agent is cut off",
+		     SPEC_MAX_FENCE_S);
+		goto out;
+	}
+	out = json_pack("{s:s, s:s, s:O, s:O, s:s, s:I, s:O, s:O, s:O, s:I, s:I, s:O}", "namespace",
+	                wns, "name", wname, "command", cmd, "env", env, "image", image, "replicas",
 	                (json_int_t)replicas, "resources", res, "placement", pl, "restart", rs,
-	                "kill_timeout_ms", (json_int_t)kill, "labels", labels);
+	                "kill_timeout_ms", (json_int_t)kill, "stop_after_disconnect_s",
+	                (json_int_t)fence, "labels", labels);
 out:
 	json_decref(cmd);
 	json_decref(env);

@@ -17,7 +17,8 @@
 #define SPEC_MAX_ARG      4096
 #define SPEC_MAX_LABELS   64
 #define SPEC_MAX_ENV      256
-#define SPEC_MAX_VALUE    4096 /* env values */
+#define SPEC_MAX_VALUE    4096  /* env values */
+#define SPEC_MAX_FENCE_S  86400 /* stop_after_disconnect_s */
 /* All of a command's arguments, and all of an env's names and values: what an agent passes to
  * execve, kept far under the kernel's own limit (ARG_MAX, 2 MiB) and a raft entry's size. */
 #define SPEC_MAX_COMMAND_BYTES 65536

@@ -23,8 +23,10 @@ static json_t *replica_spec(struct domain *d, const struct dom_replica *r)
 	if (w == NULL)
 		return NULL;
 	json_t *spec = json_object();
-	static const char *const fields[] = {
-	    "command", "env", "image", "resources", "restart", "kill_timeout_ms", "spec_version"};
+	static const char *const fields[] = {"command",      "env",
+	                                     "image",        "resources",
+	                                     "restart",      "kill_timeout_ms",
+	                                     "spec_version", "stop_after_disconnect_s"};
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
 		json_object_set(spec, fields[i], json_object_get(w->doc, fields[i]));
 	return spec;

@@ -20,9 +20,9 @@
 #define DOM_MAX_FAILED_ON 8
 
 const char *const dom_op_names[] = {
-    "agent.enroll",  "agent.state",     "agent.flags",     "agent.drained",
-    "agent.delete",  "workload.put",    "workload.delete", "workload.scale",
-    "replica.place", "replica.pending", "replica.report",  "replica.forget",
+    "agent.enroll",   "agent.state",     "agent.flags",    "agent.drained", "agent.delete",
+    "workload.put",   "workload.delete", "workload.scale", "replica.place", "replica.pending",
+    "replica.report", "replica.forget",  "replica.stop",
 };
 
 unsigned dom_n_ops(void)
@@ -729,8 +729,11 @@ static unsigned op_agent_delete(struct ctx *c, json_t *op)
 /* What replicas run: every field but the count, the labels and the bookkeeping. */
 static bool same_spec(json_t *a, json_t *b)
 {
-	static const char *const fields[] = {"command",   "env",     "image",          "resources",
-	                                     "placement", "restart", "kill_timeout_ms"};
+	/* The fence is part of what the agent runs: changing it is a rolling restart, as for
+	 * any other field the agents are given. */
+	static const char *const fields[] = {
+	    "command",   "env",     "image",           "resources",
+	    "placement", "restart", "kill_timeout_ms", "stop_after_disconnect_s"};
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
 		if (!same_json(json_object_get(a, fields[i]), json_object_get(b, fields[i])))
 			return false;
@@ -1004,14 +1007,29 @@ static unsigned op_replica_forget(struct ctx *c, json_t *op)
 	return FSM_OK_DELETED;
 }
 
+/* An exclusive workload's replica leaving a ready agent: told to stop there first, so its
+ * replacement is placed only once that agent reports it gone (domain/plan.c). */
+static unsigned op_replica_stop(struct ctx *c, json_t *op)
+{
+	struct dom_replica *r = hmap_get(&c->d->replicas, jstr(op, "id"));
+	if (r == NULL)
+		return FSM_NOT_FOUND;
+	if (r->epoch != juint(op, "epoch") || r->agent[0] == '\0')
+		return FSM_CONFLICT;
+	if (!r->run)
+		return FSM_OK_UNCHANGED;
+	replica_retire(c, r);
+	return FSM_OK_UPDATED;
+}
+
 /* ---- dispatch ---- */
 
 typedef unsigned (*op_fn)(struct ctx *c, json_t *op);
 
 static const op_fn OPS[] = {
-    op_agent_enroll,  op_agent_state,     op_agent_flags,     op_agent_drained,
-    op_agent_delete,  op_workload_put,    op_workload_delete, op_workload_scale,
-    op_replica_place, op_replica_pending, op_replica_report,  op_replica_forget,
+    op_agent_enroll,   op_agent_state,     op_agent_flags,    op_agent_drained, op_agent_delete,
+    op_workload_put,   op_workload_delete, op_workload_scale, op_replica_place, op_replica_pending,
+    op_replica_report, op_replica_forget,  op_replica_stop,
 };
 
 unsigned dom_apply(struct fsm *f, struct store_batch *b, uint64_t index, uint64_t ts_ms,

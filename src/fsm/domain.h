@@ -24,6 +24,7 @@
  *   replica.pending {id, epoch, reason}           nothing fits: record why
  *   replica.report {reports: [{agent, id, epoch, state, exit_code, restarts}]}
  *   replica.forget {id, epoch}                    drop a stop record nobody can confirm
+ *   replica.stop   {id, epoch}                    desired stop on its agent, kept there
  * A placement's epoch is the index of the entry that decided it.
  *
  * Besides the store, the fsm keeps every record parsed in memory (this mirror), rebuilt from

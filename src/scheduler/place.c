@@ -10,6 +10,12 @@ static const char *const FILTER_NAMES[SCHED_N_FILTERS] = {
     "insufficient cpu", "insufficient memory",
 };
 
+uint64_t sched_replace_at(uint64_t last_contact_ms, uint64_t fence_s, uint64_t kill_timeout_ms,
+                          uint64_t margin_ms)
+{
+	return last_contact_ms + fence_s * 1000 + kill_timeout_ms + margin_ms;
+}
+
 uint64_t sched_tie_hash(const char *replica_id, const char *agent_id)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;

@@ -74,6 +74,17 @@ void sched_place(const struct sched_agent *agents, size_t n, const struct sched_
                  struct sched_result *out);
 /* Why an agent is infeasible for req, SCHED_N_FILTERS when it is feasible. */
 enum sched_filter sched_check(const struct sched_agent *a, const struct sched_request *req);
+/* Exclusive workloads (placement.exclusive). The copy on an agent that stopped reaching the
+ * coordinators is stopped by that agent's fence (stop_after_disconnect_s) counted from the
+ * last heartbeat it had answered, sent no later than last_contact_ms (when the leader last
+ * heard from it); the process is gone at most kill_timeout_ms after the fence fires. The
+ * earliest moment its replacement may start elsewhere is therefore
+ *   last_contact_ms + fence_s * 1000 + kill_timeout_ms + margin_ms,
+ * with the margin covering the fence's own tick, a deposed leader's last answers and timer
+ * slack (domain_options.fence_margin_ms). */
+uint64_t sched_replace_at(uint64_t last_contact_ms, uint64_t fence_s, uint64_t kill_timeout_ms,
+                          uint64_t margin_ms);
+
 /* The stable tie-breaking hash. */
 uint64_t sched_tie_hash(const char *replica_id, const char *agent_id);
 

@@ -425,6 +425,10 @@ BAD_SPECS = [
     ({"name": "web", "command": ["x"], "placement": {"strategy": "random"}}, "placement.strategy"),
     ({"name": "web", "command": ["x"], "restart": {"policy": "sometimes"}}, "restart.policy"),
     ({"name": "web", "command": ["x"], "env": {"1X": "v"}}, "env"),
+    ({"name": "web", "command": ["x"], "placement": {"exclusive": True}},
+     "placement.exclusive needs stop_after_disconnect_s"),
+    ({"name": "web", "command": ["x"], "placement": {"exclusive": "yes"}}, "placement.exclusive"),
+    ({"name": "web", "command": ["x"], "stop_after_disconnect_s": 86401}, "stop_after_disconnect_s"),
     ("not json", "malformed JSON"),
 ]
 

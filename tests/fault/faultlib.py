@@ -12,7 +12,14 @@ with the namespace and never touch the host. The test's clients run as root and 
 filtered, so they reach every node during a partition. Without a namespace the run falls back
 to plain loopback on the host and skips partitions (and says so).
 
-Environment: CLOUDLESS_BIN (binary), CLOUDLESS_TIME_SCALE (multiplies deadlines, for
+Agents (Agent below) are machines: a cloudless-agent under its own uid (61101, 61102, ...),
+whose replica processes inherit that uid. Cutting an agent off from coordinators is one rule
+per coordinator: drop TCP from uid(agent) to that coordinator's HTTP port. SIGKILL of the
+agent alone leaves its replicas running; machine death also SIGKILLs the agent's children
+and every replica process of that agent (found in /proc: its command line names this run's
+replica log, its environment this agent), each replica's whole process group.
+
+Environment: CLOUDLESS_BIN (binary), CLOUDLESS_AGENT_BIN (the agent's), CLOUDLESS_TIME_SCALE (multiplies deadlines, for
 sanitizer builds), CLOUDLESS_KEEP (keep data dirs).
 """
 import base64
@@ -31,6 +38,8 @@ import time
 import urllib.parse
 
 BIN = os.path.abspath(os.environ.get("CLOUDLESS_BIN", "build/cloudless-coordinator"))
+AGENT_BIN = os.path.abspath(os.environ.get("CLOUDLESS_AGENT_BIN", "build/cloudless-agent"))
+AGENT_UID_BASE = 61100
 SCALE = float(os.environ.get("CLOUDLESS_TIME_SCALE", "1"))
 UID_BASE = 61000
 CHAIN = "CLFAULT"
@@ -160,6 +169,30 @@ class Net:
                 self._rule("-A", b, a)
                 self.blocked.add(k)
 
+    def mark_agent(self, agent):
+        """Marks every connection the agent opens (conntrack mark = its uid), so a partition
+        can drop both directions of it: the owner match sees only the agent's own packets,
+        and an answer to a request sent before the cut (a blocking assignments query) would
+        still get through."""
+        if self.enabled:
+            run_cmd(["iptables", "-t", "mangle", "-A", "OUTPUT", "-m", "owner", "--uid-owner",
+                     str(agent.uid), "-j", "CONNMARK", "--set-mark", str(agent.uid)])
+
+    def isolate_agent(self, agent, nodes):
+        """Cuts the agent off from these coordinators, both ways, established connections
+        included (agents are only ever clients: they open every connection)."""
+        if not self.enabled:
+            return
+        with self.lock:
+            for nd in nodes:
+                k = frozenset((agent.agent_id, nd.node_id))
+                if k in self.blocked:
+                    continue
+                for way in ("--dport", "--sport"):
+                    run_cmd(["iptables", "-A", CHAIN, "-p", "tcp", "-m", "connmark", "--mark",
+                             str(agent.uid), way, str(nd.http_port), "-j", "DROP"])
+                self.blocked.add(k)
+
     def heal(self):
         if not self.enabled:
             return
@@ -245,7 +278,59 @@ def b64value(doc):
 
 # ---- processes ----
 
-class Node:
+class Proc:
+    """What coordinators and agents share: one child process (self.proc, None when there is
+    none), how each of its runs ended (self.exits: (returncode, expected)), its log file."""
+
+    def reap(self):
+        """Records how the last process ended, once."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self.exits.append((self.proc.returncode, self.expect_exit))
+            self.proc = None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        if self.proc is not None:
+            self.expect_exit = True
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGCONT)  # harmless; a stopped process dies anyway
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            self.reap()
+
+    def terminate(self, timeout=30):
+        """SIGTERM (a graceful stop: a leader hands leadership over first) and wait."""
+        if self.proc is not None:
+            self.expect_exit = True
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGCONT)
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=scaled(timeout))
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=10)
+            self.reap()
+
+    def pause(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+
+class Node(Proc):
     def __init__(self, cluster, idx, port_base):
         self.cluster = cluster
         self.idx = idx
@@ -306,38 +391,6 @@ class Node:
         self.expect_exit = False
         return self
 
-    def reap(self):
-        """Records how the last process ended, once."""
-        if self.proc is not None and self.proc.poll() is not None:
-            self.exits.append((self.proc.returncode, self.expect_exit))
-            self.proc = None
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self):
-        if self.proc is not None:
-            self.expect_exit = True
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGCONT)  # harmless; a stopped process dies anyway
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-            self.reap()
-
-    def terminate(self, timeout=30):
-        """SIGTERM (a graceful stop: a leader hands leadership over first) and wait."""
-        if self.proc is not None:
-            self.expect_exit = True
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGCONT)
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=scaled(timeout))
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout=10)
-            self.reap()
-
     def set_flag(self, name, value):
         """Changes (or adds) one flag of the command line the next restart() uses."""
         if name in self.args:
@@ -345,23 +398,8 @@ class Node:
         else:
             self.args += [name, str(value)]
 
-    def pause(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
-
     def wipe(self):
         shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")
-        except OSError:
-            return ""
 
     def req(self, method, path, body=None, headers=None, timeout=5.0):
         return http_or_none(self.http_addr, method, path, body, headers, timeout)
@@ -494,6 +532,92 @@ class Cluster:
 
 
 # ---- monitoring ----
+
+class Agent(Proc):
+    """One cloudless-agent, a "machine" of the domain tests (see the module docstring).
+    replica_log is the shared log its replicas (replica.py) append to."""
+
+    def __init__(self, dir, idx, coordinators, replica_log, ns_active, extra_args=()):
+        self.idx = idx
+        self.agent_id = "a%d" % idx
+        self.uid = AGENT_UID_BASE + idx if ns_active else None
+        self.data_dir = os.path.join(dir, self.agent_id)
+        self.log_path = os.path.join(dir, self.agent_id + ".log")
+        self.replica_log = replica_log
+        self.coordinators = coordinators  # faultlib Nodes
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.exits = []
+        self.expect_exit = False
+        os.makedirs(self.data_dir, exist_ok=True)
+        if self.uid is not None:
+            os.chown(self.data_dir, self.uid, self.uid)
+
+    def start(self):
+        args = [AGENT_BIN, "--node-id", self.agent_id, "--coordinators",
+                ",".join(n.http_addr for n in self.coordinators), "--data-dir", self.data_dir,
+                "--log-level", "debug"] + self.extra_args
+        self.reap()
+        with open(self.log_path, "ab") as lf:
+            kw = {}
+            if self.uid is not None:
+                kw = dict(user=self.uid, group=self.uid, extra_groups=[])
+            self.proc = subprocess.Popen(args, stdout=lf, stderr=lf, stdin=subprocess.DEVNULL,
+                                         **kw)
+        self.expect_exit = False
+        return self
+
+    def kill(self):
+        """SIGKILL of the agent only: its replicas keep running."""
+        Proc.kill(self)
+
+    def _machine_pids(self, agent_pid):
+        """Every process of this machine but the agent: its children (replicas between fork
+        and exec included, and their log writers) and every replica process naming this
+        agent and this run's replica log (re-adopted ones are no children of this agent)."""
+        out = []
+        me = ("CLOUDLESS_AGENT_ID=" + self.agent_id).encode()
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == agent_pid:
+                continue
+            pid = int(name)
+            try:
+                with open("/proc/%d/stat" % pid, "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    cmd = f.read()
+                with open("/proc/%d/environ" % pid, "rb") as f:
+                    env = f.read().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue
+            if (agent_pid and ppid == agent_pid) or \
+                    (self.replica_log.encode() in cmd and me in env):
+                out.append(pid)
+        return out
+
+    def kill_machine(self, history=None):
+        """The machine dies: the agent (frozen first, so it forks nothing more), then every
+        process of the machine (_machine_pids), each replica's whole process group. Each kill
+        is recorded in history as a `killed` line (the copy itself cannot write its stop)."""
+        agent_pid = self.proc.pid if self.alive() else 0
+        if agent_pid:
+            self.proc.send_signal(signal.SIGSTOP)
+        victims = self._machine_pids(agent_pid)
+        self.kill()
+        for pid in victims + self._machine_pids(0):
+            try:
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)  # a replica leads its own group
+                else:
+                    os.kill(pid, signal.SIGKILL)  # forked, not yet in its own session
+            except OSError:
+                continue
+            if history is not None:
+                history.add(ev="killed", pid=pid, agent=self.agent_id)
+
+    def __repr__(self):
+        return self.agent_id
+
 
 class Monitor:
     """Samples /raft/status of every node (one thread each, so a paused node stalls nobody)

@@ -18,6 +18,8 @@ Usage:
   jepsen.py                         the short profile: every nemesis at least once (~5 min)
   jepsen.py --rounds 40             the long profile: 40 rounds cycling through every scenario
                                     with longer fault windows
+  jepsen.py --long --nodes 3        the campaign: 200 rounds of the 3-node scenarios (--nodes 5:
+                                    of the 5-node ones; without --nodes, of all of them)
   jepsen.py --seed 1234             replay a run's schedule (the seed is printed at the start)
   jepsen.py --only partition-5      run only the named scenario(s) (comma-separated)
   jepsen.py --list                  list scenarios and nemeses
@@ -889,6 +891,9 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=0,
                     help="long profile: this many rounds cycling through the scenarios")
+    ap.add_argument("--long", action="store_true", help="the campaign: 200 rounds (--rounds 200)")
+    ap.add_argument("--nodes", type=int, default=0,
+                    help="only the scenarios with this many nodes (3 or 5)")
     ap.add_argument("--seed", type=int, default=None, help="master seed (printed; for replay)")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
     ap.add_argument("--out", default="", help="directory for histories and summary")
@@ -909,7 +914,12 @@ def main():
         os.environ["CLOUDLESS_KEEP"] = "1"
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     master = random.Random(seed)
-    scen = SCENARIOS
+    scen = [s for s in SCENARIOS if not args.nodes or s.nodes == args.nodes]
+    if not scen:
+        print("no scenario has %d nodes (see --list)" % args.nodes)
+        return 2
+    if args.long and not args.rounds:
+        args.rounds = 200
     if args.rounds:
         plan = [scen[i % len(scen)] for i in range(args.rounds)]
         if not args.window_factor:

@@ -311,8 +311,10 @@ def test_simulated_register_with_one_stale_read_is_caught():
     expect(H(*ops), False)
 
 
-def main():
-    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_") and callable(f)]
+def run_all(namespace):
+    """Runs every test_* function of a module's namespace; prints PASS/FAIL lines and
+    `N passed, N failed`, and exits 1 when any failed (the fault suite's test runner)."""
+    tests = [(n, f) for n, f in sorted(namespace.items()) if n.startswith("test_") and callable(f)]
     passed = failed = 0
     for name, fn in tests:
         try:
@@ -325,6 +327,10 @@ def main():
             traceback.print_exc()
     print("%d passed, %d failed" % (passed, failed), flush=True)
     sys.exit(1 if failed else 0)
+
+
+def main():
+    run_all(globals())
 
 
 if __name__ == "__main__":

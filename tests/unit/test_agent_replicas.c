@@ -483,6 +483,62 @@ static void test_orphans(void)
 	kill(-decoy, SIGKILL);
 }
 
+static json_t *fenced_spec(int fence_s)
+{
+	json_t *s = spec("exec sleep 30", "always", 3, 10, 1000);
+	json_object_set_new(s, "stop_after_disconnect_s", json_integer(fence_s));
+	return s;
+}
+
+/* The fence: a replica with stop_after_disconnect_s stops once no heartbeat was answered for
+ * that long, is not started again by answers while the agent stays cut off (a lagging
+ * follower's assignments query), and runs again with the same epoch once a heartbeat is
+ * answered; a replica without it keeps running throughout. */
+static void test_fence(void)
+{
+	char dir[PATH_MAX];
+	subdir(dir, sizeof dir, "fence");
+	struct agent_replicas *r = table(dir);
+	struct item items[] = {{"ns/x/0", 3, true, fenced_spec(1)},
+	                       {"ns/y/0", 3, true, spec("exec sleep 30", "always", 3, 10, 1000)}};
+	apply(r, 10, items, 2);
+	pid_t fx = info_of(r, "ns/x/0", 3).pid, fy = info_of(r, "ns/y/0", 3).pid;
+	CHECK(fx > 0 && fy > 0);
+	/* Answered heartbeats every 100 ms for 1.5 s: longer than the fence, nothing stops. */
+	for (uint64_t until = now_ms() + 1500; now_ms() < until;) {
+		agent_replicas_contact(r, now_ms());
+		uv_run(&loop, UV_RUN_NOWAIT);
+		usleep(100 * 1000);
+	}
+	CHECK(info_of(r, "ns/x/0", 3).phase == AGENT_PHASE_RUNNING);
+	CHECK_EQ_INT(info_of(r, "ns/x/0", 3).pid, fx);
+	/* Cut off from here. */
+	uint64_t contact = now_ms();
+	agent_replicas_contact(r, contact);
+	CHECK(wait_phase(r, "ns/x/0", 3, AGENT_PHASE_STOPPED, 4000));
+	uint64_t fenced_after = now_ms() - contact;
+	CHECK(fenced_after >= 1000);
+	CHECK(fenced_after < 1000 + 2 * AGENT_FENCE_TICK_MS + 1000); /* + the stop itself */
+	CHECK(!pid_alive(fx));
+	CHECK(info_of(r, "ns/y/0", 3).phase == AGENT_PHASE_RUNNING);
+	CHECK_EQ_INT(info_of(r, "ns/y/0", 3).pid, fy);
+	/* An answer while still cut off starts nothing. */
+	struct item again[] = {{"ns/x/0", 3, true, fenced_spec(1)},
+	                       {"ns/y/0", 3, true, spec("exec sleep 30", "always", 3, 10, 1000)}};
+	apply(r, 11, again, 2);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	CHECK(!agent_phase_has_process(info_of(r, "ns/x/0", 3).phase));
+	/* A heartbeat answered: the next answer that still assigns it starts it again. */
+	agent_replicas_contact(r, now_ms());
+	struct item back[] = {{"ns/x/0", 3, true, fenced_spec(1)},
+	                      {"ns/y/0", 3, true, spec("exec sleep 30", "always", 3, 10, 1000)}};
+	apply(r, 12, back, 2);
+	struct agent_replica_info x2 = info_of(r, "ns/x/0", 3);
+	CHECK(x2.phase == AGENT_PHASE_RUNNING && x2.pid > 0 && x2.pid != fx);
+	CHECK_EQ_INT(info_of(r, "ns/y/0", 3).pid, fy);
+	close_table(r);
+}
+
 static bool stop_done;
 
 static void on_stopped(void *arg)
@@ -527,6 +583,7 @@ int main(void)
 	test_readopt();
 	test_orphans();
 	test_stop_all();
+	test_fence();
 	agent_driver_close(driver, NULL, NULL);
 	for (int i = 0; i < 10; i++)
 		uv_run(&loop, UV_RUN_NOWAIT);

@@ -284,6 +284,37 @@ static void test_scale_down_and_delete(void)
 	env_close(&e, true);
 }
 
+/* replica.stop: desired stop where it is (an exclusive replica leaving a draining agent);
+ * the record stays on its agent until that agent reports it stopped. */
+static void test_replica_stop(void)
+{
+	struct env e = {0};
+	env_open(&e);
+	enroll(&e, "a1", "z1", 1000, 100);
+	put_workload(&e, "web", 1, 100, "sleep");
+	place(&e, "default/web/0", 0, "a1");
+	struct dom_replica *r = replica(&e, "default/web/0");
+	CHECK(r != NULL && r->run);
+	uint64_t epoch = r->epoch;
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"replica.stop\",\"id\":\"default/web/0\",\"epoch\":%llu}",
+	                 (unsigned long long)epoch + 1),
+	             FSM_CONFLICT);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"replica.stop\",\"id\":\"default/web/9\",\"epoch\":1}"),
+	             FSM_NOT_FOUND);
+	CHECK(replica(&e, "default/web/0")->run);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"replica.stop\",\"id\":\"default/web/0\",\"epoch\":%llu}",
+	                 (unsigned long long)epoch),
+	             FSM_OK_UPDATED);
+	r = replica(&e, "default/web/0");
+	CHECK(r != NULL && !r->run && strcmp(r->agent, "a1") == 0 && r->epoch == epoch);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"replica.stop\",\"id\":\"default/web/0\",\"epoch\":%llu}",
+	                 (unsigned long long)epoch),
+	             FSM_OK_UNCHANGED);
+	CHECK_EQ_INT(report(&e, "a1", "default/web/0", epoch, "stopped"), FSM_OK_UPDATED);
+	CHECK(replica(&e, "default/web/0") == NULL);
+	env_close(&e, true);
+}
+
 static void test_agent_delete_and_drain(void)
 {
 	struct env e = {0};
@@ -406,6 +437,7 @@ int main(void)
 	test_workload_versions();
 	test_placement_rechecked();
 	test_scale_down_and_delete();
+	test_replica_stop();
 	test_agent_delete_and_drain();
 	test_rebuild_and_agreement();
 	test_idempotent_ops();

@@ -250,8 +250,23 @@ static void test_deterministic(void)
 	CHECK(sched_tie_hash("a", "bc") != sched_tie_hash("ab", "c"));
 }
 
+/* The earliest replacement of an exclusive workload's replica: after the agent's fence (from
+ * its last contact), its kill timeout and the margin; never before. */
+static void test_replace_at(void)
+{
+	CHECK_EQ_INT(sched_replace_at(10000, 30, 5000, 1600), 10000 + 30000 + 5000 + 1600);
+	CHECK_EQ_INT(sched_replace_at(0, 0, 0, 0), 0);
+	/* Each term only moves it later. */
+	uint64_t base = sched_replace_at(1000, 1, 100, 10);
+	CHECK(sched_replace_at(1001, 1, 100, 10) > base);
+	CHECK(sched_replace_at(1000, 2, 100, 10) > base);
+	CHECK(sched_replace_at(1000, 1, 101, 10) > base);
+	CHECK(sched_replace_at(1000, 1, 100, 11) > base);
+}
+
 int main(void)
 {
+	test_replace_at();
 	test_filters_and_reasons();
 	test_capacity_accounts_for_used();
 	test_spread_over_zones_then_agents();

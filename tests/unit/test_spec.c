@@ -59,6 +59,19 @@ static const struct bad BAD_WORKLOADS[] = {
     {"{\"name\":\"web\",\"command\":[\"x\"],\"restart\":{\"interval_s\":0}}", "restart.interval_s"},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"kill_timeout_ms\":700000}", "kill_timeout_ms"},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"image\":5}", "image must be a string"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"stop_after_disconnect_s\":86401}",
+     "stop_after_disconnect_s must be an integer from 0 to 86400"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"stop_after_disconnect_s\":-1}",
+     "stop_after_disconnect_s"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"stop_after_disconnect_s\":\"5\"}",
+     "stop_after_disconnect_s"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"exclusive\":1}}",
+     "placement.exclusive must be true or false"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"exclusive\":true}}",
+     "placement.exclusive needs stop_after_disconnect_s"},
+    {"{\"name\":\"web\",\"command\":[\"x\"],\"placement\":{\"exclusive\":true},"
+     "\"stop_after_disconnect_s\":0}",
+     "placement.exclusive needs stop_after_disconnect_s"},
     {"{\"name\":\"web\",\"command\":[\"x\"],\"name\":\"web\"}", "duplicate"},
 };
 
@@ -93,9 +106,10 @@ static void test_good_workload_defaults(void)
 	CHECK_EQ_STR(
 	    s, "{\"command\":[\"sleep\",\"100\"],\"env\":{},\"image\":\"\",\"kill_timeout_ms\":"
 	       "5000,\"labels\":{},\"name\":\"web\",\"namespace\":\"prod\",\"placement\":{"
-	       "\"node_selector\":{},\"strategy\":\"spread\",\"zones\":[]},\"replicas\":1,"
-	       "\"resources\":{\"cpu_millicores\":0,\"memory_bytes\":0},\"restart\":{"
-	       "\"attempts\":3,\"delay_ms\":1000,\"interval_s\":300,\"policy\":\"always\"}}");
+	       "\"exclusive\":false,\"node_selector\":{},\"strategy\":\"spread\",\"zones\":[]},"
+	       "\"replicas\":1,\"resources\":{\"cpu_millicores\":0,\"memory_bytes\":0},"
+	       "\"restart\":{\"attempts\":3,\"delay_ms\":1000,\"interval_s\":300,\"policy\":"
+	       "\"always\"},\"stop_after_disconnect_s\":0}");
 	free(s);
 	json_decref(w);
 	body = "{\"namespace\":\"default\",\"name\":\"db\",\"command\":[\"x\"],\"replicas\":0,"
@@ -109,6 +123,14 @@ static void test_good_workload_defaults(void)
 	    "binpack");
 	CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(w, "restart"), "policy")),
 	             "never");
+	json_decref(w);
+	/* At most one copy: the fence and the flag together. */
+	body = "{\"name\":\"lock\",\"command\":[\"x\"],\"placement\":{\"exclusive\":true},"
+	       "\"stop_after_disconnect_s\":10}";
+	w = spec_workload(body, strlen(body), NULL, NULL, err, sizeof err);
+	CHECK(w != NULL);
+	CHECK(json_is_true(json_object_get(json_object_get(w, "placement"), "exclusive")));
+	CHECK_EQ_INT(json_integer_value(json_object_get(w, "stop_after_disconnect_s")), 10);
 	json_decref(w);
 }
 
