@@ -71,15 +71,22 @@ static void file(const uint8_t *data, size_t size)
 	free(buf);
 }
 
-static void bearer(const uint8_t *data, size_t size)
+/* The input as a NUL-terminated string (an embedded NUL just ends it early). */
+static char *input_str(const uint8_t *data, size_t size)
 {
 	char *v = malloc(size + 1);
-	struct auth_bearer b;
-	const char *why = NULL;
 	if (v == NULL)
 		abort();
 	memcpy(v, data, size);
 	v[size] = '\0';
+	return v;
+}
+
+static void bearer(const uint8_t *data, size_t size)
+{
+	char *v = input_str(data, size);
+	struct auth_bearer b;
+	const char *why = NULL;
 	if (auth_parse_bearer(v, &b, &why) == 0) {
 		size_t len = strlen(v);
 		FUZZ_ASSERT(b.name_len > 0 && b.secret_len > 0, "empty part");
@@ -106,11 +113,7 @@ static void bearer(const uint8_t *data, size_t size)
 
 static void agent_hash(const uint8_t *data, size_t size)
 {
-	char *v = malloc(size + 1);
-	if (v == NULL)
-		abort();
-	memcpy(v, data, size);
-	v[size] = '\0';
+	char *v = input_str(data, size);
 	/* Nobody knows the secret behind an arbitrary hash; a fixed guess must never match one
 	 * that is not its own (the chance of a real match is 2^-256). */
 	FUZZ_ASSERT(!auth_agent_secret_ok(v, SECRET, strlen(SECRET)), "a guess matched");
@@ -119,11 +122,7 @@ static void agent_hash(const uint8_t *data, size_t size)
 
 static void peer(const uint8_t *data, size_t size)
 {
-	char *v = malloc(size + 1);
-	if (v == NULL)
-		abort();
-	memcpy(v, data, size);
-	v[size] = '\0';
+	char *v = input_str(data, size);
 	if (auth_peer_is_loopback(v))
 		FUZZ_ASSERT(strncmp(v, "127.", 4) == 0 || strncmp(v, "[::1]:", 6) == 0 ||
 		                strncasecmp(v, "[::ffff:127.", 12) == 0,
