@@ -648,6 +648,13 @@ static void arm(struct http_conn *c, enum conn_state state, unsigned ms)
 
 static void dispatch(struct http_conn *c)
 {
+	if (c->s->stopping) {
+		/* The loop handed back what it had not seen (begin_stop) and takes no more: a
+		 * body that completes now would reach it after its last drain, with no thread
+		 * left to carry the answer. */
+		conn_refuse(c, 503, "shutting-down", "the coordinator is shutting down");
+		return;
+	}
 	c->state = C_WAIT;
 	uv_timer_stop(&c->timer);
 	uv_read_stop((uv_stream_t *)&c->tcp);
@@ -1388,6 +1395,22 @@ static void drain_early(struct http_server *s)
 	}
 }
 
+/* After the server thread has gone: only its "early" notices can be queued (dispatch refuses
+ * everything else once stopping), but nothing may be answered now, since the answer queue
+ * has no thread left to write it. Anything else is dropped with its dead connection. */
+static void drain_stopped(struct http_server *s)
+{
+	struct http_request *req;
+	while ((req = queue_pop(&s->in_head, &s->in_tail)) != NULL) {
+		struct http_conn *c = req->early ? NULL : req->conn;
+		if (req->early)
+			complete(s, req);
+		http_request_free(req);
+		if (c != NULL && c->dead)
+			conn_free(c);
+	}
+}
+
 static void on_wake_closed(uv_handle_t *h)
 {
 	struct http_server *s = h->data;
@@ -1421,7 +1444,7 @@ static void server_close_now(struct http_server *s)
 		log_warn("http server loop closed with handles open", "port=%u error=%s", s->port,
 		         uv_strerror(rv));
 	s->in_drain = true; /* close must not be re-entered from complete */
-	drain_early(s);
+	drain_stopped(s);
 	log_info("http server stopped", "port=%u answered_pending=%u", s->port, held);
 	uv_close((uv_handle_t *)&s->wake, on_wake_closed);
 }

@@ -11,8 +11,14 @@ Both cases hold the peer's answer open by stopping the peer (SIGSTOP: the kernel
 accepts the connection and the request, nobody answers), wait until the request is on the
 wire, then SIGTERM the node and require exit status 0 and a log without any sanitizer
 report. The suite runs these in the ASan+UBSan build too (build-asan), where a
-use-after-free fails the test."""
+use-after-free fails the test.
+
+A third case: a request whose body completes after the HTTP thread began to stop (listener
+gone, connections getting their last second) used to be queued to the loop after its last
+drain; the loop then answered it through a queue no thread read and libuv aborted (seen in
+a jepsen membership round). It must get 503 shutting-down from the HTTP thread instead."""
 import signal
+import socket
 
 from harness import run, wait_for
 
@@ -87,5 +93,37 @@ def test_sigterm_while_removal_check_in_flight(make):
             p.kill(signal.SIGCONT)
 
 
+def listener_gone(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_sigterm_while_a_body_arrives(make):
+    c = make()
+    node = c.node("coordinator-1").start(bootstrap=True)
+    wait_for("the node to lead", lambda: c.leader_of([node]))
+    port = int(node.http_addr.rsplit(":", 1)[1])
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(b"PUT /v1/kv/late HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        node.kill(signal.SIGTERM)
+        wait_for("the HTTP thread to stop listening", lambda: listener_gone(port), 20, 0.005)
+        s.sendall(b"defghij")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = s.recv(4096)
+            assert chunk, "connection closed without an answer: %r" % got
+            got += chunk
+    finally:
+        s.close()
+    assert got.startswith(b"HTTP/1.1 503 "), got
+    assert b"shutting-down" in got or b"Content-Length" in got, got
+    assert_clean_exit(node)
+
+
 if __name__ == "__main__":
-    run([test_sigterm_while_join_held_open, test_sigterm_while_removal_check_in_flight])
+    run([test_sigterm_while_join_held_open, test_sigterm_while_removal_check_in_flight,
+         test_sigterm_while_a_body_arrives])
