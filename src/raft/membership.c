@@ -55,6 +55,8 @@ enum step {
 	STEP_REMOVE_OLD,
 	STEP_FORGET_OLD,
 	STEP_META,
+	STEP_COMPACT, /* a snapshot first when the joiner would replay a long log (compact.c) */
+	STEP_COMPACT_WAIT,
 	STEP_ADD,
 	STEP_STANDBY,
 	STEP_CATCHUP,
@@ -106,6 +108,7 @@ static void finish(struct node *n, struct node_change *c, unsigned status, bool 
 	c->http_status = status;
 	c->changed = changed;
 	c->step = STEP_DONE;
+	node_compact_stop(n);
 	if (n->mship.head == c) {
 		n->mship.head = c->next;
 		if (n->mship.head == NULL)
@@ -189,6 +192,23 @@ static void change_cb(struct raft_change *req, int status)
 	if (status != 0) {
 		c->retry_elsewhere = leadership_moved(status);
 		finish(n, c, 503, false, "configuration change failed: %s", raft_strerror(status));
+		return;
+	}
+	c->step++;
+	run(n);
+}
+
+static void compact_cb(struct raft_barrier *req, int status)
+{
+	struct node_change *c = req->data;
+	struct node *n = c->node;
+	c->waiting = false;
+	if (c->step == STEP_DONE)
+		return;
+	if (status != 0) {
+		c->retry_elsewhere = leadership_moved(status);
+		finish(n, c, 503, false, "the barrier before the joiner's snapshot failed: %s",
+		       raft_strerror(status));
 		return;
 	}
 	c->step++;
@@ -578,6 +598,59 @@ static void join_done(struct node *n, struct node_change *c)
 		finish(n, c, 200, true, "node %s joined the cluster as a voter", c->node_id);
 }
 
+/* Before the joiner is added, so its first append already finds the log compacted (added
+ * earlier, it might be sent the whole log from index 1 in one message). */
+static void compact_begin(struct node *n, struct node_change *c, bool first)
+{
+	if (first && !node_compact_wanted(n)) {
+		c->step = STEP_ADD;
+		run(n);
+		return;
+	}
+	if (first)
+		c->progress_ms = clock_mono_ms(); /* compact_wait's deadline counts from here */
+	c->req.barrier.data = c;
+	int rv = node_compact_start(n, &c->req.barrier, compact_cb);
+	c->waiting = rv == 0;
+	if (rv == 0)
+		return;
+	if (leadership_moved(rv)) {
+		c->retry_elsewhere = true;
+		finish(n, c, 503, false, "cannot start the joiner's snapshot: %s",
+		       raft_strerror(rv));
+		return;
+	}
+	log_warn("Cannot snapshot for the joiner; it replays the log", "node_id=%s error=%s",
+	         c->node_id, raft_strerror(rv));
+	c->step = STEP_ADD;
+	run(n);
+}
+
+/* A snapshot that does not finish within --catch-up-timeout-ms (a failing disk, say) is not
+ * worth failing the join for: the joiner then replays the log as before. IDLE: a snapshot
+ * taken for an older index was still running when the barrier applied, or one failed; raft
+ * takes ours at its next apply, so propose one more barrier. */
+static void compact_wait(struct node *n, struct node_change *c)
+{
+	enum node_compact_state st = node_compact_poll(n);
+	if (st != NODE_COMPACT_DONE) {
+		if (clock_mono_ms() - c->progress_ms <= (uint64_t)n->opts.catch_up_timeout_ms) {
+			if (st == NODE_COMPACT_IDLE) {
+				c->step = STEP_COMPACT;
+				compact_begin(n, c, false);
+				return;
+			}
+			retry_later(n, CATCHUP_POLL_MS);
+			return;
+		}
+		log_warn("The joiner's snapshot did not complete in time; it replays the log",
+		         "node_id=%s waited_ms=%u", c->node_id, n->opts.catch_up_timeout_ms);
+	}
+	node_compact_stop(n);
+	c->step = STEP_ADD;
+	run(n);
+}
+
 static void step_join(struct node *n, struct node_change *c)
 {
 	struct raft_server *s;
@@ -606,6 +679,12 @@ static void step_join(struct node *n, struct node_change *c)
 		/* fall through */
 	case STEP_META:
 		propose_member(n, c, false, c->node_id, c->target);
+		return;
+	case STEP_COMPACT:
+		compact_begin(n, c, true);
+		return;
+	case STEP_COMPACT_WAIT:
+		compact_wait(n, c);
 		return;
 	case STEP_ADD:
 		if (server_at(n, c->target) != NULL) {

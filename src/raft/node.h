@@ -126,6 +126,7 @@ struct node_change {
 	union {
 		struct raft_change change;
 		struct raft_transfer transfer;
+		struct raft_barrier barrier; /* join: the apply that lets raft snapshot */
 	} req;
 	struct node_propose propose;
 };
@@ -156,6 +157,14 @@ struct node_membership {
 	unsigned queued;
 	uv_timer_t timer;  /* drives catch-up polling and transfer waits */
 	uv_timer_t expiry; /* answers queued changes whose start deadline passed */
+};
+
+/* A snapshot forced for a joiner (compact.c). */
+struct node_compact {
+	bool forced;       /* the snapshot threshold is lowered right now */
+	raft_index target; /* the snapshot must cover this index */
+	raft_index replay; /* entries the joiner would have replayed without it */
+	uint64_t started_ms;
 };
 
 struct node_reads {
@@ -253,6 +262,7 @@ struct node {
 	uint64_t cluster_id_version; /* members_version when the cluster id was last compared */
 
 	struct node_membership mship;
+	struct node_compact compact;
 	struct node_reads reads;
 	struct node_autojoin autojoin;
 	struct node_removal_check removal;
@@ -346,6 +356,22 @@ bool membership_changing(struct node *n, const char *node_id);
 void membership_init(struct node *n);
 void membership_fail_all(struct node *n, unsigned status, const char *why);
 void membership_close(struct node *n);
+
+/* Snapshot before a far-behind join (compact.c), leader only. wanted: the joiner would
+ * replay more than --snapshot-trailing entries. start: lowers the snapshot threshold and
+ * proposes the barrier whose apply lets raft take the snapshot (cb as raft_barrier's; again
+ * after IDLE, keeping the first call's target and clock). poll: DONE once a snapshot covering
+ * the index at the first start is stored. stop: the threshold back (idempotent; every way
+ * out of a join calls it). */
+enum node_compact_state {
+	NODE_COMPACT_BUSY, /* a snapshot is being taken */
+	NODE_COMPACT_IDLE, /* none is, and none covers the target: raft needs another apply */
+	NODE_COMPACT_DONE,
+};
+bool node_compact_wanted(const struct node *n);
+int node_compact_start(struct node *n, struct raft_barrier *req, raft_barrier_cb cb);
+enum node_compact_state node_compact_poll(struct node *n);
+void node_compact_stop(struct node *n);
 
 /* State watch (watch.c). */
 void node_watch_start(struct node *n);
