@@ -59,6 +59,16 @@ _EPHEMERAL_LOW = _ephemeral_low()
 _handed_out = set()
 
 
+def metric_value(text, name, labels=""):
+    """The value of one sample in a /metrics text (None when absent): `name` alone, or with
+    exactly `labels` ('result="success"')."""
+    want = name + ("{%s}" % labels if labels else "")
+    for line in text.splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[-1])
+    return None
+
+
 def free_port():
     """A port nobody listens on right now (bound then released), below the kernel's ephemeral
     range: a port from inside it (what binding port 0 gives) may be taken as the source port
@@ -253,6 +263,9 @@ class Node(Process):
         r = self.req("GET", "/metrics", timeout=2)
         return r.body.decode() if r is not None and r.status == 200 else ""
 
+    def metric(self, name, labels=""):
+        return metric_value(self.metrics(), name, labels)
+
     def put(self, key, value, headers=None, query=""):
         return self.req("PUT", "/v1/kv/" + urllib.parse.quote(key) + query, value, headers)
 
@@ -386,12 +399,7 @@ class Agent(Process):
         return r.body.decode() if r is not None and r.status == 200 else ""
 
     def metric(self, name, labels=""):
-        """The value of one sample of /metrics (None when absent)."""
-        want = name + ("{%s}" % labels if labels else "")
-        for line in self.metrics().splitlines():
-            if line.startswith(want + " "):
-                return float(line.split()[-1])
-        return None
+        return metric_value(self.metrics(), name, labels)
 
     def running(self):
         """{replica id: (epoch, pid)} of what this agent reports running, by its /status,

@@ -55,12 +55,6 @@ def join_body(node):
     return {"node_id": node.node_id, "raft_addr": node.raft_addr, "http_addr": node.http_addr}
 
 
-def metric(node, name):
-    """Value of an unlabelled sample on node's /metrics, or None."""
-    m = re.search(r"^%s ([0-9.e+-]+)$" % re.escape(name), node.metrics(), re.M)
-    return float(m.group(1)) if m else None
-
-
 def put_ok(node, key, value):
     r = node.put(key, value)
     return r if r is not None and r.status == 200 else None
@@ -217,7 +211,7 @@ def test_quorum_losing_change_refused(make):
     # The leader judges reachability from what it last heard: wait until it counts the dead
     # follower as gone (no failure left to tolerate).
     wait_for("leader to see one voter down",
-             lambda: metric(ld, "cloudless_raft_failure_tolerance") == 0)
+             lambda: ld.metric("cloudless_raft_failure_tolerance") == 0)
     for target in (ld, live):
         r = target.req("POST", "/raft/remove", {"node_id": live.node_id}, timeout=30)
         body = assert_problem(r, 409, "removing the live follower via %s" % target)
@@ -470,8 +464,55 @@ def test_bad_input_changes_nothing(make):
     assert after == before, (before, after)
 
 
+
+SNAP_OK = ("cloudless_raft_snapshot_creation_total", 'result="success"')
+RESTORE_OK = ("cloudless_raft_snapshot_restore_total", 'result="success"')
+
+
+def join_after_writes(make, trailing, writes):
+    """3 nodes with a snapshot threshold far above `writes` and --snapshot-trailing
+    `trailing`; `writes` keys written; then a 4th node joins. Returns (cluster, leader,
+    joiner) once the joiner is a voter holding the leader's data."""
+    c = make(extra_args=["--snapshot-threshold", "100000", "--snapshot-trailing", str(trailing)])
+    c.start(3)
+    ld = c.leader()
+    for i in range(writes):
+        assert put_ok(ld, "pre-%d" % i, "v%d" % i), i
+    new = c.node("coordinator-4").start(join=[ld])
+    c.wait_voters(4)
+    c.wait_converged()
+    r = new.get("pre-%d" % (writes - 1), "?consistency=stale")
+    assert r is not None and r.status == 200, r
+    return c, ld, new
+
+
+def test_far_behind_joiner_gets_a_snapshot(make):
+    """Issue 15 item 4: a joiner that would replay more than --snapshot-trailing entries
+    installs a snapshot the leader takes for it, instead of replaying the log; the leader's
+    threshold is back afterwards (no snapshot per write)."""
+    c, ld, new = join_after_writes(make, trailing=64, writes=300)
+    assert "Snapshot taken for a joiner" in ld.log(), ld.log()[-3000:]
+    assert new.metric(*RESTORE_OK) == 1, new.metrics()
+    assert "Snapshot restored" in new.log(), new.log()[-2000:]
+    taken = ld.metric(*SNAP_OK)
+    assert taken == 1, taken
+    for i in range(50):
+        assert put_ok(ld, "post-%d" % i, "x"), i
+    c.wait_converged()
+    assert ld.metric(*SNAP_OK) == taken, "the snapshot threshold stayed lowered"
+
+
+def test_near_joiner_replays_the_log(make):
+    """The same join with fewer entries than --snapshot-trailing: no snapshot anywhere."""
+    c, ld, new = join_after_writes(make, trailing=1000, writes=300)
+    assert "Snapshot taken for a joiner" not in ld.log(), ld.log()[-3000:]
+    assert ld.metric(*SNAP_OK) == 0
+    assert new.metric(*RESTORE_OK) == 0
+
+
 if __name__ == "__main__":
     run([test_remove_then_readd, test_remove_the_leader, test_idempotent_rejoin,
          test_rejoin_with_new_address, test_quorum_losing_change_refused, test_concurrent_joins,
          test_autojoin_backoff, test_bootstrapped_node_never_joins_another_cluster,
-         test_bad_input_changes_nothing])
+         test_bad_input_changes_nothing, test_far_behind_joiner_gets_a_snapshot,
+         test_near_joiner_replays_the_log])

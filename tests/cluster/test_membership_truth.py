@@ -32,11 +32,6 @@ def problem(r, status, what):
     return r.json()
 
 
-def metric(node, name):
-    m = re.search(r"^%s ([0-9.e+-]+)$" % re.escape(name), node.metrics(), re.M)
-    return float(m.group(1)) if m else None
-
-
 def test_join_at_live_voters_address_refused(make):
     c = make().start(3)
     ld = c.leader()
@@ -60,7 +55,7 @@ def test_replacing_a_dead_member_is_reported(make):
     ld = c.leader()
     dead = [n for n in c.running() if n is not ld][0]
     dead.kill(signal.SIGKILL)
-    wait_for("the leader to count it gone", lambda: metric(ld, "cloudless_raft_failure_tolerance") == 0)
+    wait_for("the leader to count it gone", lambda: ld.metric("cloudless_raft_failure_tolerance") == 0)
     # A new node takes over the dead member's raft address.
     newcomer = c.node("coordinator-9")
     newcomer.raft_addr = dead.raft_addr
@@ -165,7 +160,7 @@ def test_leader_removal_without_quorum_keeps_leadership(make):
     ld = c.leader()
     dead = [n for n in c.running() if n is not ld][0]
     dead.kill(signal.SIGKILL)
-    wait_for("the leader to count it gone", lambda: metric(ld, "cloudless_raft_failure_tolerance") == 0)
+    wait_for("the leader to count it gone", lambda: ld.metric("cloudless_raft_failure_tolerance") == 0)
     term = ld.status()["term"]
     body = problem(ld.req("POST", "/raft/remove", {"node_id": ld.node_id}, timeout=30), 409,
                    "removing the leader without quorum")
@@ -178,19 +173,19 @@ def test_failure_tolerance_is_the_same_everywhere(make):
     c = make().start(3)
     ld = c.leader()
     for n in c.running():
-        wait_for("tolerance 1 on %s" % n, lambda: metric(n, "cloudless_raft_failure_tolerance") == 1)
+        wait_for("tolerance 1 on %s" % n, lambda: n.metric("cloudless_raft_failure_tolerance") == 1)
     healthy_scrapes = {n.node_id: n.metrics() for n in c.running()}
     down = [n for n in c.running() if n is not ld][0]
     down.kill(signal.SIGKILL)
     live = c.running()
     for n in live:
-        wait_for("tolerance 0 on %s" % n, lambda: metric(n, "cloudless_raft_failure_tolerance") == 0)
-        assert metric(n, "cloudless_raft_healthy_voters") == 2, n
+        wait_for("tolerance 0 on %s" % n, lambda: n.metric("cloudless_raft_failure_tolerance") == 0)
+        assert n.metric("cloudless_raft_healthy_voters") == 2, n
     degraded_scrapes = {n.node_id: n.metrics() for n in live}
     # A lone survivor without quorum.
     other = [n for n in live if n is not ld][0]
     other.kill(signal.SIGKILL)
-    wait_for("lone survivor reports 0", lambda: metric(ld, "cloudless_raft_failure_tolerance") == 0)
+    wait_for("lone survivor reports 0", lambda: ld.metric("cloudless_raft_failure_tolerance") == 0)
     promtool_case(healthy_scrapes, degraded_scrapes)
 
 
@@ -237,8 +232,8 @@ def test_restarted_node_reports_its_real_applied_index(make):
     lone.restart()  # no leader can be elected: it hears from nobody
     s = wait_for("status of the lone restarted node", lone.status)
     assert s["applied_index"] >= index and s["commit_index"] >= index, (s, index)
-    assert metric(lone, "cloudless_coordinator_raft_applied_index") >= index
-    assert metric(lone, "cloudless_raft_commit_index") >= index
+    assert lone.metric("cloudless_coordinator_raft_applied_index") >= index
+    assert lone.metric("cloudless_raft_commit_index") >= index
 
 
 def test_restart_with_new_raft_address(make):
