@@ -3,8 +3,12 @@
  * The same image is raft's snapshot (InstallSnapshot, fsm.c), a backup (GET /v1/snapshot,
  * api/snapshot_route.c) and what `cloudless-coordinator restore` seeds a new cluster with
  * (raft/offline.c). Layout (big-endian):
- *   "CLSNAP01" | u64 index | u64 count | count x (u32 klen | key | u32 vlen | value) | u64 fnv
- * Keys are in byte order, each once. The trailing FNV-1a hash covers every byte before it.
+ *   "CLSNAP02" | u64 index | u64 count | count x (u32 klen | key | u32 vlen | value) | u64 sum
+ * Keys are in byte order, each once. The trailing sum (fsm_snapshot_sum) covers every byte
+ * before it. Version 1 images ("CLSNAP01", older backups) are the same with a byte-wise
+ * FNV-1a hash as the sum; they are still read, never written: FNV-1a costs one dependent
+ * multiply per byte, which made the checksum an eighth of a 100k-key catch-up on both ends
+ * (docs/benchmarks.md).
  * Restore parses and checks the whole image first and only then replaces the store in a
  * single WriteBatch (delete everything, put everything, set m/applied), so a torn or hostile
  * image never leaves a half state; fsm_snapshot_check is that check alone, for a file an
@@ -18,7 +22,31 @@
 #include "fsm/fsm.h"
 #include "log/log.h"
 
-static const char MAGIC[8] = {'C', 'L', 'S', 'N', 'A', 'P', '0', '1'};
+static const char MAGIC[8] = {'C', 'L', 'S', 'N', 'A', 'P', '0', '2'};
+static const char MAGIC_V1[8] = {'C', 'L', 'S', 'N', 'A', 'P', '0', '1'};
+
+/* FNV-1a's step a word at a time (little-endian words, then the tail bytes), with a
+ * shift-xor so high bits reach the low ones: each step is a bijection of the state, so a
+ * change confined to one word always changes the sum. A checksum against torn and corrupt
+ * files, not against an adversary (who could as well write a valid image). */
+uint64_t fsm_snapshot_sum(const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint64_t h = COMMAND_HASH_INIT ^ len;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w = 0;
+		for (int b = 7; b >= 0; b--)
+			w = w << 8 | p[i + (size_t)b];
+		h = (h ^ w) * 0x100000001b3ULL;
+		h ^= h >> 32;
+	}
+	for (; i < len; i++) {
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+		h ^= h >> 32;
+	}
+	return h;
+}
 
 int fsm_snapshot_write(const struct store_snap *snap, uint64_t index, struct buf *out,
                        struct fsm_digest *digest)
@@ -52,7 +80,7 @@ int fsm_snapshot_write(const struct store_snap *snap, uint64_t index, struct buf
 		return -1;
 	for (int i = 0; i < 8; i++)
 		((uint8_t *)out->data)[count_at + i] = (uint8_t)(count >> (56 - 8 * i));
-	buf_put_u64(out, command_hash(COMMAND_HASH_INIT, out->data, out->len));
+	buf_put_u64(out, fsm_snapshot_sum(out->data, out->len));
 	return 0;
 }
 
@@ -150,9 +178,11 @@ static int image_parse(const void *data, size_t len, struct image *im, char *err
 		snprintf(err, errlen, "the snapshot image is empty");
 		return -1;
 	}
-	if (len < sizeof MAGIC || memcmp(data, MAGIC, sizeof MAGIC) != 0) {
+	bool v1 = len >= sizeof MAGIC_V1 && memcmp(data, MAGIC_V1, sizeof MAGIC_V1) == 0;
+	if (!v1 && (len < sizeof MAGIC || memcmp(data, MAGIC, sizeof MAGIC) != 0)) {
 		snprintf(err, errlen,
-		         "not a Cloudless snapshot image (it does not start with %.8s)", MAGIC);
+		         "not a Cloudless snapshot image (it does not start with %.8s or %.8s)",
+		         MAGIC, MAGIC_V1);
 		return -1;
 	}
 	if (len < sizeof MAGIC + 24) {
@@ -161,7 +191,8 @@ static int image_parse(const void *data, size_t len, struct image *im, char *err
 	}
 	buf_reader_init(&r, (const uint8_t *)data + len - 8, 8);
 	buf_get_u64(&r, &sum);
-	if (sum != command_hash(COMMAND_HASH_INIT, data, len - 8)) {
+	if (sum != (v1 ? command_hash(COMMAND_HASH_INIT, data, len - 8)
+	               : fsm_snapshot_sum(data, len - 8))) {
 		snprintf(err, errlen,
 		         "snapshot image checksum mismatch (%zu bytes): the file is corrupt or "
 		         "truncated",

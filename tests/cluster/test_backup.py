@@ -26,7 +26,7 @@ def snapshot(node, query=""):
     r = node.req("GET", "/v1/snapshot" + query, timeout=scaled(20))
     assert r is not None and r.status == 200, r
     assert r.header("Content-Type") == "application/octet-stream", r.headers
-    assert r.body[:8] == b"CLSNAP01", r.body[:16]
+    assert r.body[:8] == b"CLSNAP02", r.body[:16]
     return r
 
 

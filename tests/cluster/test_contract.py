@@ -434,7 +434,7 @@ def exercise_snapshot(rec, ld, f):
         for q in ("", "?stale", "?consistency=stale", "?consistency=linearizable",
                   "?timeout=30s"):
             r = rec.send(n, "GET", "/v1/snapshot" + q, expect=200, timeout=30)
-            assert r.body[:8] == b"CLSNAP01", r.body[:16]
+            assert r.body[:8] == b"CLSNAP02", r.body[:16]
         for q in ("?stale=maybe", "?stale&consistency=stale", "?consistency=eventual",
                   "?timeout=soon", "?stale&stale"):
             rec.send(n, "GET", "/v1/snapshot" + q, expect=400)

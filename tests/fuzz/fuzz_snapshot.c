@@ -1,8 +1,9 @@
 /* fuzz_snapshot: arbitrary bytes as a raft snapshot image handed to fsm_snapshot_restore.
  *
  * Input: one flag byte, then the image. With bit 0 of the flag set the harness rewrites the
- * image's trailing FNV-1a checksum to match, so the fuzzer gets past the checksum and reaches
- * the record parser and the store replacement; without it the checksum itself is fuzzed.
+ * image's trailing checksum to match (its version's: FNV-1a for v1, fsm_snapshot_sum for
+ * v2), so the fuzzer gets past the checksum and reaches the record parser and the store
+ * replacement; without it the checksum itself is fuzzed.
  *
  * Properties:
  *   - an error leaves the fsm exactly as it was (digest, applied index, idempotency count);
@@ -236,7 +237,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t *img = malloc(len ? len : 1);
 	memcpy(img, data + 1, len);
 	if (fix && len >= 8) {
-		uint64_t h = command_hash(COMMAND_HASH_INIT, img, len - 8);
+		/* The sum of the image's version (snapshot.c): v1 images are still read. */
+		bool v1 = len >= 8 && memcmp(img, "CLSNAP01", 8) == 0;
+		uint64_t h = v1 ? command_hash(COMMAND_HASH_INIT, img, len - 8)
+		                : fsm_snapshot_sum(img, len - 8);
 		for (int i = 0; i < 8; i++)
 			img[len - 8 + i] = (uint8_t)(h >> (56 - 8 * i));
 	}
