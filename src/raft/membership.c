@@ -182,55 +182,37 @@ static bool quorum_not_known_yet(struct node *n)
 	return true;
 }
 
-static void change_cb(struct raft_change *req, int status)
+/* A raft callback of the running change came back: on to the next step, or 503 (to be retried
+ * on the new leader when leadership moved). */
+static void step_done(struct node_change *c, int status, const char *what)
 {
-	struct node_change *c = req->data;
 	struct node *n = c->node;
 	c->waiting = false;
 	if (c->step == STEP_DONE)
 		return;
 	if (status != 0) {
 		c->retry_elsewhere = leadership_moved(status);
-		finish(n, c, 503, false, "configuration change failed: %s", raft_strerror(status));
+		finish(n, c, 503, false, "%s failed: %s", what, raft_strerror(status));
 		return;
 	}
 	c->step++;
 	run(n);
+}
+
+static void change_cb(struct raft_change *req, int status)
+{
+	step_done(req->data, status, "configuration change");
 }
 
 static void compact_cb(struct raft_barrier *req, int status)
 {
-	struct node_change *c = req->data;
-	struct node *n = c->node;
-	c->waiting = false;
-	if (c->step == STEP_DONE)
-		return;
-	if (status != 0) {
-		c->retry_elsewhere = leadership_moved(status);
-		finish(n, c, 503, false, "the barrier before the joiner's snapshot failed: %s",
-		       raft_strerror(status));
-		return;
-	}
-	c->step++;
-	run(n);
+	step_done(req->data, status, "the barrier before the joiner's snapshot");
 }
 
 static void propose_cb(struct node_propose *p, int status, void *result)
 {
-	struct node_change *c = p->data;
-	struct node *n = c->node;
 	(void)result;
-	c->waiting = false;
-	if (c->step == STEP_DONE)
-		return;
-	if (status != 0) {
-		c->retry_elsewhere = leadership_moved(status);
-		finish(n, c, 503, false, "recording member metadata failed: %s",
-		       raft_strerror(status));
-		return;
-	}
-	c->step++;
-	run(n);
+	step_done(p->data, status, "recording member metadata");
 }
 
 static void timer_cb(uv_timer_t *t)
