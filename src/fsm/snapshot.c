@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "fsm/domain.h"
 #include "fsm/fsm.h"
@@ -227,6 +228,7 @@ int fsm_snapshot_check(const void *data, size_t len, uint64_t *index, uint64_t *
 int fsm_snapshot_restore(struct fsm *f, const void *data, size_t len, char *err, size_t errlen)
 {
 	struct image im;
+	uint64_t start_ns = uv_hrtime();
 	if (image_parse(data, len, &im, err, errlen) != 0)
 		return -1;
 	uint64_t index = im.index, count = im.count;
@@ -272,7 +274,8 @@ int fsm_snapshot_restore(struct fsm *f, const void *data, size_t len, char *err,
 		return -1;
 	}
 	f->stats.restores_ok++;
-	log_info("Snapshot restored", "index=%llu keys=%llu", (unsigned long long)index,
-	         (unsigned long long)count);
+	log_info("Snapshot restored", "index=%llu keys=%llu bytes=%zu ms=%.1f",
+	         (unsigned long long)index, (unsigned long long)count, len,
+	         (double)(uv_hrtime() - start_ns) / 1e6);
 	return 0;
 }
