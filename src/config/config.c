@@ -111,7 +111,8 @@ static const struct flags_option options[] = {
     {"--snapshot-trailing", "CLOUDLESS_SNAPSHOT_TRAILING", K_UINT, F(snapshot_trailing), "N",
      "8192", NULL,
      "Log entries kept behind a snapshot, so a follower that lags a little catches up from "
-     "the log instead of receiving a whole snapshot."},
+     "the log instead of receiving a whole snapshot. A joining node that would replay more "
+     "than this many entries gets a snapshot the leader takes for it."},
     {"--health-max-lag", "CLOUDLESS_HEALTH_MAX_LAG", K_UINT, F(health_max_lag), "N", "1000", NULL,
      "Log entries this node may lag behind before its health check reports it unhealthy."},
     {"--max-body", "CLOUDLESS_MAX_BODY", K_SIZE, F(max_body), "BYTES", "512k", NULL,
