@@ -74,6 +74,16 @@ static void on_reported(void *arg)
 	agent_replicas_reported(a->replicas);
 }
 
+/* A replica started, exited or stopped: tell the coordinators now rather than at the next
+ * regular heartbeat (0-1 interval later), so a replacement counts as running, and a drain as
+ * done, as soon as it is (agent_client_report_soon). */
+static void on_replica_changed(void *arg)
+{
+	struct agent *a = arg;
+	if (a->client != NULL)
+		agent_client_report_soon(a->client);
+}
+
 static void on_assignments(void *arg, const struct agent_answer *ans)
 {
 	struct agent *a = arg;
@@ -200,7 +210,9 @@ static int start(struct agent *a)
 	                                       .metrics = a->metrics,
 	                                       .data_dir = c->data_dir,
 	                                       .agent_id = c->node_id,
-	                                       .base_env = a->base_env};
+	                                       .base_env = a->base_env,
+	                                       .changed = on_replica_changed,
+	                                       .changed_arg = a};
 	if (agent_replicas_init(&a->replicas, &ropts) != 0)
 		return -1;
 	if (agent_replicas_load(a->replicas, err, sizeof err) != 0)

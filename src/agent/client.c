@@ -40,6 +40,7 @@ struct agent_client {
 	size_t cur;
 	enum phase phase;
 	bool enrolled, connected, failing, closing, busy, watching;
+	bool soon; /* news arrived while a heartbeat was in flight: send the next one early */
 	uint64_t watch_index; /* the index the assignments query in flight waits past */
 	unsigned pending;     /* requests in flight + the open timer handle */
 	unsigned interval_ms;
@@ -471,7 +472,28 @@ static void heartbeat_ok(struct agent_client *c, struct agent_answer *a)
 	c->backoff_ms = BACKOFF_MIN_MS;
 	uint64_t due = c->round_start + c->interval_ms, now = clock_mono_ms();
 	arm(c, due > now ? due - now : 0);
+	if (c->soon) {
+		c->soon = false;
+		agent_client_report_soon(c);
+	}
 	start_watch(c);
+}
+
+void agent_client_report_soon(struct agent_client *c)
+{
+	if (c->closing || c->phase != PH_HEARTBEAT || !c->connected || c->failing)
+		return;
+	if (c->busy) {
+		c->soon = true;
+		return;
+	}
+	uint64_t now = clock_mono_ms(), gap_end = c->sent_ms + AGENT_REPORT_GAP_MS;
+	uint64_t delay =
+	    gap_end > now + AGENT_REPORT_SOON_MS ? gap_end - now : AGENT_REPORT_SOON_MS;
+	/* The timer is the next regular heartbeat: only ever brought forward. */
+	if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) <= delay)
+		return;
+	arm(c, delay);
 }
 
 static void on_heartbeat(const struct fwd_response *r, void *arg)

@@ -144,9 +144,12 @@ static void set_phase(struct replica *x, enum agent_phase p)
 {
 	if (x->phase == p)
 		return;
+	bool news = strcmp(agent_phase_report(x->phase), agent_phase_report(p)) != 0;
 	x->phase = p;
 	x->seq = ++x->r->seq;
 	x->reported = false;
+	if (news && x->r->o.changed != NULL)
+		x->r->o.changed(x->r->o.changed_arg);
 }
 
 /* ---- state file ----------------------------------------------------------------------- */

@@ -42,6 +42,10 @@ struct agent_replicas_options {
 	const char *data_dir;    /* state.json and replicas/<slot>/ */
 	const char *agent_id;    /* CLOUDLESS_AGENT_ID */
 	char *const *base_env;   /* inherited by every replica ("NAME=value", NULL-ended) */
+	/* The state some replica reports changed (it started, exited, stopped): the next
+	 * heartbeat has news, and need not wait for its regular time. May be NULL. */
+	void (*changed)(void *arg);
+	void *changed_arg;
 };
 
 int agent_replicas_init(struct agent_replicas **out, const struct agent_replicas_options *o);

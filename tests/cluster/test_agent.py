@@ -27,8 +27,8 @@ NS = "default"
 
 # ---- set-up ---------------------------------------------------------------------------------
 
-def start(make, name, agents=(("a1", "z1"), ("a2", "z2"), ("a3", "z1"))):
-    c = make(name)
+def start(make, name, agents=(("a1", "z1"), ("a2", "z2"), ("a3", "z1")), extra_args=None):
+    c = make(name, extra_args=extra_args)
     c.start(3)
     c.leader()
     for agent_id, zone in agents:
@@ -492,8 +492,27 @@ def test_crash_loop(make):
         assert x["state"] != "running", x
 
 
+def test_started_replica_reported_at_once(make):
+    """A replica that started is reported by a heartbeat sent at once, not at the agent's next
+    regular heartbeat (issue 15: failure to replacement). With a 60 s interval the regular one
+    is at least 48 s away (20% jitter) when the workload is created, right after the agents'
+    first heartbeats; the replicas must count as running on every coordinator long before."""
+    c = start(make, "test_started_replica_reported_at_once",
+              extra_args=["--agent-heartbeat-ms", "60000", "--agent-timeout-ms", "180000"])
+    before = {a.agent_id: a.metric("cloudless_agent_heartbeats_total") for a in c.agents.values()}
+    create(c, "quick", 3, SLEEPER)
+    wait_for("3 replicas of quick running everywhere", lambda: everywhere_running(c, "quick", 3),
+             20)
+    wait_for("one process per replica", lambda: one_process_each(c, "quick", 3), 5)
+    after = {a.agent_id: a.metric("cloudless_agent_heartbeats_total") for a in c.agents.values()}
+    # Each agent with a replica sent at least one heartbeat beyond its first (the early one).
+    holders = {agent for agent, _, _ in placed(c, "quick").values()}
+    for agent in holders:
+        assert after[agent] > before[agent], (agent, before, after)
+
+
 if __name__ == "__main__":
     run([test_spread_with_env, test_machine_death, test_agent_restart_readopts,
          test_state_file_lost, test_leader_sigkill, test_leader_paused,
          test_all_coordinators_down,
-         test_drain_uncordon_scale, test_crash_loop])
+         test_drain_uncordon_scale, test_crash_loop, test_started_replica_reported_at_once])
