@@ -5,9 +5,12 @@
  * coordinator gives it (or --interval-ms) through a random coordinator, with the replica
  * reports cloudless-agent would send: every replica of the last answer is reported `running`
  * (desired run) or `stopped` (desired stop) in the next heartbeat, i.e. one heartbeat after it
- * was assigned. The documents are built and read by the agent's own wire code (src/agent/
- * wire.c, the cl_agent_wire leaf library), so the coordinators see exactly what real agents
- * send. Like the agent, a failed heartbeat (transport error, timeout, 5xx) is sent again at
+ * was assigned. As the agent does for a replica that started or stopped, an answer that brings
+ * something new to report brings that next heartbeat forward (AGENT_REPORT_SOON_MS after the
+ * answer, AGENT_REPORT_GAP_MS after the previous heartbeat at the soonest, agent/wire.h): the
+ * simulated start takes no time. The documents are built and read by the agent's own wire code
+ * (src/agent/ wire.c, the cl_agent_wire leaf library), so the coordinators see exactly what real
+ * agents send. Like the agent, a failed heartbeat (transport error, timeout, 5xx) is sent again at
  * once to the next coordinator, a 404 re-enrolls, and a full round of failures backs off
  * (capped at one interval). With --watch S each agent also runs the blocking assignments query
  * between heartbeats as the agent does (--assignments-wait S, its default 30); without it, it
@@ -86,8 +89,10 @@ struct agent {
 	bool enrolled, silent, busy, in_heap;
 	unsigned interval_ms;
 	uint64_t next_ns;
-	int target;   /* index into urls of the next attempt */
-	int attempts; /* failures in this round */
+	size_t heap_pos;     /* its place in the heap while in_heap */
+	uint64_t last_hb_ns; /* when its last heartbeat was sent */
+	int target;          /* index into urls of the next attempt */
+	int attempts;        /* failures in this round */
 	unsigned backoff_ms;
 	struct replica *reps;
 	size_t n_reps;
@@ -169,23 +174,32 @@ static void heap_swap(size_t a, size_t b)
 	struct agent *t = heap[a];
 	heap[a] = heap[b];
 	heap[b] = t;
+	heap[a]->heap_pos = a;
+	heap[b]->heap_pos = b;
 }
 
-static void heap_push(struct agent *a)
+static void heap_up(size_t i)
 {
-	size_t i = heap_n++;
-	heap[i] = a;
-	a->in_heap = true;
 	while (i > 0 && heap[(i - 1) / 2]->next_ns > heap[i]->next_ns) {
 		heap_swap(i, (i - 1) / 2);
 		i = (i - 1) / 2;
 	}
 }
 
+static void heap_push(struct agent *a)
+{
+	size_t i = heap_n++;
+	heap[i] = a;
+	a->heap_pos = i;
+	a->in_heap = true;
+	heap_up(i);
+}
+
 static struct agent *heap_pop(void)
 {
 	struct agent *top = heap[0];
 	heap[0] = heap[--heap_n];
+	heap[0]->heap_pos = 0;
 	size_t i = 0;
 	for (;;) {
 		size_t l = 2 * i + 1, r = l + 1, m = i;
@@ -206,6 +220,31 @@ static void schedule(struct agent *a, uint64_t at)
 {
 	a->next_ns = at;
 	heap_push(a);
+}
+
+/* When an answer brought something to report: the agent's early heartbeat (wire.h). */
+static uint64_t report_soon_at(const struct agent *a, uint64_t now)
+{
+	uint64_t soon = now + AGENT_REPORT_SOON_MS * 1000000ULL;
+	uint64_t gap_end = a->last_hb_ns + AGENT_REPORT_GAP_MS * 1000000ULL;
+	return soon > gap_end ? soon : gap_end;
+}
+
+static bool has_news(const struct agent *a)
+{
+	for (size_t i = 0; i < a->n_reps; i++)
+		if (!a->reps[i].acked)
+			return true;
+	return false;
+}
+
+/* Moves a scheduled heartbeat earlier (never later). */
+static void bring_forward(struct agent *a, uint64_t at)
+{
+	if (!a->in_heap || at >= a->next_ns)
+		return;
+	a->next_ns = at;
+	heap_up(a->heap_pos);
 }
 
 /* ---- requests --------------------------------------------------------------------------- */
@@ -261,6 +300,8 @@ static void send_request(struct conn *c, struct agent *a)
 	curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS,
 	                 (long)(a->interval_ms ? a->interval_ms : 1000));
 	c->sent_ns = samples_now_ns();
+	if (c->kind == K_HEARTBEAT)
+		a->last_hb_ns = c->sent_ns;
 	curl_multi_add_handle(multi, c->easy);
 }
 
@@ -291,9 +332,9 @@ static void apply_answer(struct agent *a, struct agent_answer *ans, uint64_t don
 	struct replica *old = a->reps;
 	size_t n_old = a->n_reps, n_sent = a->n_sent;
 	for (size_t i = 0; i < n_sent; i++) {
+		old[i].acked = true;
 		if (!old[i].run)
 			continue;
-		old[i].acked = true;
 		struct where *w = where_get(old[i].id, true);
 		if (w->agent != a->idx || w->epoch != old[i].epoch) {
 			w->agent = a->idx;
@@ -360,8 +401,11 @@ static void watch_done(struct conn *c, struct agent *a, CURLcode res, long statu
 		return;
 	bool fired = ans.index > a->watch_index;
 	if (ans.index > a->index && !a->busy) {
+		uint64_t now = samples_now_ns();
 		a->n_sent = 0; /* acknowledges nothing */
-		apply_answer(a, &ans, samples_now_ns());
+		apply_answer(a, &ans, now);
+		if (has_news(a))
+			bring_forward(a, report_soon_at(a, now));
 	}
 	agent_answer_close(&ans);
 	if (fired)
@@ -455,7 +499,10 @@ static void done(struct conn *c, CURLcode res)
 	apply_answer(a, &ans, now);
 	agent_answer_close(&ans);
 	a->target = (int)(rng() % (uint64_t)o.n_urls);
-	schedule(a, c->sent_ns + (uint64_t)a->interval_ms * 1000000ULL);
+	uint64_t next = c->sent_ns + (uint64_t)a->interval_ms * 1000000ULL;
+	if (has_news(a) && report_soon_at(a, now) < next)
+		next = report_soon_at(a, now);
+	schedule(a, next);
 	start_watch(a);
 }
 

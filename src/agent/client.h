@@ -67,11 +67,9 @@ struct agent_client_options {
 int agent_client_init(struct agent_client **out, const struct agent_client_options *o);
 void agent_client_start(struct agent_client *c);
 /* Something the next heartbeat reports changed: send it soon (AGENT_REPORT_SOON_MS, to gather
- * a burst of changes, and no sooner than AGENT_REPORT_GAP_MS after the previous heartbeat)
- * instead of at its regular time; the regular cadence restarts from it. Only while heartbeats
- * are answered: enrolling, or failing over, keeps its own schedule. */
-#define AGENT_REPORT_SOON_MS 10
-#define AGENT_REPORT_GAP_MS  100
+ * a burst of changes, and no sooner than AGENT_REPORT_GAP_MS after the previous heartbeat;
+ * wire.h) instead of at its regular time; the regular cadence restarts from it. Only while
+ * heartbeats are answered: enrolling, or failing over, keeps its own schedule. */
 void agent_client_report_soon(struct agent_client *c);
 /* Stops sending. The client is freed once its requests are done: close the fwd afterwards
  * to cancel them. */

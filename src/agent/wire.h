@@ -11,6 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* When a replica's reported state changes, cloudless-agent sends its next heartbeat this soon
+ * (gathering the changes of a burst), and no sooner than AGENT_REPORT_GAP_MS after the previous
+ * one (agent_client_report_soon); bench/fleet.c's simulated agents do the same. */
+#define AGENT_REPORT_SOON_MS 10
+#define AGENT_REPORT_GAP_MS  100
+
 /* One Replica of an answer. */
 struct agent_assignment {
 	char *id;
