@@ -271,11 +271,13 @@ static bool check_repeats(struct http_request *req)
 static void route(struct api *a, struct http_request *req, bool metrics_only)
 {
 	const char *path = http_request_path(req);
-	/* Before anything that reads the request (a removed node's answers included). */
-	if (!api_authorize(a, req)) {
-		http_request_set_tag(req, "denied");
+	/* Before anything that reads the request (a removed node's answers included). The tag
+	 * goes on first: a refusal is answered inside api_authorize, and the HTTP thread may
+	 * free an answered request at once. */
+	http_request_set_tag(req, "denied");
+	if (!api_authorize(a, req))
 		return;
-	}
+	http_request_set_tag(req, NULL);
 	if (a->removed) {
 		api_route_removed_mode(a, req, metrics_only);
 		return;

@@ -144,6 +144,7 @@ def test_scope_matrix(make):
     assert ld.put("m/a", "before").status == 200
     before = digests(c)
     denied = 0
+    denied_at = {}
     # Everything that must be refused first, on the leader and on a follower; then the state
     # must be what it was.
     for node in (ld, f):
@@ -154,6 +155,7 @@ def test_scope_matrix(make):
                 if allowed:
                     assert_problem(r, 401, "unauthorized", what + " with " + name)
                     denied += 1
+                    denied_at[node] = denied_at.get(node, 0) + 1
                 else:
                     assert r is not None and r.status not in (401, 403), (what, name, r)
             for scope in SCOPES:
@@ -164,7 +166,14 @@ def test_scope_matrix(make):
                 if "agent" not in allowed:
                     assert scope in r.json()["detail"], r.json()
                 denied += 1
+                denied_at[node] = denied_at.get(node, 0) + 1
     assert digests(c) == before, "a denied request changed the state"
+    # Each refusal is counted under route="denied": the tag is set before the refusal is
+    # answered (after it, the HTTP thread may already have freed the request).
+    for node, n in denied_at.items():
+        counted = sum(node.metric("cloudless_http_requests_total",
+                                  'route="denied",code="%d"' % code) or 0 for code in (401, 403))
+        assert counted >= n, (node.node_id, counted, n)
     assert ld.get("m/a").body == b"before"
     # Then every scope that is allowed gets through to the route (which answers whatever it
     # answers: 200, 400 for the empty bodies, 404 for the unknown agent).
