@@ -20,7 +20,7 @@ a jepsen membership round). It must get 503 shutting-down from the HTTP thread i
 import signal
 import socket
 
-from harness import run, wait_for
+from harness import listening, run, wait_for
 
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:", "Assertion", "Aborted")
 
@@ -93,14 +93,6 @@ def test_sigterm_while_removal_check_in_flight(make):
             p.kill(signal.SIGCONT)
 
 
-def listener_gone(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return False
-    except ConnectionRefusedError:
-        return True
-
-
 def test_sigterm_while_a_body_arrives(make):
     c = make()
     node = c.node("coordinator-1").start(bootstrap=True)
@@ -110,7 +102,7 @@ def test_sigterm_while_a_body_arrives(make):
     try:
         s.sendall(b"PUT /v1/kv/late HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
         node.kill(signal.SIGTERM)
-        wait_for("the HTTP thread to stop listening", lambda: listener_gone(port), 20, 0.005)
+        wait_for("the HTTP thread to stop listening", lambda: not listening(port), 20, 0.005)
         s.sendall(b"defghij")
         got = b""
         while b"\r\n\r\n" not in got:
