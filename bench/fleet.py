@@ -233,18 +233,27 @@ def phase_heartbeats():
             assigned_running(sim, n, 60 + n / 50)
             time.sleep(2 * ARGS.heartbeat_ms / 1000.0)  # every agent past its first report
             ld = c.leader()
+            followers = [nd for nd in c.running() if nd is not ld]
             sim.cmd("stats")
             cpu0, idx0, t0 = proc_cpu(ld.proc.pid), commit_index(ld), time.monotonic()
+            fcpu0 = sum(proc_cpu(nd.proc.pid) for nd in followers)
+            scpu0 = proc_cpu(sim.p.pid)
             time.sleep(ARGS.window)
             st = sim.cmd("stats")
             cpu1, idx1, t1 = proc_cpu(ld.proc.pid), commit_index(ld), time.monotonic()
+            fcpu1 = sum(proc_cpu(nd.proc.pid) for nd in followers)
+            scpu1 = proc_cpu(sim.p.pid)
             entries = idx1 - idx0
             row = {"agents": n, "interval_ms": ARGS.heartbeat_ms, "enroll_s": enroll_s,
                    "offered_per_s": n * 1000.0 / ARGS.heartbeat_ms, "per_s": st["per_s"],
                    "p50_ms": st["p50_ms"], "p99_ms": st["p99_ms"], "errors": st["errors"],
                    "late_p99_ms": st["late_p99_ms"], "offline": n - ready_count(c),
-                   "leader_cpu": (cpu1 - cpu0) / (t1 - t0), "entries": entries,
-                   "entries_per_1000": entries * 1000.0 / max(1, st["heartbeats"])}
+                   "leader_cpu": (cpu1 - cpu0) / (t1 - t0),
+                   "followers_cpu": (fcpu1 - fcpu0) / (t1 - t0),
+                   "sim_cpu": (scpu1 - scpu0) / (t1 - t0), "entries": entries,
+                   "entries_per_1000": entries * 1000.0 / max(1, st["heartbeats"]),
+                   "held_s": ld.metric("cloudless_liveness_held_seconds_total") or 0,
+                   "spared": ld.metric("cloudless_liveness_spared_total") or 0}
             log("heartbeats %s" % row)
             rows.append(row)
         finally:
@@ -253,14 +262,18 @@ def phase_heartbeats():
     print("\n### Heartbeats (interval %d ms, timeout %d ms, %g s window, one replica per agent)\n"
           % (ARGS.heartbeat_ms, 3 * ARGS.heartbeat_ms, ARGS.window))
     print("| agents | offered/s | answered/s | p50 | p99 | errors | agents offline | leader CPU "
-          "| raft entries / 1,000 heartbeats | simulator lateness p99 | enroll all |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| followers CPU | simulator CPU | CPU µs / heartbeat (all) "
+          "| raft entries / 1,000 heartbeats | simulator lateness p99 | liveness held / spared "
+          "| enroll all |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print("| %d | %.0f | %.0f | %.1f ms | %.1f ms | %d | %d | %.0f%% | %.2f (%d in window) "
-              "| %.1f ms | %.1f s |"
+        total = r["leader_cpu"] + r["followers_cpu"] + r["sim_cpu"]
+        print("| %d | %.0f | %.0f | %.1f ms | %.1f ms | %d | %d | %.0f%% | %.0f%% | %.0f%% | %.0f "
+              "| %.2f (%d in window) | %.1f ms | %.1f s / %d | %.1f s |"
               % (r["agents"], r["offered_per_s"], r["per_s"], r["p50_ms"], r["p99_ms"],
-                 r["errors"], r["offline"], 100 * r["leader_cpu"], r["entries_per_1000"],
-                 r["entries"], r["late_p99_ms"], r["enroll_s"]))
+                 r["errors"], r["offline"], 100 * r["leader_cpu"], 100 * r["followers_cpu"],
+                 100 * r["sim_cpu"], 1e6 * total / max(1.0, r["per_s"]), r["entries_per_1000"],
+                 r["entries"], r["late_p99_ms"], r["held_s"], r["spared"], r["enroll_s"]))
     return rows
 
 

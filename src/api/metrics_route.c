@@ -60,6 +60,16 @@ void api_metrics_define(struct metrics *m)
 	               "Scheduler proposals answered, by result: placed, pending (nothing fits), "
 	               "refused (the state moved under the plan; planned again).",
 	               NULL, 0);
+	metrics_define(m, "cloudless_liveness_held_seconds_total", METRICS_COUNTER,
+	               "Time the leader's liveness clock was held back because the leader itself "
+	               "was not running on time (its loop or process stalled): agents' deadlines "
+	               "do not run out while the leader cannot hear them.",
+	               NULL, 0);
+	metrics_define(m, "cloudless_liveness_spared_total", METRICS_COUNTER,
+	               "Liveness sweeps that left an expired agent ready because requests older "
+	               "than its deadline were still queued for the leader's loop (its heartbeat "
+	               "may be among them).",
+	               NULL, 0);
 	metrics_define(m, "cloudless_scheduling_duration_seconds", METRICS_HISTOGRAM,
 	               "Time one scheduler pass took on the leader.", LATENCY_BUCKETS, nb);
 	metrics_define(m, "cloudless_raft_entries_total", METRICS_COUNTER,
@@ -67,6 +77,8 @@ void api_metrics_define(struct metrics *m)
 	               "cluster_id, and each domain op such as agent.state or replica.report).",
 	               NULL, 0);
 	metrics_counter_touch(m, "cloudless_agent_heartbeats_total", NULL);
+	metrics_counter_touch(m, "cloudless_liveness_held_seconds_total", NULL);
+	metrics_counter_touch(m, "cloudless_liveness_spared_total", NULL);
 	static const char *const results[] = {"created", "updated", "unchanged", "invalid"};
 	for (size_t i = 0; i < 4; i++) {
 		char l[48];
@@ -270,6 +282,13 @@ static void sync_domain(struct api *a)
 	             d->decisions_pending);
 	sync_counter(a->metrics, "cloudless_scheduling_decisions_total", "result=\"refused\"",
 	             d->decisions_refused);
+	sync_counter(a->metrics, "cloudless_liveness_spared_total", NULL, d->live_spared);
+	double held = (double)d->held_ms / 1000.0,
+	       have =
+	           metrics_counter_get(a->metrics, "cloudless_liveness_held_seconds_total", NULL);
+	if (held > have)
+		metrics_counter_add(a->metrics, "cloudless_liveness_held_seconds_total", NULL,
+		                    held - have);
 	sync_entries(a);
 }
 

@@ -308,6 +308,13 @@ static void append_sent(void *arg, raft_id id, uint64_t since_ns)
 	api_window_max_note(&s->api.append_interval_max, v);
 }
 
+/* The domain's liveness asks how far the API listener's queue is behind (domain.h). */
+static uint64_t api_backlog_ms(void *arg)
+{
+	struct server *s = arg;
+	return s->http != NULL ? http_server_backlog_ms(s->http) : 0;
+}
+
 static int start_http(struct server *s, struct http_server **out, const char *addr,
                       http_handler_fn handler, const char *flag, bool tls)
 {
@@ -450,7 +457,9 @@ static int start(struct server *s)
 	                                * (it steps down within an election timeout), slack */
 	                               .fence_margin_ms = 2 * c->election_ms + 1000,
 	                               .idem_ttl_s = c->idempotency_ttl_s,
-	                               .idem_max = c->idempotency_max};
+	                               .idem_max = c->idempotency_max,
+	                               .backlog_ms = api_backlog_ms,
+	                               .backlog_arg = s};
 	domain_init(&s->domain, &s->loop, &s->node, s->metrics, &dopts);
 	s->domain_open = true;
 	api_init(&s->api, &s->loop, &s->node, s->fwd, s->metrics, c);

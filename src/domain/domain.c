@@ -9,7 +9,6 @@
 #include "log/log.h"
 #include "util/clock.h"
 
-#define TICK_MS      50
 #define FULL_PLAN_MS 1000
 
 static void kick_cb(uv_timer_t *t)
@@ -99,6 +98,8 @@ void domain_on_apply(void *arg, enum dom_event ev, const char *key, uint64_t ind
 	case DOM_EV_AGENT:
 		/* Ready, offline, cordoned, draining, removed, new capacity: any of them may
 		 * change where replicas can go. */
+		if (d->leading)
+			liveness_track(d, key);
 		plan_forget_agents(d);
 		plan_mark_all(d);
 		break;
@@ -137,7 +138,7 @@ void domain_init(struct domain *d, uv_loop_t *loop, struct node *node, struct me
 	d->tick.data = d;
 	uv_timer_init(loop, &d->kick);
 	d->kick.data = d;
-	uv_timer_start(&d->tick, tick_cb, TICK_MS, TICK_MS);
+	uv_timer_start(&d->tick, tick_cb, DOMAIN_TICK_MS, DOMAIN_TICK_MS);
 	node->fsm.domain.hook = domain_on_apply;
 	node->fsm.domain.hook_arg = d;
 }

@@ -3,13 +3,16 @@
  * The records live in the fsm (fsm/domain.h) and change only through raft entries. This layer
  * reads them and proposes commands; it never writes the store. Its parts:
  *
- *   liveness.c  heartbeats, on the leader: a deadline per agent in memory (O(1) per beat),
- *               no raft entry for a steady-state heartbeat; only transitions are committed
- *               (ready -> offline after --agent-timeout-ms, and back) and replica states that
- *               changed, batched from every agent into one entry per loop iteration. A new
- *               leader starts every deadline at its election plus one full timeout, so agents
- *               that keep beating are never marked offline by a leader change, and one that
- *               died with the old leader is found within election + timeout.
+ *   liveness.c  heartbeats, on the leader: a deadline per agent in memory (O(1) per beat,
+ *               and per sweep: the deadlines form a queue in expiry order), no raft entry for
+ *               a steady-state heartbeat; only transitions are committed (ready -> offline
+ *               after --agent-timeout-ms, and back) and replica states that changed, batched
+ *               from every agent into one entry per loop iteration. A new leader starts every
+ *               deadline at its election plus one full timeout, so agents that keep beating
+ *               are never marked offline by a leader change, and one that died with the old
+ *               leader is found within election + timeout. Time the leader itself lost (its
+ *               loop or process stalled, requests still queued for it) does not count
+ *               against agents.
  *   plan.c      the scheduler driver: workloads marked dirty by applies (and every second)
  *               are planned with scheduler/place.c against the mirror, and the placements
  *               proposed; the fsm re-checks each against the state it lands in and refuses the
@@ -47,7 +50,15 @@ struct domain_options {
 	/* The idempotency limits every entry carries (--idempotency-ttl, --idempotency-max):
 	 * the fsm prunes records by them on each apply, whatever proposed the entry. */
 	uint32_t idem_ttl_s, idem_max;
+	/* Optional: how long (ms) the oldest request not yet handed to a handler has waited in
+	 * the HTTP server's queue (http_server_backlog_ms). An agent is not marked offline while
+	 * its heartbeat may still be in that queue. */
+	uint64_t (*backlog_ms)(void *arg);
+	void *backlog_arg;
 };
+
+/* The domain's timer (leadership, liveness sweep, periodic planning) runs this often. */
+#define DOMAIN_TICK_MS 50
 
 /* Blocking queries (watch.c). */
 struct dom_watch;
@@ -70,10 +81,13 @@ struct dom_watches {
 
 /* Liveness of one agent, leader memory (liveness.c). */
 struct dom_live {
-	uint64_t deadline_ms; /* monotonic */
-	uint64_t last_ms;     /* its last heartbeat, or our election when none since */
+	uint64_t deadline_ms; /* on the liveness clock (liveness.c) */
+	uint64_t last_ms;     /* monotonic: its last heartbeat, or our election when none since */
 	bool proposing;       /* a state transition is in flight */
+	bool queued;          /* in the deadline queue */
 	json_t *reported;     /* the replicas its last heartbeat listed */
+	struct dom_live *prev, *next; /* the deadline queue, earliest first */
+	char id[];
 };
 
 struct domain {
@@ -89,6 +103,13 @@ struct domain {
 	struct hmap reported; /* replica id -> the state last queued or sent for it */
 	bool reports_inflight;
 	uint64_t last_sweep_ms;
+	/* Every deadline is now + timeout, so appending on each heartbeat keeps this queue in
+	 * deadline order and a sweep looks only at the agents that expired. */
+	struct dom_live *due_head, *due_tail;
+	/* The liveness clock is the monotonic one minus held_ms: the time the leader lost (it
+	 * only grows; /metrics reports it). */
+	uint64_t held_ms;
+	uint64_t last_tick_ms; /* 0: no tick yet as leader */
 
 	/* plan.c */
 	struct hmap dirty;    /* workload keys to plan */
@@ -104,6 +125,7 @@ struct domain {
 
 	/* counters for /metrics */
 	uint64_t heartbeats;
+	uint64_t live_spared; /* sweeps that stopped at an agent whose beat may be queued */
 	uint64_t decisions_placed, decisions_pending, decisions_refused;
 	uint64_t enroll_created, enroll_updated, enroll_unchanged, enroll_invalid;
 	double last_plan_seconds;
@@ -135,7 +157,11 @@ void domain_encode(const struct domain *d, json_t *op, const struct domain_idem 
 int domain_heartbeat(struct domain *d, const char *agent_id, json_t *reports, json_t **answer);
 void liveness_leader_start(struct domain *d);
 void liveness_leader_stop(struct domain *d);
+/* Every DOMAIN_TICK_MS on the leader: holds the liveness clock back by however late the tick
+ * ran, and (every SWEEP_MS) marks the expired agents offline. */
 void liveness_sweep(struct domain *d);
+/* An agent was enrolled, changed or removed: it has a deadline from now if it had none. */
+void liveness_track(struct domain *d, const char *agent_id);
 void liveness_flush_reports(struct domain *d);
 /* When the leader last heard from the agent (mono ms): its last heartbeat, or the leader's
  * election (or the agent's enrollment) when none arrived since. */

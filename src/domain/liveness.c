@@ -5,9 +5,23 @@
  * exit code or restart count differs from the record. Those changes, from every agent, wait
  * in d->reports and go out as one replica.report entry per loop iteration (d->kick), with
  * at most one such entry in flight; a change already queued or sent is not queued again.
- * Deadlines are checked every SWEEP_MS: an agent past its deadline that the records still
- * call ready gets one agent.state offline. A new leader gives every agent a full timeout
- * from its election (liveness_leader_start) instead of a fixed grace. */
+ * A new leader gives every agent a full timeout from its election (liveness_leader_start)
+ * instead of a fixed grace.
+ *
+ * Deadlines. Every deadline is "now + agent timeout" when it is set, so moving an agent to the
+ * tail of one queue on each heartbeat keeps the queue in deadline order: a sweep (every
+ * SWEEP_MS) looks at the expired head only, and costs nothing for the agents that beat. An
+ * expired agent that the records still call ready gets one agent.state offline.
+ *
+ * The leader's own lateness is not the agent's. Nomad's users lost whole fleets to a stalled
+ * or overloaded leader that marked live clients down (hashicorp/nomad#3840, PR #14474), and a
+ * first 10,000-agent run here cascaded the same way: heartbeats answered late, agents marked
+ * offline, their replicas placed again, the leader loaded further. So deadlines run on a
+ * liveness clock that stops while the leader cannot watch: a tick that runs late (the process
+ * was stopped, swapped out, or the loop was held) holds the clock back by its lateness, and a
+ * sweep leaves alone an agent whose deadline is younger than the oldest request still waiting
+ * in the HTTP queue, which may be its heartbeat. A truly silent agent is found that much
+ * later, which is the time the leader was not looking. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +32,9 @@
 
 #define SWEEP_MS          100
 #define REPORTS_PER_ENTRY 2000
+/* Ticks this much later than DOMAIN_TICK_MS hold the liveness clock: below it is ordinary
+ * timer jitter, which agents' timeouts absorb. */
+#define TICK_SLACK_MS 20
 
 struct live_prop {
 	struct node_propose p;
@@ -26,31 +43,85 @@ struct live_prop {
 	bool reports; /* a replica.report entry */
 };
 
+static uint64_t live_now(const struct domain *d)
+{
+	return clock_mono_ms() - d->held_ms;
+}
+
+static void due_remove(struct domain *d, struct dom_live *l)
+{
+	if (!l->queued)
+		return;
+	if (l->prev != NULL)
+		l->prev->next = l->next;
+	else
+		d->due_head = l->next;
+	if (l->next != NULL)
+		l->next->prev = l->prev;
+	else
+		d->due_tail = l->prev;
+	l->prev = l->next = NULL;
+	l->queued = false;
+}
+
+/* At the tail: its deadline is the latest (now + timeout). */
+static void due_append(struct domain *d, struct dom_live *l)
+{
+	due_remove(d, l);
+	l->prev = d->due_tail;
+	if (d->due_tail != NULL)
+		d->due_tail->next = l;
+	else
+		d->due_head = l;
+	d->due_tail = l;
+	l->queued = true;
+}
+
+/* At the head: an expired deadline to look at again in the next sweep. */
+static void due_prepend(struct domain *d, struct dom_live *l)
+{
+	due_remove(d, l);
+	l->next = d->due_head;
+	if (d->due_head != NULL)
+		d->due_head->prev = l;
+	else
+		d->due_tail = l;
+	d->due_head = l;
+	l->queued = true;
+}
+
 static struct dom_live *live_get(struct domain *d, const char *id, bool create)
 {
 	struct dom_live *l = hmap_get(&d->live, id);
 	if (l == NULL && create) {
-		l = calloc(1, sizeof *l);
+		size_t n = strlen(id) + 1;
+		l = calloc(1, sizeof *l + n);
 		if (l == NULL)
 			abort();
+		memcpy(l->id, id, n);
 		l->last_ms = clock_mono_ms(); /* it may have reached someone until now */
-		l->deadline_ms = l->last_ms + d->opts.agent_timeout_ms;
+		l->deadline_ms = live_now(d) + d->opts.agent_timeout_ms;
 		hmap_put(&d->live, id, l);
+		due_append(d, l);
 	}
 	return l;
+}
+
+static void live_free(struct dom_live *l)
+{
+	json_decref(l->reported);
+	free(l);
 }
 
 static void live_free_all(struct domain *d)
 {
 	const char *k;
 	void *v;
-	for (size_t i = 0; hmap_next(&d->live, &i, &k, &v);) {
-		struct dom_live *l = v;
-		json_decref(l->reported);
-		free(l);
-	}
+	for (size_t i = 0; hmap_next(&d->live, &i, &k, &v);)
+		live_free(v);
 	hmap_close(&d->live);
 	hmap_init(&d->live);
+	d->due_head = d->due_tail = NULL;
 }
 
 static void reported_clear(struct domain *d)
@@ -76,8 +147,13 @@ static void prop_cb(struct node_propose *p, int status, void *result)
 			liveness_flush_reports(d);
 	} else {
 		struct dom_live *l = d->leading ? live_get(d, lp->agent, false) : NULL;
-		if (l != NULL)
+		if (l != NULL) {
 			l->proposing = false;
+			/* An offline entry that failed while we still lead: the next sweep asks
+			 * again (a ready one is asked again by the agent's next heartbeat). */
+			if (status != 0 && !l->queued)
+				due_prepend(d, l);
+		}
 	}
 	free(lp);
 }
@@ -102,7 +178,7 @@ static int propose(struct domain *d, json_t *op, const char *agent, bool reports
 	return rv;
 }
 
-static void propose_state(struct domain *d, const char *id, struct dom_live *l, const char *state)
+static bool propose_state(struct domain *d, const char *id, struct dom_live *l, const char *state)
 {
 	json_t *op = json_pack("{s:s, s:s, s:s}", "op", "agent.state", "id", id, "state", state);
 	if (propose(d, op, id, false) == 0) {
@@ -111,22 +187,23 @@ static void propose_state(struct domain *d, const char *id, struct dom_live *l, 
 		         "agent_id=%s timeout_ms=%u", id, d->opts.agent_timeout_ms);
 	}
 	json_decref(op);
+	return l->proposing;
 }
 
 void liveness_leader_start(struct domain *d)
 {
 	const char *k;
 	void *v;
-	uint64_t deadline = clock_mono_ms() + d->opts.agent_timeout_ms;
 	live_free_all(d);
 	reported_clear(d);
 	json_array_clear(d->reports);
 	d->reports_inflight = false;
+	d->last_tick_ms = 0;
 	/* Every agent gets one full timeout from now, our election: one that keeps beating is
 	 * never marked offline because leadership moved, one that died with the old leader is
 	 * found within election + timeout. */
 	for (size_t i = 0; hmap_next(&d->node->fsm.domain.agents, &i, &k, &v);)
-		live_get(d, k, true)->deadline_ms = deadline;
+		live_get(d, k, true);
 }
 
 void liveness_leader_stop(struct domain *d)
@@ -135,6 +212,11 @@ void liveness_leader_stop(struct domain *d)
 	reported_clear(d);
 	if (d->reports != NULL)
 		json_array_clear(d->reports);
+}
+
+void liveness_track(struct domain *d, const char *agent_id)
+{
+	live_get(d, agent_id, true);
 }
 
 uint64_t liveness_last_contact(struct domain *d, const char *agent_id)
@@ -148,19 +230,50 @@ json_t *liveness_reported(struct domain *d, const char *agent_id)
 	return l != NULL ? l->reported : NULL;
 }
 
+/* A tick later than it should have been: the leader was not looking for that long. */
+static void hold_clock(struct domain *d, uint64_t mono)
+{
+	if (d->last_tick_ms != 0 && mono - d->last_tick_ms > DOMAIN_TICK_MS + TICK_SLACK_MS) {
+		uint64_t late = mono - d->last_tick_ms - DOMAIN_TICK_MS;
+		d->held_ms += late;
+		if (late >= d->opts.agent_timeout_ms / 4)
+			log_warn("Liveness clock held: the leader was not running",
+			         "late_ms=%llu agent_timeout_ms=%u", (unsigned long long)late,
+			         d->opts.agent_timeout_ms);
+	}
+	d->last_tick_ms = mono;
+}
+
 void liveness_sweep(struct domain *d)
 {
-	uint64_t now = clock_mono_ms();
-	const char *k;
-	void *v;
-	if (now - d->last_sweep_ms < SWEEP_MS)
+	uint64_t mono = clock_mono_ms();
+	hold_clock(d, mono);
+	if (mono - d->last_sweep_ms < SWEEP_MS)
 		return;
-	d->last_sweep_ms = now;
-	for (size_t i = 0; hmap_next(&d->node->fsm.domain.agents, &i, &k, &v);) {
-		struct dom_agent *a = v;
-		struct dom_live *l = live_get(d, k, true); /* enrolled since: a full timeout */
-		if (a->ready && !l->proposing && l->deadline_ms < now)
-			propose_state(d, k, l, "offline");
+	d->last_sweep_ms = mono;
+	uint64_t now = mono - d->held_ms;
+	uint64_t backlog = d->opts.backlog_ms != NULL ? d->opts.backlog_ms(d->opts.backlog_arg) : 0;
+	struct dom_live *l;
+	while ((l = d->due_head) != NULL && l->deadline_ms < now) {
+		/* Its transition commits within moments; it is looked at again after that. */
+		if (l->proposing)
+			break;
+		if (l->deadline_ms + backlog >= now) {
+			/* A heartbeat that arrived before its deadline may be among the queued
+			 * requests; every later deadline is younger still. */
+			d->live_spared++;
+			break;
+		}
+		due_remove(d, l);
+		struct dom_agent *a = dom_agent_get(&d->node->fsm.domain, l->id);
+		if (a == NULL) {
+			hmap_del(&d->live, l->id); /* removed: nothing to watch */
+			live_free(l);
+		} else if (a->ready && !propose_state(d, l->id, l, "offline")) {
+			due_prepend(d, l); /* raft refused it (no longer leader?): next sweep */
+			break;
+		}
+		/* Offline already: its next heartbeat queues it again. */
 	}
 }
 
@@ -255,9 +368,9 @@ int domain_heartbeat(struct domain *d, const char *agent_id, json_t *reports, js
 		return 404;
 	d->heartbeats++;
 	struct dom_live *l = live_get(d, agent_id, true);
-	uint64_t now = clock_mono_ms();
-	l->deadline_ms = now + d->opts.agent_timeout_ms;
-	l->last_ms = now;
+	l->deadline_ms = live_now(d) + d->opts.agent_timeout_ms;
+	l->last_ms = clock_mono_ms();
+	due_append(d, l);
 	json_decref(l->reported);
 	l->reported = json_incref(reports);
 	if (!a->ready && !l->proposing)

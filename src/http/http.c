@@ -198,6 +198,7 @@ static struct http_request *queue_pop(struct http_request **head, struct http_re
 /* Server thread: hands a request to the loop. */
 static void to_loop(struct http_server *s, struct http_request *req)
 {
+	req->queued_ns = uv_hrtime();
 	pthread_mutex_lock(&s->mu);
 	queue_push(&s->in_head, &s->in_tail, req);
 	pthread_mutex_unlock(&s->mu);
@@ -1469,6 +1470,17 @@ unsigned http_server_port(const struct http_server *s)
 unsigned http_server_pending(const struct http_server *s)
 {
 	return s->pending;
+}
+
+uint64_t http_server_backlog_ms(struct http_server *s)
+{
+	uint64_t queued = 0;
+	pthread_mutex_lock(&s->mu);
+	if (s->in_head != NULL)
+		queued = s->in_head->queued_ns;
+	pthread_mutex_unlock(&s->mu);
+	uint64_t now = uv_hrtime();
+	return queued != 0 && now > queued ? (now - queued) / 1000000 : 0;
 }
 
 /* ---- start-up -------------------------------------------------------------------------- */

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 struct http_server;
@@ -68,6 +69,10 @@ void http_server_close(struct http_server *s);
 unsigned http_server_port(const struct http_server *s);
 /* Requests whose handler has run but which have not been answered yet. */
 unsigned http_server_pending(const struct http_server *s);
+/* How long (ms) the oldest request not yet handed to a handler has waited for the loop; 0
+ * when none waits. A loop that falls behind shows here first (the domain's liveness reads it
+ * so that a heartbeat queued in time is not taken for a silent agent). */
+uint64_t http_server_backlog_ms(struct http_server *s);
 /* Headers ("Name", "value" pairs) the server thread adds to the answers it gives by itself.
  * Copied; replaces the previous set. Thread-safe. */
 void http_server_set_headers(struct http_server *s, const char *const *pairs, size_t n);

@@ -59,6 +59,7 @@ struct http_request {
 
 	struct http_request *prev, *next; /* the loop's pending list */
 	struct http_request *qnext;       /* the queues between the threads */
+	uint64_t queued_ns;               /* when it joined the loop's queue (uv_hrtime) */
 
 	http_answered_fn on_answered; /* synthetic requests */
 	void *answered_arg;

@@ -2,8 +2,9 @@
 enrollment, spread placement seen the same from every coordinator, liveness without a raft
 entry per heartbeat, replacement of a silent agent's replica with a new epoch, the returning
 agent told to stop its stale copy, scaling, drain and uncordon, If-Match, blocking queries,
-a leader killed while agents heartbeat (nothing offline, nothing moved), and a table of bad
-specs that change nothing."""
+a leader killed while agents heartbeat (nothing offline, nothing moved), a leader paused for
+longer than the agent timeout (nothing offline but the agent that really went silent), and a
+table of bad specs that change nothing."""
 import json
 import re
 import signal
@@ -413,6 +414,55 @@ def test_leader_killed_nothing_offline_nothing_moved(make):
             a.close()
 
 
+def agent_states(node):
+    r = node.req("GET", "/v1/agents?consistency=stale", timeout=5)
+    return {a["id"]: a["state"] for a in r.json()["items"]} if r is not None and r.status == 200 else {}
+
+
+def test_paused_leader_marks_nobody_offline(make):
+    """A leader stopped (SIGSTOP) for twice the agent timeout, inside its election timeout:
+    when it resumes, the agents that kept beating (their heartbeats waited in the leader's
+    sockets and in the followers' forwards) stay ready, and the one that went silent before
+    the pause is still found, within one agent timeout of the resume: the time the leader
+    was not running does not count against agents (hashicorp/nomad#3840)."""
+    c = make(election_ms=20000, extra_args=EXTRA).start(3)
+    nodes = list(c.running())
+    ld = c.leader()
+    agents = [SimAgent(nodes[i % 3:] + nodes[:i % 3], "agent-%d" % (i + 1), "zone-a")
+              for i in range(4)]
+    try:
+        for a in agents:
+            a.enroll()
+            a.start()
+        wait_for("every agent answered", lambda: all(a.answers > 0 for a in agents))
+        victim = agents[-1]
+        victim.paused.set()
+        pause = AGENT_TIMEOUT_MS / 1000.0 * 2
+        ld.kill(signal.SIGSTOP)
+        try:
+            time.sleep(pause)  # the fault itself: the leader is not running for this long
+        finally:
+            ld.kill(signal.SIGCONT)
+        resumed = time.monotonic()
+
+        wait_for("the silent agent offline",
+                 lambda: agent_states(ld).get(victim.id) == "offline",
+                 timeout=scaled(AGENT_TIMEOUT_MS / 1000.0 + 2))
+        assert time.monotonic() - resumed <= scaled(AGENT_TIMEOUT_MS / 1000.0 + 1.5)
+        assert c.leader_of() is ld
+        # The others, a full agent timeout after the resume and more: all ready, never offline.
+        time.sleep(scaled(AGENT_TIMEOUT_MS / 1000.0))
+        states = agent_states(ld)
+        assert all(states[a.id] == "ready" for a in agents[:-1]), states
+        offline = re.findall(r"Agent offline.*?agent_id=(\S+)", ld.log())
+        assert offline == [victim.id], offline
+        held = ld.metric("cloudless_liveness_held_seconds_total")
+        assert held >= pause * 0.8, held
+    finally:
+        for a in agents:
+            a.close()
+
+
 BAD_SPECS = [
     ({"name": "web"}, "missing command"),
     ({"name": "web", "command": ["x"], "replicas": 1001}, "replicas must be"),
@@ -491,5 +541,5 @@ if __name__ == "__main__":
     run([test_spread_and_same_view_everywhere, test_zero_entries_per_steady_heartbeat,
          test_silent_agent_replaced_and_told_to_stop, test_scale_drain_uncordon_if_match,
          test_blocking_query, test_first_assignment_wakes_a_new_agent,
-         test_leader_killed_nothing_offline_nothing_moved,
+         test_leader_killed_nothing_offline_nothing_moved, test_paused_leader_marks_nobody_offline,
          test_bad_specs_change_nothing, test_pending_reason_and_capacity_freed])

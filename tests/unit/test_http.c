@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -37,6 +38,8 @@ static struct {
 	int complete_503_hold;   /* the held request completed with 503 */
 	int bad_complete;        /* complete with a nonsensical status or duration */
 	unsigned gather_pending; /* http_server_pending when all gather requests are in */
+	uint64_t gather_backlog; /* http_server_backlog_ms after the first gather's stall */
+	uint64_t hold_backlog;   /* and with nothing queued (the held request is handled) */
 	unsigned hold_pending;   /* http_server_pending just before close */
 	int hold_answered;       /* http_request_answered(held) before close (must be 0) */
 	char query[512];         /* what /query saw */
@@ -102,6 +105,7 @@ static void on_hold(uv_timer_t *t)
 {
 	(void)t;
 	seen.hold_pending = http_server_pending(srv);
+	seen.hold_backlog = http_server_backlog_ms(srv);
 	seen.hold_answered = http_request_answered(held);
 	/* The held request is still suspended: close must answer it with 503. */
 	http_server_close(srv);
@@ -171,8 +175,11 @@ static void handler(struct http_request *req, void *arg)
 	} else if (strcmp(path, "/gather") == 0) {
 		/* Keep the loop busy once, so the other requests pile up in the queue meanwhile:
 		 * the drain must still hand them to handlers at most 64 per iteration. */
-		if (ngathered == 0)
+		if (ngathered == 0) {
 			usleep(300 * 1000);
+			/* The others have waited in the queue meanwhile, and it says so. */
+			seen.gather_backlog = http_server_backlog_ms(srv);
+		}
 		gathered[ngathered++] = req;
 		if (ngathered == CONCURRENT)
 			uv_timer_start(&gather_timer, on_gather, 0, 0);
@@ -797,6 +804,8 @@ static void run_scenario(void *(*client)(void *), const char *name)
 		CHECK_EQ_INT(seen.calls_big, 0);
 		CHECK_EQ_INT(seen.complete_413, 2);
 		CHECK_EQ_INT(seen.gather_pending, CONCURRENT);
+		CHECK(seen.gather_backlog >= 100 && seen.gather_backlog < 5000);
+		CHECK_EQ_INT(seen.hold_backlog, 0);
 		CHECK_EQ_INT(seen.max_per_iter, 64);
 		CHECK_EQ_INT(seen.hold_pending, 1);
 		CHECK_EQ_INT(seen.hold_answered, 0);
