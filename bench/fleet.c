@@ -91,6 +91,7 @@ struct agent {
 	uint64_t next_ns;
 	size_t heap_pos;     /* its place in the heap while in_heap */
 	uint64_t last_hb_ns; /* when its last heartbeat was sent */
+	uint64_t early_ns;   /* when its last early heartbeat was due (one per interval) */
 	int target;          /* index into urls of the next attempt */
 	int attempts;        /* failures in this round */
 	unsigned backoff_ms;
@@ -222,12 +223,16 @@ static void schedule(struct agent *a, uint64_t at)
 	heap_push(a);
 }
 
-/* When an answer brought something to report: the agent's early heartbeat (wire.h). */
+/* When an answer brought something to report: the agent's early heartbeat (wire.h), or
+ * UINT64_MAX when it had one less than an interval ago. */
 static uint64_t report_soon_at(const struct agent *a, uint64_t now)
 {
 	uint64_t soon = now + AGENT_REPORT_SOON_MS * 1000000ULL;
 	uint64_t gap_end = a->last_hb_ns + AGENT_REPORT_GAP_MS * 1000000ULL;
-	return soon > gap_end ? soon : gap_end;
+	uint64_t at = soon > gap_end ? soon : gap_end;
+	if (a->early_ns != 0 && at < a->early_ns + (uint64_t)a->interval_ms * 1000000ULL)
+		return UINT64_MAX;
+	return at;
 }
 
 static bool has_news(const struct agent *a)
@@ -236,6 +241,17 @@ static bool has_news(const struct agent *a)
 		if (!a->reps[i].acked)
 			return true;
 	return false;
+}
+
+/* When its next heartbeat goes, due at next: earlier when it has news and may send an early
+ * one (which is then counted as its early heartbeat of this interval). */
+static uint64_t early(struct agent *a, uint64_t now, uint64_t next)
+{
+	uint64_t at = report_soon_at(a, now);
+	if (!has_news(a) || at >= next)
+		return next;
+	a->early_ns = at;
+	return at;
 }
 
 /* Moves a scheduled heartbeat earlier (never later). */
@@ -288,7 +304,7 @@ static void send_request(struct conn *c, struct agent *a)
 			    (struct agent_report){.id = a->reps[i].id,
 			                          .epoch = a->reps[i].epoch,
 			                          .state = a->reps[i].run ? "running" : "stopped"};
-		c->body = agent_wire_heartbeat(r, a->n_reps, &len);
+		c->body = agent_wire_heartbeat(r, a->n_reps, a->index, &len);
 		free(r);
 		a->n_sent = a->n_reps;
 		snprintf(c->url, sizeof c->url, "%s/v1/agents/%s/heartbeat", base, a->id);
@@ -342,6 +358,8 @@ static void apply_answer(struct agent *a, struct agent_answer *ans, uint64_t don
 			w->running_ns = done;
 		}
 	}
+	if (ans->unchanged)
+		return; /* it holds the current assignments already */
 	struct replica *reps = xcalloc(ans->n, sizeof *reps);
 	for (size_t i = 0; i < ans->n; i++) {
 		reps[i].id = ans->items[i].id;
@@ -404,8 +422,7 @@ static void watch_done(struct conn *c, struct agent *a, CURLcode res, long statu
 		uint64_t now = samples_now_ns();
 		a->n_sent = 0; /* acknowledges nothing */
 		apply_answer(a, &ans, now);
-		if (has_news(a))
-			bring_forward(a, report_soon_at(a, now));
+		bring_forward(a, a->in_heap ? early(a, now, a->next_ns) : UINT64_MAX);
 	}
 	agent_answer_close(&ans);
 	if (fired)
@@ -474,6 +491,7 @@ static void done(struct conn *c, CURLcode res)
 	if (res == CURLE_OK && status == 404) {
 		reenrolls++;
 		a->enrolled = false;
+		a->index = 0; /* a new record: it holds none of its assignments */
 		reps_free(a);
 		schedule(a, now);
 		return;
@@ -499,10 +517,7 @@ static void done(struct conn *c, CURLcode res)
 	apply_answer(a, &ans, now);
 	agent_answer_close(&ans);
 	a->target = (int)(rng() % (uint64_t)o.n_urls);
-	uint64_t next = c->sent_ns + (uint64_t)a->interval_ms * 1000000ULL;
-	if (has_news(a) && report_soon_at(a, now) < next)
-		next = report_soon_at(a, now);
-	schedule(a, next);
+	schedule(a, early(a, now, c->sent_ns + (uint64_t)a->interval_ms * 1000000ULL));
 	start_watch(a);
 }
 

@@ -48,6 +48,7 @@ struct agent_client {
 	unsigned backoff_ms;
 	uint64_t round_start; /* mono ms of this round's first attempt */
 	uint64_t sent_ms;     /* mono ms the heartbeat in flight was sent */
+	uint64_t early_ms;    /* when the last early heartbeat was due (one per interval) */
 	uint64_t contact_ms;  /* mono ms the last answered heartbeat was sent (the fence) */
 	uint64_t index;       /* of the last answer applied */
 	char *last_answered;  /* the coordinator that answered the last heartbeat */
@@ -449,13 +450,15 @@ static void heartbeat_ok(struct agent_client *c, struct agent_answer *a)
 		c->last_answered = xstrdup(answered);
 	}
 	if (!c->connected)
-		log_info(
-		    "heartbeat ok", "id=%s coordinator=%s leader=%s interval_ms=%u assigned=%zu",
-		    c->o.agent_id, answered, a->leader != NULL ? a->leader : "unknown",
-		    c->o.heartbeat_ms != 0 ? c->o.heartbeat_ms : a->heartbeat_interval_ms, a->n);
+		log_info("heartbeat ok",
+		         "id=%s coordinator=%s leader=%s interval_ms=%u assigned=%zu unchanged=%s",
+		         c->o.agent_id, answered, a->leader != NULL ? a->leader : "unknown",
+		         c->o.heartbeat_ms != 0 ? c->o.heartbeat_ms : a->heartbeat_interval_ms,
+		         a->n, a->unchanged ? "true" : "false");
 	else
-		log_debug("heartbeat answered", "coordinator=%s index=%llu assigned=%zu", answered,
-		          (unsigned long long)a->index, a->n);
+		log_debug("heartbeat answered",
+		          "coordinator=%s index=%llu assigned=%zu unchanged=%s", answered,
+		          (unsigned long long)a->index, a->n, a->unchanged ? "true" : "false");
 	c->connected = true;
 	c->failing = false;
 	c->contact_ms = c->sent_ms;
@@ -493,6 +496,9 @@ void agent_client_report_soon(struct agent_client *c)
 	/* The timer is the next regular heartbeat: only ever brought forward. */
 	if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) <= delay)
 		return;
+	if (c->early_ms != 0 && now + delay < c->early_ms + c->interval_ms)
+		return; /* one early heartbeat per interval (wire.h) */
+	c->early_ms = now + delay;
 	arm(c, delay);
 }
 
@@ -537,7 +543,7 @@ static void heartbeat(struct agent_client *c)
 	const struct agent_report *reports;
 	size_t n = c->o.cb.report(c->o.cb.arg, &reports);
 	size_t len;
-	char *body = agent_wire_heartbeat(reports, n, &len);
+	char *body = agent_wire_heartbeat(reports, n, c->index, &len);
 	snprintf(path, sizeof path, "/v1/agents/%s/heartbeat", c->o.agent_id);
 	log_debug("heartbeat", "coordinator=%s replicas=%zu", current(c), n);
 	c->busy = true;

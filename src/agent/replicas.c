@@ -587,10 +587,22 @@ static void run_reconcile(struct agent_replicas *r, const struct agent_answer *a
 	schedule_restarts(r);
 }
 
+static void reconcile_last(struct agent_replicas *r)
+{
+	if (r->have_last)
+		run_reconcile(r, &r->last);
+}
+
 void agent_replicas_apply(struct agent_replicas *r, const struct agent_answer *a)
 {
 	if (r->stopping_all || r->closing)
 		return;
+	/* The coordinator says the last answer still holds: reconcile against it again, as a
+	 * full answer would (a stopped process is dropped, a failed one restarted, on the beat). */
+	if (a->unchanged) {
+		reconcile_last(r);
+		return;
+	}
 	/* Everything the answer assigns with its epoch is confirmed ours for this run. */
 	for (size_t i = 0; i < a->n; i++) {
 		struct replica *x = rec_find(r, a->items[i].id, a->items[i].epoch);
@@ -604,12 +616,6 @@ void agent_replicas_apply(struct agent_replicas *r, const struct agent_answer *a
 		r->have_last = true;
 	}
 	run_reconcile(r, &r->last);
-}
-
-static void reconcile_last(struct agent_replicas *r)
-{
-	if (r->have_last)
-		run_reconcile(r, &r->last);
 }
 
 /* ---- loading -------------------------------------------------------------------------- */

@@ -59,7 +59,8 @@ void agent_replicas_contact(struct agent_replicas *r, uint64_t contact_ms);
 void agent_replicas_fence(struct agent_replicas *r);
 #define AGENT_FENCE_TICK_MS 100
 
-/* Reconciles with a coordinator's answer (heartbeat or assignments). */
+/* Reconciles with a coordinator's answer (heartbeat or assignments); an unchanged one
+ * reconciles again with the last answer applied. */
 void agent_replicas_apply(struct agent_replicas *r, const struct agent_answer *a);
 
 /* The heartbeat's reports, valid until the next call that changes the table: call

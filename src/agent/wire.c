@@ -94,7 +94,18 @@ int agent_wire_decode_heartbeat(const char *body, size_t len, struct agent_answe
 		return -1;
 	uint64_t interval = 0;
 	int rc = -1;
-	if (decode_assignment_list(json_object_get(doc, "assignments"), out, err, errlen) != 0 ||
+	json_t *unchanged = json_object_get(doc, "unchanged");
+	if (unchanged != NULL && !json_is_boolean(unchanged)) {
+		errmsg_set(err, errlen, "unchanged must be a boolean");
+		goto out;
+	}
+	out->unchanged = json_is_true(unchanged);
+	if (out->unchanged && json_object_get(doc, "assignments") != NULL) {
+		errmsg_set(err, errlen, "an unchanged answer lists no assignments");
+		goto out;
+	}
+	if ((!out->unchanged &&
+	     decode_assignment_list(json_object_get(doc, "assignments"), out, err, errlen) != 0) ||
 	    get_index(doc, "index", &out->index, err, errlen) != 0 ||
 	    decode_coordinators(doc, out, err, errlen) != 0)
 		goto out;
@@ -206,7 +217,7 @@ char *agent_wire_enrollment(const struct agent_enrollment *e, size_t *len)
 	return encode(doc, len);
 }
 
-char *agent_wire_heartbeat(const struct agent_report *r, size_t n, size_t *len)
+char *agent_wire_heartbeat(const struct agent_report *r, size_t n, uint64_t index, size_t *len)
 {
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++) {
@@ -223,5 +234,7 @@ char *agent_wire_heartbeat(const struct agent_report *r, size_t n, size_t *len)
 	json_t *doc = json_pack("{s:o}", "replicas", arr);
 	if (doc == NULL)
 		abort();
+	if (index > 0)
+		json_object_set_new(doc, "index", json_integer((json_int_t)index));
 	return encode(doc, len);
 }

@@ -13,7 +13,11 @@
 
 /* When a replica's reported state changes, cloudless-agent sends its next heartbeat this soon
  * (gathering the changes of a burst), and no sooner than AGENT_REPORT_GAP_MS after the previous
- * one (agent_client_report_soon); bench/fleet.c's simulated agents do the same. */
+ * one (agent_client_report_soon); bench/fleet.c's simulated agents do the same. At most one
+ * such early heartbeat per heartbeat interval: an agent that receives new work all the time
+ * (a burst of thousands of placements) beats at most twice per interval, not every
+ * AGENT_REPORT_GAP_MS, which multiplied the leader's heartbeat load by ten in such a burst
+ * (the rest waits for the regular heartbeat). */
 #define AGENT_REPORT_SOON_MS 10
 #define AGENT_REPORT_GAP_MS  100
 
@@ -34,6 +38,9 @@ struct agent_answer {
 	char *leader;                   /* the leader's HTTP address, NULL when unknown */
 	char **coordinators;            /* every coordinator's HTTP address */
 	size_t n_coordinators;
+	/* A heartbeat answer to an agent that named the current index: the assignments are
+	 * those it holds (items is empty and means nothing). */
+	bool unchanged;
 };
 
 /* POST /v1/agents/{id}/heartbeat answer (HeartbeatAnswer). */
@@ -70,6 +77,8 @@ struct agent_report {
 	unsigned restarts;
 };
 
-char *agent_wire_heartbeat(const struct agent_report *r, size_t n, size_t *len);
+/* index: the "index" of the last answer the agent applied (0: none; it then gets the
+ * assignments in full). */
+char *agent_wire_heartbeat(const struct agent_report *r, size_t n, uint64_t index, size_t *len);
 
 #endif

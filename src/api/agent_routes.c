@@ -205,14 +205,15 @@ static void heartbeat_local(struct api_op *op)
 	char err[256];
 	size_t len = 0;
 	const char *body = http_request_body(op->req, &len);
-	json_t *reports = spec_heartbeat(body, len, err, sizeof err);
+	uint64_t index;
+	json_t *reports = spec_heartbeat(body, len, &index, err, sizeof err);
 	json_t *answer;
 	if (reports == NULL) {
 		api_domain_problem(op, 400, "bad-heartbeat", "%s", err);
 		return;
 	}
 	metrics_counter_add(op->api->metrics, "cloudless_agent_heartbeats_total", NULL, 1);
-	int rv = domain_heartbeat(op->api->domain, op->dom_key, reports, &answer);
+	int rv = domain_heartbeat(op->api->domain, op->dom_key, reports, index, &answer);
 	json_decref(reports);
 	if (rv == 404) {
 		api_domain_problem(op, 404, "not-found",
@@ -228,7 +229,8 @@ static void heartbeat(struct api *a, struct http_request *req, const char *id)
 	size_t len = 0;
 	const char *body = http_request_body(req, &len);
 	/* Validated here too, so a bad body never costs a forward. */
-	json_t *reports = spec_heartbeat(body, len, err, sizeof err);
+	uint64_t index;
+	json_t *reports = spec_heartbeat(body, len, &index, err, sizeof err);
 	if (reports == NULL) {
 		http_problem(req, 400, "bad-heartbeat", "%s", err);
 		return;

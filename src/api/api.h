@@ -53,7 +53,8 @@ struct api {
 	/* --auth-file as last loaded (the server owns it and swaps it on SIGHUP); NULL: protected
 	 * mode (auth_check.c). */
 	struct auth_file *auth;
-	struct api_op *ops; /* every op still holding an http_request */
+	struct http_server *http; /* the API listener, for its queue gauges (NULL until set) */
+	struct api_op *ops;       /* every op still holding an http_request */
 	unsigned n_ops;
 	bool closing;
 	bool removed;      /* the cluster removed this node: everything answers so (removed.c) */

@@ -310,6 +310,21 @@ static void write_domain_gauges(struct api *a, struct buf *out)
 	}
 }
 
+/* How far the API listener is behind: an overloaded loop shows here before anywhere else. */
+static void write_http_gauges(struct api *a, struct buf *out)
+{
+	if (a->http == NULL)
+		return;
+	metrics_write_gauge(out, "cloudless_http_queue_oldest_seconds",
+	                    "How long the oldest request not yet handed to a handler has waited "
+	                    "for the loop (0 when none waits).",
+	                    NULL, (double)http_server_backlog_ms(a->http) / 1000.0);
+	metrics_write_gauge(out, "cloudless_http_requests_in_progress",
+	                    "Requests whose handler has run and that wait for their answer (a "
+	                    "commit, a forward, a blocking query).",
+	                    NULL, (double)http_server_pending(a->http));
+}
+
 void api_route_metrics(struct api *a, struct http_request *req)
 {
 	struct node *n = a->node;
@@ -331,6 +346,7 @@ void api_route_metrics(struct api *a, struct http_request *req)
 	metrics_render(a->metrics, &out);
 	write_raft_gauges(a, &out);
 	write_domain_gauges(a, &out);
+	write_http_gauges(a, &out);
 	http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
 	buf_close(&out);
 }

@@ -467,6 +467,7 @@ static int start(struct server *s)
 	s->api.domain = &s->domain;
 	if (start_listeners(s) != 0)
 		return -1;
+	s->api.http = s->http;
 	transport_watch_sends(&s->node.transport, append_sent, s);
 	uv_timer_start(&s->lag_timer, lag_tick, LAG_TICK_MS, LAG_TICK_MS);
 	uv_check_start(&s->publish, publish_cb);

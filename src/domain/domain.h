@@ -153,8 +153,10 @@ void domain_encode(const struct domain *d, json_t *op, const struct domain_idem 
 
 /* ---- liveness.c ---- */
 /* A heartbeat on the leader: 0 and *answer (owned by the caller) when the agent is known;
- * 404 when it is not enrolled. */
-int domain_heartbeat(struct domain *d, const char *agent_id, json_t *reports, json_t **answer);
+ * 404 when it is not enrolled. known_index is the assignments index the agent holds (0: none):
+ * when it is the current one, the answer leaves the assignments out ("unchanged": true). */
+int domain_heartbeat(struct domain *d, const char *agent_id, json_t *reports, uint64_t known_index,
+                     json_t **answer);
 void liveness_leader_start(struct domain *d);
 void liveness_leader_stop(struct domain *d);
 /* Every DOMAIN_TICK_MS on the leader: holds the liveness clock back by however late the tick

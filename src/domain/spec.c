@@ -411,9 +411,9 @@ out:
 	return out;
 }
 
-json_t *spec_heartbeat(const char *body, size_t len, char *err, size_t errlen)
+json_t *spec_heartbeat(const char *body, size_t len, uint64_t *index, char *err, size_t errlen)
 {
-	static const char *const top[] = {"replicas", NULL};
+	static const char *const top[] = {"replicas", "index", NULL};
 	static const char *const item[] = {"id", "epoch", "state", "exit_code", "restarts", NULL};
 	static const char *const states[] = {"pending", "starting", "running",
 	                                     "exited",  "failed",   "stopped"};
@@ -422,7 +422,9 @@ json_t *spec_heartbeat(const char *body, size_t len, char *err, size_t errlen)
 		return NULL;
 	json_t *reps = json_object_get(o, "replicas");
 	json_t *out = NULL;
-	if (json_check_fields(o, top, err, errlen) != 0)
+	*index = 0;
+	if (json_check_fields(o, top, err, errlen) != 0 ||
+	    get_uint(o, "index", "", 0, UINT64_MAX >> 1, index, err, errlen) != 0)
 		goto out;
 	if (!json_is_array(reps) || json_array_size(reps) > 10000) {
 		fail(err, errlen, "replicas must be an array of at most 10000 reports");

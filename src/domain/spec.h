@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define SPEC_MAX_REPLICAS 1000
 #define SPEC_MAX_COMMAND  256 /* arguments */
@@ -36,8 +37,9 @@ json_t *spec_workload(const char *body, size_t len, const char *ns, const char *
 /* An enrollment; heartbeat_ms is the interval to record when the body does not ask for one. */
 json_t *spec_enrollment(const char *body, size_t len, unsigned heartbeat_ms, char *err,
                         size_t errlen);
-/* A heartbeat body: the array of replica reports. */
-json_t *spec_heartbeat(const char *body, size_t len, char *err, size_t errlen);
+/* A heartbeat body: the array of replica reports, and in *index the assignments index the
+ * agent holds (the "index" of the answer it last applied; 0 when the body names none). */
+json_t *spec_heartbeat(const char *body, size_t len, uint64_t *index, char *err, size_t errlen);
 /* {"replicas": N} */
 int spec_scale(const char *body, size_t len, unsigned *replicas, char *err, size_t errlen);
 /* "k=v" (a ?selector value) into key and value; -1 when malformed. */

@@ -471,6 +471,7 @@ static void touch_assignments(struct ctx *c, struct dom_agent *a)
 	if (a == NULL)
 		return;
 	a->assign_index = c->index;
+	a->assign_exact = true;
 	emit(c->d, DOM_EV_ASSIGNMENT, a->id, c->index);
 }
 

@@ -62,7 +62,10 @@ struct dom_agent {
 	uint64_t used_cpu, used_mem; /* resources of the replicas assigned here to run */
 	bool ready, cordoned, draining, drain_complete;
 	uint64_t version;
-	uint64_t assign_index;        /* index of the last change to its assignments */
+	uint64_t assign_index; /* index of the last change to its assignments */
+	/* assign_index was set by an apply of this process, not rebuilt from the store (where a
+	 * deleted replica's change leaves no record: a rebuilt index may be older). */
+	bool assign_exact;
 	struct dom_replica *replicas; /* assigned here (desired run or stop), a list */
 	unsigned n_replicas;
 };

@@ -414,6 +414,65 @@ def test_leader_killed_nothing_offline_nothing_moved(make):
             a.close()
 
 
+def test_heartbeat_names_its_index(make):
+    """An agent that names the assignments index it holds gets "unchanged" and no list while
+    nothing of its own changed, on the leader and through a follower; any older index, or a
+    change to its replicas, brings the list in full with the new index; a malformed index is
+    a 400 that changes nothing."""
+    c, nodes, agents = cluster_with_agents(make)
+    try:
+        nodes[0].req("POST", "/v1/workloads", spec("web"))
+        wait_for("3 running", lambda: running_count(nodes[0], "default/web") == 3)
+        me = agents[0]
+        me.close()  # from here it beats by hand, naming indexes
+        path = "/v1/agents/%s/heartbeat" % me.id
+
+        def beat(node, index=None):
+            body = {"replicas": [{"id": rid, "epoch": ep, "state": "running", "exit_code": None,
+                                  "restarts": 0} for rid, ep in sorted(me.runs().items())]}
+            if index is not None:
+                body["index"] = index
+            r = node.req("POST", path, body, timeout=5)
+            assert r is not None and r.status == 200, r
+            return r.json()
+
+        full = beat(nodes[0])
+        n = full["index"]
+        assert n > 0 and "unchanged" not in full, full
+        assert sorted(a["id"] for a in full["assignments"]) == sorted(me.runs()), full
+        for node in nodes:  # the leader and both followers (forwarded) answer alike
+            same = beat(node, n)
+            assert same.get("unchanged") is True and "assignments" not in same, same
+            assert same["index"] == n, same
+        older = beat(nodes[1], n - 1)
+        assert "unchanged" not in older and older["index"] == n, older
+        assert sorted(a["id"] for a in older["assignments"]) == sorted(me.runs()), older
+
+        # A change to its own replicas: drained, its replica moves (it is to run nothing).
+        r = nodes[1].req("POST", "/v1/agents/%s/drain" % me.id)
+        assert r is not None and r.status == 200, r
+
+        def changed():
+            ans = beat(nodes[2], n)
+            return "unchanged" not in ans and ans["index"] > n and ans
+        ans = wait_for("%s told to stop its replica" % me.id, changed)
+        assert not [a for a in ans["assignments"] if a["desired"] == "run"], ans
+        assert beat(nodes[0], ans["index"]).get("unchanged") is True
+
+        for bad in (-1, "7", 1.5, True):
+            r = nodes[1].req("POST", path, {"replicas": [], "index": bad}, timeout=5)
+            assert r is not None and r.status == 400, (bad, r)
+            assert r.header("Content-Type").startswith(PROBLEM), r.header("Content-Type")
+            assert "index must be an integer" in r.json()["detail"], r.json()
+        # None of them reached the leader: what it is told is as it was.
+        after = beat(nodes[0])
+        assert after["index"] == ans["index"], (after, ans)
+        assert after["assignments"] == ans["assignments"], (after, ans)
+    finally:
+        for a in agents:
+            a.close()
+
+
 def agent_states(node):
     r = node.req("GET", "/v1/agents?consistency=stale", timeout=5)
     return {a["id"]: a["state"] for a in r.json()["items"]} if r is not None and r.status == 200 else {}
@@ -542,4 +601,5 @@ if __name__ == "__main__":
          test_silent_agent_replaced_and_told_to_stop, test_scale_drain_uncordon_if_match,
          test_blocking_query, test_first_assignment_wakes_a_new_agent,
          test_leader_killed_nothing_offline_nothing_moved, test_paused_leader_marks_nobody_offline,
+         test_heartbeat_names_its_index,
          test_bad_specs_change_nothing, test_pending_reason_and_capacity_freed])

@@ -59,8 +59,9 @@ static void fuzz_simple(uint8_t which, const char *body, size_t len)
 			FUZZ_ASSERT(replicas <= SPEC_MAX_REPLICAS, "replicas %u", replicas);
 		return;
 	}
+	uint64_t index = 0;
 	json_t *o = which == 1 ? spec_enrollment(body, len, 1000, err, sizeof err)
-	                       : spec_heartbeat(body, len, err, sizeof err);
+	                       : spec_heartbeat(body, len, &index, err, sizeof err);
 	if (o == NULL)
 		FUZZ_ASSERT(err[0] != '\0', "refused without a reason");
 	else
@@ -78,6 +79,7 @@ static void fuzz_answer(const char *body, size_t len)
 	}
 	for (size_t i = 0; i < a.n; i++)
 		FUZZ_ASSERT(a.items[i].id != NULL && a.items[i].workload != NULL, "item %zu", i);
+	FUZZ_ASSERT(!a.unchanged || a.n == 0, "an unchanged answer with %zu assignments", a.n);
 	agent_answer_close(&a);
 }
 

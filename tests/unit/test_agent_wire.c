@@ -59,6 +59,14 @@ static void test_heartbeat_answer(void)
 	                    "\"leader\":null,\"coordinators\":[]}";
 	CHECK(agent_wire_decode_heartbeat(nulls, strlen(nulls), &a, err, sizeof err) == 0);
 	CHECK(a.leader == NULL && a.n == 0 && a.n_coordinators == 0);
+	CHECK(!a.unchanged);
+	agent_answer_close(&a);
+
+	/* The answer to an agent that named the current index: no assignments at all. */
+	const char *same = "{\"unchanged\":true,\"index\":21,\"heartbeat_interval_ms\":1000,"
+	                   "\"leader\":\"127.0.0.1:8081\",\"coordinators\":[\"127.0.0.1:8081\"]}";
+	CHECK(agent_wire_decode_heartbeat(same, strlen(same), &a, err, sizeof err) == 0);
+	CHECK(a.unchanged && a.n == 0 && a.index == 21 && a.n_coordinators == 1);
 	agent_answer_close(&a);
 }
 
@@ -87,6 +95,14 @@ static void test_bad_answers(void)
 	    {"{\"assignments\":[],\"index\":1,\"heartbeat_interval_ms\":1,\"leader\":5}", "leader"},
 	    {"{\"assignments\":[],\"index\":1,\"heartbeat_interval_ms\":1,\"coordinators\":[1]}",
 	     "coordinators[0]"},
+	    /* Neither the assignments nor "unchanged": the agent cannot know what to run. */
+	    {"{\"index\":1,\"heartbeat_interval_ms\":1}", "assignments"},
+	    {"{\"unchanged\":false,\"index\":1,\"heartbeat_interval_ms\":1}", "assignments"},
+	    {"{\"unchanged\":1,\"assignments\":[],\"index\":1,\"heartbeat_interval_ms\":1}",
+	     "unchanged"},
+	    {"{\"unchanged\":true,\"assignments\":[],\"index\":1,\"heartbeat_interval_ms\":1}",
+	     "unchanged"},
+	    {"{\"unchanged\":true,\"heartbeat_interval_ms\":1}", "index"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct agent_answer a;
@@ -205,7 +221,7 @@ static void test_bodies(void)
 
 	struct agent_report r[] = {{"ns/w/0", 5, "running", false, 0, 0},
 	                           {"ns/w/1", 6, "failed", true, 3, 2}};
-	body = agent_wire_heartbeat(r, 2, &len);
+	body = agent_wire_heartbeat(r, 2, 0, &len);
 	j = json_loadb(body, len, 0, NULL);
 	json_t *arr = json_object_get(j, "replicas");
 	CHECK(json_array_size(arr) == 2);
@@ -215,10 +231,14 @@ static void test_bodies(void)
 	CHECK_EQ_INT(json_integer_value(json_object_get(b, "restarts")), 2);
 	CHECK_EQ_STR(json_string_value(json_object_get(b, "state")), "failed");
 	CHECK_EQ_INT(json_object_size(a), 5);
+	CHECK(json_object_get(j, "index") == NULL); /* none held: omitted */
 	json_decref(j);
 	free(body);
-	body = agent_wire_heartbeat(NULL, 0, &len);
+	body = agent_wire_heartbeat(NULL, 0, 0, &len);
 	CHECK_EQ_STR(body, "{\"replicas\":[]}");
+	free(body);
+	body = agent_wire_heartbeat(NULL, 0, 42, &len);
+	CHECK_EQ_STR(body, "{\"replicas\":[],\"index\":42}");
 	free(body);
 }
 

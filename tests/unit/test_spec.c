@@ -189,10 +189,15 @@ static void test_heartbeat(void)
 	     "0\",\"epoch\":1,\"state\":\"running\",\"exit_code\":\"0\"}]}",
 	     "exit_code must be an integer or null"},
 	    {"{\"replicas\":[],\"extra\":1}", "unknown field"},
+	    {"{\"replicas\":[],\"index\":-1}", "index must be an integer"},
+	    {"{\"replicas\":[],\"index\":\"7\"}", "index must be an integer"},
+	    {"{\"replicas\":[],\"index\":1.5}", "index must be an integer"},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		err[0] = '\0';
-		json_t *h = spec_heartbeat(bad[i].body, strlen(bad[i].body), err, sizeof err);
+		uint64_t index = 99;
+		json_t *h =
+		    spec_heartbeat(bad[i].body, strlen(bad[i].body), &index, err, sizeof err);
 		CHECK(h == NULL);
 		if (strstr(err, bad[i].needle) == NULL) {
 			fprintf(stderr, "heartbeat case %zu: \"%s\" lacks \"%s\"\n", i, err,
@@ -203,8 +208,15 @@ static void test_heartbeat(void)
 	const char *good =
 	    "{\"replicas\":[{\"id\":\"default/web/0\",\"epoch\":12,\"state\":\"running\","
 	    "\"exit_code\":null,\"restarts\":2}]}";
-	json_t *h = spec_heartbeat(good, strlen(good), err, sizeof err);
+	uint64_t index = 99;
+	json_t *h = spec_heartbeat(good, strlen(good), &index, err, sizeof err);
 	CHECK(h != NULL && json_array_size(h) == 1);
+	CHECK_EQ_INT(index, 0); /* none named */
+	json_decref(h);
+	const char *held = "{\"replicas\":[],\"index\":1234}";
+	h = spec_heartbeat(held, strlen(held), &index, err, sizeof err);
+	CHECK(h != NULL && json_array_size(h) == 0);
+	CHECK_EQ_INT(index, 1234);
 	json_decref(h);
 }
 
