@@ -39,6 +39,7 @@ struct fake {
 	unsigned assigned;  /* replicas listed in answers */
 	uint64_t query_lag; /* the query answers this much behind (a lagging follower) */
 	atomic_int enrolls, heartbeats, queries, blocked;
+	int unchanged; /* answers that said "unchanged" (under mu) */
 	atomic_bool stopping;
 	char last_body[2048];
 	uint64_t first_heartbeat_ms;
@@ -92,19 +93,28 @@ static void assignments_json(struct fake *f, char *out, size_t len)
 	snprintf(out + n, len - n, "]");
 }
 
-static enum MHD_Result heartbeat_answer(struct fake *f, struct MHD_Connection *c)
+/* As the coordinator does: a body naming the current index gets "unchanged" and no list. */
+static enum MHD_Result heartbeat_answer(struct fake *f, struct MHD_Connection *c, const char *body)
 {
-	char assigned[8192], json[10000], leader[80];
+	char assigned[8192], json[10000], leader[80], named[48];
 	pthread_mutex_lock(&f->mu);
-	assignments_json(f, assigned, sizeof assigned);
+	snprintf(named, sizeof named, "\"index\":%llu}", (unsigned long long)f->index);
+	const char *end = body != NULL ? body + strlen(body) - strlen(named) : NULL;
+	if (end != NULL && end >= body && strcmp(end, named) == 0) {
+		snprintf(assigned, sizeof assigned, "true");
+		f->unchanged++;
+	} else {
+		assignments_json(f, assigned, sizeof assigned);
+	}
 	if (f->leader[0] != '\0')
 		snprintf(leader, sizeof leader, "\"%s\"", f->leader);
 	else
 		snprintf(leader, sizeof leader, "null");
 	snprintf(json, sizeof json,
-	         "{\"assignments\":%s,\"index\":%llu,\"heartbeat_interval_ms\":%u,\"leader\":%s,"
+	         "{\"%s\":%s,\"index\":%llu,\"heartbeat_interval_ms\":%u,\"leader\":%s,"
 	         "\"coordinators\":%s}",
-	         assigned, (unsigned long long)f->index, f->interval_ms, leader,
+	         strcmp(assigned, "true") == 0 ? "unchanged" : "assignments", assigned,
+	         (unsigned long long)f->index, f->interval_ms, leader,
 	         f->coordinators[0] ? f->coordinators : "[]");
 	pthread_mutex_unlock(&f->mu);
 	return respond(c, 200, json);
@@ -163,7 +173,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 			return respond(c, 404,
 			               "{\"type\":\"https://cloudless.dev/problems/not-found\","
 			               "\"title\":\"Not Found\",\"status\":404,\"detail\":\"x\"}");
-		return heartbeat_answer(f, c);
+		return heartbeat_answer(f, c, b->p);
 	}
 	if (strcmp(method, "GET") == 0 && strstr(url, "/assignments") != NULL) {
 		atomic_fetch_add(&f->queries, 1);
@@ -259,6 +269,7 @@ static uint64_t applied_index;
 static size_t applied_n;
 static uint64_t applied_at;
 static int reported_calls;
+static int unchanged_calls; /* assignments callbacks with an unchanged answer */
 
 static size_t cb_report(void *arg, const struct agent_report **out)
 {
@@ -276,6 +287,10 @@ static void cb_reported(void *arg)
 static void cb_assignments(void *arg, const struct agent_answer *a)
 {
 	(void)arg;
+	if (a->unchanged) { /* it holds these already: nothing to take from it */
+		unchanged_calls++;
+		return;
+	}
 	applied++;
 	applied_index = a->index;
 	applied_n = a->n;
@@ -302,6 +317,7 @@ static struct agent_client *client_start(char *const *coords, size_t n, unsigned
 	applied = 0;
 	applied_index = 0;
 	reported_calls = 0;
+	unchanged_calls = 0;
 	CHECK(agent_client_init(&c, &o) == 0);
 	agent_client_start(c);
 	return c;
@@ -384,6 +400,72 @@ struct at_least {
 static bool enrolled_at(void *arg)
 {
 	return ((struct fake *)arg)->heartbeats >= 1;
+}
+
+static bool fake_has_heartbeats(void *arg);
+
+/* After its first full answer the agent names that index in every heartbeat; the "unchanged"
+ * answers reach the callback as such (to reconcile again) and change nothing it holds. */
+static void test_unchanged_answers(void)
+{
+	fake_start(&fakes[0], ANSWER);
+	fakes[0].assigned = 2;
+	char *coords[] = {fakes[0].addr};
+	struct agent_client *c = client_start(coords, 1, 0, 0);
+	CHECK(run_until(&loop, heartbeats_at, &fakes[0], 3000));
+	run_for(400);
+	pthread_mutex_lock(&fakes[0].mu);
+	int unchanged = fakes[0].unchanged;
+	CHECK(strstr(fakes[0].last_body, "\"index\":10") != NULL);
+	pthread_mutex_unlock(&fakes[0].mu);
+	CHECK(unchanged >= 2);
+	CHECK(unchanged_calls >= 2);
+	CHECK_EQ_INT(applied, 1); /* the one full answer */
+	CHECK(applied_index == 10 && applied_n == 2);
+	/* A new index: the next answer is in full again and is applied. */
+	pthread_mutex_lock(&fakes[0].mu);
+	fakes[0].index = 11;
+	fakes[0].assigned = 1;
+	pthread_mutex_unlock(&fakes[0].mu);
+	int before = fakes[0].heartbeats;
+	struct at_least w = {&fakes[0], before + 2, NULL};
+	CHECK(run_until(&loop, fake_has_heartbeats, &w, 3000));
+	CHECK(applied == 2 && applied_index == 11 && applied_n == 1);
+	client_stop(c);
+	fake_stop(&fakes[0]);
+}
+
+/* News all the time (a replica changing state every 20 ms): one early heartbeat per
+ * interval, not one every AGENT_REPORT_GAP_MS. */
+static void test_early_reports_capped(void)
+{
+	fake_start(&fakes[0], ANSWER);
+	fakes[0].interval_ms = 600;
+	char *coords[] = {fakes[0].addr};
+	struct agent_client *c = client_start(coords, 1, 0, 0);
+	struct at_least one = {&fakes[0], 1, NULL};
+	CHECK(run_until(&loop, fake_has_heartbeats, &one, 3000));
+	run_for(50);
+	int before = fakes[0].heartbeats;
+	uint64_t t0 = now_ms();
+	agent_client_report_soon(c);
+	struct at_least next = {&fakes[0], before + 1, NULL};
+	CHECK(run_until(&loop, fake_has_heartbeats, &next, 3000));
+	CHECK(now_ms() - t0 < 300); /* the first one goes early */
+	before = fakes[0].heartbeats;
+	t0 = now_ms();
+	while (now_ms() - t0 < 1800) { /* three intervals */
+		agent_client_report_soon(c);
+		run_for(20);
+	}
+	int beats = fakes[0].heartbeats - before;
+	/* Three regular beats and at most one early one in each interval: 6 at most (a beat
+	 * every 100 ms would be 18). */
+	CHECK(beats >= 3 && beats <= 7);
+	if (beats > 7)
+		fprintf(stderr, "early reports: %d heartbeats in 1.8 s\n", beats);
+	client_stop(c);
+	fake_stop(&fakes[0]);
 }
 
 /* A dead coordinator, then one without a leader that hints at the leader: the agent moves on
@@ -521,7 +603,7 @@ static void test_all_down(void)
 	struct agent_client_status st;
 	agent_client_status(c, &st);
 	CHECK(!st.connected && st.enrolled);
-	int applied_before = applied;
+	int answers_before = applied + unchanged_calls;
 	fakes[1].heartbeats = 0;
 	fake_listen(&fakes[1]);
 	uint64_t t0 = now_ms();
@@ -529,7 +611,7 @@ static void test_all_down(void)
 	CHECK(now_ms() - t0 < 600);
 	CHECK_EQ_INT(fakes[1].enrolls, 0); /* it was known all along */
 	run_for(50);
-	CHECK(applied > applied_before);
+	CHECK(applied + unchanged_calls > answers_before); /* its answers reach the replicas */
 	client_stop(c);
 	fake_stop(&fakes[1]);
 }
@@ -592,6 +674,8 @@ int main(void)
 	agent_metrics_define(metrics);
 	CHECK(fwd_init(&fwd, &loop) == 0);
 	test_steady();
+	test_unchanged_answers();
+	test_early_reports_capped();
 	test_failover_on_start();
 	test_follow_leader_and_list();
 	test_deadline();
