@@ -51,6 +51,9 @@
 /* Loop-side budget per wakeup: requests handed to handlers, and time spent on them. */
 #define HTTP_DRAIN_MAX 64
 #define HTTP_DRAIN_NS  (2 * 1000 * 1000)
+/* A request that waited this long for the loop is checked for a client that gave up on it
+ * (see client_gone): below it, checking would cost a syscall for nothing. */
+#define HTTP_STALE_NS (100 * 1000 * 1000ULL)
 /* Bodies up to this size are not charged to max_buffered: a KV write is never refused because
  * large uploads fill the budget. */
 #define HTTP_SMALL_BODY (64 * 1024)
@@ -1335,6 +1338,36 @@ static void respond_shutting_down(struct http_request *req)
 
 static void server_close_now(struct http_server *s);
 
+/* Whether the client of a request that waited long has closed its connection meanwhile (a
+ * heartbeat whose deadline passed, a curl that timed out). Under overload a queue fills with
+ * such requests; running their handlers, and rendering answers nobody reads, is what kept an
+ * overloaded leader overloaded (the queue grew to 24 s, then connections were refused). The
+ * server thread is not reading the socket while the loop holds the request (as for the direct
+ * write), so a peek sees the FIN: 0 bytes. Plain HTTP only: on TLS the peer's close_notify is
+ * data. A client that half-closes after its request and waits for the answer is taken for
+ * gone too, and only when its request waited HTTP_STALE_NS. */
+static bool client_gone(const struct http_request *req)
+{
+	char byte;
+	if (req->fd < 0 || uv_hrtime() - req->queued_ns < HTTP_STALE_NS)
+		return false;
+	ssize_t n = recv(req->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static void respond_gone(struct http_request *req)
+{
+	struct buf b;
+	buf_init(&b);
+	http_problem_body(&b, 503, "client-gone",
+	                  "the client closed the connection while the request waited for the "
+	                  "coordinator (overloaded); it was not run");
+	http_request_set_tag(req, "gone");
+	http_response_header(req, "Retry-After", "1");
+	http_respond(req, 503, "application/problem+json", b.data, b.len);
+	buf_close(&b);
+}
+
 static void handle(struct http_server *s, struct http_request *req)
 {
 	if (req->early) {
@@ -1349,6 +1382,10 @@ static void handle(struct http_server *s, struct http_request *req)
 	}
 	if (s->o.prepare != NULL)
 		s->o.prepare(req, s->o.arg);
+	if (client_gone(req)) {
+		respond_gone(req);
+		return;
+	}
 	s->o.handler(req, s->o.arg);
 }
 

@@ -8,13 +8,18 @@
  * main thread only records what the handlers saw; main checks those after joining. */
 #include "http/http.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "testlib.h"
@@ -40,6 +45,8 @@ static struct {
 	unsigned gather_pending; /* http_server_pending when all gather requests are in */
 	uint64_t gather_backlog; /* http_server_backlog_ms after the first gather's stall */
 	uint64_t hold_backlog;   /* and with nothing queued (the held request is handled) */
+	int count_calls;         /* handler calls on /count */
+	int count_gone;          /* /count completed 503 without its handler (client gone) */
 	unsigned hold_pending;   /* http_server_pending just before close */
 	int hold_answered;       /* http_request_answered(held) before close (must be 0) */
 	char query[512];         /* what /query saw */
@@ -58,6 +65,7 @@ static void on_iter(uv_check_t *h)
 	iter++;
 }
 
+static atomic_int stalling; /* set by /stall's handler, read by the client thread */
 static struct http_request *gathered[CONCURRENT];
 static int ngathered;
 static struct http_request *held;
@@ -183,6 +191,14 @@ static void handler(struct http_request *req, void *arg)
 		gathered[ngathered++] = req;
 		if (ngathered == CONCURRENT)
 			uv_timer_start(&gather_timer, on_gather, 0, 0);
+	} else if (strcmp(path, "/stall") == 0) {
+		/* Holds the loop while requests queue behind it (test_gone_client). */
+		atomic_store(&stalling, 1);
+		usleep(300 * 1000);
+		http_respond(req, 200, "text/plain", "s", 1);
+	} else if (strcmp(path, "/count") == 0) {
+		seen.count_calls++;
+		http_respond(req, 200, "text/plain", "c", 1);
 	} else if (strcmp(path, "/hold") == 0) {
 		held = req;
 		http_request_set_tag(req, "hold");
@@ -215,6 +231,9 @@ static void complete(struct http_request *req, unsigned status, double seconds, 
 		seen.complete_413++;
 	if (status == 503 && tag != NULL && strcmp(tag, "hold") == 0)
 		seen.complete_503_hold++;
+	if (status == 503 && tag != NULL && strcmp(tag, "gone") == 0 &&
+	    strcmp(http_request_path(req), "/count") == 0)
+		seen.count_gone++;
 }
 
 /* ---- client side (its own thread) --------------------------------------------------- */
@@ -664,6 +683,58 @@ static void test_concurrent(void)
 	curl_multi_cleanup(m);
 }
 
+static int raw_connect(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+	return fd;
+}
+
+static void raw_send(int fd, const char *path)
+{
+	char req[128];
+	int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+	CHECK(send(fd, req, (size_t)n, MSG_NOSIGNAL) == n);
+	requests_sent++;
+}
+
+/* The status of the one answer on fd (0 when none came within 5 s). */
+static int raw_status(int fd)
+{
+	char buf[512];
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+	int status = 0;
+	if (n > 0) {
+		buf[n] = '\0';
+		sscanf(buf, "HTTP/1.1 %d", &status);
+	}
+	return status;
+}
+
+/* While the loop is held (/stall), two requests queue behind it: the client of one closes
+ * its connection, the other waits. The first is not run (503 client-gone, tag "gone"); the
+ * second is, and is answered. */
+static void test_gone_client(void)
+{
+	int stall = raw_connect(), gone = raw_connect(), waits = raw_connect();
+	atomic_store(&stalling, 0);
+	raw_send(stall, "/stall");
+	for (int i = 0; i < 500 && !atomic_load(&stalling); i++)
+		usleep(1000);
+	CHECK(atomic_load(&stalling));
+	raw_send(gone, "/count");
+	raw_send(waits, "/count");
+	close(gone);
+	CHECK_EQ_INT(raw_status(stall), 200);
+	CHECK_EQ_INT(raw_status(waits), 200);
+	close(stall);
+	close(waits);
+}
+
 /* The last request: left pending until the server closes, so it must get a 503. */
 static void test_close_with_pending(const char *path)
 {
@@ -691,6 +762,7 @@ static void *client_main(void *arg)
 	test_bodies();
 	test_query();
 	test_concurrent();
+	test_gone_client();
 	test_close_with_pending("/hold");
 	return NULL;
 }
@@ -806,6 +878,8 @@ static void run_scenario(void *(*client)(void *), const char *name)
 		CHECK_EQ_INT(seen.gather_pending, CONCURRENT);
 		CHECK(seen.gather_backlog >= 100 && seen.gather_backlog < 5000);
 		CHECK_EQ_INT(seen.hold_backlog, 0);
+		CHECK_EQ_INT(seen.count_calls, 1); /* the client that waited, not the one gone */
+		CHECK_EQ_INT(seen.count_gone, 1);
 		CHECK_EQ_INT(seen.max_per_iter, 64);
 		CHECK_EQ_INT(seen.hold_pending, 1);
 		CHECK_EQ_INT(seen.hold_answered, 0);
