@@ -89,11 +89,11 @@ struct agent {
 	bool enrolled, silent, busy, in_heap;
 	unsigned interval_ms;
 	uint64_t next_ns;
-	size_t heap_pos;     /* its place in the heap while in_heap */
-	uint64_t last_hb_ns; /* when its last heartbeat was sent */
-	uint64_t early_ns;   /* when its last early heartbeat was due (one per interval) */
-	int target;          /* index into urls of the next attempt */
-	int attempts;        /* failures in this round */
+	size_t heap_pos;          /* its place in the heap while in_heap */
+	uint64_t last_hb_ns;      /* when its last heartbeat was sent */
+	struct agent_early early; /* its early heartbeats' budget (agent/wire.h) */
+	int target;               /* index into urls of the next attempt */
+	int attempts;             /* failures in this round */
 	unsigned backoff_ms;
 	struct replica *reps;
 	size_t n_reps;
@@ -223,16 +223,12 @@ static void schedule(struct agent *a, uint64_t at)
 	heap_push(a);
 }
 
-/* When an answer brought something to report: the agent's early heartbeat (wire.h), or
- * UINT64_MAX when it had one less than an interval ago. */
+/* When an answer brought something to report: the agent's early heartbeat (wire.h). */
 static uint64_t report_soon_at(const struct agent *a, uint64_t now)
 {
 	uint64_t soon = now + AGENT_REPORT_SOON_MS * 1000000ULL;
 	uint64_t gap_end = a->last_hb_ns + AGENT_REPORT_GAP_MS * 1000000ULL;
-	uint64_t at = soon > gap_end ? soon : gap_end;
-	if (a->early_ns != 0 && at < a->early_ns + (uint64_t)a->interval_ms * 1000000ULL)
-		return UINT64_MAX;
-	return at;
+	return soon > gap_end ? soon : gap_end;
 }
 
 static bool has_news(const struct agent *a)
@@ -248,9 +244,9 @@ static bool has_news(const struct agent *a)
 static uint64_t early(struct agent *a, uint64_t now, uint64_t next)
 {
 	uint64_t at = report_soon_at(a, now);
-	if (!has_news(a) || at >= next)
+	if (!has_news(a) || at >= next ||
+	    !agent_early_take(&a->early, at / 1000000ULL, (unsigned)a->interval_ms))
 		return next;
-	a->early_ns = at;
 	return at;
 }
 

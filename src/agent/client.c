@@ -46,14 +46,14 @@ struct agent_client {
 	unsigned interval_ms;
 	unsigned round_failures;
 	unsigned backoff_ms;
-	uint64_t round_start; /* mono ms of this round's first attempt */
-	uint64_t sent_ms;     /* mono ms the heartbeat in flight was sent */
-	uint64_t early_ms;    /* when the last early heartbeat was due (one per interval) */
-	uint64_t contact_ms;  /* mono ms the last answered heartbeat was sent (the fence) */
-	uint64_t index;       /* of the last answer applied */
-	char *last_answered;  /* the coordinator that answered the last heartbeat */
-	char *identity;       /* "Bearer agent~ID.SECRET" from the enrollment, or NULL */
-	char *bearer;         /* "Bearer " --token, or NULL */
+	uint64_t round_start;     /* mono ms of this round's first attempt */
+	uint64_t sent_ms;         /* mono ms the heartbeat in flight was sent */
+	struct agent_early early; /* the early heartbeats' budget (wire.h) */
+	uint64_t contact_ms;      /* mono ms the last answered heartbeat was sent (the fence) */
+	uint64_t index;           /* of the last answer applied */
+	char *last_answered;      /* the coordinator that answered the last heartbeat */
+	char *identity;           /* "Bearer agent~ID.SECRET" from the enrollment, or NULL */
+	char *bearer;             /* "Bearer " --token, or NULL */
 	uint64_t rng;
 	uv_timer_t timer;
 };
@@ -496,9 +496,8 @@ void agent_client_report_soon(struct agent_client *c)
 	/* The timer is the next regular heartbeat: only ever brought forward. */
 	if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) <= delay)
 		return;
-	if (c->early_ms != 0 && now + delay < c->early_ms + c->interval_ms)
-		return; /* one early heartbeat per interval (wire.h) */
-	c->early_ms = now + delay;
+	if (!agent_early_take(&c->early, now + delay, c->interval_ms))
+		return; /* its budget is spent: the regular heartbeat carries the news (wire.h) */
 	arm(c, delay);
 }
 

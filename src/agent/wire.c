@@ -217,6 +217,23 @@ char *agent_wire_enrollment(const struct agent_enrollment *e, size_t *len)
 	return encode(doc, len);
 }
 
+bool agent_early_take(struct agent_early *e, uint64_t now_ms, unsigned interval_ms)
+{
+	uint64_t cost = interval_ms / AGENT_EARLY_PER_INTERVAL;
+	uint64_t cap = (uint64_t)AGENT_EARLY_BURST * cost;
+	if (e->last_ms == 0)
+		e->credit_ms = cap;
+	else if (now_ms > e->last_ms)
+		e->credit_ms += now_ms - e->last_ms;
+	if (e->credit_ms > cap)
+		e->credit_ms = cap;
+	e->last_ms = now_ms > 0 ? now_ms : 1;
+	if (e->credit_ms < cost)
+		return false;
+	e->credit_ms -= cost;
+	return true;
+}
+
 char *agent_wire_heartbeat(const struct agent_report *r, size_t n, uint64_t index, size_t *len)
 {
 	json_t *arr = json_array();

@@ -13,13 +13,26 @@
 
 /* When a replica's reported state changes, cloudless-agent sends its next heartbeat this soon
  * (gathering the changes of a burst), and no sooner than AGENT_REPORT_GAP_MS after the previous
- * one (agent_client_report_soon); bench/fleet.c's simulated agents do the same. At most one
- * such early heartbeat per heartbeat interval: an agent that receives new work all the time
- * (a burst of thousands of placements) beats at most twice per interval, not every
- * AGENT_REPORT_GAP_MS, which multiplied the leader's heartbeat load by ten in such a burst
- * (the rest waits for the regular heartbeat). */
-#define AGENT_REPORT_SOON_MS 10
-#define AGENT_REPORT_GAP_MS  100
+ * one (agent_client_report_soon); bench/fleet.c's simulated agents do the same. Early
+ * heartbeats come from a budget (agent_early_take): AGENT_EARLY_BURST of them at once, then
+ * AGENT_EARLY_PER_INTERVAL per interval. An agent that receives new work all the time (a burst
+ * of thousands of placements) then beats at most three times per interval, not every
+ * AGENT_REPORT_GAP_MS,
+ * which multiplied the leader's heartbeat load by ten in such a burst; the two or three
+ * pieces of news of a failover (replicas placed in consecutive plan runs) still all go early.
+ */
+#define AGENT_REPORT_SOON_MS     10
+#define AGENT_REPORT_GAP_MS      100
+#define AGENT_EARLY_BURST        3
+#define AGENT_EARLY_PER_INTERVAL 2 /* the budget's refill */
+
+struct agent_early {
+	uint64_t last_ms;   /* the last take (0: never: the budget is full) */
+	uint64_t credit_ms; /* one early heartbeat costs one interval of it */
+};
+/* Whether an early heartbeat may go at now_ms (and counts it when it may): each costs
+ * interval / AGENT_EARLY_PER_INTERVAL of credit, which time refills up to the burst. */
+bool agent_early_take(struct agent_early *e, uint64_t now_ms, unsigned interval_ms);
 
 /* One Replica of an answer. */
 struct agent_assignment {

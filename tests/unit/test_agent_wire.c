@@ -242,8 +242,27 @@ static void test_bodies(void)
 	free(body);
 }
 
+/* The early heartbeats' budget: AGENT_EARLY_BURST at once, then one per interval, and idle
+ * time never saves up more than the burst. */
+static void test_early_budget(void)
+{
+	struct agent_early e = {0};
+	unsigned taken = 0;
+	for (int i = 0; i < 10; i++)
+		taken += agent_early_take(&e, 5000, 1000);
+	CHECK_EQ_INT(taken, AGENT_EARLY_BURST);
+	CHECK(!agent_early_take(&e, 5400, 1000));
+	CHECK(agent_early_take(&e, 5500, 1000)); /* half an interval later: one more */
+	CHECK(!agent_early_take(&e, 5600, 1000));
+	taken = 0;
+	for (int i = 0; i < 10; i++)
+		taken += agent_early_take(&e, 60000, 1000); /* a long quiet spell */
+	CHECK_EQ_INT(taken, AGENT_EARLY_BURST);
+}
+
 int main(void)
 {
+	test_early_budget();
 	test_heartbeat_answer();
 	test_bad_answers();
 	test_assignments_and_agent();
