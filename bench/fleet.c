@@ -239,8 +239,8 @@ static bool has_news(const struct agent *a)
 	return false;
 }
 
-/* When its next heartbeat goes, due at next: earlier when it has news and may send an early
- * one (which is then counted as its early heartbeat of this interval). */
+/* When its next heartbeat goes, due at next: earlier when it has news and its budget allows
+ * an early one (which the budget is then charged for, agent/wire.h). */
 static uint64_t early(struct agent *a, uint64_t now, uint64_t next)
 {
 	uint64_t at = report_soon_at(a, now);

@@ -28,7 +28,7 @@
 
 struct agent_early {
 	uint64_t last_ms;   /* the last take (0: never: the budget is full) */
-	uint64_t credit_ms; /* one early heartbeat costs one interval of it */
+	uint64_t credit_ms; /* one early heartbeat costs interval / AGENT_EARLY_PER_INTERVAL */
 };
 /* Whether an early heartbeat may go at now_ms (and counts it when it may): each costs
  * interval / AGENT_EARLY_PER_INTERVAL of credit, which time refills up to the burst. */
