@@ -127,11 +127,11 @@ double api_window_max_get(struct api_window_max *w)
 	return w->cur > w->prev ? w->cur : w->prev;
 }
 
-static void sync_counter(struct metrics *m, const char *name, const char *labels, uint64_t total)
+static void sync_counter(struct metrics *m, const char *name, const char *labels, double total)
 {
 	double have = metrics_counter_get(m, name, labels);
-	if ((double)total > have)
-		metrics_counter_add(m, name, labels, (double)total - have);
+	if (total > have)
+		metrics_counter_add(m, name, labels, total - have);
 }
 
 static int state_code(struct node *n)
@@ -283,12 +283,8 @@ static void sync_domain(struct api *a)
 	sync_counter(a->metrics, "cloudless_scheduling_decisions_total", "result=\"refused\"",
 	             d->decisions_refused);
 	sync_counter(a->metrics, "cloudless_liveness_spared_total", NULL, d->live_spared);
-	double held = (double)d->held_ms / 1000.0,
-	       have =
-	           metrics_counter_get(a->metrics, "cloudless_liveness_held_seconds_total", NULL);
-	if (held > have)
-		metrics_counter_add(a->metrics, "cloudless_liveness_held_seconds_total", NULL,
-		                    held - have);
+	sync_counter(a->metrics, "cloudless_liveness_held_seconds_total", NULL,
+	             (double)d->held_ms / 1000.0);
 	sync_entries(a);
 }
 
