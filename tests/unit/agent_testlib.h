@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -148,6 +149,29 @@ static inline bool proc_has_env(pid_t pid, const char *entry)
 			found = true;
 	free(env);
 	return found;
+}
+
+/* Waits (up to 5 s) until pid has run execve: the driver returns from its fork before the
+ * child has set up its session, directory and environment, and until it execs,
+ * /proc/pid/environ and cwd are still this test's. A child that has not exec'd yet runs this
+ * test's own executable. Returns false if it still had not after the deadline. */
+static inline bool proc_wait_exec(pid_t pid)
+{
+	char self[PATH_MAX], link[64], exe[PATH_MAX];
+	ssize_t ns = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (ns <= 0)
+		return false;
+	self[ns] = '\0';
+	snprintf(link, sizeof link, "/proc/%d/exe", (int)pid);
+	for (uint64_t deadline = now_ms() + 5000; now_ms() < deadline; usleep(1000)) {
+		ssize_t n = readlink(link, exe, sizeof exe - 1);
+		if (n <= 0)
+			return true; /* gone (or a zombie): nothing left to wait for */
+		exe[n] = '\0';
+		if (strcmp(exe, self) != 0)
+			return true;
+	}
+	return false;
 }
 
 /* Starts `sh -c script` in a session of its own, as an earlier agent would have: the

@@ -86,9 +86,10 @@ static int spawn_sh(struct agent_driver *d, const char *dir, const char *script,
 	struct agent_launch l = {.dir = dir, .argv = argv, .envp = env ? env : noenv};
 	char err[256];
 	int rc = agent_driver_spawn(d, &l, on_exit_cb, o, p, err, sizeof err);
-	if (rc == 0)
+	if (rc == 0) {
 		track_group(agent_proc_pid(*p));
-	else
+		CHECK(proc_wait_exec(agent_proc_pid(*p)));
+	} else
 		fprintf(stderr, "spawn: %s\n", err);
 	return rc;
 }

@@ -144,6 +144,7 @@ static pid_t wait_restarted(struct agent_replicas *r, const char *id, uint64_t e
 	struct agent_replica_info i;
 	agent_replicas_info(r, id, epoch, &i);
 	track_group(i.pid);
+	CHECK(proc_wait_exec(i.pid));
 	return i.pid;
 }
 
@@ -151,8 +152,10 @@ static struct agent_replica_info info_of(struct agent_replicas *r, const char *i
 {
 	struct agent_replica_info info = {0};
 	CHECK(agent_replicas_info(r, id, epoch, &info) == 0);
-	if (info.pid > 0)
+	if (info.pid > 0) {
 		track_group(info.pid);
+		CHECK(proc_wait_exec(info.pid)); /* what it runs with is set in the child */
+	}
 	return info;
 }
 
