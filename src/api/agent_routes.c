@@ -199,28 +199,24 @@ static void render_assignments(struct api_op *op)
 	                             (json_int_t)watch_topic_index(d, topic)));
 }
 
-/* On the leader: the heartbeat itself. */
+/* On the leader, with the reports heartbeat() parsed (op->dom_op) and the index they name. */
 static void heartbeat_local(struct api_op *op)
 {
-	char err[256];
-	size_t len = 0;
-	const char *body = http_request_body(op->req, &len);
-	uint64_t index;
-	json_t *reports = spec_heartbeat(body, len, &index, err, sizeof err);
-	json_t *answer;
-	if (reports == NULL) {
-		api_domain_problem(op, 400, "bad-heartbeat", "%s", err);
-		return;
-	}
+	char *answer;
+	size_t len;
 	metrics_counter_add(op->api->metrics, "cloudless_agent_heartbeats_total", NULL, 1);
-	int rv = domain_heartbeat(op->api->domain, op->dom_key, reports, index, &answer);
-	json_decref(reports);
+	int rv = domain_heartbeat(op->api->domain, op->dom_key, op->dom_op, op->dom_index, &answer,
+	                          &len);
 	if (rv == 404) {
 		api_domain_problem(op, 404, "not-found",
 		                   "agent %s is not enrolled: enroll it again", op->dom_key);
 		return;
 	}
-	api_domain_respond(op, 200, answer);
+	if (rv != 0) {
+		api_domain_problem(op, 500, "internal", "cannot encode the heartbeat answer");
+		return;
+	}
+	api_domain_respond_text(op, 200, answer, len);
 }
 
 static void heartbeat(struct api *a, struct http_request *req, const char *id)
@@ -228,15 +224,16 @@ static void heartbeat(struct api *a, struct http_request *req, const char *id)
 	char err[256];
 	size_t len = 0;
 	const char *body = http_request_body(req, &len);
-	/* Validated here too, so a bad body never costs a forward. */
+	/* Validated here, so a bad body never costs a forward; a follower forwards the body
+	 * as it came, and the leader serves the parsed reports (parsing each heartbeat twice
+	 * was a tenth of a busy leader's time). */
 	uint64_t index;
 	json_t *reports = spec_heartbeat(body, len, &index, err, sizeof err);
 	if (reports == NULL) {
 		http_problem(req, 400, "bad-heartbeat", "%s", err);
 		return;
 	}
-	json_decref(reports);
-	api_domain_leader_call(a, req, id, heartbeat_local);
+	api_domain_leader_call(a, req, id, reports, index, heartbeat_local);
 }
 
 static void flag(struct api *a, struct http_request *req, const char *id, const char *which)

@@ -272,11 +272,15 @@ void api_domain_write_token(struct api *a, struct http_request *req, json_t *op_
                             const char *agent_token);
 void api_domain_read(struct api *a, struct http_request *req, const char *key, const char *topic,
                      void (*render)(struct api_op *op));
-/* Runs on the leader (no raft entry): heartbeats. */
-void api_domain_leader_call(struct api *a, struct http_request *req, const char *key,
-                            void (*render)(struct api_op *op));
+/* Runs on the leader (no raft entry): heartbeats. body is the request body as the route
+ * already parsed it (taken; op->dom_op, with its index in op->dom_index), so the leader does
+ * not parse it again when it serves the request itself. */
+void api_domain_leader_call(struct api *a, struct http_request *req, const char *key, json_t *body,
+                            uint64_t index, void (*render)(struct api_op *op));
 /* Answers op (a JSON value, taken) with the common headers, then releases it. */
 void api_domain_respond(struct api_op *op, unsigned status, json_t *body);
+/* The same with a JSON document already encoded (a malloc'd text of len bytes, taken). */
+void api_domain_respond_text(struct api_op *op, unsigned status, char *text, size_t len);
 void api_domain_problem(struct api_op *op, unsigned status, const char *slug, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* The answer to a write that rendered a resource now gone: only a retried write (dom_replayed)

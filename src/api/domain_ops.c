@@ -34,13 +34,26 @@ static void set_topic_index(struct api_op *op)
 	http_response_header(op->req, CLOUDLESS_HDR_INDEX, v);
 }
 
-void api_domain_respond(struct api_op *op, unsigned status, json_t *body)
+static void respond_headers(struct api_op *op)
 {
 	api_common_headers(op->api, op->req);
 	/* A read of a topic says the topic's index (what ?index= compares), not the store's. */
 	if (op->dom_topic[0] != '\0')
 		set_topic_index(op);
+}
+
+void api_domain_respond(struct api_op *op, unsigned status, json_t *body)
+{
+	respond_headers(op);
 	http_respond_json(op->req, status, body);
+	op->req = NULL;
+	api_op_release(op);
+}
+
+void api_domain_respond_text(struct api_op *op, unsigned status, char *text, size_t len)
+{
+	respond_headers(op);
+	http_respond_take(op->req, status, "application/json", text, len);
 	op->req = NULL;
 	api_op_release(op);
 }
@@ -272,14 +285,18 @@ void api_domain_read(struct api *a, struct http_request *req, const char *key, c
 	api_dispatch_to_leader(op);
 }
 
-void api_domain_leader_call(struct api *a, struct http_request *req, const char *key,
-                            void (*render)(struct api_op *op))
+void api_domain_leader_call(struct api *a, struct http_request *req, const char *key, json_t *body,
+                            uint64_t index, void (*render)(struct api_op *op))
 {
 	uint64_t deadline;
-	if (api_request_deadline(a, req, &deadline) != 0)
+	if (api_request_deadline(a, req, &deadline) != 0) {
+		json_decref(body);
 		return;
+	}
 	struct api_op *op = api_op_new(a, req, API_OP_WRITE);
 	op->dom_key = strdup(key);
+	op->dom_op = body;
+	op->dom_index = index;
 	op->safe_to_retry = true; /* nothing is proposed on its behalf that a retry repeats */
 	op->deadline_ms = deadline;
 	op->local = render;

@@ -132,6 +132,7 @@ void domain_init(struct domain *d, uv_loop_t *loop, struct node *node, struct me
 	hmap_init(&d->reported);
 	hmap_init(&d->dirty);
 	hmap_init(&d->inflight);
+	assign_cache_init(&d->assign);
 	hmap_init(&d->watches.topics);
 	d->reports = json_array();
 	uv_timer_init(loop, &d->tick);
@@ -156,6 +157,7 @@ void domain_close(struct domain *d)
 	hmap_close(&d->live);
 	hmap_close(&d->reported);
 	hmap_close(&d->dirty);
+	assign_cache_close(&d->assign);
 	hmap_close(&d->inflight);
 	hmap_close(&d->watches.topics);
 	json_decref(d->reports);

@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "domain/assign.h"
 #include "fsm/domain.h"
 #include "metrics/metrics.h"
 #include "raft/node.h"
@@ -109,7 +110,8 @@ struct domain {
 	/* The liveness clock is the monotonic one minus held_ms: the time the leader lost (it
 	 * only grows; /metrics reports it). */
 	uint64_t held_ms;
-	uint64_t last_tick_ms; /* 0: no tick yet as leader */
+	uint64_t last_tick_ms;      /* 0: no tick yet as leader */
+	struct assign_cache assign; /* the text of heartbeat answers' assignments (assign.h) */
 
 	/* plan.c */
 	struct hmap dirty;    /* workload keys to plan */
@@ -152,11 +154,13 @@ void domain_encode(const struct domain *d, json_t *op, const struct domain_idem 
                    uint64_t ts_ms, struct buf *out);
 
 /* ---- liveness.c ---- */
-/* A heartbeat on the leader: 0 and *answer (owned by the caller) when the agent is known;
- * 404 when it is not enrolled. known_index is the assignments index the agent holds (0: none):
- * when it is the current one, the answer leaves the assignments out ("unchanged": true). */
+/* A heartbeat on the leader: 0 and *answer, its compact JSON text (malloc'd, *len bytes,
+ * NUL-terminated; the caller frees it), when the agent is known; 404 when it is not enrolled,
+ * 500 when the answer cannot be encoded. reports is borrowed. known_index is the assignments
+ * index the agent holds (0: none): when it is the current one, the answer leaves the
+ * assignments out ("unchanged": true). */
 int domain_heartbeat(struct domain *d, const char *agent_id, json_t *reports, uint64_t known_index,
-                     json_t **answer);
+                     char **answer, size_t *len);
 void liveness_leader_start(struct domain *d);
 void liveness_leader_stop(struct domain *d);
 /* Every DOMAIN_TICK_MS on the leader: holds the liveness clock back by however late the tick

@@ -210,6 +210,7 @@ void liveness_leader_stop(struct domain *d)
 {
 	live_free_all(d);
 	reported_clear(d);
+	assign_cache_clear(&d->assign);
 	if (d->reports != NULL)
 		json_array_clear(d->reports);
 }
@@ -361,10 +362,11 @@ static void compare_reports(struct domain *d, struct dom_agent *a, json_t *repor
 }
 
 int domain_heartbeat(struct domain *d, const char *agent_id, json_t *reports, uint64_t known_index,
-                     json_t **answer)
+                     char **answer, size_t *len)
 {
 	struct dom_agent *a = dom_agent_get(&d->node->fsm.domain, agent_id);
 	*answer = NULL;
+	*len = 0;
 	if (a == NULL)
 		return 404;
 	d->heartbeats++;
@@ -382,19 +384,25 @@ int domain_heartbeat(struct domain *d, const char *agent_id, json_t *reports, ui
 	const struct fsm_member *leader = NULL;
 	node_leader(d->node, &leader, NULL, NULL);
 	json_int_t hb = json_integer_value(json_object_get(a->doc, "heartbeat_interval_ms"));
-	*answer = json_pack("{s:I, s:I, s:o, s:o}", "index", (json_int_t)a->assign_index,
-	                    "heartbeat_interval_ms", hb > 0 ? hb : (json_int_t)d->opts.heartbeat_ms,
-	                    "leader", leader != NULL ? json_string(leader->http_addr) : json_null(),
-	                    "coordinators", view_coordinators(d));
+	json_t *head =
+	    json_pack("{s:I, s:I, s:o, s:o}", "index", (json_int_t)a->assign_index,
+	              "heartbeat_interval_ms", hb > 0 ? hb : (json_int_t)d->opts.heartbeat_ms,
+	              "leader", leader != NULL ? json_string(leader->http_addr) : json_null(),
+	              "coordinators", view_coordinators(d));
 	/* The agent already applied the assignments of this index: rendering them again (every
 	 * replica with its spec, every beat) was most of a heartbeat's cost once agents ran
 	 * dozens of replicas. Only an index this node's applies set counts (assign_exact): one
-	 * rebuilt from the store may be older than a change the agent has seen. */
-	if (known_index != 0 && known_index == a->assign_index && a->assign_exact)
-		json_object_set_new(*answer, "unchanged", json_true());
-	else
-		json_object_set_new(*answer, "assignments", view_assignments(d, a));
-	return 0;
+	 * rebuilt from the store may be older than a change the agent has seen. Otherwise the
+	 * list is joined from each replica's cached text (assign.h). */
+	if (known_index != 0 && known_index == a->assign_index && a->assign_exact) {
+		json_object_set_new(head, "unchanged", json_true());
+		*answer = json_dumps(head, JSON_COMPACT);
+		json_decref(head);
+		*len = *answer != NULL ? strlen(*answer) : 0;
+	} else {
+		*answer = assign_answer_text(&d->assign, &d->node->fsm.domain, head, a, len);
+	}
+	return *answer != NULL ? 0 : 500;
 }
 
 void liveness_flush_reports(struct domain *d)

@@ -361,7 +361,7 @@ static void place_slot(struct plan_run *run, const struct dom_workload *w, struc
 	struct domain *d = run->d;
 	struct dom_replica *r = dom_slot_get(&d->node->fsm.domain, w->key, slot);
 	char id[320];
-	snprintf(id, sizeof id, "%s/%u", w->key, slot);
+	dom_slot_id(id, sizeof id, w->key, slot);
 	if (hmap_get(&d->inflight, id) != NULL || needs_place(w, r) == NULL ||
 	    fence_holds(d, w, r) || exclusive_stop_first(d, w, r))
 		return;
@@ -421,7 +421,7 @@ static bool needs_work(struct domain *d, const struct dom_workload *w)
 		struct dom_replica *r = dom_slot_get(dom, w->key, s);
 		if (needs_place(w, r) == NULL)
 			continue;
-		snprintf(id, sizeof id, "%s/%u", w->key, s);
+		dom_slot_id(id, sizeof id, w->key, s);
 		if (hmap_get(&d->inflight, id) == NULL)
 			return true;
 	}

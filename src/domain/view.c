@@ -1,6 +1,6 @@
 /* view: the JSON documents the API answers with (see domain.h): records as stored, plus what
  * is derived from the mirror (an agent's allocated resources, a workload's status, a
- * replica's spec for the agent that runs it). Lists are in id order. */
+ * replica's spec for the agent that runs it: assign.c). Lists are in id order. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,47 +8,9 @@
 #include "domain/domain.h"
 #include "store/store.h"
 
-static int cmp_replica(const void *a, const void *b)
-{
-	const struct dom_replica *x = *(const struct dom_replica *const *)a;
-	const struct dom_replica *y = *(const struct dom_replica *const *)b;
-	if (strcmp(x->workload, y->workload) != 0)
-		return strcmp(x->workload, y->workload);
-	return x->slot < y->slot ? -1 : x->slot > y->slot;
-}
-
-static json_t *replica_spec(struct domain *d, const struct dom_replica *r)
-{
-	struct dom_workload *w = dom_workload_get(&d->node->fsm.domain, r->workload);
-	if (w == NULL)
-		return NULL;
-	json_t *spec = json_object();
-	static const char *const fields[] = {"command",      "env",
-	                                     "image",        "resources",
-	                                     "restart",      "kill_timeout_ms",
-	                                     "spec_version", "stop_after_disconnect_s"};
-	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-		json_object_set(spec, fields[i], json_object_get(w->doc, fields[i]));
-	return spec;
-}
-
 json_t *view_replica(struct domain *d, const struct dom_replica *r, bool with_spec)
 {
-	static const char *const fields[] = {"id",        "workload",       "slot",      "agent",
-	                                     "epoch",     "desired",        "state",     "restarts",
-	                                     "exit_code", "pending_reason", "failed_on", "version"};
-	json_t *o = json_object();
-	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-		json_t *v = json_object_get(r->doc, fields[i]);
-		if (v != NULL)
-			json_object_set(o, fields[i], v);
-	}
-	if (with_spec) {
-		json_t *spec = replica_spec(d, r);
-		if (spec != NULL)
-			json_object_set_new(o, "spec", spec);
-	}
-	return o;
+	return assign_replica_doc(&d->node->fsm.domain, r, with_spec);
 }
 
 json_t *view_agent(struct domain *d, const struct dom_agent *a, bool with_replicas)
@@ -62,15 +24,11 @@ json_t *view_agent(struct domain *d, const struct dom_agent *a, bool with_replic
 	                              "memory_bytes", (json_int_t)a->used_mem));
 	if (with_replicas) {
 		json_t *arr = json_array();
-		json_t *assigned = view_assignments(d, a);
-		size_t i;
-		json_t *r;
-		json_array_foreach(assigned, i, r)
-		{
-			json_object_del(r, "spec");
-			json_array_append(arr, r);
-		}
-		json_decref(assigned);
+		size_t n;
+		const struct dom_replica **list = assign_sorted(a, &n);
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, view_replica(d, list[i], false));
+		free(list);
 		json_object_set_new(o, "replicas", arr);
 	}
 	return o;
@@ -79,14 +37,8 @@ json_t *view_agent(struct domain *d, const struct dom_agent *a, bool with_replic
 json_t *view_assignments(struct domain *d, const struct dom_agent *a)
 {
 	json_t *arr = json_array();
-	const struct dom_replica **list = calloc(a->n_replicas + 1, sizeof *list);
-	size_t n = 0;
-	if (list == NULL)
-		abort();
-	for (const struct dom_replica *r = a->replicas; r != NULL && n < a->n_replicas;
-	     r = r->anext)
-		list[n++] = r;
-	qsort(list, n, sizeof *list, cmp_replica);
+	size_t n;
+	const struct dom_replica **list = assign_sorted(a, &n);
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, view_replica(d, list[i], true));
 	free(list);

@@ -297,10 +297,34 @@ struct dom_replica *dom_replica_get(struct fsm_domain *d, const char *id)
 	return hmap_get(&d->replicas, id);
 }
 
+void dom_slot_id(char *out, size_t cap, const char *workload, unsigned slot)
+{
+	char digits[12];
+	size_t k = 0, n = strlen(workload);
+	do {
+		digits[k++] = (char)('0' + slot % 10);
+		slot /= 10;
+	} while (slot > 0);
+	if (n + 1 + k >= cap) { /* longer than any id the specs allow */
+		char tail[16];
+		size_t t = 0;
+		while (k > 0)
+			tail[t++] = digits[--k];
+		tail[t] = '\0';
+		snprintf(out, cap, "%s/%s", workload, tail);
+		return;
+	}
+	memcpy(out, workload, n);
+	out[n++] = '/';
+	while (k > 0)
+		out[n++] = digits[--k];
+	out[n] = '\0';
+}
+
 struct dom_replica *dom_slot_get(struct fsm_domain *d, const char *workload, unsigned slot)
 {
 	char id[512];
-	snprintf(id, sizeof id, "%s/%u", workload, slot);
+	dom_slot_id(id, sizeof id, workload, slot);
 	return hmap_get(&d->replicas, id);
 }
 

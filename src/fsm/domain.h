@@ -141,6 +141,10 @@ struct dom_workload *dom_workload_get(struct fsm_domain *d, const char *key);
 struct dom_replica *dom_replica_get(struct fsm_domain *d, const char *id);
 /* The replica of a workload's slot, or NULL. */
 struct dom_replica *dom_slot_get(struct fsm_domain *d, const char *workload, unsigned slot);
+/* Writes the id of a workload's slot ("<workload>/<slot>") to out, as snprintf would
+ * (truncated to cap - 1 bytes). Without printf's machinery: the scheduler builds one for
+ * every slot of every workload it plans, and snprintf was a twentieth of a busy leader. */
+void dom_slot_id(char *out, size_t cap, const char *workload, unsigned slot);
 
 const char *dom_rstate_name(enum dom_rstate s);
 int dom_rstate_parse(const char *s); /* -1 when unknown */

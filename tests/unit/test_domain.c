@@ -2,7 +2,9 @@
  * would: enrollment, workloads, placements re-checked against the state they land in
  * (stale epochs, offline or full agents refused), reports only from the current placement,
  * scale-down and deletion as stop records that go once the agent confirms, agent removal,
- * the mirror rebuilt from the store, and two fsms fed the same entries agreeing. */
+ * the mirror rebuilt from the store, and two fsms fed the same entries agreeing; and the
+ * cached text of an agent's assignments (domain/assign.c) always the same JSON as a fresh
+ * render, through every kind of change. */
 #include <ftw.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "domain/assign.h"
 #include "fsm/fsm.h"
 #include "testlib.h"
 
@@ -431,6 +434,138 @@ static void test_idempotent_ops(void)
 	env_close(&e, true);
 }
 
+/* The JSON of a's assignments rendered afresh, as assign_list_text must give it. */
+static char *fresh_list(struct env *e, const char *agent)
+{
+	struct dom_agent *a = dom_agent_get(&e->f.domain, agent);
+	json_t *arr = json_array();
+	size_t n;
+	const struct dom_replica **list = assign_sorted(a, &n);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, assign_replica_doc(&e->f.domain, list[i], true));
+	free(list);
+	char *s = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return s;
+}
+
+/* Whether the cached list of agent is exactly the fresh render; *text gets the list. */
+static bool cached_is_fresh(struct env *e, struct assign_cache *c, const char *agent,
+                            struct buf *text)
+{
+	buf_reset(text);
+	assign_list_text(c, &e->f.domain, dom_agent_get(&e->f.domain, agent), text);
+	buf_put_u8(text, '\0');
+	char *want = fresh_list(e, agent);
+	bool same = want != NULL && strcmp(text->data, want) == 0;
+	if (!same)
+		fprintf(stderr, "cached %s\nfresh  %s\n", text->data, want);
+	free(want);
+	return same;
+}
+
+static void test_assignment_texts(void)
+{
+	struct env e = {0};
+	struct assign_cache c;
+	struct buf t;
+	buf_init(&t);
+	assign_cache_init(&c);
+	env_open(&e);
+	enroll(&e, "a1", "z1", 1000, 100);
+	enroll(&e, "a2", "z1", 1000, 100);
+	put_workload(&e, "web", 3, 100, "sleep");
+	put_workload(&e, "api", 1, 100, "true");
+	CHECK(cached_is_fresh(&e, &c, "a1", &t) && strcmp(t.data, "[]") == 0);
+	place(&e, "default/web/0", 0, "a1");
+	place(&e, "default/web/1", 0, "a1");
+	place(&e, "default/api/0", 0, "a1");
+	CHECK(cached_is_fresh(&e, &c, "a1", &t));
+	CHECK(strstr(t.data, "\"default/api/0\"") <
+	      strstr(t.data, "\"default/web/0\"")); /* id order */
+	CHECK_EQ_INT(c.misses, 3);
+	CHECK(cached_is_fresh(&e, &c, "a1", &t)); /* nothing changed: every text from the cache */
+	CHECK_EQ_INT(c.misses, 3);
+	CHECK_EQ_INT(c.hits, 3);
+
+	/* A report changes one record: only its text is rendered again. */
+	struct dom_replica *r = dom_replica_get(&e.f.domain, "default/web/0");
+	CHECK_EQ_INT(report(&e, "a1", "default/web/0", r->epoch, "running"), FSM_OK_UPDATED);
+	CHECK(cached_is_fresh(&e, &c, "a1", &t) && strstr(t.data, "\"running\"") != NULL);
+	CHECK_EQ_INT(c.misses, 4);
+	/* A new spec of web: both of its replicas get it, api's text stays. */
+	put_workload(&e, "web", 3, 100, "sleep-v2");
+	CHECK(cached_is_fresh(&e, &c, "a1", &t) && strstr(t.data, "sleep-v2") != NULL);
+	CHECK_EQ_INT(c.misses, 6);
+	/* A scale that changes only the workload record renders its replicas again too. */
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":4}"),
+	             FSM_OK_UPDATED);
+	CHECK(cached_is_fresh(&e, &c, "a1", &t));
+	/* A move: gone from a1's list, in a2's with its new epoch. */
+	r = dom_replica_get(&e.f.domain, "default/web/1");
+	CHECK_EQ_INT(place(&e, "default/web/1", r->epoch, "a2"), FSM_OK_UPDATED);
+	CHECK(cached_is_fresh(&e, &c, "a1", &t) && strstr(t.data, "default/web/1") == NULL);
+	CHECK(cached_is_fresh(&e, &c, "a2", &t) && strstr(t.data, "default/web/1") != NULL);
+	/* Told to stop (scale down), then the workload deleted: no spec any more. */
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.scale\",\"key\":\"default/web\",\"replicas\":1}"),
+	             FSM_OK_UPDATED);
+	CHECK(cached_is_fresh(&e, &c, "a2", &t) && strstr(t.data, "\"stop\"") != NULL);
+	CHECK_EQ_INT(opf(&e, "{\"op\":\"workload.delete\",\"key\":\"default/web\"}"),
+	             FSM_OK_DELETED);
+	CHECK(cached_is_fresh(&e, &c, "a1", &t) && strstr(t.data, "sleep-v2") == NULL);
+
+	/* The answer: the head's fields, then the list, as one object. */
+	size_t len;
+	char *ans =
+	    assign_answer_text(&c, &e.f.domain, json_pack("{s:i, s:n}", "index", 7, "leader"),
+	                       dom_agent_get(&e.f.domain, "a1"), &len);
+	json_error_t jerr;
+	json_t *doc = ans != NULL ? json_loadb(ans, len, 0, &jerr) : NULL;
+	char *want = fresh_list(&e, "a1");
+	json_t *list = json_loads(want, 0, &jerr);
+	CHECK(doc != NULL && json_integer_value(json_object_get(doc, "index")) == 7 &&
+	      json_is_null(json_object_get(doc, "leader")) && json_object_size(doc) == 3 &&
+	      json_equal(json_object_get(doc, "assignments"), list));
+	CHECK_EQ_INT(len, ans != NULL ? strlen(ans) : 0);
+	free(ans);
+	json_decref(doc);
+	ans = assign_answer_text(&c, &e.f.domain, json_object(), dom_agent_get(&e.f.domain, "a1"),
+	                         &len);
+	doc = ans != NULL ? json_loadb(ans, len, 0, &jerr) : NULL;
+	CHECK(doc != NULL && json_object_size(doc) == 1 &&
+	      json_equal(json_object_get(doc, "assignments"), list));
+	free(ans);
+	json_decref(doc);
+	json_decref(list);
+	free(want);
+
+	/* Cleared (leadership ended): the next list renders every text again, the same. */
+	assign_cache_clear(&c);
+	uint64_t misses = c.misses;
+	CHECK(cached_is_fresh(&e, &c, "a1", &t));
+	CHECK(c.misses > misses);
+	assign_cache_close(&c);
+	buf_close(&t);
+	env_close(&e, true);
+}
+
+/* dom_slot_id writes what snprintf("%s/%u") would, truncation included. */
+static void test_slot_ids(void)
+{
+	const char *keys[] = {"", "default/web", "ns/a-very-long-workload-name-of-many-letters"};
+	unsigned slots[] = {0, 7, 10, 99, 100, 65535, 4294967295u};
+	size_t caps[] = {1, 2, 5, 12, 13, 14, 40, 64, 512};
+	for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+		for (size_t s = 0; s < sizeof slots / sizeof *slots; s++)
+			for (size_t c = 0; c < sizeof caps / sizeof *caps; c++) {
+				char want[512], got[512];
+				memset(got, 'x', sizeof got);
+				snprintf(want, caps[c], "%s/%u", keys[k], slots[s]);
+				dom_slot_id(got, caps[c], keys[k], slots[s]);
+				CHECK_EQ_STR(got, want);
+			}
+}
+
 int main(void)
 {
 	test_enroll_and_agent_state();
@@ -441,5 +576,7 @@ int main(void)
 	test_agent_delete_and_drain();
 	test_rebuild_and_agreement();
 	test_idempotent_ops();
+	test_assignment_texts();
+	test_slot_ids();
 	TEST_DONE();
 }
