@@ -411,11 +411,13 @@ void liveness_flush_reports(struct domain *d)
 		return;
 	json_t *batch = d->reports;
 	if (json_array_size(batch) > REPORTS_PER_ENTRY) {
-		json_t *rest = json_array();
-		while (json_array_size(batch) > REPORTS_PER_ENTRY) {
-			json_array_append(rest, json_array_get(batch, REPORTS_PER_ENTRY));
-			json_array_remove(batch, REPORTS_PER_ENTRY);
-		}
+		/* One pass: removing the tail one report at a time moved the rest each time. */
+		json_t *all = batch, *rest = json_array();
+		batch = json_array();
+		for (size_t i = 0; i < json_array_size(all); i++)
+			json_array_append(i < REPORTS_PER_ENTRY ? batch : rest,
+			                  json_array_get(all, i));
+		json_decref(all);
 		d->reports = rest;
 	} else {
 		d->reports = json_array();
