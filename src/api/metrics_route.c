@@ -70,6 +70,11 @@ void api_metrics_define(struct metrics *m)
 	               "than its deadline were still queued for the leader's loop (its heartbeat "
 	               "may be among them).",
 	               NULL, 0);
+	metrics_define(m, "cloudless_assignment_texts_total", METRICS_COUNTER,
+	               "Replica documents the leader put in heartbeat answers, by source: cached "
+	               "(the text kept since the replica and its workload last changed) or "
+	               "rendered (built and encoded again).",
+	               NULL, 0);
 	metrics_define(m, "cloudless_scheduling_duration_seconds", METRICS_HISTOGRAM,
 	               "Time one scheduler pass took on the leader.", LATENCY_BUCKETS, nb);
 	metrics_define(m, "cloudless_raft_entries_total", METRICS_COUNTER,
@@ -283,6 +288,10 @@ static void sync_domain(struct api *a)
 	sync_counter(a->metrics, "cloudless_scheduling_decisions_total", "result=\"refused\"",
 	             d->decisions_refused);
 	sync_counter(a->metrics, "cloudless_liveness_spared_total", NULL, d->live_spared);
+	sync_counter(a->metrics, "cloudless_assignment_texts_total", "result=\"cached\"",
+	             (double)d->assign.hits);
+	sync_counter(a->metrics, "cloudless_assignment_texts_total", "result=\"rendered\"",
+	             (double)d->assign.misses);
 	sync_counter(a->metrics, "cloudless_liveness_held_seconds_total", NULL,
 	             (double)d->held_ms / 1000.0);
 	sync_entries(a);

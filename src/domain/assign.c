@@ -21,12 +21,7 @@ void assign_cache_init(struct assign_cache *c)
 
 void assign_cache_clear(struct assign_cache *c)
 {
-	const char *k;
-	void *v;
-	for (size_t i = 0; hmap_next(&c->texts, &i, &k, &v);)
-		free(v);
-	hmap_close(&c->texts);
-	hmap_init(&c->texts);
+	hmap_clear(&c->texts, free);
 }
 
 void assign_cache_close(struct assign_cache *c)

@@ -26,8 +26,8 @@
 #include "util/hmap.h"
 
 struct assign_cache {
-	struct hmap texts; /* replica id -> struct assign_text */
-	uint64_t hits, misses;
+	struct hmap texts;     /* replica id -> struct assign_text */
+	uint64_t hits, misses; /* texts served from the cache, rendered (/metrics) */
 };
 
 void assign_cache_init(struct assign_cache *c);

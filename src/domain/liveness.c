@@ -107,31 +107,22 @@ static struct dom_live *live_get(struct domain *d, const char *id, bool create)
 	return l;
 }
 
-static void live_free(struct dom_live *l)
+static void live_free(void *v)
 {
+	struct dom_live *l = v;
 	json_decref(l->reported);
 	free(l);
 }
 
 static void live_free_all(struct domain *d)
 {
-	const char *k;
-	void *v;
-	for (size_t i = 0; hmap_next(&d->live, &i, &k, &v);)
-		live_free(v);
-	hmap_close(&d->live);
-	hmap_init(&d->live);
+	hmap_clear(&d->live, live_free);
 	d->due_head = d->due_tail = NULL;
 }
 
 static void reported_clear(struct domain *d)
 {
-	const char *k;
-	void *v;
-	for (size_t i = 0; hmap_next(&d->reported, &i, &k, &v);)
-		free(v);
-	hmap_close(&d->reported);
-	hmap_init(&d->reported);
+	hmap_clear(&d->reported, free);
 }
 
 static void prop_cb(struct node_propose *p, int status, void *result)

@@ -33,6 +33,15 @@ void hmap_close(struct hmap *m)
 	memset(m, 0, sizeof *m);
 }
 
+void hmap_clear(struct hmap *m, void (*free_value)(void *))
+{
+	for (size_t i = 0; free_value != NULL && i < m->cap; i++)
+		if (m->slots[i].key != NULL && m->slots[i].key != HMAP_TOMBSTONE)
+			free_value(m->slots[i].value);
+	hmap_close(m);
+	hmap_init(m);
+}
+
 /* The slot holding key, or (insert) the first free one on its probe path. */
 static struct hmap_slot *find(const struct hmap *m, const char *key, bool insert)
 {

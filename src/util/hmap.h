@@ -26,6 +26,9 @@ struct hmap {
 void hmap_init(struct hmap *m);
 /* Frees the keys and the table, not the values. */
 void hmap_close(struct hmap *m);
+/* Empties the map (usable again, as after hmap_init), passing every value to free_value
+ * first when it is not NULL: for maps that own their values. */
+void hmap_clear(struct hmap *m, void (*free_value)(void *));
 void *hmap_get(const struct hmap *m, const char *key);
 /* Inserts or replaces; returns the previous value (NULL if none). Aborts on OOM. */
 void *hmap_put(struct hmap *m, const char *key, void *value);

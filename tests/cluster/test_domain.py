@@ -418,7 +418,8 @@ def test_heartbeat_names_its_index(make):
     """An agent that names the assignments index it holds gets "unchanged" and no list while
     nothing of its own changed, on the leader and through a follower; any older index, or a
     change to its replicas, brings the list in full with the new index; a malformed index is
-    a 400 that changes nothing."""
+    a 400 that changes nothing. The leader serves a list again from each replica's cached
+    text while the replica and its workload are unchanged, and renders a changed one anew."""
     c, nodes, agents = cluster_with_agents(make)
     try:
         nodes[0].req("POST", "/v1/workloads", spec("web"))
@@ -436,10 +437,21 @@ def test_heartbeat_names_its_index(make):
             assert r is not None and r.status == 200, r
             return r.json()
 
+        leader = c.leader()
+
+        def texts(source):
+            return metric_sum(leader, 'cloudless_assignment_texts_total{result="%s"}' % source)
         full = beat(nodes[0])
         n = full["index"]
         assert n > 0 and "unchanged" not in full, full
         assert sorted(a["id"] for a in full["assignments"]) == sorted(me.runs()), full
+        cached, rendered = texts("cached"), texts("rendered")
+        assert rendered >= 1, rendered
+        again = beat(leader)  # nothing changed: the same list, from the cached texts
+        assert again["assignments"] == full["assignments"], (again, full)
+        # (the other agents' beats, without an index, are served lists from the cache too)
+        assert texts("cached") >= cached + len(full["assignments"]), (texts("cached"), cached)
+        assert texts("rendered") == rendered, (texts("rendered"), rendered)
         for node in nodes:  # the leader and both followers (forwarded) answer alike
             same = beat(node, n)
             assert same.get("unchanged") is True and "assignments" not in same, same
@@ -457,6 +469,8 @@ def test_heartbeat_names_its_index(make):
             return "unchanged" not in ans and ans["index"] > n and ans
         ans = wait_for("%s told to stop its replica" % me.id, changed)
         assert not [a for a in ans["assignments"] if a["desired"] == "run"], ans
+        # Its replica moved: the agent now given it is sent a text rendered for the new record.
+        wait_for("the moved replica rendered", lambda: texts("rendered") > rendered)
         assert beat(nodes[0], ans["index"]).get("unchanged") is True
 
         for bad in (-1, "7", 1.5, True):
