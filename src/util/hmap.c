@@ -42,12 +42,14 @@ void hmap_clear(struct hmap *m, void (*free_value)(void *))
 	hmap_init(m);
 }
 
-/* The slot holding key, or (insert) the first free one on its probe path. */
-static struct hmap_slot *find(const struct hmap *m, const char *key, bool insert)
+/* The slot holding key (of hash h), or (insert) the first free one on its probe path. The
+ * strings are compared only when the hashes are equal: a probe path through thousands of
+ * similar ids ("agent-00042") was mostly strcmp (docs/benchmarks.md). */
+static struct hmap_slot *find(const struct hmap *m, const char *key, uint64_t h, bool insert)
 {
 	if (m->cap == 0)
 		return NULL;
-	size_t mask = m->cap - 1, i = (size_t)hash(key) & mask;
+	size_t mask = m->cap - 1, i = (size_t)h & mask;
 	struct hmap_slot *free_slot = NULL;
 	for (;;) {
 		struct hmap_slot *s = &m->slots[i];
@@ -56,7 +58,7 @@ static struct hmap_slot *find(const struct hmap *m, const char *key, bool insert
 		if (s->key == HMAP_TOMBSTONE) {
 			if (free_slot == NULL)
 				free_slot = s;
-		} else if (strcmp(s->key, key) == 0) {
+		} else if (s->hash == h && strcmp(s->key, key) == 0) {
 			return s;
 		}
 		i = (i + 1) & mask;
@@ -81,15 +83,18 @@ static void grow(struct hmap *m)
 	for (size_t i = 0; i < old_cap; i++) {
 		if (old[i].key == NULL || old[i].key == HMAP_TOMBSTONE)
 			continue;
-		struct hmap_slot *s = find(m, old[i].key, true);
-		*s = old[i];
+		/* The new table has no tombstones and no equal keys: the first empty slot. */
+		size_t j = (size_t)old[i].hash & (cap - 1);
+		while (m->slots[j].key != NULL)
+			j = (j + 1) & (cap - 1);
+		m->slots[j] = old[i];
 	}
 	free(old);
 }
 
 void *hmap_get(const struct hmap *m, const char *key)
 {
-	struct hmap_slot *s = find(m, key, false);
+	struct hmap_slot *s = find(m, key, hash(key), false);
 	return s != NULL ? s->value : NULL;
 }
 
@@ -97,7 +102,8 @@ void *hmap_put(struct hmap *m, const char *key, void *value)
 {
 	if ((m->used + 1) * 4 >= m->cap * 3)
 		grow(m);
-	struct hmap_slot *s = find(m, key, true);
+	uint64_t h = hash(key);
+	struct hmap_slot *s = find(m, key, h, true);
 	if (s->key != NULL && s->key != HMAP_TOMBSTONE) {
 		void *prev = s->value;
 		s->value = value;
@@ -111,13 +117,14 @@ void *hmap_put(struct hmap *m, const char *key, void *value)
 		abort();
 	}
 	s->value = value;
+	s->hash = h;
 	m->n++;
 	return NULL;
 }
 
 void *hmap_del(struct hmap *m, const char *key)
 {
-	struct hmap_slot *s = find(m, key, false);
+	struct hmap_slot *s = find(m, key, hash(key), false);
 	if (s == NULL)
 		return NULL;
 	void *v = s->value;

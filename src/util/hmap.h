@@ -10,10 +10,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct hmap_slot {
 	char *key; /* NULL: empty; HMAP_TOMBSTONE: deleted */
 	void *value;
+	uint64_t hash; /* of key: probes compare it before the strings, growth reuses it */
 };
 
 struct hmap {
