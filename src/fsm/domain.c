@@ -297,21 +297,17 @@ struct dom_replica *dom_replica_get(struct fsm_domain *d, const char *id)
 	return hmap_get(&d->replicas, id);
 }
 
-void dom_slot_id(char *out, size_t cap, const char *workload, unsigned slot)
+void dom_slot_id(char *out, size_t cap, const char *workload, unsigned slot_in)
 {
+	unsigned slot = slot_in;
 	char digits[12];
 	size_t k = 0, n = strlen(workload);
 	do {
 		digits[k++] = (char)('0' + slot % 10);
 		slot /= 10;
 	} while (slot > 0);
-	if (n + 1 + k >= cap) { /* longer than any id the specs allow */
-		char tail[16];
-		size_t t = 0;
-		while (k > 0)
-			tail[t++] = digits[--k];
-		tail[t] = '\0';
-		snprintf(out, cap, "%s/%s", workload, tail);
+	if (n + 1 + k >= cap) { /* longer than any id the specs allow: truncate as snprintf */
+		snprintf(out, cap, "%s/%u", workload, slot_in);
 		return;
 	}
 	memcpy(out, workload, n);
