@@ -191,6 +191,17 @@ def settled_get(via, key, args=()):
     return wait_for("a settled view of %s" % key, same)
 
 
+def prints_as_api(args, via, path):
+    """-o json prints the API's document as it answered: the bytes of a GET of path. Read
+    again until the two agree, as replicas' reports may change the state between the reads
+    (a CLI that reformats never agrees, and fails at the deadline)."""
+    def same():
+        out = ok(args, [via])[:-1]
+        body = api(via, path).body.decode()
+        return out == body
+    wait_for("%s to print %s as the API answers it" % (" ".join(args), path), same)
+
+
 def test_workload_verbs(make):
     c, nodes, agents = cluster_with_agents(make)
     try:
@@ -242,8 +253,7 @@ def test_workload_verbs(make):
             check_workload_get(out, doc)
             assert sorted(x["agent"] for x in doc["replica_list"]) == \
                 ["agent-1", "agent-2", "agent-3"], doc
-            raw, _ = settled_get(via, key, ["-o", "json"])
-            assert raw[:-1] == api(via, "/v1/workloads/" + key).body.decode()
+            prints_as_api(["workload", "get", key, "-o", "json"], via, "/v1/workloads/" + key)
             out, doc = settled_get(via, key, ["--stale"])
             check_workload_get(out, doc)
             # Scaled down to one: "1 replica"; to 0: "No replicas." once the others stopped.
@@ -286,8 +296,7 @@ def test_workload_verbs(make):
             assert names == WORKLOAD_HEADS, names
             assert [(r["NAMESPACE"], r["NAME"], r["VERSION"]) for r in rows] == \
                 [(w["namespace"], w["name"], str(w["version"])) for w in every], rows
-            assert ok(["workload", "list", "-o", "json"], [via])[:-1] == \
-                api(via, "/v1/workloads").body.decode()
+            prints_as_api(["workload", "list", "-o", "json"], via, "/v1/workloads")
             _, rows = table(ok(["workload", "list", "-n", "default", "--stale"], [via]))
             assert sorted(r["NAME"] for r in rows) == \
                 sorted(w["name"] for w in every if w["namespace"] == "default"), rows
@@ -526,8 +535,7 @@ def test_agent_verbs(make):
             assert names == AGENT_HEADS, names
             assert rows == [agent_row(a) for a in api(ld, "/v1/agents").json()["items"]], rows
             assert [r["CPU"] for r in rows] == ["100m/4000m"] * 3, rows
-            assert ok(["agent", "list", "-o", "json"], [via])[:-1] == \
-                api(via, "/v1/agents").body.decode()
+            prints_as_api(["agent", "list", "-o", "json"], via, "/v1/agents")
             _, rows = table(ok(["agent", "list", "--zone", "zone-a"], [via]))
             assert [r["ID"] for r in rows] == ["agent-1", "agent-3"], rows
             _, rows = table(ok(["agent", "list", "--state", "ready", "--stale"], [via]))
@@ -545,8 +553,7 @@ def test_agent_verbs(make):
             assert [(r["REPLICA"], r["EPOCH"], r["STATE"]) for r in rows] == \
                 [(x["id"], str(x["epoch"]), x["state"]) for x in doc["replicas"]], rows
             assert len(rows) == 1 and rows[0]["STATE"] == "running", rows
-            assert ok(["agent", "get", "agent-2", "-o", "json"], [via])[:-1] == \
-                api(via, "/v1/agents/agent-2").body.decode()
+            prints_as_api(["agent", "get", "agent-2", "-o", "json"], via, "/v1/agents/agent-2")
             fails(["agent", "get", "nobody"], 1, [via], ["Not Found: no agent nobody (404"])
             fails(["agent", "get", "a b"], 1, [via], ["400 bad-parameter"])
 
