@@ -313,6 +313,11 @@ static void write_domain_gauges(struct api *a, struct buf *out)
 		         dom_rstate_name((enum dom_rstate)i));
 		metrics_write_sample(out, "cloudless_replicas", labels, dom->n_by_state[i]);
 	}
+	if (a->domain != NULL)
+		metrics_write_gauge(out, "cloudless_blocking_queries_waiting",
+		                    "Blocking queries (?index) this member holds until what they "
+		                    "watch changes or their wait runs out.",
+		                    NULL, (double)a->domain->watches.n);
 }
 
 /* How far the API listener is behind: an overloaded loop shows here before anywhere else. */

@@ -71,13 +71,15 @@ struct dom_watch {
 	void *data;
 	uv_timer_t timer;
 	struct domain *d;
-	struct dom_watch *prev, *next; /* in its topic's list */
-	bool armed;
+	struct dom_watch *prev, *next; /* in its topic's list, or in the fired list */
+	bool armed;                    /* in its topic's list */
+	bool fired;                    /* in the fired list: answers once the apply returned */
 };
 
 struct dom_watches {
-	struct hmap topics; /* topic -> first watcher */
-	unsigned n;
+	struct hmap topics;      /* topic -> first watcher */
+	struct dom_watch *fired; /* woken, their answers due after the apply that woke them */
+	unsigned n;              /* waiting in a topic's list */
 };
 
 /* Liveness of one agent, leader memory (liveness.c). */
@@ -198,9 +200,9 @@ json_t *view_coordinators(struct domain *d);
 /* Topics: "agent:<id>" (its assignments), "workload:<ns>/<name>", "workloads:<ns>",
  * "workloads:*". The current index of a topic: */
 uint64_t watch_topic_index(struct domain *d, const char *topic);
-/* A watcher that calls cb once: fired=true when topic's index passes index, false after
- * wait_ms or on close. The watcher is freed after cb (do not keep it); watch_cancel instead
- * drops it without calling cb. */
+/* A watcher that calls cb once: fired=true when topic's index passes index (on the loop's
+ * next timer pass, after the apply that passed it returned), false after wait_ms or on close. The
+ * watcher is freed after cb (do not keep it); watch_cancel instead drops it without calling cb. */
 struct dom_watch *watch_add(struct domain *d, const char *topic, uint64_t index, uint64_t wait_ms,
                             dom_watch_cb cb, void *data);
 void watch_cancel(struct dom_watch *w);

@@ -2,7 +2,8 @@
 enrollment, spread placement seen the same from every coordinator, liveness without a raft
 entry per heartbeat, replacement of a silent agent's replica with a new epoch, the returning
 agent told to stop its stale copy, scaling, drain and uncordon, If-Match, blocking queries,
-a leader killed while agents heartbeat (nothing offline, nothing moved), a leader paused for
+a blocking answer that holds all of the entry that woke it, a leader killed while agents
+heartbeat (nothing offline, nothing moved), a leader paused for
 longer than the agent timeout (nothing offline but the agent that really went silent), and a
 table of bad specs that change nothing."""
 import json
@@ -353,6 +354,49 @@ def test_blocking_query(make):
             a.close()
 
 
+def test_blocking_answer_holds_its_whole_entry(make):
+    """One heartbeat reporting two replicas running is one replica.report entry that changes
+    the workload twice. The blocking query it wakes answers with both changes: its answer
+    carries the entry's index, so a client that got only the first and asked past that index
+    would not see the second until something else changed (a `workload watch` stuck short of
+    3/3 running)."""
+    c = make(extra_args=EXTRA).start(3)
+    nodes = list(c.running())
+    ld = c.leader()
+    f = [n for n in nodes if n is not ld][0]
+    a = SimAgent(nodes, "agent-1", "zone-a")
+    a.enroll()
+
+    def heartbeat(reports):
+        r = ld.req("POST", "/v1/agents/agent-1/heartbeat", {"replicas": reports}, timeout=5)
+        assert r is not None and r.status == 200, r
+        return [x for x in r.json()["assignments"] if x["desired"] == "run"]
+
+    def waiting():
+        return (ld.metric("cloudless_blocking_queries_waiting") or 0) >= 1
+
+    r = ld.req("PUT", "/v1/workloads/default/pair", spec("pair", replicas=2))
+    assert r is not None and r.status == 201, r
+    assigned = wait_for("both replicas assigned", lambda: len(heartbeat([])) == 2 and heartbeat([]))
+    r = ld.req("GET", "/v1/workloads/default/pair")
+    assert r.status == 200 and r.json()["status"]["running"] == 0, r.json()
+    idx = int(r.header("X-Cloudless-Index"))
+    result = {}
+
+    def block():
+        result["r"] = f.req("GET", "/v1/workloads/default/pair?index=%d&wait=10s" % idx, timeout=20)
+    t = threading.Thread(target=block)
+    t.start()
+    wait_for("the blocking query held by the leader", waiting)
+    heartbeat([{"id": x["id"], "epoch": x["epoch"], "state": "running", "exit_code": None,
+                "restarts": 0} for x in assigned])
+    t.join(timeout=15)
+    r = result.get("r")
+    assert r is not None and r.status == 200, r
+    assert int(r.header("X-Cloudless-Index")) > idx, r.headers
+    assert r.json()["status"]["running"] == 2, r.json()["replica_list"]
+
+
 def test_first_assignment_wakes_a_new_agent(make):
     """A blocking query for a new agent's assignments waits for its first assignment (the
     agent's topic starts at index 1, not at the domain's index) and is woken by it."""
@@ -613,7 +657,8 @@ def test_pending_reason_and_capacity_freed(make):
 if __name__ == "__main__":
     run([test_spread_and_same_view_everywhere, test_zero_entries_per_steady_heartbeat,
          test_silent_agent_replaced_and_told_to_stop, test_scale_drain_uncordon_if_match,
-         test_blocking_query, test_first_assignment_wakes_a_new_agent,
+         test_blocking_query, test_blocking_answer_holds_its_whole_entry,
+         test_first_assignment_wakes_a_new_agent,
          test_leader_killed_nothing_offline_nothing_moved, test_paused_leader_marks_nobody_offline,
          test_heartbeat_names_its_index,
          test_bad_specs_change_nothing, test_pending_reason_and_capacity_freed])
