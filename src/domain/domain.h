@@ -71,15 +71,14 @@ struct dom_watch {
 	void *data;
 	uv_timer_t timer;
 	struct domain *d;
-	struct dom_watch *prev, *next; /* in its topic's list, or in the fired list */
-	bool armed;                    /* in its topic's list */
-	bool fired;                    /* in the fired list: answers once the apply returned */
+	struct dom_watch *prev, *next; /* in its topic's list */
+	bool armed;
+	bool fired; /* woken: answers on the timer pass after the apply that woke it */
 };
 
 struct dom_watches {
-	struct hmap topics;      /* topic -> first watcher */
-	struct dom_watch *fired; /* woken, their answers due after the apply that woke them */
-	unsigned n;              /* waiting in a topic's list */
+	struct hmap topics; /* topic -> first watcher */
+	unsigned n;
 };
 
 /* Liveness of one agent, leader memory (liveness.c). */

@@ -11,8 +11,9 @@
  * of an entry (one replica.report entry carries the states of many replicas, each a workload
  * event), and an answer rendered there showed the first change with the entry's index, so the
  * client's next query waited past the rest of the entry and missed it until something else
- * changed. watch_fire moves the watcher to the fired list and restarts its timer at 0 ms; the
- * loop runs it once the callback that applies entries returned. */
+ * changed. watch_fire marks the watcher fired (it stays in its topic's list, skipped by later
+ * fires) and restarts its timer at 0 ms; the loop runs it once the callback that applies
+ * entries returned. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,37 +37,21 @@ uint64_t watch_topic_index(struct domain *d, const char *topic)
 	return dom->index;
 }
 
-/* Out of the list w is in; the caller has moved the list's head past w when w was it. */
-static void unlink_node(struct dom_watch *w)
-{
-	if (w->prev != NULL)
-		w->prev->next = w->next;
-	if (w->next != NULL)
-		w->next->prev = w->prev;
-	w->prev = w->next = NULL;
-}
-
 static void unlink_watch(struct domain *d, struct dom_watch *w)
 {
 	if (!w->armed)
 		return;
 	w->armed = false;
-	if (w->prev == NULL && w->next != NULL)
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else if (w->next != NULL)
 		hmap_put(&d->watches.topics, w->topic, w->next);
-	else if (w->prev == NULL)
+	else
 		hmap_del(&d->watches.topics, w->topic);
-	unlink_node(w);
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	w->prev = w->next = NULL;
 	d->watches.n--;
-}
-
-static void unlink_fired(struct domain *d, struct dom_watch *w)
-{
-	if (!w->fired)
-		return;
-	w->fired = false;
-	if (w->prev == NULL)
-		d->watches.fired = w->next;
-	unlink_node(w);
 }
 
 static void closed_cb(uv_handle_t *h)
@@ -77,7 +62,6 @@ static void closed_cb(uv_handle_t *h)
 static void finish(struct dom_watch *w, bool fired, bool call)
 {
 	unlink_watch(w->d, w);
-	unlink_fired(w->d, w);
 	uv_timer_stop(&w->timer);
 	if (call)
 		w->cb(w, fired);
@@ -87,26 +71,8 @@ static void finish(struct dom_watch *w, bool fired, bool call)
 
 static void timer_cb(uv_timer_t *t)
 {
-	finish(t->data, false, true);
-}
-
-static void fired_cb(uv_timer_t *t)
-{
-	finish(t->data, true, true);
-}
-
-/* Out of its topic's list into the fired list, to answer on the loop's next timer pass. */
-static void wake(struct domain *d, struct dom_watch *w)
-{
-	unlink_watch(d, w);
-	w->fired = true;
-	w->prev = NULL;
-	w->next = d->watches.fired;
-	if (w->next != NULL)
-		w->next->prev = w;
-	d->watches.fired = w;
-	uv_timer_stop(&w->timer);
-	uv_timer_start(&w->timer, fired_cb, 0, 0);
+	struct dom_watch *w = t->data;
+	finish(w, w->fired, true);
 }
 
 struct dom_watch *watch_add(struct domain *d, const char *topic, uint64_t index, uint64_t wait_ms,
@@ -144,8 +110,11 @@ void watch_fire(struct domain *d, const char *topic, uint64_t index)
 	struct dom_watch *w = hmap_get(&d->watches.topics, topic);
 	while (w != NULL) {
 		struct dom_watch *next = w->next;
-		if (index > w->index)
-			wake(d, w);
+		if (!w->fired && index > w->index) {
+			w->fired = true;
+			uv_timer_stop(&w->timer);
+			uv_timer_start(&w->timer, timer_cb, 0, 0);
+		}
 		w = next;
 	}
 }
@@ -154,12 +123,11 @@ void watch_close_all(struct domain *d)
 {
 	const char *k;
 	void *v;
-	while (d->watches.fired != NULL)
-		finish(d->watches.fired, true, true);
 	for (;;) {
 		size_t i = 0;
 		if (!hmap_next(&d->watches.topics, &i, &k, &v))
 			break;
-		finish(v, false, true);
+		struct dom_watch *w = v;
+		finish(w, w->fired, true);
 	}
 }
